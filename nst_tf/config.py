@@ -1,0 +1,165 @@
+"""Every knob of a style-transfer run, with its default, in one frozen dataclass.
+
+The command line turns its flags into a `Config` at the door; everything below takes a `Config`.
+The defaults here are the `configs/default.cfg` preset (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Tuple
+
+from nst_tf.errors import NstError
+
+OPTIMIZERS = ("adam",)
+BACKBONES = ("vgg19", "vgg16")
+INITS = ("content", "noise", "style")
+GRAM_NORMS = ("hw", "chw")
+DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+DEFAULT_CONTENT_LAYERS = ("block5_conv2",)
+# Stylising more pixels than this (about 8K x 8K) is refused before any work starts.
+MAX_SIZE = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of one run. Sizes are pixels; weights are unitless multipliers of the loss terms.
+
+    size: the output's longest side; the content image is resized (Lanczos) to it.
+    style_size: the style image's longest side (None: the same as `size`).
+    square: resize content to size x size and style to style_size x style_size, ignoring aspect
+        (as some published pipelines do).
+    steps: optimiser steps.
+    optimizer, learning_rate, beta_1, beta_2, epsilon: the optimiser and its settings; the image
+        is in [0, 1], so the learning rate is in those units per step.
+    content_weight, style_weight, tv_weight: multipliers of the content, style and
+        total-variation terms of the loss.
+    content_layers, style_layers: VGG layer names whose activations the terms compare.
+    style_layer_weights: relative weight of each style layer (None: equal); the style term is the
+        weighted mean over layers.
+    gram_norm: Gram matrix normaliser: "hw" divides by height*width (the TensorFlow tutorial),
+        "chw" by channels*height*width (Gatys' Lua and PyTorch tutorials).
+    init: the starting image: "content", "noise" (uniform, seeded), "style", or an image path.
+    seed: seed of the noise init.
+    weights: "auto", "imagenet", "embedded", "random" or a path to a Keras .h5 / .weights.h5 file.
+    backbone: "vgg19" or "vgg16".
+    save_every, snapshot_dir: write the image every N steps into the folder (0: never).
+    """
+
+    size: int = 384
+    style_size: Optional[int] = None
+    square: bool = False
+    steps: int = 300
+    optimizer: str = "adam"
+    learning_rate: float = 0.02
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 0.1
+    content_weight: float = 1e4
+    style_weight: float = 1e-2
+    tv_weight: float = 30.0
+    content_layers: Tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: Tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: Optional[Tuple[float, ...]] = None
+    gram_norm: str = "hw"
+    init: str = "content"
+    seed: int = 0
+    weights: str = "auto"
+    backbone: str = "vgg19"
+    save_every: int = 0
+    snapshot_dir: Optional[str] = None
+
+    def __post_init__(self):
+        # Lists from callers become tuples so the config stays hashable and comparable.
+        for name in ("content_layers", "style_layers", "style_layer_weights"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        _validate(self)
+
+    @property
+    def effective_style_size(self) -> int:
+        return self.style_size or self.size
+
+    @property
+    def layer_weights(self) -> Tuple[float, ...]:
+        """Per style layer weights, normalised to sum to one."""
+        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
+        total = float(sum(weights))
+        return tuple(float(w) / total for w in weights)
+
+    def replace(self, **changes) -> "Config":
+        return make_config(self, **changes)
+
+
+def field_names():
+    return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def make_config(base: Optional[Config] = None, **options) -> Config:
+    """`base` (default: `Config()`) with `options` applied; unknown names are an `NstError`."""
+    unknown = sorted(set(options) - set(field_names()))
+    if unknown:
+        raise NstError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(field_names())}")
+    base = base or Config()
+    return dataclasses.replace(base, **options)
+
+
+def _positive(cfg, name, allow_none=False):
+    value = getattr(cfg, name)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise NstError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _validate(cfg: Config) -> None:
+    from nst_tf import features  # the network owns its layer names
+
+    _positive(cfg, "size")
+    _positive(cfg, "style_size", allow_none=True)
+    _positive(cfg, "steps")
+    for name in ("size", "style_size"):
+        value = getattr(cfg, name)
+        if value is not None and value > MAX_SIZE:
+            raise NstError(f"{name}={value} is larger than the maximum {MAX_SIZE}; choose a smaller size")
+    if isinstance(cfg.save_every, bool) or not isinstance(cfg.save_every, int) or cfg.save_every < 0:
+        raise NstError(f"save_every must be a non-negative integer, got {cfg.save_every!r}")
+    if cfg.save_every and not cfg.snapshot_dir:
+        raise NstError("save_every needs snapshot_dir, the folder to write snapshots into")
+    _choice(cfg, "optimizer", OPTIMIZERS)
+    _choice(cfg, "backbone", BACKBONES)
+    _choice(cfg, "gram_norm", GRAM_NORMS)
+    for name in ("learning_rate", "epsilon"):
+        if not getattr(cfg, name) > 0:
+            raise NstError(f"{name} must be positive, got {getattr(cfg, name)!r}")
+    for name in ("beta_1", "beta_2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise NstError(f"{name} must be in [0, 1), got {getattr(cfg, name)!r}")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if not getattr(cfg, name) >= 0:
+            raise NstError(f"{name} must be zero or positive, got {getattr(cfg, name)!r}")
+    if not cfg.content_layers and not cfg.style_layers:
+        raise NstError("give at least one content or style layer")
+    valid = features.layer_names(cfg.backbone)
+    for name in cfg.content_layers + cfg.style_layers:
+        if name not in valid:
+            raise NstError(f"unknown {cfg.backbone} layer {name!r}; valid layers: {', '.join(valid)}")
+    if cfg.style_layer_weights is not None:
+        if len(cfg.style_layer_weights) != len(cfg.style_layers):
+            raise NstError(
+                f"style_layer_weights has {len(cfg.style_layer_weights)} values for "
+                f"{len(cfg.style_layers)} style layers; give one weight per layer"
+            )
+        if any(not w >= 0 for w in cfg.style_layer_weights) or not sum(cfg.style_layer_weights) > 0:
+            raise NstError("style_layer_weights must be non-negative and not all zero")
+    if cfg.init not in INITS and not os.path.isfile(cfg.init):
+        raise NstError(f"init must be one of {', '.join(INITS)} or an image file; {cfg.init!r} is neither")
+
+
+def _choice(cfg, name, choices):
+    if getattr(cfg, name) not in choices:
+        raise NstError(f"unknown {name} {getattr(cfg, name)!r}; choose one of: {', '.join(choices)}")

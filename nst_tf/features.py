@@ -1,0 +1,98 @@
+"""The feature network: a frozen `tf.keras.Model` from RGB in [0, 1] to VGG activations by name.
+
+VGG's own preprocessing (RGB -> BGR, x255, ImageNet channel means subtracted, as the Keras and
+original Caffe weights expect) is folded into the model, so callers never see it. The model is
+truncated at the deepest requested layer: nothing past it is computed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Dict, Optional, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+from nst_tf.errors import NstError
+
+# Convolutions per block.
+_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+# ImageNet means in BGR order, 0..255 scale (keras.applications.vgg19.preprocess_input, mode "caffe").
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@functools.lru_cache(maxsize=None)
+def layer_names(backbone: str = "vgg19") -> Tuple[str, ...]:
+    """All layer names of `backbone` without its top, in order: blockB_convK and blockB_pool."""
+    if backbone not in _BLOCKS:
+        raise NstError(f"unknown backbone {backbone!r}; choose one of: {', '.join(_BLOCKS)}")
+    names = []
+    for block, convs in enumerate(_BLOCKS[backbone], start=1):
+        names += [f"block{block}_conv{k}" for k in range(1, convs + 1)] + [f"block{block}_pool"]
+    return tuple(names)
+
+
+def build_backbone(backbone: str = "vgg19") -> keras.Model:
+    """The `keras.applications` network without top and without weights (random init)."""
+    application = {"vgg19": keras.applications.VGG19, "vgg16": keras.applications.VGG16}[backbone]
+    return application(include_top=False, weights=None, input_shape=(None, None, 3))
+
+
+@keras.saving.register_keras_serializable(package="nst_tf")
+class VggPreprocess(keras.layers.Layer):
+    """RGB in [0, 1] -> the Caffe-style input VGG weights were trained on."""
+
+    def call(self, rgb):
+        bgr = tf.reverse(rgb, axis=[-1]) * 255.0
+        return bgr - tf.constant(VGG_MEAN_BGR, dtype=bgr.dtype)
+
+
+def build_feature_model(
+    layers: Sequence[str],
+    backbone: str = "vgg19",
+    weights: Optional[str] = "auto",
+    layer_weights=None,
+) -> keras.Model:
+    """A frozen model mapping `[B, H, W, 3]` RGB in [0, 1] to `{layer name: [B, h, w, c] activation}`.
+
+    layers: the activations to return (any names from `layer_names(backbone)`).
+    weights: a spec for `nst_tf.weights.load` ("auto", "imagenet", "embedded", "random", a path),
+        ignored when `layer_weights` (already-loaded `{name: (kernel, bias)}`) is given.
+    """
+    from nst_tf import weights as weights_lib
+
+    valid = layer_names(backbone)
+    layers = list(dict.fromkeys(layers))  # unique, order kept
+    unknown = [name for name in layers if name not in valid]
+    if unknown or not layers:
+        raise NstError(f"unknown {backbone} layer(s) {', '.join(unknown) or '(none given)'}; valid layers: {', '.join(valid)}")
+    if layer_weights is None:
+        layer_weights = weights_lib.load(weights, backbone)
+
+    vgg = build_backbone(backbone)
+    if layer_weights is not None:
+        for layer in vgg.layers:
+            if layer.get_weights():
+                if layer.name not in layer_weights:
+                    raise NstError(f"the weights have no entry for layer {layer.name}")
+                try:
+                    layer.set_weights(list(layer_weights[layer.name]))
+                except ValueError as err:
+                    raise NstError(f"the weights do not fit {backbone} layer {layer.name}: {err}") from None
+
+    deepest = max(valid.index(name) for name in layers)
+    inputs = keras.Input(shape=(None, None, 3), name="rgb")
+    x = VggPreprocess(name="vgg_preprocess")(inputs)
+    outputs = {}
+    for layer in vgg.layers[1 : deepest + 2]:  # layers[0] is the InputLayer
+        x = layer(x)
+        if layer.name in layers:
+            outputs[layer.name] = x
+    model = keras.Model(inputs, {name: outputs[name] for name in layers}, name=f"{backbone}_features")
+    model.trainable = False
+    return model
+
+
+def extract(model: keras.Model, image: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Runs the feature model in inference mode."""
+    return model(image, training=False)

@@ -1,0 +1,193 @@
+"""Reading, resizing and saving images. All Pillow use lives here.
+
+Inside the package an image is float32 RGB in [0, 1], shape `[H, W, 3]` (a batch adds a leading
+axis). Reading accepts a path, a PIL image or an array, applies EXIF orientation, and converts any
+mode (L, LA, P, RGBA, CMYK, 16-bit, ...) to RGB, compositing transparency onto white.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Optional, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from nst_tf.errors import NstError
+
+# Larger inputs are refused before decoding (a guard against decompression bombs): 100 megapixels.
+MAX_PIXELS = 100_000_000
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = False) -> np.ndarray:
+    """`src` as float32 RGB in [0, 1], `[H, W, 3]`, resized (Lanczos) so its longest side is
+    `max_side` (or to `max_side` x `max_side` when `square`)."""
+    if isinstance(src, np.ndarray):
+        rgb = array_to_rgb(src)
+    elif isinstance(src, Image.Image):
+        rgb = pil_to_rgb(src)
+    elif isinstance(src, (str, os.PathLike)):
+        rgb = pil_to_rgb(open_image(src))
+    else:
+        raise NstError(f"an image must be a path, a PIL image or an array, not {type(src).__name__}")
+    if max_side:
+        rgb = resize(rgb, (max_side, max_side) if square else fit_size(rgb.shape[:2], max_side))
+    return rgb
+
+
+def open_image(path) -> Image.Image:
+    """Opens and fully decodes an image file, with clear errors for what users get wrong."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise NstError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise NstError(f"{path} is a folder, not an image file")
+    try:
+        image = Image.open(path)
+        if image.width * image.height > MAX_PIXELS:
+            raise NstError(
+                f"{path} is {image.width}x{image.height}, more than {MAX_PIXELS // 1_000_000} megapixels; "
+                "downscale it first"
+            )
+        image.load()
+    except NstError:
+        raise
+    except Image.DecompressionBombError:
+        raise NstError(f"{path} is too large to decode safely; downscale it first") from None
+    except Image.UnidentifiedImageError:
+        raise NstError(f"{path} is not an image Pillow can read (empty, or another kind of file)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise NstError(f"{path} cannot be decoded ({err}); the file may be truncated or damaged") from None
+    return image
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL image as float32 RGB in [0, 1], EXIF orientation applied, alpha on white."""
+    image = ImageOps.exif_transpose(image) or image
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        return array_to_rgb((values / peak).astype(np.float32))
+    if mode == "F":
+        return array_to_rgb(np.asarray(image, dtype=np.float32))
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    elif mode not in ("RGB", "RGBA", "L"):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1
+    return array_to_rgb(np.asarray(image))
+
+
+def array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """An `[H, W]`, `[H, W, 1|3|4]` (or batch-of-one) array as float32 RGB in [0, 1].
+
+    Integers are scaled by their type's range (uint8 by 255, uint16 by 65535); floats are taken as
+    already in [0, 1] and clipped. Alpha is composited onto white.
+    """
+    array = np.asarray(array)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or min(array.shape[:2]) < 1:
+        raise NstError(f"an image array must be [H, W], [H, W, 1-4] or [1, H, W, 1-4]; got shape {array.shape}")
+    if array.dtype == bool:
+        x = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.integer):
+        x = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    elif np.issubdtype(array.dtype, np.floating):
+        x = array.astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise NstError("the image array holds NaN or infinite values")
+    else:
+        raise NstError(f"an image array must be numeric, not {array.dtype}")
+    x = np.clip(x, 0.0, 1.0)
+    if x.shape[-1] in (2, 4):  # alpha on white
+        color, alpha = x[..., :-1], x[..., -1:]
+        x = color * alpha + (1.0 - alpha)
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def fit_size(hw: Tuple[int, int], max_side: int) -> Tuple[int, int]:
+    """(height, width) scaled so the longest side is `max_side`, aspect kept."""
+    h, w = hw
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize(rgb: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
+    """Lanczos resize of float RGB in [0, 1] to (height, width), in float precision."""
+    h, w = hw
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize((w, h), Image.LANCZOS))
+        for c in range(rgb.shape[-1])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def to_uint8(rgb) -> np.ndarray:
+    """Float RGB in [0, 1] (`[H, W, 3]` or `[1, H, W, 3]`) as uint8 `[H, W, 3]`."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim == 4:
+        rgb = rgb[0]
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def check_output_path(path) -> str:
+    """Fails early, before any work, if `path` cannot receive an image."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in SAVE_FORMATS:
+        raise NstError(f"{path}: unknown image extension {ext or '(none)'}; use one of {', '.join(SAVE_FORMATS)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise NstError(f"the output folder {folder} does not exist; create it or choose another output path")
+    if not os.access(folder, os.W_OK):
+        raise NstError(f"the output folder {folder} is not writable; choose another output path")
+    if os.path.isdir(path):
+        raise NstError(f"the output path {path} is a folder; give a file name such as {os.path.join(path, 'out.png')}")
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_image(path, rgb) -> str:
+    """Writes float RGB in [0, 1] or uint8 to `path` (format from the extension), atomically:
+    a temporary file in the same folder is renamed over the target, so no half-written file is
+    ever seen."""
+    path = check_output_path(path)
+    array = rgb if np.asarray(rgb).dtype == np.uint8 else to_uint8(rgb)
+    array = np.asarray(array)
+    if array.ndim == 4:
+        array = array[0]
+    fmt = SAVE_FORMATS[os.path.splitext(path)[1].lower()]
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    fd, tmp = tempfile.mkstemp(prefix=".nst_tf-", suffix=os.path.splitext(path)[1], dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(array, "RGB").save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException as err:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise NstError(f"could not write {path}: {err.strerror or err}") from None
+        raise
+    return path

@@ -1,0 +1,90 @@
+"""Loss terms as pure tensor functions: no state, no I/O.
+
+Shapes: images `[B, H, W, 3]` in [0, 1]; activations `[B, h, w, c]`; Gram matrices `[B, c, c]`.
+Every term is a scalar per batch, averaged over the batch (one image is the usual batch).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, NamedTuple, Sequence
+
+import tensorflow as tf
+
+
+def gram_matrix(features: tf.Tensor, norm: str = "hw") -> tf.Tensor:
+    """`F^T F` of `[B, h, w, c]` features, divided by h*w ("hw") or c*h*w ("chw"): `[B, c, c]`."""
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    gram = tf.linalg.einsum("bijc,bijd->bcd", features, features)
+    denom = tf.cast(shape[1] * shape[2], tf.float32)
+    if norm == "chw":
+        denom *= tf.cast(shape[3], tf.float32)
+    elif norm != "hw":
+        raise ValueError(f"unknown gram norm {norm!r}")
+    return gram / denom
+
+
+def mean_squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """Mean over the target layers of the mean squared error of the activations."""
+    terms = [mean_squared_error(features[name], targets[name]) for name in targets]
+    return tf.add_n(terms) / float(len(terms))
+
+
+def style_layer_losses(grams: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Per layer, the mean squared error between Gram matrices."""
+    return {name: mean_squared_error(grams[name], targets[name]) for name in targets}
+
+
+def style_loss(layer_losses: Mapping[str, tf.Tensor], layer_weights: Sequence[float]) -> tf.Tensor:
+    """Weighted sum of per-layer style losses (`layer_weights` in the mapping's order)."""
+    return tf.add_n([w * loss for w, loss in zip(layer_weights, layer_losses.values())])
+
+
+def total_variation(image: tf.Tensor) -> tf.Tensor:
+    """Sum of absolute differences between neighbouring pixels (`tf.image.total_variation`),
+    averaged over the batch."""
+    return tf.reduce_mean(tf.image.total_variation(image))
+
+
+class Targets(NamedTuple):
+    """What the image is pulled towards: content activations and style Gram matrices by layer."""
+
+    content: Dict[str, tf.Tensor]
+    style: Dict[str, tf.Tensor]
+
+
+def compute_targets(model, content: tf.Tensor, style: tf.Tensor, cfg) -> Targets:
+    """Content activations of `content` and Gram matrices of `style` (each `[1, H, W, 3]`)."""
+    content_features = model(content, training=False) if cfg.content_layers else {}
+    style_features = model(style, training=False) if cfg.style_layers else {}
+    return Targets(
+        content={name: content_features[name] for name in cfg.content_layers},
+        style={name: gram_matrix(style_features[name], cfg.gram_norm) for name in cfg.style_layers},
+    )
+
+
+def objective(model, targets: Targets, cfg, image: tf.Tensor):
+    """The total loss of `image` and its terms: a pure function of the image tensor.
+
+    total = content_weight * content + style_weight * style + tv_weight * tv, where content is the
+    mean over content layers, style the weighted mean over style layers (weights summing to one).
+    Returns `(total, {"content", "style", "tv", "style/<layer>"...: scalar})`.
+    """
+    features = model(image, training=False)
+    zero = tf.constant(0.0)
+    terms = {}
+    terms["content"] = content_loss(features, targets.content) if targets.content else zero
+    if targets.style:
+        grams = {name: gram_matrix(features[name], cfg.gram_norm) for name in targets.style}
+        per_layer = style_layer_losses(grams, targets.style)
+        terms["style"] = style_loss(per_layer, cfg.layer_weights)
+        terms.update({f"style/{name}": value for name, value in per_layer.items()})
+    else:
+        terms["style"] = zero
+    terms["tv"] = total_variation(image)
+    total = cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"] + cfg.tv_weight * terms["tv"]
+    return total, terms
