@@ -1,23 +1,46 @@
 """nst_tf: neural style transfer (Gatys et al.) for TensorFlow and Keras.
 
-Public API:
+Public API (imported on first use, so `import nst_tf` stays cheap until you need TensorFlow):
 - `stylize(content, style, **options) -> uint8 [H, W, 3]`: the one-call API.
 - `StyleTransfer`: step-level control with `Callback`s (`ProgressBar`, `Snapshots`, `History`).
 - `Config`, `make_config`: every knob with its default; options are named like the flags.
-- `build_feature_model`: the frozen VGG feature `tf.keras.Model` (RGB in [0, 1] -> activations).
+- `build_feature_model`, `layer_names`: the frozen VGG feature `tf.keras.Model`
+  (RGB `[B, H, W, 3]` in [0, 1] -> `{layer: activation}`) and its valid layer names.
 - `load_image`, `save_image`: image I/O (float32 RGB in [0, 1]); `example_path`: bundled images.
 - `NstError`: the one exception type a user can cause.
 """
 
-from nst_tf.config import Config, make_config
-from nst_tf.errors import NstError
-from nst_tf.features import build_feature_model, layer_names
-from nst_tf.image_io import load_image, save_image
-from nst_tf.transfer import Callback, History, ProgressBar, Snapshots, StyleTransfer, example_path, stylize
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Callback", "Config", "History", "NstError", "ProgressBar", "Snapshots", "StyleTransfer",
-    "build_feature_model", "example_path", "layer_names", "load_image", "make_config", "save_image", "stylize",
-]
+_EXPORTS = {
+    "Config": "nst_tf.config",
+    "make_config": "nst_tf.config",
+    "NstError": "nst_tf.errors",
+    "build_feature_model": "nst_tf.features",
+    "layer_names": "nst_tf.config",
+    "load_image": "nst_tf.image_io",
+    "save_image": "nst_tf.image_io",
+    "Callback": "nst_tf.transfer",
+    "History": "nst_tf.transfer",
+    "ProgressBar": "nst_tf.transfer",
+    "Snapshots": "nst_tf.transfer",
+    "StyleTransfer": "nst_tf.transfer",
+    "example_path": "nst_tf.transfer",
+    "stylize": "nst_tf.transfer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nst_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -7,6 +7,7 @@ The defaults here are the `configs/default.cfg` preset (a test keeps the two equ
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Optional, Tuple
 
@@ -18,6 +19,8 @@ INITS = ("content", "noise", "style")
 GRAM_NORMS = ("hw", "chw")
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 DEFAULT_CONTENT_LAYERS = ("block5_conv2",)
+# Convolutions per block of each backbone (keras.applications VGG16 / VGG19 without top).
+_VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 # Stylising more pixels than this (about 8K x 8K) is refused before any work starts.
 MAX_SIZE = 8192
 
@@ -108,6 +111,17 @@ def make_config(base: Optional[Config] = None, **options) -> Config:
     return dataclasses.replace(base, **options)
 
 
+@functools.lru_cache(maxsize=None)
+def layer_names(backbone: str = "vgg19") -> Tuple[str, ...]:
+    """All layer names of `backbone` without its top, in order: blockB_convK and blockB_pool."""
+    if backbone not in _VGG_BLOCKS:
+        raise NstError(f"unknown backbone {backbone!r}; choose one of: {', '.join(_VGG_BLOCKS)}")
+    names = []
+    for block, convs in enumerate(_VGG_BLOCKS[backbone], start=1):
+        names += [f"block{block}_conv{k}" for k in range(1, convs + 1)] + [f"block{block}_pool"]
+    return tuple(names)
+
+
 def _positive(cfg, name, allow_none=False):
     value = getattr(cfg, name)
     if value is None and allow_none:
@@ -117,8 +131,6 @@ def _positive(cfg, name, allow_none=False):
 
 
 def _validate(cfg: Config) -> None:
-    from nst_tf import features  # the network owns its layer names
-
     _positive(cfg, "size")
     _positive(cfg, "style_size", allow_none=True)
     _positive(cfg, "steps")
@@ -144,7 +156,7 @@ def _validate(cfg: Config) -> None:
             raise NstError(f"{name} must be zero or positive, got {getattr(cfg, name)!r}")
     if not cfg.content_layers and not cfg.style_layers:
         raise NstError("give at least one content or style layer")
-    valid = features.layer_names(cfg.backbone)
+    valid = layer_names(cfg.backbone)
     for name in cfg.content_layers + cfg.style_layers:
         if name not in valid:
             raise NstError(f"unknown {cfg.backbone} layer {name!r}; valid layers: {', '.join(valid)}")

@@ -7,29 +7,16 @@ truncated at the deepest requested layer: nothing past it is computed.
 
 from __future__ import annotations
 
-import functools
 from typing import Dict, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
 
+from nst_tf.config import layer_names  # noqa: F401  (re-exported: the valid layer names)
 from nst_tf.errors import NstError
 
-# Convolutions per block.
-_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 # ImageNet means in BGR order, 0..255 scale (keras.applications.vgg19.preprocess_input, mode "caffe").
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-@functools.lru_cache(maxsize=None)
-def layer_names(backbone: str = "vgg19") -> Tuple[str, ...]:
-    """All layer names of `backbone` without its top, in order: blockB_convK and blockB_pool."""
-    if backbone not in _BLOCKS:
-        raise NstError(f"unknown backbone {backbone!r}; choose one of: {', '.join(_BLOCKS)}")
-    names = []
-    for block, convs in enumerate(_BLOCKS[backbone], start=1):
-        names += [f"block{block}_conv{k}" for k in range(1, convs + 1)] + [f"block{block}_pool"]
-    return tuple(names)
 
 
 def build_backbone(backbone: str = "vgg19") -> keras.Model:

