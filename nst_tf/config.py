@@ -50,12 +50,12 @@ class Config:
     save_every, snapshot_dir: write the image every N steps into the folder (0: never).
     """
 
-    size: int = 384
+    size: int = 320
     style_size: Optional[int] = None
     square: bool = False
-    steps: int = 300
+    steps: int = 150
     optimizer: str = "adam"
-    learning_rate: float = 0.02
+    learning_rate: float = 0.04
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 0.1

@@ -130,7 +130,10 @@ def load_keras_file(path: str, backbone: str) -> LayerWeights:
 
     model = features.build_backbone(backbone)
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():
+            # Keras warns, and keeps random weights, for layers a file lacks: that is an error here.
+            warnings.simplefilter("error")
+            model.load_weights(path)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise NstError(f"{path} is not a Keras {backbone} (no top) weights file: {first}") from None
