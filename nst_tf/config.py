@@ -156,6 +156,10 @@ def _validate(cfg: Config) -> None:
             raise NstError(f"{name} must be zero or positive, got {getattr(cfg, name)!r}")
     if not cfg.content_layers and not cfg.style_layers:
         raise NstError("give at least one content or style layer")
+    for name in ("content_layers", "style_layers"):
+        layers = getattr(cfg, name)
+        if len(set(layers)) != len(layers):
+            raise NstError(f"{name} lists a layer twice: {', '.join(layers)}")
     valid = layer_names(cfg.backbone)
     for name in cfg.content_layers + cfg.style_layers:
         if name not in valid:

@@ -7,7 +7,7 @@ truncated at the deepest requested layer: nothing past it is computed.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -79,7 +79,3 @@ def build_feature_model(
     model.trainable = False
     return model
 
-
-def extract(model: keras.Model, image: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Runs the feature model in inference mode."""
-    return model(image, training=False)

@@ -106,6 +106,8 @@ class StyleTransfer:
 
     content, style: a path, a PIL image or an array (see `image_io.load_image`).
     config: a `Config`; `options` override its fields by name (the flag names).
+    model: a feature model from `build_feature_model` to share between runs (it must return the
+        configured layers); by default one is built from `config.weights`.
     The content image is resized to `config.size` (longest side) and sets the output's shape; the
     style image to `config.style_size`. Targets are computed once, here.
     """
@@ -116,6 +118,9 @@ class StyleTransfer:
         self.style = image_io.load_image(style, cfg.effective_style_size, cfg.square)
         layers = list(cfg.content_layers) + list(cfg.style_layers)
         self.model = model or features.build_feature_model(layers, cfg.backbone, cfg.weights)
+        missing = [name for name in layers if name not in self.model.output]
+        if missing:
+            raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
         self.targets = losses.compute_targets(self.model, _batch(self.content), _batch(self.style), cfg)
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image)
         optimizer = optimize.make_optimizer(cfg)

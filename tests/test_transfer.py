@@ -187,11 +187,18 @@ def test_snapshots_and_progress(vgg19, content_style, tmp_path, capsys):
         ({"init": "no_such_file.png"}, "init"),
         ({"colour": "blue"}, "unknown option"),
         ({"save_every": 5}, "snapshot_dir"),
+        ({"style_layers": ("block1_conv1", "block1_conv1")}, "twice"),
     ],
 )
 def test_bad_options_are_nst_errors(options, match, content_style):
     with pytest.raises(NstError, match=match):
         nst_tf.stylize(*content_style, **options)
+
+
+def test_shared_model_must_have_the_layers(content_style):
+    small = nst_tf.build_feature_model(["block1_conv1"], weights="random")
+    with pytest.raises(NstError, match="lacks layer"):
+        nst_tf.StyleTransfer(*content_style, size=32, model=small)
 
 
 def test_comma_strings_become_layer_tuples():

@@ -22,13 +22,19 @@ def test_embedded_shapes_equal_vgg19(embedded_weights):
         assert np.all(np.isfinite(kernel)) and kernel.std() > 1e-3
 
 
-def test_embedded_table_is_the_keras_layout(embedded_weights):
-    """First-layer filters of the Caffe/Keras VGG act on BGR; the mean filter over space is a smooth
-    colour-opponent set: its weights must be finite and differ between input channels."""
-    kernel, _ = embedded_weights["block1_conv1"]
-    assert kernel.shape == (3, 3, 3, 64)
-    per_channel = kernel.mean(axis=(0, 1))  # (in=3, out=64)
-    assert not np.allclose(per_channel[0], per_channel[2])
+def test_embedded_dequantisation_indexes_the_table(embedded_weights, rng):
+    """kernel[kh, kw, in, out] == table[W_q[out, in, kh, kw]]: PyTorch layout to Keras layout, checked
+    element by element against the raw decoded tensors."""
+    with open(weights.embedded_path(), "rb") as f:
+        raw = weights.read_legacy_torch_file(f.read())
+    for name in ("block1_conv1", "block3_conv2", "block5_conv4"):
+        q, table = raw[name + "_W_q"], raw[name + "_W_table"]
+        assert q.dtype == np.uint8 and table.shape == (256,)
+        kernel, bias = embedded_weights[name]
+        np.testing.assert_array_equal(bias, raw[name + "_b"])
+        for _ in range(50):
+            o, i, y, x = (int(rng.integers(n)) for n in q.shape)
+            assert kernel[y, x, i, o] == table[q[o, i, y, x]]
 
 
 def test_corrupted_copy_is_rejected(tmp_path):
