@@ -53,9 +53,9 @@ class Config:
     size: int = 320
     style_size: Optional[int] = None
     square: bool = False
-    steps: int = 120
+    steps: int = 100
     optimizer: str = "adam"
-    learning_rate: float = 0.05
+    learning_rate: float = 0.06
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 0.1
