@@ -27,7 +27,7 @@ _EXPORTS = {
     "ProgressBar": "nst_tf.transfer",
     "Snapshots": "nst_tf.transfer",
     "StyleTransfer": "nst_tf.transfer",
-    "example_path": "nst_tf.transfer",
+    "example_path": "nst_tf.image_io",
     "stylize": "nst_tf.transfer",
 }
 

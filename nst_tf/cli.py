@@ -15,9 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first
 from absl import app, flags  # noqa: E402
 
 from nst_tf import config as config_lib  # noqa: E402
+from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import NstError  # noqa: E402
 
-_ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 _D = config_lib.Config()  # the defaults, one source of truth
 
 _HELP = {
@@ -42,8 +42,8 @@ _HELP = {
 
 def define_flags(fv=flags.FLAGS):
     """Defines the stylize flags on `fv` (defaults from `Config`)."""
-    flags.DEFINE_string("content", os.path.join(_ASSETS, "boston.jpg"), "Content image (the photo).", flag_values=fv)
-    flags.DEFINE_string("style", os.path.join(_ASSETS, "the_scream.jpg"), "Style image (the painting).", flag_values=fv)
+    flags.DEFINE_string("content", image_io.example_path("boston"), "Content image (the photo).", flag_values=fv)
+    flags.DEFINE_string("style", image_io.example_path("the_scream"), "Style image (the painting).", flag_values=fv)
     flags.DEFINE_string("output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv)
     flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
     for field in config_lib.field_names():
@@ -119,8 +119,6 @@ def main(argv) -> int:
     fv = flags.FLAGS
     try:
         # Flags, output folder and input files are checked before TensorFlow loads.
-        from nst_tf import image_io
-
         cfg = config_from_flags(fv)
         output = image_io.check_output_path(fv.output)
         content, style = image_io.load_image(fv.content), image_io.load_image(fv.style)

@@ -22,6 +22,17 @@ SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
+_ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+
+
+def example_path(name: str) -> str:
+    """Path of a bundled image: "boston", "the_scream", "shipwreck" or "seated_nude"."""
+    path = os.path.join(_ASSETS, f"{name}.jpg")
+    if not os.path.isfile(path):
+        names = sorted(os.path.splitext(f)[0] for f in os.listdir(_ASSETS) if f.endswith(".jpg"))
+        raise NstError(f"no bundled image {name!r}; bundled: {', '.join(names)}")
+    return path
+
 
 def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = False) -> np.ndarray:
     """`src` as float32 RGB in [0, 1], `[H, W, 3]`, resized (Lanczos) so its longest side is

@@ -17,20 +17,6 @@ from nst_tf import features, image_io, losses, optimize
 from nst_tf.config import Config, make_config
 from nst_tf.errors import NstError
 
-_ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-EXAMPLE_CONTENT = os.path.join(_ASSETS, "boston.jpg")
-EXAMPLE_STYLE = os.path.join(_ASSETS, "the_scream.jpg")
-
-
-def example_path(name: str) -> str:
-    """Path of a bundled image: "boston", "the_scream", "shipwreck" or "seated_nude"."""
-    path = os.path.join(_ASSETS, f"{name}.jpg")
-    if not os.path.isfile(path):
-        names = sorted(os.path.splitext(f)[0] for f in os.listdir(_ASSETS) if f.endswith(".jpg"))
-        raise NstError(f"no bundled image {name!r}; bundled: {', '.join(names)}")
-    return path
-
-
 class Callback:
     """Hooks into a run. `transfer.image_uint8()` gives the current image."""
 

@@ -35,9 +35,9 @@ def rng():
 @pytest.fixture(scope="session")
 def small_pair():
     """Bundled content and style, downscaled to 64 px."""
-    from nst_tf import image_io, transfer
+    from nst_tf import image_io
 
     return (
-        image_io.load_image(transfer.example_path("boston"), 64),
-        image_io.load_image(transfer.example_path("the_scream"), 64),
+        image_io.load_image(image_io.example_path("boston"), 64),
+        image_io.load_image(image_io.example_path("the_scream"), 64),
     )

@@ -10,7 +10,7 @@ from absl import flags
 from PIL import Image
 
 import nst_tf
-from nst_tf import cli, config, image_io, transfer
+from nst_tf import cli, config, image_io
 from nst_tf.errors import NstError
 
 from conftest import REPO
@@ -28,7 +28,7 @@ def preset(name, **overrides) -> config.Config:
 
 @pytest.fixture(scope="module")
 def content_style():
-    return transfer.example_path("boston"), transfer.example_path("the_scream")
+    return image_io.example_path("boston"), image_io.example_path("the_scream")
 
 
 def test_default_preset_is_the_config_default():
