@@ -9,6 +9,7 @@ line on stderr and exit status 2; no output file is written unless the run succe
 
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
@@ -37,7 +38,26 @@ _HELP = {
     "weights": "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path.",
     "save_every": "Write a snapshot every N steps into --snapshot_dir (0: never).",
     "snapshot_dir": "Folder for snapshots.",
+    "optimizer": "Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).",
+    "lbfgs_memory": "How many past steps L-BFGS remembers.",
+    "backbone": "Feature network.",
+    "gram_norm": "Gram normaliser: h*w or c*h*w.",
+    "tv_loss": "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
+    "precision": "Convolution precision: auto (bfloat16 where the CPU or GPU is fast at it), float32, bfloat16, float16.",
+    "jit": "Compile the step with XLA: auto (on), on, off.",
+    "scales": "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.",
+    "start_size": "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).",
+    "scale_steps": "Coarse to fine: comma-separated steps per scale (default: --steps at each).",
 }
+_CHOICES = {
+    "optimizer": config_lib.OPTIMIZERS,
+    "backbone": config_lib.BACKBONES,
+    "gram_norm": config_lib.GRAM_NORMS,
+    "tv_loss": config_lib.TV_LOSSES,
+    "precision": config_lib.PRECISIONS,
+    "jit": config_lib.JIT_MODES,
+}
+_OPTIONAL_INTS = ("style_size", "start_size")
 
 
 def define_flags(fv=flags.FLAGS):
@@ -49,19 +69,17 @@ def define_flags(fv=flags.FLAGS):
     for field in config_lib.field_names():
         default = getattr(_D, field)
         help_ = _HELP.get(field, field.replace("_", " ").capitalize() + ".")
-        if field == "optimizer":
-            flags.DEFINE_enum(field, default, config_lib.OPTIMIZERS, "Optimiser.", flag_values=fv)
-        elif field == "backbone":
-            flags.DEFINE_enum(field, default, config_lib.BACKBONES, "Feature network.", flag_values=fv)
-        elif field == "gram_norm":
-            flags.DEFINE_enum(field, default, config_lib.GRAM_NORMS, "Gram normaliser: h*w or c*h*w.", flag_values=fv)
+        if field in _CHOICES:
+            flags.DEFINE_enum(field, default, _CHOICES[field], help_, flag_values=fv)
         elif field in ("content_layers", "style_layers"):
             flags.DEFINE_list(field, list(default), f"Comma-separated VGG layers for the {field.split('_')[0]} term.", flag_values=fv)
         elif field == "style_layer_weights":
             flags.DEFINE_list(field, None, "Comma-separated relative weight per style layer (default: equal).", flag_values=fv)
+        elif field == "scale_steps":
+            flags.DEFINE_list(field, None, help_, flag_values=fv)
         elif isinstance(default, bool):
             flags.DEFINE_boolean(field, default, help_, flag_values=fv)
-        elif isinstance(default, int) or field == "style_size":
+        elif isinstance(default, int) or field in _OPTIONAL_INTS:
             flags.DEFINE_integer(field, default, help_, flag_values=fv)
         elif isinstance(default, float):
             flags.DEFINE_float(field, default, help_, flag_values=fv)
@@ -77,6 +95,11 @@ def config_from_flags(fv=flags.FLAGS) -> config_lib.Config:
             values["style_layer_weights"] = tuple(float(w) for w in values["style_layer_weights"])
         except ValueError:
             raise NstError(f"--style_layer_weights must be numbers, got {','.join(values['style_layer_weights'])}") from None
+    if values["scale_steps"] is not None:
+        try:
+            values["scale_steps"] = tuple(int(n) for n in values["scale_steps"])
+        except ValueError:
+            raise NstError(f"--scale_steps must be whole numbers, got {','.join(values['scale_steps'])}") from None
     return config_lib.Config(**values)
 
 
@@ -126,12 +149,15 @@ def main(argv) -> int:
         _import_tensorflow_quietly()
         from nst_tf import transfer
 
-        run = transfer.StyleTransfer(content, style, cfg)
-        image = run.run(callbacks=transfer.default_callbacks(cfg, progress=fv.progress))
+        start = time.perf_counter()
+        image = transfer.stylize(content, style, cfg, progress=fv.progress)
+        seconds = time.perf_counter() - start
         image_io.save_image(output, image)
     except NstError as err:
         return _fail(err)
-    print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {cfg.steps} steps)")
+    steps = sum(steps for _, _, steps in cfg.scale_plan())
+    print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
+          f"peak memory {transfer.peak_memory_bytes() / 2**30:.1f} GiB)")
     return 0
 
 

@@ -13,7 +13,10 @@ from typing import Optional, Tuple
 
 from nst_tf.errors import NstError
 
-OPTIMIZERS = ("adam",)
+OPTIMIZERS = ("adam", "lbfgs")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+JIT_MODES = ("auto", "on", "off")
+TV_LOSSES = ("abs", "squared")
 BACKBONES = ("vgg19", "vgg16")
 INITS = ("content", "noise", "style")
 GRAM_NORMS = ("hw", "chw")
@@ -33,9 +36,11 @@ class Config:
     style_size: the style image's longest side (None: the same as `size`).
     square: resize content to size x size and style to style_size x style_size, ignoring aspect
         (as some published pipelines do).
-    steps: optimiser steps.
-    optimizer, learning_rate, beta_1, beta_2, epsilon: the optimiser and its settings; the image
-        is in [0, 1], so the learning rate is in those units per step.
+    steps: optimiser steps (per scale; see `scale_steps`). An L-BFGS step is one loss evaluation.
+    optimizer: "adam" or "lbfgs" (quasi-Newton with a backtracking line search).
+    learning_rate, beta_1, beta_2, epsilon: Adam's settings; the image is in [0, 1], so the
+        learning rate is in those units per step.
+    lbfgs_memory: how many past steps L-BFGS remembers.
     content_weight, style_weight, tv_weight: multipliers of the content, style and
         total-variation terms of the loss.
     content_layers, style_layers: VGG layer names whose activations the terms compare.
@@ -48,6 +53,15 @@ class Config:
     weights: "auto", "imagenet", "embedded", "random" or a path to a Keras .h5 / .weights.h5 file.
     backbone: "vgg19" or "vgg16".
     save_every, snapshot_dir: write the image every N steps into the folder (0: never).
+    precision: compute dtype of the VGG convolutions: "float32", "bfloat16", "float16", or
+        "auto" (bfloat16 where the GPU or CPU has fast bfloat16, else float32). Gram matrices,
+        losses and the image stay float32.
+    jit: compile the step with XLA: "on", "off", or "auto" (on; see `optimize.use_xla`).
+    scales, start_size, scale_steps: coarse-to-fine. With scales=N > 1 the image is optimised
+        at N sizes growing geometrically from `start_size` (default: size / 2**(N-1)) to `size`,
+        each scale starting from the previous result upsampled, with style targets recomputed
+        at each size (the style image scaled in proportion). `scale_steps` gives the steps of
+        each scale (default: `steps` at every scale).
     """
 
     size: int = 320
@@ -59,9 +73,11 @@ class Config:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 0.1
+    lbfgs_memory: int = 10
     content_weight: float = 1e4
     style_weight: float = 1e-2
     tv_weight: float = 30.0
+    tv_loss: str = "abs"
     content_layers: Tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: Tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: Optional[Tuple[float, ...]] = None
@@ -72,13 +88,20 @@ class Config:
     backbone: str = "vgg19"
     save_every: int = 0
     snapshot_dir: Optional[str] = None
+    precision: str = "auto"
+    jit: str = "auto"
+    scales: int = 1
+    start_size: Optional[int] = None
+    scale_steps: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self):
         # Lists from callers become tuples so the config stays hashable and comparable.
-        for name in ("content_layers", "style_layers", "style_layer_weights"):
+        for name in ("content_layers", "style_layers", "style_layer_weights", "scale_steps"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
+                if name == "scale_steps":
+                    value = tuple(int(v) if v.isdigit() else v for v in value)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
         _validate(self)
@@ -93,6 +116,19 @@ class Config:
         weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
         total = float(sum(weights))
         return tuple(float(w) / total for w in weights)
+
+    def scale_plan(self) -> Tuple[Tuple[int, Optional[int], int], ...]:
+        """Coarse to fine: `(size, style_size, steps)` per scale, the last at `size`."""
+        if self.scales == 1:
+            return ((self.size, self.style_size, self.steps),)
+        start = self.start_size or max(1, round(self.size / 2 ** (self.scales - 1)))
+        ratio = self.size / start
+        plan = []
+        for i in range(self.scales):
+            size = self.size if i == self.scales - 1 else round(start * ratio ** (i / (self.scales - 1)))
+            style_size = None if self.style_size is None else max(1, round(self.style_size * size / self.size))
+            plan.append((size, style_size, self.scale_steps[i] if self.scale_steps else self.steps))
+        return tuple(plan)
 
     def replace(self, **changes) -> "Config":
         return make_config(self, **changes)
@@ -134,6 +170,23 @@ def _validate(cfg: Config) -> None:
     _positive(cfg, "size")
     _positive(cfg, "style_size", allow_none=True)
     _positive(cfg, "steps")
+    _positive(cfg, "lbfgs_memory")
+    _positive(cfg, "scales")
+    _positive(cfg, "start_size", allow_none=True)
+    if cfg.lbfgs_memory > 1000:
+        raise NstError(f"lbfgs_memory={cfg.lbfgs_memory} is too large; 5 to 100 is usual")
+    if cfg.start_size is not None and cfg.scales < 2:
+        raise NstError("start_size needs scales of 2 or more (the number of sizes from start_size to size)")
+    if cfg.start_size is not None and cfg.start_size >= cfg.size:
+        raise NstError(f"start_size ({cfg.start_size}) must be smaller than size ({cfg.size})")
+    if cfg.scale_steps is not None:
+        if len(cfg.scale_steps) != cfg.scales:
+            raise NstError(f"scale_steps has {len(cfg.scale_steps)} values for {cfg.scales} scales; give one per scale")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in cfg.scale_steps):
+            raise NstError(f"scale_steps must be positive integers, got {','.join(map(str, cfg.scale_steps))}")
+    if cfg.scales > 1 and cfg.scale_plan()[0][0] < 16:
+        raise NstError(f"the first of {cfg.scales} scales would be {cfg.scale_plan()[0][0]} px; "
+                       "use fewer scales or a start_size of 16 or more")
     for name in ("size", "style_size"):
         value = getattr(cfg, name)
         if value is not None and value > MAX_SIZE:
@@ -145,6 +198,9 @@ def _validate(cfg: Config) -> None:
     _choice(cfg, "optimizer", OPTIMIZERS)
     _choice(cfg, "backbone", BACKBONES)
     _choice(cfg, "gram_norm", GRAM_NORMS)
+    _choice(cfg, "precision", PRECISIONS)
+    _choice(cfg, "jit", JIT_MODES)
+    _choice(cfg, "tv_loss", TV_LOSSES)
     for name in ("learning_rate", "epsilon"):
         if not getattr(cfg, name) > 0:
             raise NstError(f"{name} must be positive, got {getattr(cfg, name)!r}")

@@ -19,10 +19,47 @@ from nst_tf.errors import NstError
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
-def build_backbone(backbone: str = "vgg19") -> keras.Model:
-    """The `keras.applications` network without top and without weights (random init)."""
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(precision: str = "auto") -> str:
+    """The compute dtype for `precision`: "auto" is bfloat16 on a GPU with compute capability 8.0+
+    (Ampere and later) or a CPU with AVX-512 BF16 or AMX, else float32. Others pass through."""
+    if precision != "auto":
+        return precision
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return "bfloat16" if tuple(capability) >= (8, 0) else "float32"
+    return "bfloat16" if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+def build_backbone(backbone: str = "vgg19", precision: str = "float32") -> keras.Model:
+    """The `keras.applications` network without top and without weights (random init).
+
+    precision: the convolutions' compute dtype. "bfloat16" and "float16" build the layers under
+    Keras' mixed policy: float32 weights, reduced-precision activations.
+    """
+    if precision not in PRECISIONS:
+        raise NstError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     application = {"vgg19": keras.applications.VGG19, "vgg16": keras.applications.VGG16}[backbone]
-    return application(include_top=False, weights=None, input_shape=(None, None, 3))
+    saved = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32" if precision == "float32" else f"mixed_{precision}")
+    try:
+        return application(include_top=False, weights=None, input_shape=(None, None, 3))
+    finally:
+        keras.config.set_dtype_policy(saved)
 
 
 @keras.saving.register_keras_serializable(package="nst_tf")
@@ -39,12 +76,16 @@ def build_feature_model(
     backbone: str = "vgg19",
     weights: Optional[str] = "auto",
     layer_weights=None,
+    precision: str = "float32",
 ) -> keras.Model:
     """A frozen model mapping `[B, H, W, 3]` RGB in [0, 1] to `{layer name: [B, h, w, c] activation}`.
 
     layers: the activations to return (any names from `layer_names(backbone)`).
     weights: a spec for `nst_tf.weights.load` ("auto", "imagenet", "embedded", "random", a path),
         ignored when `layer_weights` (already-loaded `{name: (kernel, bias)}`) is given.
+    precision: compute dtype of the convolutions ("float32", "bfloat16", "float16"); the input
+        and the preprocessing stay float32, the activations come out in this dtype (the losses
+        widen them to float32).
     """
     from nst_tf import weights as weights_lib
 
@@ -56,7 +97,7 @@ def build_feature_model(
     if layer_weights is None:
         layer_weights = weights_lib.load(weights, backbone)
 
-    vgg = build_backbone(backbone)
+    vgg = build_backbone(backbone, precision)
     if layer_weights is not None:
         for layer in vgg.layers:
             if layer.get_weights():
@@ -69,13 +110,13 @@ def build_feature_model(
 
     deepest = max(valid.index(name) for name in layers)
     inputs = keras.Input(shape=(None, None, 3), name="rgb")
-    x = VggPreprocess(name="vgg_preprocess")(inputs)
+    x = VggPreprocess(name="vgg_preprocess", dtype="float32")(inputs)
     outputs = {}
     for layer in vgg.layers[1 : deepest + 2]:  # layers[0] is the InputLayer
         x = layer(x)
         if layer.name in layers:
             outputs[layer.name] = x
-    model = keras.Model(inputs, {name: outputs[name] for name in layers}, name=f"{backbone}_features")
+    model = keras.Model(inputs, {name: outputs[name] for name in layers}, name=f"{backbone}_{precision}_features")
     model.trainable = False
     return model
 

@@ -51,10 +51,18 @@ def style_loss(layer_losses: Mapping[str, tf.Tensor], layer_weights: Sequence[fl
     return tf.add_n([w * loss for w, loss in zip(layer_weights, layer_losses.values())])
 
 
-def total_variation(image: tf.Tensor) -> tf.Tensor:
-    """Sum of absolute differences between neighbouring pixels (`tf.image.total_variation`),
-    averaged over the batch."""
-    return tf.reduce_mean(tf.image.total_variation(image))
+def total_variation(image: tf.Tensor, kind: str = "abs") -> tf.Tensor:
+    """Total variation, averaged over the batch. "abs": the sum of absolute differences between
+    neighbouring pixels (`tf.image.total_variation`); "squared": half the sum of their squares
+    (Lua neural-style's TV, here on the [0, 1] image)."""
+    if kind == "abs":
+        return tf.reduce_mean(tf.image.total_variation(image))
+    if kind != "squared":
+        raise ValueError(f"unknown total variation {kind!r}")
+    dy = image[:, 1:, :, :] - image[:, :-1, :, :]
+    dx = image[:, :, 1:, :] - image[:, :, :-1, :]
+    per_image = tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])
+    return 0.5 * tf.reduce_mean(per_image)
 
 
 class Targets(NamedTuple):
@@ -92,6 +100,6 @@ def objective(model, targets: Targets, cfg, image: tf.Tensor):
         terms.update({f"style/{name}": value for name, value in per_layer.items()})
     else:
         terms["style"] = zero
-    terms["tv"] = total_variation(image)
+    terms["tv"] = total_variation(image, cfg.tv_loss)
     total = cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"] + cfg.tv_weight * terms["tv"]
     return total, terms

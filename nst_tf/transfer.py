@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 from typing import Iterable, Optional, Sequence
@@ -39,6 +40,7 @@ class ProgressBar(Callback):
 
     def on_run_begin(self, transfer, steps):
         self.steps, self.start, self.last = steps, time.perf_counter(), 0.0
+        self.label = "{}x{}".format(*transfer.content.shape[1::-1])
 
     def on_step_end(self, transfer, step, loss, terms):
         now = time.perf_counter()
@@ -49,7 +51,7 @@ class ProgressBar(Callback):
         eta = elapsed / step * (self.steps - step)
         filled = int(self.width * step / self.steps)
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {step}/{self.steps} loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
+        self.stream.write(f"\r{self.label} [{bar}] {step}/{self.steps} loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
         self.stream.flush()
 
     def on_run_end(self, transfer):
@@ -58,17 +60,20 @@ class ProgressBar(Callback):
 
 
 class Snapshots(Callback):
-    """Writes the image every `every` steps as `<folder>/step_00050.png`."""
+    """Writes the image every `every` steps as `<folder>/step_00050.png`; steps count on across
+    the scales of a coarse-to-fine run."""
 
     def __init__(self, every: int, folder: str):
-        self.every, self.folder = every, folder
+        self.every, self.folder, self.done = every, folder, 0
 
     def on_run_begin(self, transfer, steps):
         os.makedirs(self.folder, exist_ok=True)
+        self.offset = self.done
 
     def on_step_end(self, transfer, step, loss, terms):
-        if step % self.every == 0:
-            image_io.save_image(os.path.join(self.folder, f"step_{step:05d}.png"), transfer.image_uint8())
+        self.done = self.offset + step
+        if self.done % self.every == 0:
+            image_io.save_image(os.path.join(self.folder, f"step_{self.done:05d}.png"), transfer.image_uint8())
 
 
 class History(Callback):
@@ -87,36 +92,51 @@ def _batch(rgb: np.ndarray) -> tf.Tensor:
     return tf.constant(rgb[None], dtype=tf.float32)
 
 
+def peak_memory_bytes() -> int:
+    """This process's peak resident memory so far, in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
 class StyleTransfer:
-    """One content image, one style image, one optimised `tf.Variable` image.
+    """One content image, one style image, one optimised `tf.Variable` image, at one size.
 
     content, style: a path, a PIL image or an array (see `image_io.load_image`).
-    config: a `Config`; `options` override its fields by name (the flag names).
+    config: a `Config`; `options` override its fields by name (the flag names). Its coarse-to-fine
+        fields are not used here: `stylize` runs the scales, one `StyleTransfer` each.
     model: a feature model from `build_feature_model` to share between runs (it must return the
-        configured layers); by default one is built from `config.weights`.
+        configured layers); by default one is built from `config.weights` at `config.precision`.
+    init_image: a starting image (any size; resized to the content's), overriding `config.init`.
     The content image is resized to `config.size` (longest side) and sets the output's shape; the
     style image to `config.style_size`. Targets are computed once, here.
     """
 
-    def __init__(self, content, style, config: Optional[Config] = None, model=None, **options):
+    def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, **options):
         self.config = cfg = make_config(config, **options)
         self.content = image_io.load_image(content, cfg.size, cfg.square)
         self.style = image_io.load_image(style, cfg.effective_style_size, cfg.square)
         layers = list(cfg.content_layers) + list(cfg.style_layers)
-        self.model = model or features.build_feature_model(layers, cfg.backbone, cfg.weights)
+        self.precision = features.resolve_precision(cfg.precision)
+        self.model = model or features.build_feature_model(layers, cfg.backbone, cfg.weights, precision=self.precision)
         missing = [name for name in layers if name not in self.model.output]
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
         self.targets = losses.compute_targets(self.model, _batch(self.content), _batch(self.style), cfg)
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image)
         optimizer = optimize.make_optimizer(cfg)
-        init = _batch(self.initial_image())
-        self.loop = optimize.VariableLoop(optimize.make_step(self.loss_fn, optimizer), init, optimizer.init(init))
+        init = _batch(self.initial_image(init_image))
+        self.loop = optimize.VariableLoop(
+            optimize.make_step(self.loss_fn, optimizer), init, optimizer.init(init),
+            jit_compile=optimize.use_xla(cfg.jit, self.precision),
+        )
         self.step_count = 0
 
-    def initial_image(self) -> np.ndarray:
-        """The starting image, `[H, W, 3]` at the content's size."""
+    def initial_image(self, init_image=None) -> np.ndarray:
+        """The starting image, `[H, W, 3]` at the content's size: `init_image` resized if given,
+        else what `config.init` names."""
         cfg, hw = self.config, self.content.shape[:2]
+        if init_image is not None:
+            return image_io.resize(image_io.load_image(init_image), hw)
         if cfg.init == "content":
             return self.content
         if cfg.init == "noise":
@@ -167,13 +187,24 @@ def default_callbacks(cfg: Config, progress: bool = True) -> list:
 
 
 def stylize(content, style, config: Optional[Config] = None, callbacks: Optional[Sequence[Callback]] = None,
-            progress: bool = False, **options) -> np.ndarray:
+            progress: bool = False, model=None, **options) -> np.ndarray:
     """Paints `content` in the manner of `style`; returns the result as uint8 `[H, W, 3]`.
 
     content, style: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]).
     options: any `Config` field, named like the command-line flags (size=384, steps=300,
-        style_weight=..., init="noise", weights="embedded", ...).
+        style_weight=..., init="noise", optimizer="lbfgs", scales=3, weights="embedded", ...).
     callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr.
+    model: a feature model to reuse (see `StyleTransfer`).
+    Coarse to fine (`scales` > 1): one `StyleTransfer` per size of `config.scale_plan()`, each
+    starting from the previous result upsampled; the feature model is shared between them.
     """
-    transfer = StyleTransfer(content, style, config, **options)
-    return transfer.run(callbacks=default_callbacks(transfer.config, progress) + list(callbacks or ()))
+    cfg = make_config(config, **options)
+    callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
+    image = None
+    for size, style_size, steps in cfg.scale_plan():
+        scale_cfg = cfg.replace(size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None)
+        transfer = StyleTransfer(content, style, scale_cfg, model=model, init_image=image)
+        model = transfer.model
+        transfer.run(callbacks=callbacks)
+        image = transfer.image
+    return image_io.to_uint8(image)
