@@ -7,6 +7,7 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
 - `build_feature_model`, `layer_names`: the frozen VGG feature `tf.keras.Model`
   (RGB `[B, H, W, 3]` in [0, 1] -> `{layer: activation}`) and its valid layer names.
 - `load_image`, `save_image`: image I/O (float32 RGB in [0, 1]); `example_path`: bundled images.
+- `evaluate(image, content, style)`: scale-free style (Gram) and content errors of a result.
 - `NstError`: the one exception type a user can cause.
 """
 
@@ -29,6 +30,7 @@ _EXPORTS = {
     "StyleTransfer": "nst_tf.transfer",
     "example_path": "nst_tf.image_io",
     "stylize": "nst_tf.transfer",
+    "evaluate": "nst_tf.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

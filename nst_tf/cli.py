@@ -167,5 +167,36 @@ def run():
     app.run(main, flags_parser=_parse)
 
 
+def evaluate_main(argv) -> int:
+    """Prints `nst_tf.evaluate`'s JSON report for --image against --content and --style."""
+    import json
+
+    if len(argv) > 1:
+        return _fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
+    fv = flags.FLAGS
+    try:
+        for name in ("image", "content", "style"):
+            if not fv[name].value:
+                raise NstError(f"--{name} is required")
+        images = [image_io.load_image(fv[name].value) for name in ("image", "content", "style")]
+        _import_tensorflow_quietly()
+        from nst_tf import evaluate
+
+        report = evaluate.evaluate(*images, weights=fv.weights)
+    except NstError as err:
+        return _fail(err)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def run_evaluate():
+    """Console entry point (`nst-tf-evaluate`)."""
+    flags.DEFINE_string("image", None, "The stylised image.")
+    flags.DEFINE_string("content", None, "Its content image.")
+    flags.DEFINE_string("style", None, "Its style image.")
+    flags.DEFINE_string("weights", "auto", _HELP["weights"])
+    app.run(evaluate_main, flags_parser=_parse)
+
+
 if __name__ == "__main__":
     run()

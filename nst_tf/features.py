@@ -54,8 +54,10 @@ def build_backbone(backbone: str = "vgg19", precision: str = "float32") -> keras
     if precision not in PRECISIONS:
         raise NstError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     application = {"vgg19": keras.applications.VGG19, "vgg16": keras.applications.VGG16}[backbone]
+    if precision == "float32":  # the global policy (float32 unless a caller chose, e.g. float64)
+        return application(include_top=False, weights=None, input_shape=(None, None, 3))
     saved = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32" if precision == "float32" else f"mixed_{precision}")
+    keras.config.set_dtype_policy(f"mixed_{precision}")
     try:
         return application(include_top=False, weights=None, input_shape=(None, None, 3))
     finally:
@@ -110,7 +112,7 @@ def build_feature_model(
 
     deepest = max(valid.index(name) for name in layers)
     inputs = keras.Input(shape=(None, None, 3), name="rgb")
-    x = VggPreprocess(name="vgg_preprocess", dtype="float32")(inputs)
+    x = VggPreprocess(name="vgg_preprocess", dtype=None if precision == "float32" else "float32")(inputs)
     outputs = {}
     for layer in vgg.layers[1 : deepest + 2]:  # layers[0] is the InputLayer
         x = layer(x)

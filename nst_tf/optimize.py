@@ -19,12 +19,27 @@ import tensorflow as tf
 from nst_tf.errors import NstError
 
 
+# The loss is differentiated at this magnitude (see `loss_and_grad`). Measured on VGG19 at 64 px,
+# float16 gradient error against float32: scaled to 1, 100% (underflow); to 256, 2.9%; to 4096
+# and 65536, 2.8%; unscaled, overflow (inf).
+LOSS_SCALE = 2.0**12
+
+
 def loss_and_grad(loss_fn: Callable, image: tf.Tensor):
-    """`(loss, terms, d loss / d image)` for `loss_fn(image) -> (loss, terms)`."""
+    """`(loss, terms, d loss / d image)` for `loss_fn(image) -> (loss, terms)`.
+
+    The tape differentiates the loss rescaled to `LOSS_SCALE` (by its own value, held constant)
+    and the gradient is scaled back: style losses reach 1e9, whose gradients overflow float16
+    activations (65504 at most) on the way back through the network, while scaling to 1 makes
+    them underflow. In float32 the rescaling changes the gradient by rounding only.
+    """
     with tf.GradientTape() as tape:
         tape.watch(image)
         loss, terms = loss_fn(image)
-    return loss, terms, tape.gradient(loss, image)
+        scale = tf.stop_gradient(tf.maximum(tf.abs(loss), tf.constant(1e-30, loss.dtype)) / LOSS_SCALE)
+        scaled_loss = loss / scale
+    grad = tape.gradient(scaled_loss, image)
+    return loss, terms, grad * tf.cast(scale, grad.dtype)
 
 
 class AdamState(NamedTuple):
@@ -42,7 +57,7 @@ class Adam:
 
     def init(self, image: tf.Tensor) -> AdamState:
         zeros = tf.zeros_like(image)
-        return AdamState(zeros, zeros, tf.constant(0.0))
+        return AdamState(zeros, zeros, tf.zeros((), image.dtype))
 
     def update(self, image, grad, state: AdamState, loss=None):
         t = state.t + 1.0
