@@ -30,7 +30,7 @@ _EXPORTS = {
     "StyleTransfer": "nst_tf.transfer",
     "example_path": "nst_tf.image_io",
     "stylize": "nst_tf.transfer",
-    "evaluate": "nst_tf.evaluate",
+    "evaluate": "nst_tf.metrics",
 }
 
 __all__ = sorted(_EXPORTS)

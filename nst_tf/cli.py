@@ -180,9 +180,9 @@ def evaluate_main(argv) -> int:
                 raise NstError(f"--{name} is required")
         images = [image_io.load_image(fv[name].value) for name in ("image", "content", "style")]
         _import_tensorflow_quietly()
-        from nst_tf import evaluate
+        from nst_tf import metrics
 
-        report = evaluate.evaluate(*images, weights=fv.weights)
+        report = metrics.evaluate(*images, weights=fv.weights)
     except NstError as err:
         return _fail(err)
     print(json.dumps(report, indent=2))

@@ -15,7 +15,7 @@ from nst_tf.errors import NstError
 
 from conftest import REPO
 
-PRESETS = ["default", "tutorial", "seed_vgg16", "seed_vgg19_noise"]
+PRESETS = ["default", "tutorial", "seed_vgg16", "seed_vgg19_noise", "neural_style"]
 
 
 def preset(name, **overrides) -> config.Config:
@@ -46,6 +46,11 @@ def test_presets_parse_to_valid_configs(name):
         assert (cfg.backbone, cfg.size, cfg.style_size, cfg.square, cfg.learning_rate, cfg.steps, cfg.init) == ("vgg16", 384, 256, True, 0.01, 1000, "content")
     if name == "seed_vgg19_noise":
         assert cfg.init == "noise" and len(cfg.content_layers) > 1 and cfg.tv_weight == 0
+    if name == "neural_style":
+        assert (cfg.optimizer, cfg.steps, cfg.lbfgs_memory, cfg.init, cfg.size, cfg.effective_style_size) == ("lbfgs", 1000, 100, "noise", 512, 512)
+        assert (cfg.content_layers, cfg.content_weight, cfg.gram_norm) == (("block4_conv2",), 5, "chw")
+        # Lua sums 5 style layers at weight 100; its TV 1e-3 is on 0..255 pixels.
+        assert (cfg.style_weight, cfg.tv_loss, cfg.tv_weight) == (500, "squared", pytest.approx(1e-3 * 255**2))
 
 
 def test_style_loss_falls_90_percent_in_50_steps(vgg19, content_style):
@@ -188,6 +193,15 @@ def test_snapshots_and_progress(vgg19, content_style, tmp_path, capsys):
         ({"colour": "blue"}, "unknown option"),
         ({"save_every": 5}, "snapshot_dir"),
         ({"style_layers": ("block1_conv1", "block1_conv1")}, "twice"),
+        ({"precision": "float8"}, "precision"),
+        ({"jit": "maybe"}, "jit"),
+        ({"tv_loss": "huber"}, "tv_loss"),
+        ({"lbfgs_memory": 0}, "lbfgs_memory"),
+        ({"start_size": 100}, "scales of 2 or more"),
+        ({"scales": 2, "start_size": 400, "size": 300}, "smaller than size"),
+        ({"scales": 3, "scale_steps": (10, 10)}, "one per scale"),
+        ({"scales": 2, "scale_steps": (10, 0)}, "positive integers"),
+        ({"scales": 6, "size": 256}, "use fewer scales"),
     ],
 )
 def test_bad_options_are_nst_errors(options, match, content_style):
@@ -204,3 +218,35 @@ def test_shared_model_must_have_the_layers(content_style):
 def test_comma_strings_become_layer_tuples():
     cfg = config.Config(style_layers="block1_conv1, block2_conv1", style_layer_weights=[1, 3])
     assert cfg.style_layers == ("block1_conv1", "block2_conv1") and cfg.layer_weights == (0.25, 0.75)
+
+
+def test_scale_plan():
+    assert config.Config(size=512, scales=3).scale_plan() == ((128, None, 100), (256, None, 100), (512, None, 100))
+    plan = config.Config(size=512, style_size=256, scales=2, start_size=200, scale_steps=(50, 20)).scale_plan()
+    assert plan == ((200, 100, 50), (512, 256, 20))
+    assert config.Config(size=300, steps=7).scale_plan() == ((300, None, 7),)
+
+
+def test_coarse_to_fine_ends_at_the_exact_size(vgg19, content_style):
+    """Each scale starts from the previous result upsampled, with content and style targets
+    recomputed at its own size; the last scale is exactly the single-scale output's shape."""
+    seen = []
+
+    class Record(nst_tf.Callback):
+        def on_run_begin(self, transfer, steps):
+            seen.append({"content": transfer.content.shape, "style": transfer.style.shape, "steps": steps,
+                         "start": transfer.image.copy(), "targets": transfer.targets})
+
+        def on_run_end(self, transfer):
+            seen[-1]["end"] = transfer.image.copy()
+
+    out = nst_tf.stylize(*content_style, size=75, scales=3, scale_steps=(3, 2, 2), model=vgg19, jit="off",
+                         callbacks=[Record()])
+    assert out.shape == image_io.load_image(content_style[0], 75).shape == (50, 75, 3)
+    assert [s["content"][:2] for s in seen] == [(13, 19), (25, 38), (50, 75)]
+    assert [max(s["style"][:2]) for s in seen] == [19, 38, 75]
+    assert [s["steps"] for s in seen] == [3, 2, 2]
+    for before, after in zip(seen, seen[1:]):
+        np.testing.assert_allclose(after["start"], image_io.resize(before["end"], after["content"][:2]), atol=1e-6)
+        coarse, fine = before["targets"].style["block1_conv1"], after["targets"].style["block1_conv1"]
+        assert not np.allclose(coarse.numpy(), fine.numpy())  # recomputed from the resized style
