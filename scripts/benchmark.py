@@ -1,46 +1,235 @@
 #!/usr/bin/env python3
-"""Seconds per optimisation step at several output sizes (median of timed steps, after warm-up).
+"""nst_tf's modes against a plain reference loop, in one run, on the same images, size and
+objective (the TensorFlow tutorial's: configs/tutorial.cfg).
 
-    python scripts/benchmark.py --sizes=256,384,512 --steps=8
+    python scripts/benchmark.py                      # 384 px, reference 400 steps (~30 min on 2 cores)
+    python scripts/benchmark.py --size=128 --steps=60 --check_steps=20   # a quick look
 
-Prints a table; compare figures from one run (timings on shared machines are noisy).
+The reference is the tutorial's algorithm written here with Keras only: VGG19 (the same weights),
+keras.optimizers.Adam(0.02, beta_1=0.99, epsilon=0.1), a tf.function step, float32, no XLA.
+Each mode runs in its own process (so peak memory is its own) and reports:
+- s/step: median seconds per step after the first (which traces and compiles);
+- to ref: time until the mode's loss is at or below the reference's loss after --steps steps,
+  counted from its first step (compilation and coarse scales included), and that as a ratio of
+  the reference's time for those steps; "-" if not reached within the mode's steps (a mode's
+  loss is its own: bfloat16 modes compute it in bfloat16);
+- f32 loss: the loss of the mode's final image, evaluated in float32 without XLA, and its
+  ratio to the float32 reference's after the same number of steps (Adam modes run
+  --check_steps, so for them this is the precision check);
+- peak RSS of the mode's process.
+Timings on shared machines are noisy: read the ratios, from one run.
 """
 
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_list("sizes", ["256", "384", "512"], "Output sizes (longest side).")
-flags.DEFINE_integer("steps", 8, "Timed steps per size (after 2 warm-up steps).")
+flags.DEFINE_integer("size", 384, "Output size (longest side).")
+flags.DEFINE_integer("steps", 400, "Reference steps: its loss after these is the target.")
+flags.DEFINE_integer("check_steps", 200, "Steps of the Adam modes, whose float32 losses are compared.")
+flags.DEFINE_integer("slow_steps", 5, "Steps of modes only timed (bfloat16 without XLA).")
+flags.DEFINE_list("modes", None, "Modes to run (default: all).")
 flags.DEFINE_string("weights", "auto", "Weights spec.")
+flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("child", None, "(internal) run one mode and write its JSON result to this path.")
+flags.DEFINE_float("target", None, "(internal) the reference's loss to reach.")
 FLAGS = flags.FLAGS
+
+# name: (options over configs/tutorial.cfg, steps kind). "check": --check_steps; "target": until the
+# reference's loss or --steps; "slow": --slow_steps.
+MODES = {
+    "reference": ({}, "reference"),
+    "adam f32": ({"precision": "float32", "jit": "off"}, "slow"),
+    "adam f32 xla": ({"precision": "float32", "jit": "on"}, "check"),
+    "adam bf16": ({"precision": "bfloat16", "jit": "off"}, "slow"),
+    "adam bf16 xla": ({"precision": "bfloat16", "jit": "on"}, "check"),
+    "lbfgs f32 xla": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs"}, "target"),
+    "lbfgs bf16 xla": ({"precision": "bfloat16", "jit": "on", "optimizer": "lbfgs"}, "target"),
+    "lbfgs f32 xla 2 scales": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs", "scales": 2}, "target"),
+}
+COARSE_STEPS = 50  # steps at the coarse scale of the coarse-to-fine mode
+
+
+def tutorial_config(**options):
+    from nst_tf import cli
+
+    fv = flags.FlagValues()
+    cli.define_flags(fv)
+    fv(["benchmark", f"--flagfile={os.path.join(REPO, 'configs', 'tutorial.cfg')}"])
+    return cli.config_from_flags(fv).replace(size=FLAGS.size, style_size=FLAGS.size, weights=FLAGS.weights, **options)
+
+
+def images(cfg):
+    from nst_tf import image_io
+
+    return (image_io.load_image(image_io.example_path("boston"), cfg.size),
+            image_io.load_image(image_io.example_path("the_scream"), cfg.size))
+
+
+def run_reference(cfg, steps):
+    """The tutorial loop, written from its published code with Keras only."""
+    import keras
+    import tensorflow as tf
+
+    from nst_tf import weights
+
+    content, style = (tf.constant(a[None]) for a in images(cfg))
+    vgg = keras.applications.VGG19(include_top=False, weights=None)
+    for layer in vgg.layers:
+        if layer.get_weights():
+            layer.set_weights(list(weights.load(cfg.weights, "vgg19")[layer.name]))
+    vgg.trainable = False
+    names = list(cfg.style_layers) + list(cfg.content_layers)
+    extractor = keras.Model(vgg.input, [vgg.get_layer(n).output for n in names])
+    n_style = len(cfg.style_layers)
+
+    def gram(t):
+        return tf.linalg.einsum("bijc,bijd->bcd", t, t) / tf.cast(tf.shape(t)[1] * tf.shape(t)[2], tf.float32)
+
+    def extract(x):
+        outputs = extractor(keras.applications.vgg19.preprocess_input(x * 255.0))
+        return [gram(o) for o in outputs[:n_style]], outputs[n_style:]
+
+    style_targets, _ = extract(style)
+    _, content_targets = extract(content)
+
+    def total_loss(x):
+        grams, feats = extract(x)
+        style_loss = tf.add_n([tf.reduce_mean(tf.square(g - t)) for g, t in zip(grams, style_targets)]) / n_style
+        content_loss = tf.add_n([tf.reduce_mean(tf.square(f - t)) for f, t in zip(feats, content_targets)]) / len(feats)
+        return (cfg.style_weight * style_loss + cfg.content_weight * content_loss
+                + cfg.tv_weight * tf.reduce_sum(tf.image.total_variation(x)))
+
+    image = tf.Variable(content)
+    opt = keras.optimizers.Adam(learning_rate=cfg.learning_rate, beta_1=cfg.beta_1, epsilon=cfg.epsilon)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = total_loss(image)
+        opt.apply_gradients([(tape.gradient(loss, image), image)])
+        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+        return loss
+
+    losses, ends, start = [], [], time.perf_counter()
+    for _ in range(steps):
+        losses.append(float(train_step()))
+        ends.append(time.perf_counter() - start)
+    return losses, ends, image.numpy()[0]
+
+
+def run_nst(cfg, steps, target):
+    """A mode of nst_tf: coarse scales first if any, then the final size until the target (if
+    given) or `steps`."""
+    import nst_tf
+
+    content, style = images(cfg)
+    image, model, losses, ends, start = None, None, [], [], time.perf_counter()
+    plan = cfg.replace(steps=steps, scale_steps=(COARSE_STEPS, steps) if cfg.scales == 2 else None).scale_plan()
+    for i, (size, style_size, n) in enumerate(plan):
+        scale_cfg = cfg.replace(size=size, style_size=style_size, scales=1, start_size=None, scale_steps=None)
+        run = nst_tf.StyleTransfer(content, style, scale_cfg, model=model, init_image=image)
+        model = run.model
+        final = i == len(plan) - 1
+        for _ in range(n):
+            loss, _ = run.loop()
+            loss = float(loss)
+            if final:
+                losses.append(loss)
+                ends.append(time.perf_counter() - start)
+                if target is not None and loss <= target:
+                    break
+            else:
+                run.step_count += 1
+        image = run.image
+    return losses, ends, image
+
+
+def float32_loss(cfg, image):
+    import nst_tf
+
+    content, style = images(cfg)
+    run = nst_tf.StyleTransfer(content, style, cfg.replace(precision="float32", jit="off", optimizer="adam", scales=1),
+                               init_image=image)
+    return run.evaluate()[0]
+
+
+def child(mode):
+    from nst_tf import transfer
+
+    options, kind = MODES[mode]
+    cfg = tutorial_config(**options)
+    steps = {"reference": FLAGS.steps, "check": FLAGS.check_steps, "slow": FLAGS.slow_steps, "target": FLAGS.steps}[kind]
+    if kind == "reference":
+        losses, ends, image = run_reference(cfg, steps)
+    else:
+        losses, ends, image = run_nst(cfg, steps, FLAGS.target if kind == "target" else None)
+    step_times = np.diff([0.0] + ends)
+    result = {
+        "mode": mode, "steps": len(losses), "losses": losses, "ends": ends,
+        "s_per_step": float(np.median(step_times[1:])) if len(step_times) > 1 else float(step_times[0]),
+        "f32_loss": float32_loss(cfg, image) if kind != "slow" else None,
+        "peak_rss": transfer.peak_memory_bytes(),
+    }
+    with open(FLAGS.child, "w") as f:
+        json.dump(result, f)
+
+
+def spawn(mode, target=None):
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    args = [sys.executable, os.path.abspath(__file__), f"--child={path}", f"--modes={mode}", f"--size={FLAGS.size}",
+            f"--steps={FLAGS.steps}", f"--check_steps={FLAGS.check_steps}", f"--slow_steps={FLAGS.slow_steps}",
+            f"--weights={FLAGS.weights}"] + ([f"--target={target!r}"] if target is not None else [])
+    subprocess.run(args, check=True)
+    with open(path) as f:
+        result = json.load(f)
+    os.unlink(path)
+    return result
 
 
 def main(argv):
-    import nst_tf
+    if FLAGS.child:
+        return child(FLAGS.modes[0])
+    modes = FLAGS.modes or list(MODES)
+    from nst_tf import image_io
 
-    content, style = nst_tf.example_path("boston"), nst_tf.example_path("the_scream")
-    print(f"{'size':>6} {'HxW':>9} {'s/step':>8} {'steps/min':>9}")
-    model = None
-    for size in (int(s) for s in FLAGS.sizes):
-        run = nst_tf.StyleTransfer(content, style, size=size, weights=FLAGS.weights, model=model)
-        model = run.model
-        run.run(2)  # trace and warm up
-        times = []
-        for _ in range(FLAGS.steps):
-            start = time.perf_counter()
-            loss, _ = run.loop()
-            float(loss)
-            times.append(time.perf_counter() - start)
-        h, w = run.content.shape[:2]
-        median = float(np.median(times))
-        print(f"{size:>6} {h:>4}x{w:<4} {median:>8.3f} {60 / median:>9.1f}", flush=True)
+    h, w = image_io.load_image(image_io.example_path("boston"), FLAGS.size).shape[:2]
+    print(f"tutorial objective, boston x the_scream at {w}x{h}; reference: {FLAGS.steps} steps", flush=True)
+    ref = spawn("reference")
+    target, ref_time = ref["f32_loss"], ref["ends"][-1]  # its loss after --steps steps, and their time
+    results = [ref] + [spawn(mode, target) for mode in modes if mode != "reference"]
+
+    print(f"\n{'mode':<24}{'steps':>6}{'s/step':>8}{'ratio':>7}{'to ref (s)':>11}{'ratio':>7}"
+          f"{'f32 loss':>11}{'vs ref':>8}{'peak RSS':>10}")
+    for r in results:
+        # losses[k] is the loss after k updates: reached when it is at or below the target.
+        reached = next((k for k, loss in enumerate(r["losses"]) if loss <= target), None)
+        to_ref = ref_time if r is ref else r["ends"][reached] if reached is not None else None
+        # The reference's (float32) loss after as many steps as this mode took.
+        ref_same = ref["losses"][r["steps"]] if r["mode"] != "reference" and r["steps"] < len(ref["losses"]) else None
+        cells = [
+            f"{r['mode']:<24}{r['steps']:>6}{r['s_per_step']:>8.3f}{r['s_per_step'] / ref['s_per_step']:>7.2f}",
+            f"{to_ref:>11.0f}{to_ref / ref_time:>7.2f}" if to_ref is not None else f"{'-':>11}{'-':>7}",
+            f"{r['f32_loss']:>11.4g}" if r["f32_loss"] else f"{'-':>11}",
+            f"{r['f32_loss'] / ref_same:>8.3f}" if r["f32_loss"] and ref_same else f"{'-':>8}",
+            f"{r['peak_rss'] / 2**30:>9.2f}G",
+        ]
+        print("".join(cells), flush=True)
+    print(f"target: the reference's loss after {FLAGS.steps} steps, {target:.4g}, reached in {ref_time:.0f} s")
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump({"target": target, "reference_time": ref_time, "results": results}, f)
 
 
 if __name__ == "__main__":
