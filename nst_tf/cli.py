@@ -43,6 +43,7 @@ _HELP = {
     "backbone": "Feature network.",
     "gram_norm": "Gram normaliser: h*w or c*h*w.",
     "tv_loss": "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
+    "loss_norm": "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).",
     "precision": "Convolution precision: auto (bfloat16 where the CPU or GPU is fast at it), float32, bfloat16, float16.",
     "jit": "Compile the step with XLA: auto (on), on, off.",
     "scales": "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.",
@@ -54,6 +55,7 @@ _CHOICES = {
     "backbone": config_lib.BACKBONES,
     "gram_norm": config_lib.GRAM_NORMS,
     "tv_loss": config_lib.TV_LOSSES,
+    "loss_norm": config_lib.LOSS_NORMS,
     "precision": config_lib.PRECISIONS,
     "jit": config_lib.JIT_MODES,
 }

@@ -17,6 +17,7 @@ OPTIMIZERS = ("adam", "lbfgs")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 JIT_MODES = ("auto", "on", "off")
 TV_LOSSES = ("abs", "squared")
+LOSS_NORMS = ("mean", "relative")
 BACKBONES = ("vgg19", "vgg16")
 INITS = ("content", "noise", "style")
 GRAM_NORMS = ("hw", "chw")
@@ -26,6 +27,8 @@ DEFAULT_CONTENT_LAYERS = ("block5_conv2",)
 _VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 # Stylising more pixels than this (about 8K x 8K) is refused before any work starts.
 MAX_SIZE = 8192
+# Coarse to fine skips scales smaller than this unless start_size asks for them.
+MIN_SCALE_SIZE = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,10 @@ class Config:
         weighted mean over layers.
     gram_norm: Gram matrix normaliser: "hw" divides by height*width (the TensorFlow tutorial),
         "chw" by channels*height*width (Gatys' Lua and PyTorch tutorials).
+    loss_norm: each layer's error: "mean", the mean squared error (the tutorials); "relative",
+        ||x - t||^2 / ||t||^2 for activations and Gram matrices alike (scale-free, as
+        `nst_tf.evaluate` reports), so every layer counts alike whatever its magnitude, and
+        gram_norm no longer matters.
     init: the starting image: "content", "noise" (uniform, seeded), "style", or an image path.
     seed: seed of the noise init.
     weights: "auto", "imagenet", "embedded", "random" or a path to a Keras .h5 / .weights.h5 file.
@@ -60,8 +67,9 @@ class Config:
     scales, start_size, scale_steps: coarse-to-fine. With scales=N > 1 the image is optimised
         at N sizes growing geometrically from `start_size` (default: size / 2**(N-1)) to `size`,
         each scale starting from the previous result upsampled, with style targets recomputed
-        at each size (the style image scaled in proportion). `scale_steps` gives the steps of
-        each scale (default: `steps` at every scale).
+        at each size (the style image scaled in proportion); without start_size, scales under
+        64 px are skipped. `scale_steps` gives the steps of each scale (default: `steps` at
+        every scale).
     """
 
     size: int = 320
@@ -82,6 +90,7 @@ class Config:
     style_layers: Tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: Optional[Tuple[float, ...]] = None
     gram_norm: str = "hw"
+    loss_norm: str = "mean"
     init: str = "content"
     seed: int = 0
     weights: str = "auto"
@@ -126,6 +135,8 @@ class Config:
         plan = []
         for i in range(self.scales):
             size = self.size if i == self.scales - 1 else round(start * ratio ** (i / (self.scales - 1)))
+            if self.start_size is None and size < MIN_SCALE_SIZE and i < self.scales - 1:
+                continue  # too coarse to carry style: small outputs get fewer scales
             style_size = None if self.style_size is None else max(1, round(self.style_size * size / self.size))
             plan.append((size, style_size, self.scale_steps[i] if self.scale_steps else self.steps))
         return tuple(plan)
@@ -184,9 +195,8 @@ def _validate(cfg: Config) -> None:
             raise NstError(f"scale_steps has {len(cfg.scale_steps)} values for {cfg.scales} scales; give one per scale")
         if any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in cfg.scale_steps):
             raise NstError(f"scale_steps must be positive integers, got {','.join(map(str, cfg.scale_steps))}")
-    if cfg.scales > 1 and cfg.scale_plan()[0][0] < 16:
-        raise NstError(f"the first of {cfg.scales} scales would be {cfg.scale_plan()[0][0]} px; "
-                       "use fewer scales or a start_size of 16 or more")
+    if cfg.start_size is not None and cfg.start_size < 16:
+        raise NstError(f"start_size must be 16 or more (VGG halves the image four times), got {cfg.start_size}")
     for name in ("size", "style_size"):
         value = getattr(cfg, name)
         if value is not None and value > MAX_SIZE:
@@ -201,6 +211,7 @@ def _validate(cfg: Config) -> None:
     _choice(cfg, "precision", PRECISIONS)
     _choice(cfg, "jit", JIT_MODES)
     _choice(cfg, "tv_loss", TV_LOSSES)
+    _choice(cfg, "loss_norm", LOSS_NORMS)
     for name in ("learning_rate", "epsilon"):
         if not getattr(cfg, name) > 0:
             raise NstError(f"{name} must be positive, got {getattr(cfg, name)!r}")

@@ -35,15 +35,25 @@ def mean_squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(_wide(a) - _wide(b)))
 
 
-def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> tf.Tensor:
-    """Mean over the target layers of the mean squared error of the activations."""
-    terms = [mean_squared_error(features[name], targets[name]) for name in targets]
+def layer_error(x: tf.Tensor, target: tf.Tensor, norm: str = "mean") -> tf.Tensor:
+    """"mean": the mean squared error; "relative": ||x - target||^2 / ||target||^2 (scale-free)."""
+    error = mean_squared_error(x, target)
+    if norm == "relative":
+        return error / (tf.reduce_mean(tf.square(_wide(target))) + 1e-30)
+    if norm != "mean":
+        raise ValueError(f"unknown loss norm {norm!r}")
+    return error
+
+
+def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor], norm: str = "mean") -> tf.Tensor:
+    """Mean over the target layers of the activations' `layer_error`."""
+    terms = [layer_error(features[name], targets[name], norm) for name in targets]
     return tf.add_n(terms) / float(len(terms))
 
 
-def style_layer_losses(grams: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Per layer, the mean squared error between Gram matrices."""
-    return {name: mean_squared_error(grams[name], targets[name]) for name in targets}
+def style_layer_losses(grams: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor], norm: str = "mean") -> Dict[str, tf.Tensor]:
+    """Per layer, the Gram matrices' `layer_error`."""
+    return {name: layer_error(grams[name], targets[name], norm) for name in targets}
 
 
 def style_loss(layer_losses: Mapping[str, tf.Tensor], layer_weights: Sequence[float]) -> tf.Tensor:
@@ -86,16 +96,17 @@ def objective(model, targets: Targets, cfg, image: tf.Tensor):
     """The total loss of `image` and its terms: a pure function of the image tensor.
 
     total = content_weight * content + style_weight * style + tv_weight * tv, where content is the
-    mean over content layers, style the weighted mean over style layers (weights summing to one).
+    mean over content layers, style the weighted mean over style layers (weights summing to one),
+    each layer's error per `cfg.loss_norm`.
     Returns `(total, {"content", "style", "tv", "style/<layer>"...: scalar})`.
     """
     features = model(image, training=False)
     zero = tf.zeros((), image.dtype)
     terms = {}
-    terms["content"] = content_loss(features, targets.content) if targets.content else zero
+    terms["content"] = content_loss(features, targets.content, cfg.loss_norm) if targets.content else zero
     if targets.style:
         grams = {name: gram_matrix(features[name], cfg.gram_norm) for name in targets.style}
-        per_layer = style_layer_losses(grams, targets.style)
+        per_layer = style_layer_losses(grams, targets.style, cfg.loss_norm)
         terms["style"] = style_loss(per_layer, cfg.layer_weights)
         terms.update({f"style/{name}": value for name, value in per_layer.items()})
     else:

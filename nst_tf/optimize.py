@@ -84,8 +84,8 @@ class Lbfgs:
     """L-BFGS with a backtracking (Armijo) line search, one loss evaluation per `update`.
 
     The line search is unrolled into the state, so each call is one function evaluation and the
-    same pure `update(image, grad, state)` runs under the `tf.Variable` loop and a `tf.while_loop`:
-    the image passed in is the last trial point; if it decreased the loss enough (Armijo,
+    same pure `update(image, grad, state, loss)` runs under the `tf.Variable` loop and a
+    `tf.while_loop`. The image passed in is the last trial point; if it decreased the loss enough (Armijo,
     c1 = 1e-4) it is accepted, the (s, y) pair joins the history and the two-loop recursion gives
     the next direction, tried at unit step; otherwise the step along the same direction is halved.
     The box [0, 1] is kept by projecting trial points; the curvature pair uses the projected step.
@@ -95,8 +95,8 @@ class Lbfgs:
     c1 = 1e-4
     max_halvings = 20  # then the point is taken anyway and the history cleared
 
-    def __init__(self, memory: int = 10):
-        self.memory = memory
+    def __init__(self, memory: int = 10, bounded: bool = True):
+        self.memory, self.bounded = memory, bounded
 
     def init(self, image: tf.Tensor) -> LbfgsState:
         n = tf.size(image)
@@ -148,6 +148,11 @@ class Lbfgs:
         # Both outcomes are computed and selected, rather than branched on with tf.cond: the
         # two-loop recursion costs a few dot products, far below the network's gradient.
         loss = tf.cast(loss, image.dtype)
+        if self.bounded:
+            # Pixels held at 0 or 1 whose gradient pushes them further out cannot move: leave
+            # them out of the curvature pairs and the direction (L-BFGS-B's active set).
+            pinned = ((image <= 0.0) & (grad > 0)) | ((image >= 1.0) & (grad < 0))
+            grad = tf.where(pinned, tf.zeros_like(grad), grad)
         step = image - state.x
         armijo = loss <= state.f + self.c1 * tf.reduce_sum(state.g * step)
         give_up = state.started & ~armijo & (state.t < 0.5**self.max_halvings)

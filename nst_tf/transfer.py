@@ -92,6 +92,10 @@ def _batch(rgb: np.ndarray) -> tf.Tensor:
     return tf.constant(rgb[None], dtype=tf.float32)
 
 
+# VGG halves the image four times before block5: smaller sides pool away to nothing.
+MIN_SIDE = 16
+
+
 def peak_memory_bytes() -> int:
     """This process's peak resident memory so far, in bytes."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -115,6 +119,10 @@ class StyleTransfer:
         self.config = cfg = make_config(config, **options)
         self.content = image_io.load_image(content, cfg.size, cfg.square)
         self.style = image_io.load_image(style, cfg.effective_style_size, cfg.square)
+        for name, image in (("content", self.content), ("style", self.style)):
+            if min(image.shape[:2]) < MIN_SIDE:
+                raise NstError(f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
+                               f"least {MIN_SIDE} px on each side: choose a larger size")
         layers = list(cfg.content_layers) + list(cfg.style_layers)
         self.precision = features.resolve_precision(cfg.precision)
         self.model = model or features.build_feature_model(layers, cfg.backbone, cfg.weights, precision=self.precision)

@@ -55,6 +55,7 @@ MODES = {
     "adam bf16 xla": ({"precision": "bfloat16", "jit": "on"}, "check"),
     "lbfgs f32 xla": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs"}, "target"),
     "lbfgs bf16 xla": ({"precision": "bfloat16", "jit": "on", "optimizer": "lbfgs"}, "target"),
+    "lbfgs f32 xla memory 50": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs", "lbfgs_memory": 50}, "target"),
     "lbfgs f32 xla 2 scales": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs", "scales": 2}, "target"),
 }
 COARSE_STEPS = 50  # steps at the coarse scale of the coarse-to-fine mode

@@ -57,6 +57,23 @@ def test_total_variation_matches_numpy(rng):
     assert losses.total_variation(tf.ones((1, 4, 4, 3))).numpy() == 0.0
 
 
+def test_squared_total_variation_matches_numpy(rng):
+    x = rng.uniform(size=(2, 6, 5, 3)).astype(np.float32)
+    expected = 0.5 * (np.square(np.diff(x, axis=1)).sum(axis=(1, 2, 3)) + np.square(np.diff(x, axis=2)).sum(axis=(1, 2, 3))).mean()
+    np.testing.assert_allclose(losses.total_variation(tf.constant(x), "squared").numpy(), expected, rtol=1e-5)
+
+
+def test_relative_layer_error_is_scale_free(rng):
+    x, t = rng.normal(size=(1, 3, 4, 5)), rng.normal(size=(1, 3, 4, 5))
+    expected = np.sum((x - t) ** 2) / np.sum(t**2)
+    for scale in (1.0, 1e3):
+        got = losses.layer_error(tf.constant(scale * x), tf.constant(scale * t), "relative")
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
+    per_layer = losses.style_layer_losses({"a": tf.constant(x)}, {"a": tf.constant(t)}, "relative")
+    np.testing.assert_allclose(per_layer["a"].numpy(), expected, rtol=1e-9)
+    np.testing.assert_allclose(losses.content_loss({"a": tf.constant(x)}, {"a": tf.constant(t)}, "relative").numpy(), expected, rtol=1e-9)
+
+
 def test_objective_composes_terms_with_weights(vgg19, small_pair):
     content, style = (tf.constant(x[None]) for x in small_pair)
     cfg = Config(content_weight=3.0, style_weight=5.0, tv_weight=7.0, style_layer_weights=(1, 2, 3, 4, 0))

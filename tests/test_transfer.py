@@ -201,12 +201,17 @@ def test_snapshots_and_progress(vgg19, content_style, tmp_path, capsys):
         ({"scales": 2, "start_size": 400, "size": 300}, "smaller than size"),
         ({"scales": 3, "scale_steps": (10, 10)}, "one per scale"),
         ({"scales": 2, "scale_steps": (10, 0)}, "positive integers"),
-        ({"scales": 6, "size": 256}, "use fewer scales"),
+        ({"scales": 2, "start_size": 8}, "16 or more"),
     ],
 )
 def test_bad_options_are_nst_errors(options, match, content_style):
     with pytest.raises(NstError, match=match):
         nst_tf.stylize(*content_style, **options)
+
+
+def test_too_small_images_are_refused(content_style):
+    with pytest.raises(NstError, match="at least 16 px"):
+        nst_tf.StyleTransfer(*content_style, size=20, weights="random")
 
 
 def test_shared_model_must_have_the_layers(content_style):
@@ -225,6 +230,10 @@ def test_scale_plan():
     plan = config.Config(size=512, style_size=256, scales=2, start_size=200, scale_steps=(50, 20)).scale_plan()
     assert plan == ((200, 100, 50), (512, 256, 20))
     assert config.Config(size=300, steps=7).scale_plan() == ((300, None, 7),)
+    # Scales under 64 px are skipped unless start_size asks for them.
+    assert config.Config(size=256, scales=6, steps=5).scale_plan() == ((64, None, 5), (128, None, 5), (256, None, 5))
+    assert config.Config(size=32, scales=3).scale_plan() == ((32, None, 100),)
+    assert config.Config(size=75, scales=3, start_size=19).scale_plan()[0] == (19, None, 100)
 
 
 def test_coarse_to_fine_ends_at_the_exact_size(vgg19, content_style):
@@ -240,11 +249,11 @@ def test_coarse_to_fine_ends_at_the_exact_size(vgg19, content_style):
         def on_run_end(self, transfer):
             seen[-1]["end"] = transfer.image.copy()
 
-    out = nst_tf.stylize(*content_style, size=75, scales=3, scale_steps=(3, 2, 2), model=vgg19, jit="off",
-                         callbacks=[Record()])
+    out = nst_tf.stylize(*content_style, size=75, scales=3, start_size=32, scale_steps=(3, 2, 2), model=vgg19,
+                         jit="off", callbacks=[Record()])
     assert out.shape == image_io.load_image(content_style[0], 75).shape == (50, 75, 3)
-    assert [s["content"][:2] for s in seen] == [(13, 19), (25, 38), (50, 75)]
-    assert [max(s["style"][:2]) for s in seen] == [19, 38, 75]
+    assert [s["content"][:2] for s in seen] == [(21, 32), (33, 49), (50, 75)]
+    assert [max(s["style"][:2]) for s in seen] == [32, 49, 75]
     assert [s["steps"] for s in seen] == [3, 2, 2]
     for before, after in zip(seen, seen[1:]):
         np.testing.assert_allclose(after["start"], image_io.resize(before["end"], after["content"][:2]), atol=1e-6)
