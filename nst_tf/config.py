@@ -22,7 +22,7 @@ BACKBONES = ("vgg19", "vgg16")
 INITS = ("content", "noise", "style")
 GRAM_NORMS = ("hw", "chw")
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
-DEFAULT_CONTENT_LAYERS = ("block5_conv2",)
+DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 # Convolutions per block of each backbone (keras.applications VGG16 / VGG19 without top).
 _VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 # Stylising more pixels than this (about 8K x 8K) is refused before any work starts.
@@ -72,25 +72,25 @@ class Config:
         every scale).
     """
 
-    size: int = 320
+    size: int = 512
     style_size: Optional[int] = None
     square: bool = False
-    steps: int = 100
-    optimizer: str = "adam"
+    steps: int = 60
+    optimizer: str = "lbfgs"
     learning_rate: float = 0.06
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 0.1
     lbfgs_memory: int = 10
-    content_weight: float = 1e4
-    style_weight: float = 1e-2
-    tv_weight: float = 30.0
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 0.0
     tv_loss: str = "abs"
     content_layers: Tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: Tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: Optional[Tuple[float, ...]] = None
     gram_norm: str = "hw"
-    loss_norm: str = "mean"
+    loss_norm: str = "relative"
     init: str = "content"
     seed: int = 0
     weights: str = "auto"
@@ -99,7 +99,7 @@ class Config:
     snapshot_dir: Optional[str] = None
     precision: str = "auto"
     jit: str = "auto"
-    scales: int = 1
+    scales: int = 3
     start_size: Optional[int] = None
     scale_steps: Optional[Tuple[int, ...]] = None
 

@@ -6,7 +6,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALL_DEFAULT_LAYERS = ["block5_conv2", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
+ALL_DEFAULT_LAYERS = ["block4_conv2", "block5_conv2", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def embedded_weights():
 
 @pytest.fixture(scope="session")
 def vgg19(embedded_weights):
-    """Feature model on the embedded weights, with every layer the default config uses."""
+    """Feature model on the embedded weights, with every layer the default config and the tutorial use."""
     from nst_tf import features
 
     return features.build_feature_model(ALL_DEFAULT_LAYERS, "vgg19", layer_weights=embedded_weights)

@@ -76,7 +76,8 @@ def test_relative_layer_error_is_scale_free(rng):
 
 def test_objective_composes_terms_with_weights(vgg19, small_pair):
     content, style = (tf.constant(x[None]) for x in small_pair)
-    cfg = Config(content_weight=3.0, style_weight=5.0, tv_weight=7.0, style_layer_weights=(1, 2, 3, 4, 0))
+    cfg = Config(content_layers=("block5_conv2",), loss_norm="mean", content_weight=3.0, style_weight=5.0, tv_weight=7.0,
+                 style_layer_weights=(1, 2, 3, 4, 0))
     targets = losses.compute_targets(vgg19, content, style, cfg)
     image = tf.constant(np.clip(small_pair[0][None] + 0.1, 0, 1))
     total, terms = losses.objective(vgg19, targets, cfg, image)
@@ -103,7 +104,7 @@ def float64_vgg19(embedded_weights):
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     try:
-        yield features.build_feature_model(["block5_conv2"] + list(Config().style_layers), layer_weights=embedded_weights)
+        yield features.build_feature_model(list(Config().content_layers) + list(Config().style_layers), layer_weights=embedded_weights)
     finally:
         keras.config.set_floatx("float32")
         keras.config.set_dtype_policy("float32")

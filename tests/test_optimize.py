@@ -48,7 +48,9 @@ def tiny_transfer(vgg19, small_pair):
     content, style = small_pair
 
     def make(**options):
-        return nst_tf.StyleTransfer(content, style, **{"size": 32, "model": vgg19, "init": "noise", "jit": "off", **options})
+        return nst_tf.StyleTransfer(content, style, **{"size": 32, "model": vgg19, "init": "noise", "jit": "off",
+                                                       "loss_norm": "mean", "content_layers": ("block5_conv2",),
+                                                       "content_weight": 1e4, "style_weight": 1e-2, "tv_weight": 30.0, **options})
 
     return make
 
@@ -58,7 +60,7 @@ def test_lbfgs_matches_scipy_and_beats_adam_on_a_style_problem(tiny_transfer):
     evaluations = 40
     ours = tiny_transfer(optimizer="lbfgs", lbfgs_memory=10)
     ours.run(evaluations)
-    adam = tiny_transfer()  # the default Adam
+    adam = tiny_transfer(optimizer="adam")  # the default Adam settings
     adam.run(evaluations)
 
     ref = tiny_transfer()
@@ -74,7 +76,7 @@ def test_lbfgs_matches_scipy_and_beats_adam_on_a_style_problem(tiny_transfer):
     scipy = scipy_optimize.minimize(value_and_grad, x0, jac=True, method="L-BFGS-B", bounds=[(0, 1)] * x0.size,
                                     options={"maxfun": evaluations, "maxcor": 10})
     lbfgs_loss, adam_loss = ours.evaluate()[0], adam.evaluate()[0]
-    # Measured: start 3.86e9, ours 6.69e8, SciPy 6.70e8, Adam 6.95e8.
+    # Measured (mean-squared losses): start 3.86e9, ours 6.69e8, SciPy 6.70e8, Adam 6.95e8.
     assert lbfgs_loss < 0.25 * start
     assert lbfgs_loss <= 1.03 * scipy.fun, (lbfgs_loss, scipy.fun)
     assert lbfgs_loss < adam_loss, (lbfgs_loss, adam_loss)
