@@ -8,6 +8,8 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
   (RGB `[B, H, W, 3]` in [0, 1] -> `{layer: activation}`) and its valid layer names.
 - `load_image`, `save_image`: image I/O (float32 RGB in [0, 1]); `example_path`: bundled images.
 - `evaluate(image, content, style)`: scale-free style (Gram) and content errors of a result.
+- `export_saved_model(export_dir, version, **options)`: the whole transfer as a SavedModel for TF
+  Serving (signatures `serving_default`, `serving_rest`, `stylize_tensor`).
 - `NstError`: the one exception type a user can cause.
 """
 
@@ -31,6 +33,7 @@ _EXPORTS = {
     "example_path": "nst_tf.image_io",
     "stylize": "nst_tf.transfer",
     "evaluate": "nst_tf.metrics",
+    "export_saved_model": "nst_tf.serving",
 }
 
 __all__ = sorted(_EXPORTS)

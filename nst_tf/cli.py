@@ -62,12 +62,14 @@ _CHOICES = {
 _OPTIONAL_INTS = ("style_size", "start_size")
 
 
-def define_flags(fv=flags.FLAGS):
-    """Defines the stylize flags on `fv` (defaults from `Config`)."""
-    flags.DEFINE_string("content", image_io.example_path("boston"), "Content image (the photo).", flag_values=fv)
-    flags.DEFINE_string("style", image_io.example_path("the_scream"), "Style image (the painting).", flag_values=fv)
-    flags.DEFINE_string("output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv)
-    flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
+def define_flags(fv=flags.FLAGS, images: bool = True):
+    """Defines the stylize flags on `fv` (defaults from `Config`); `images=False` leaves out the
+    input, output and progress flags (for the SavedModel export, which takes only options)."""
+    if images:
+        flags.DEFINE_string("content", image_io.example_path("boston"), "Content image (the photo).", flag_values=fv)
+        flags.DEFINE_string("style", image_io.example_path("the_scream"), "Style image (the painting).", flag_values=fv)
+        flags.DEFINE_string("output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv)
+        flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
     for field in config_lib.field_names():
         default = getattr(_D, field)
         help_ = _HELP.get(field, field.replace("_", " ").capitalize() + ".")
@@ -198,6 +200,45 @@ def run_evaluate():
     flags.DEFINE_string("style", None, "Its style image.")
     flags.DEFINE_string("weights", "auto", _HELP["weights"])
     app.run(evaluate_main, flags_parser=_parse)
+
+
+def export_main(argv) -> int:
+    """Writes the SavedModel (`nst_tf.export_saved_model`) and prints where, its size and limits."""
+    if len(argv) > 1:
+        return _fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
+    fv = flags.FLAGS
+    try:
+        cfg = config_from_flags(fv)
+        if not fv.export_dir:
+            raise NstError("--export_dir is required (TF Serving's model base path)")
+        _import_tensorflow_quietly()
+        import tensorflow as tf
+
+        from nst_tf import serving
+
+        tf.get_logger().setLevel("ERROR")  # the SavedModel writer logs each step at INFO
+        limits = config_lib.Limits(fv.max_pixels, fv.max_steps, fv.max_input_pixels)
+        start = time.perf_counter()
+        path = serving.export_saved_model(fv.export_dir, fv.version, cfg, limits=limits, overwrite=fv.overwrite)
+        seconds = time.perf_counter() - start
+    except NstError as err:
+        return _fail(err)
+    print(f"wrote {path} ({serving.directory_bytes(path) / 1e6:.1f} MB in {seconds:.0f} s; limits: "
+          f"{limits.max_pixels} output pixels, {limits.max_steps} steps per scale, {limits.max_input_pixels} input pixels)")
+    return 0
+
+
+def run_export():
+    """Console entry point (`nst-tf-export`)."""
+    limits = config_lib.Limits()
+    define_flags(images=False)
+    flags.DEFINE_string("export_dir", None, "Model base path: the SavedModel goes to <export_dir>/<version>/.")
+    flags.DEFINE_integer("version", 1, "Model version (TF Serving serves the highest).", lower_bound=1)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing version folder.")
+    flags.DEFINE_integer("max_pixels", limits.max_pixels, "Largest output (height x width) a request may ask for.", lower_bound=1)
+    flags.DEFINE_integer("max_steps", limits.max_steps, "Most steps per scale a request may ask for.", lower_bound=1)
+    flags.DEFINE_integer("max_input_pixels", limits.max_input_pixels, "Largest encoded input, read from its header.", lower_bound=1)
+    app.run(export_main, flags_parser=_parse)
 
 
 if __name__ == "__main__":

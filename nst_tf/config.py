@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from nst_tf.errors import NstError
 
@@ -143,6 +143,19 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return make_config(self, **changes)
+
+
+class Limits(NamedTuple):
+    """What one request to an exported model (`nst_tf.serving`) may ask for; checked in the graph, recorded in the metadata.
+
+    max_pixels: output pixels (height x width at the requested size), and the style image's.
+    max_steps: steps per scale.
+    max_input_pixels: pixels of an encoded input, read from its header before it is decoded.
+    """
+
+    max_pixels: int = 1024 * 1024
+    max_steps: int = 1000
+    max_input_pixels: int = 25_000_000
 
 
 def field_names():

@@ -84,7 +84,9 @@ def build_feature_model(
 
     layers: the activations to return (any names from `layer_names(backbone)`).
     weights: a spec for `nst_tf.weights.load` ("auto", "imagenet", "embedded", "random", a path),
-        ignored when `layer_weights` (already-loaded `{name: (kernel, bias)}`) is given.
+        ignored when `layer_weights` (already-loaded `{name: (kernel, bias)}`) is given; None
+        leaves Keras' initial weights in place quietly (for callers that supply weight values
+        at call time, as the SavedModel export does with `stateless_call`).
     precision: compute dtype of the convolutions ("float32", "bfloat16", "float16"); the input
         and the preprocessing stay float32, the activations come out in this dtype (the losses
         widen them to float32).
@@ -96,7 +98,7 @@ def build_feature_model(
     unknown = [name for name in layers if name not in valid]
     if unknown or not layers:
         raise NstError(f"unknown {backbone} layer(s) {', '.join(unknown) or '(none given)'}; valid layers: {', '.join(valid)}")
-    if layer_weights is None:
+    if layer_weights is None and weights is not None:
         layer_weights = weights_lib.load(weights, backbone)
 
     vgg = build_backbone(backbone, precision)

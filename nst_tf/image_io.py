@@ -1,7 +1,7 @@
 """Reading, resizing and saving images. All Pillow use lives here.
 
 Inside the package an image is float32 RGB in [0, 1], shape `[H, W, 3]` (a batch adds a leading
-axis). Reading accepts a path, a PIL image or an array, applies EXIF orientation, and converts any
+axis). Resizing is the one TensorFlow step (see `resize`). Reading accepts a path, a PIL image or an array, applies EXIF orientation, and converts any
 mode (L, LA, P, RGBA, CMYK, 16-bit, ...) to RGB, compositing transparency onto white.
 """
 
@@ -135,15 +135,16 @@ def fit_size(hw: Tuple[int, int], max_side: int) -> Tuple[int, int]:
 
 
 def resize(rgb: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
-    """Lanczos resize of float RGB in [0, 1] to (height, width), in float precision."""
-    h, w = hw
-    if rgb.shape[:2] == (h, w):
+    """Lanczos resize of float RGB `[H, W, 3]` in [0, 1] to (height, width).
+
+    TensorFlow's Lanczos-3 (`tensor_image.resize`), imported on first use: the serving graph
+    resizes with the same function, so a served result equals a local one.
+    """
+    if tuple(rgb.shape[:2]) == tuple(hw):
         return rgb
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize((w, h), Image.LANCZOS))
-        for c in range(rgb.shape[-1])
-    ]
-    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+    from nst_tf import tensor_image
+
+    return tensor_image.resize(np.asarray(rgb, np.float32)[None], hw)[0].numpy()
 
 
 def to_uint8(rgb) -> np.ndarray:

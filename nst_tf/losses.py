@@ -92,12 +92,13 @@ def compute_targets(model, content: tf.Tensor, style: tf.Tensor, cfg) -> Targets
     )
 
 
-def objective(model, targets: Targets, cfg, image: tf.Tensor):
+def objective(model, targets: Targets, cfg, image: tf.Tensor, content_weight=None, style_weight=None):
     """The total loss of `image` and its terms: a pure function of the image tensor.
 
     total = content_weight * content + style_weight * style + tv_weight * tv, where content is the
     mean over content layers, style the weighted mean over style layers (weights summing to one),
-    each layer's error per `cfg.loss_norm`.
+    each layer's error per `cfg.loss_norm`. `content_weight` and `style_weight` (numbers or
+    scalar tensors, as a serving request supplies) override the config's.
     Returns `(total, {"content", "style", "tv", "style/<layer>"...: scalar})`.
     """
     features = model(image, training=False)
@@ -112,5 +113,7 @@ def objective(model, targets: Targets, cfg, image: tf.Tensor):
     else:
         terms["style"] = zero
     terms["tv"] = total_variation(image, cfg.tv_loss)
-    total = cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"] + cfg.tv_weight * terms["tv"]
+    content_weight = cfg.content_weight if content_weight is None else content_weight
+    style_weight = cfg.style_weight if style_weight is None else style_weight
+    total = content_weight * terms["content"] + style_weight * terms["style"] + cfg.tv_weight * terms["tv"]
     return total, terms

@@ -96,6 +96,12 @@ def _batch(rgb: np.ndarray) -> tf.Tensor:
 MIN_SIDE = 16
 
 
+def noise_image(hw, seed: int) -> tf.Tensor:
+    """The "noise" init: uniform in [0, 1], `[1, H, W, 3]`, a function of `hw` and `seed` only
+    (stateless Philox), so the serving graph draws exactly the same image."""
+    return tf.random.stateless_uniform(tf.concat([[1], hw, [3]], axis=0), seed=tf.stack([seed, 0]), dtype=tf.float32)
+
+
 def peak_memory_bytes() -> int:
     """This process's peak resident memory so far, in bytes."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -148,7 +154,7 @@ class StyleTransfer:
         if cfg.init == "content":
             return self.content
         if cfg.init == "noise":
-            return np.random.default_rng(cfg.seed).uniform(0.0, 1.0, size=hw + (3,)).astype(np.float32)
+            return noise_image(hw, cfg.seed).numpy()[0]
         if cfg.init == "style":
             return image_io.resize(self.style, hw)
         return image_io.resize(image_io.load_image(cfg.init), hw)

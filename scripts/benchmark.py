@@ -18,6 +18,13 @@ Each mode runs in its own process (so peak memory is its own) and reports:
   --check_steps, so for them this is the precision check);
 - peak RSS of the mode's process.
 Timings on shared machines are noisy: read the ratios, from one run.
+
+    python scripts/benchmark.py --serving --size=256 --steps=100 --weights=embedded
+
+benchmarks the SavedModel export instead (`nst_tf.export_saved_model`): for each export variant,
+its size on disk, then in a fresh process that never imports nst_tf, `tf.saved_model.load`'s
+time and the latency of `serving_default` requests for --size px and --steps steps per scale
+(the first request, which traces, and the median of the rest).
 """
 
 import json
@@ -43,7 +50,17 @@ flags.DEFINE_string("weights", "auto", "Weights spec.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_string("child", None, "(internal) run one mode and write its JSON result to this path.")
 flags.DEFINE_float("target", None, "(internal) the reference's loss to reach.")
+flags.DEFINE_boolean("serving", False, "Benchmark the SavedModel export instead (see the module doc).")
+flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
+flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 FLAGS = flags.FLAGS
+
+# Serving benchmark: export variants (options over the default config).
+SERVING_VARIANTS = {
+    "default (3 scales)": {},
+    "1 scale": {"scales": 1},
+    "1 scale, XLA": {"scales": 1, "jit": "on"},
+}
 
 # name: (options over configs/tutorial.cfg, steps kind). "check": --check_steps; "target": until the
 # reference's loss or --steps; "slow": --slow_steps.
@@ -199,7 +216,58 @@ def spawn(mode, target=None):
     return result
 
 
+def serving_child(path):
+    """Runs in a process without nst_tf: load time and request latencies, as JSON on stdout."""
+    import tensorflow as tf
+
+    assets = os.path.join(REPO, "nst_tf", "assets")
+    start = time.perf_counter()
+    model = tf.saved_model.load(path)
+    load_s = time.perf_counter() - start
+    serve = model.signatures["serving_default"]
+    request = {
+        "content": tf.constant([open(os.path.join(assets, "boston.jpg"), "rb").read()]),
+        "style": tf.constant([open(os.path.join(assets, "the_scream.jpg"), "rb").read()]),
+        "steps": tf.constant(FLAGS.steps), "size": tf.constant(FLAGS.size),
+        "content_weight": tf.constant(-1.0), "style_weight": tf.constant(-1.0),
+    }
+    latencies = []
+    for _ in range(FLAGS.requests):
+        start = time.perf_counter()
+        shape = serve(**request)["image"].shape
+        latencies.append(time.perf_counter() - start)
+    assert "nst_tf" not in sys.modules
+    print(json.dumps({"load_s": load_s, "latencies": latencies, "shape": list(shape)}))
+
+
+def serving_main():
+    from nst_tf import serving
+
+    print(f"serving_default: boston x the_scream, size {FLAGS.size}, {FLAGS.steps} steps per scale, "
+          f"{FLAGS.requests} requests per export", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options in SERVING_VARIANTS.items():
+            start = time.perf_counter()
+            path = serving.export_saved_model(os.path.join(tmp, str(len(rows))), 1, weights=FLAGS.weights, **options)
+            export_s = time.perf_counter() - start
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--serving_child={path}",
+                                  f"--size={FLAGS.size}", f"--steps={FLAGS.steps}", f"--requests={FLAGS.requests}"],
+                                 check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            rows.append((name, serving.directory_bytes(path), export_s, r))
+    print(f"\n{'export':<20}{'MB':>6}{'export s':>9}{'load s':>8}{'first s':>9}{'median s':>9}  output")
+    for name, size, export_s, r in rows:
+        rest = r["latencies"][1:] or r["latencies"]
+        print(f"{name:<20}{size / 1e6:>6.1f}{export_s:>9.1f}{r['load_s']:>8.2f}{r['latencies'][0]:>9.1f}"
+              f"{float(np.median(rest)):>9.1f}  {r['shape'][1]}x{r['shape'][0]}", flush=True)
+
+
 def main(argv):
+    if FLAGS.serving_child:
+        return serving_child(FLAGS.serving_child)
+    if FLAGS.serving:
+        return serving_main()
     if FLAGS.child:
         return child(FLAGS.modes[0])
     modes = FLAGS.modes or list(MODES)

@@ -132,7 +132,10 @@ def test_random_warns():
 def test_auto_uses_embedded_when_nothing_cached(monkeypatch, tmp_path, embedded_weights):
     monkeypatch.setattr(weights, "_keras_cache_dirs", lambda: [str(tmp_path)])
     monkeypatch.setattr(weights, "download_official", lambda b: pytest.fail("auto must not download"))
-    assert weights.load("auto", "vgg19") is embedded_weights
+    assert weights.resolve("auto", "vgg19") == weights.Source("embedded", weights.embedded_path())
+    loaded = weights.load("auto", "vgg19")
+    assert set(loaded) == set(embedded_weights)
+    np.testing.assert_array_equal(loaded["block3_conv2"][0], embedded_weights["block3_conv2"][0])
 
 
 def test_auto_prefers_cached_official_file(monkeypatch, tmp_path):
