@@ -173,18 +173,18 @@ class _Graph:
         if cfg.start_size:
             checks.append(check(size > cfg.start_size, f"size={{}}: this model starts at {cfg.start_size} px, so give a "
                                  "larger size", [size]))
-        final_hw = self.fit(tf.shape(content)[1:3], size)
-        style_scale = 1.0 if cfg.style_size is None else cfg.style_size / cfg.size
-        final_style_hw = self.fit(tf.shape(style)[1:3], tf.cast(tf.round(tf.cast(size, tf.float64) * style_scale), tf.int32))
-        for what, hw in (("output", final_hw), ("style image", final_style_hw)):
+        plan = scale_plan(cfg, size)
+        final_size, final_style_size = plan[-1][:2]
+        for what, image, side in (("output", content, final_size), ("style image", style, final_style_size)):
+            hw = self.fit(tf.shape(image)[1:3], side)
             pixels = tf.cast(hw[0], tf.int64) * tf.cast(hw[1], tf.int64)
             checks.append(check(pixels <= limits.max_pixels, f"size={{}} makes the {what} {{}}x{{}}, over this model's "
-                                 f"limit of {limits.max_pixels} pixels: ask for a smaller size", [size, hw[1], hw[0]]))
+                                f"limit of {limits.max_pixels} pixels: ask for a smaller size", [size, hw[1], hw[0]]))
         content = after(checks, content)
         values = self.weights.values()
 
         image, have = None, False
-        for scale_size, style_size, default_steps, runs in scale_plan(cfg, size):
+        for scale_size, style_size, default_steps, runs in plan:
             scale_steps = tf.where(steps < 0, default_steps, steps)
 
             def scale(image=image, have=have, scale_size=scale_size, style_size=style_size, scale_steps=scale_steps):

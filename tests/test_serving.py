@@ -43,6 +43,7 @@ import tensorflow as tf
 model = tf.saved_model.load(EXPORT)
 content, style = open(CONTENT, "rb").read(), open(STYLE, "rb").read()
 results = {}
+BAD = json.loads(BAD_JSON)  # NaN survives JSON, not repr
 
 def request(signature="serving_default", **changes):
     args = {"content": [content], "style": [style], "steps": -1, "size": -1, "content_weight": -1.0, "style_weight": -1.0}
@@ -58,7 +59,7 @@ as_float = lambda png: tf.io.decode_png(png)[None].numpy().astype(np.float32) / 
 results["tensor"] = request("stylize_tensor", content=as_float(content), style=as_float(style))["image"].numpy().tolist()
 results["size48"] = list(request(size=48)["image"].shape)
 results["style_only_differs"] = bool((request(content_weight=0.0)["image"].numpy() != out["image"].numpy()).any())
-encode = lambda v: [x.encode("latin-1") for x in v] if isinstance(v, list) else v
+encode = lambda v: [x.encode("latin-1") if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
 for name, changes in BAD.items():
     if name == "bomb":
         changes = {"content": [open(BOMB, "rb").read()]}
@@ -110,7 +111,7 @@ def exported(tmp_path_factory, embedded_weights):
     out.mkdir()
     script = "".join(f"{name} = {value!r}\n" for name, value in [
         ("REPO", REPO), ("EXPORT", path), ("CONTENT", paths["content"]), ("STYLE", paths["style"]),
-        ("BOMB", paths["bomb"]), ("OUT", str(out)), ("BAD", {k: v[0] for k, v in BAD.items()})]) + CLIENT
+        ("BOMB", paths["bomb"]), ("OUT", str(out)), ("BAD_JSON", json.dumps({k: v[0] for k, v in BAD.items()}))]) + CLIENT
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "results.json") as f:
