@@ -1,8 +1,9 @@
 """Reading, resizing and saving images. All Pillow use lives here.
 
 Inside the package an image is float32 RGB in [0, 1], shape `[H, W, 3]` (a batch adds a leading
-axis). Resizing is the one TensorFlow step (see `resize`). Reading accepts a path, a PIL image or an array, applies EXIF orientation, and converts any
-mode (L, LA, P, RGBA, CMYK, 16-bit, ...) to RGB, compositing transparency onto white.
+axis). Reading accepts a path, a PIL image or an array, applies EXIF orientation, and converts any
+mode (L, LA, P, RGBA, CMYK, 16-bit, ...) to RGB, compositing transparency onto white. Resizing is
+the one step done in TensorFlow (see `resize`), so that the served graph resizes identically.
 """
 
 from __future__ import annotations

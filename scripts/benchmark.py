@@ -52,6 +52,8 @@ flags.DEFINE_string("child", None, "(internal) run one mode and write its JSON r
 flags.DEFINE_float("target", None, "(internal) the reference's loss to reach.")
 flags.DEFINE_boolean("serving", False, "Benchmark the SavedModel export instead (see the module doc).")
 flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
+flags.DEFINE_list("variants", None, "Serving: export variants to run (default: all), and/or 'local' for "
+                  "nst_tf.stylize with the same settings (1 scale; XLA off and on) in this process.")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 FLAGS = flags.FLAGS
 
@@ -246,8 +248,11 @@ def serving_main():
     print(f"serving_default: boston x the_scream, size {FLAGS.size}, {FLAGS.steps} steps per scale, "
           f"{FLAGS.requests} requests per export", flush=True)
     rows = []
+    variants = FLAGS.variants or list(SERVING_VARIANTS) + ["local"]
     with tempfile.TemporaryDirectory() as tmp:
         for name, options in SERVING_VARIANTS.items():
+            if name not in variants:
+                continue
             start = time.perf_counter()
             path = serving.export_saved_model(os.path.join(tmp, str(len(rows))), 1, weights=FLAGS.weights, **options)
             export_s = time.perf_counter() - start
@@ -256,11 +261,25 @@ def serving_main():
                                  check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             rows.append((name, serving.directory_bytes(path), export_s, r))
-    print(f"\n{'export':<20}{'MB':>6}{'export s':>9}{'load s':>8}{'first s':>9}{'median s':>9}  output")
+    if "local" in variants:
+        import nst_tf
+        from nst_tf import image_io
+
+        for jit in ("off", "on"):
+            latencies = []
+            for _ in range(FLAGS.requests):
+                start = time.perf_counter()
+                image = nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"),
+                                       size=FLAGS.size, steps=FLAGS.steps, scales=1, jit=jit, weights=FLAGS.weights)
+                latencies.append(time.perf_counter() - start)
+            rows.append((f"stylize, 1 scale, XLA {jit}", None, None, {"load_s": None, "latencies": latencies,
+                                                                   "shape": list(image.shape)}))
+    cell = lambda value, spec: f"{value:{spec}}" if value is not None else f"{'-':>{spec.split('.')[0]}}"
+    print(f"\n{'export':<26}{'MB':>6}{'export s':>9}{'load s':>8}{'first s':>9}{'median s':>9}  output")
     for name, size, export_s, r in rows:
         rest = r["latencies"][1:] or r["latencies"]
-        print(f"{name:<20}{size / 1e6:>6.1f}{export_s:>9.1f}{r['load_s']:>8.2f}{r['latencies'][0]:>9.1f}"
-              f"{float(np.median(rest)):>9.1f}  {r['shape'][1]}x{r['shape'][0]}", flush=True)
+        print(f"{name:<26}{cell(size and size / 1e6, '6.1f')}{cell(export_s, '9.1f')}{cell(r['load_s'], '8.2f')}"
+              f"{r['latencies'][0]:>9.1f}{float(np.median(rest)):>9.1f}  {r['shape'][1]}x{r['shape'][0]}", flush=True)
 
 
 def main(argv):
