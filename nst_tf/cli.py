@@ -132,6 +132,11 @@ def _fail(message) -> int:
     return 2
 
 
+def _no_arguments(argv):
+    if len(argv) > 1:
+        raise NstError(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
+
+
 def _parse(argv):
     try:
         return flags.FLAGS(argv)
@@ -141,10 +146,9 @@ def _parse(argv):
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        return _fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
     fv = flags.FLAGS
     try:
+        _no_arguments(argv)
         # Flags, output folder and input files are checked before TensorFlow loads.
         cfg = config_from_flags(fv)
         output = image_io.check_output_path(fv.output)
@@ -175,10 +179,9 @@ def evaluate_main(argv) -> int:
     """Prints `nst_tf.evaluate`'s JSON report for --image against --content and --style."""
     import json
 
-    if len(argv) > 1:
-        return _fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
     fv = flags.FLAGS
     try:
+        _no_arguments(argv)
         for name in ("image", "content", "style"):
             if not fv[name].value:
                 raise NstError(f"--{name} is required")
@@ -204,10 +207,9 @@ def run_evaluate():
 
 def export_main(argv) -> int:
     """Writes the SavedModel (`nst_tf.export_saved_model`) and prints where, its size and limits."""
-    if len(argv) > 1:
-        return _fail(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
     fv = flags.FLAGS
     try:
+        _no_arguments(argv)
         cfg = config_from_flags(fv)
         if not fv.export_dir:
             raise NstError("--export_dir is required (TF Serving's model base path)")
