@@ -237,6 +237,8 @@ class ExportedModule(tf.Module):
                    tf.TensorSpec([], tf.float32, "content_weight"), tf.TensorSpec([], tf.float32, "style_weight")]
         max_in = limits.max_input_pixels
 
+        # One function behind both byte signatures, so the transfer graph is traced and stored once.
+        @tf.function
         def from_bytes(content, style, steps, size, content_weight, style_weight):
             image = graph.run(decode(content, "content", max_in), decode(style, "style", max_in),
                               steps, size, content_weight, style_weight)
