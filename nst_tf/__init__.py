@@ -2,7 +2,8 @@
 
 Public API (imported on first use, so `import nst_tf` stays cheap until you need TensorFlow):
 - `stylize(content, style, **options) -> uint8 [H, W, 3]`: the one-call API.
-- `StyleTransfer`: step-level control with `Callback`s (`ProgressBar`, `Snapshots`, `History`).
+- `StyleTransfer`: step-level control with `Callback`s (`ProgressBar`, `Snapshots`, `History`,
+  `TensorBoard`, `ContactSheet`, `LossPlot`).
 - `Config`, `make_config`: every knob with its default; options are named like the flags.
 - `build_feature_model`, `layer_names`: the frozen VGG feature `tf.keras.Model`
   (RGB `[B, H, W, 3]` in [0, 1] -> `{layer: activation}`) and its valid layer names.
@@ -25,10 +26,13 @@ _EXPORTS = {
     "layer_names": "nst_tf.config",
     "load_image": "nst_tf.image_io",
     "save_image": "nst_tf.image_io",
-    "Callback": "nst_tf.transfer",
-    "History": "nst_tf.transfer",
-    "ProgressBar": "nst_tf.transfer",
-    "Snapshots": "nst_tf.transfer",
+    "Callback": "nst_tf.callbacks",
+    "ContactSheet": "nst_tf.callbacks",
+    "History": "nst_tf.callbacks",
+    "LossPlot": "nst_tf.callbacks",
+    "ProgressBar": "nst_tf.callbacks",
+    "Snapshots": "nst_tf.callbacks",
+    "TensorBoard": "nst_tf.callbacks",
     "StyleTransfer": "nst_tf.transfer",
     "example_path": "nst_tf.image_io",
     "stylize": "nst_tf.transfer",

@@ -23,7 +23,18 @@ _D = config_lib.Config()  # the defaults, one source of truth
 
 _HELP = {
     "size": "Output size: longest side in pixels.",
-    "style_size": "Style image longest side in pixels (default: --size).",
+    "style_size": "Style images' longest side in pixels (default: --size x --style_scale).",
+    "style_scale": "Style images' size relative to the output (when --style_size is not given): below 1, larger strokes.",
+    "style_blend": "Comma-separated share of each style image in the style term (default: equal).",
+    "style_mask": "Comma-separated mask images, one per style: each style paints only where its mask is bright.",
+    "style_loss": "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",
+    "preserve_colors": "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).",
+    "pooling": "Feature network pooling: max (VGG's) or avg (Gatys et al.).",
+    "logdir": "Write TensorBoard summaries (losses each step, the image every --log_every steps) here.",
+    "log_every": "TensorBoard image interval in steps.",
+    "contact_sheet": "Write a PNG grid of snapshots through the run here.",
+    "contact_sheet_frames": "Snapshots in the contact sheet (first and last included).",
+    "loss_plot": "Write a PNG plot of the loss curves here (needs matplotlib).",
     "square": "Resize content and style to squares, ignoring aspect (as some published pipelines do).",
     "steps": "Optimiser steps.",
     "learning_rate": "Optimiser step size, in [0, 1] image units.",
@@ -58,7 +69,11 @@ _CHOICES = {
     "loss_norm": config_lib.LOSS_NORMS,
     "precision": config_lib.PRECISIONS,
     "jit": config_lib.JIT_MODES,
+    "style_loss": config_lib.STYLE_LOSSES,
+    "preserve_colors": config_lib.PRESERVE_COLORS,
+    "pooling": config_lib.POOLINGS,
 }
+_LISTS = ("content_layers", "style_layers", "style_layer_weights", "scale_steps", "style_blend", "style_mask")
 _OPTIONAL_INTS = ("style_size", "start_size")
 
 
@@ -67,7 +82,7 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
     input, output and progress flags (for the SavedModel export, which takes only options)."""
     if images:
         flags.DEFINE_string("content", image_io.example_path("boston"), "Content image (the photo).", flag_values=fv)
-        flags.DEFINE_string("style", image_io.example_path("the_scream"), "Style image (the painting).", flag_values=fv)
+        flags.DEFINE_list("style", [image_io.example_path("the_scream")], "Style image (the painting), or several, comma-separated.", flag_values=fv)
         flags.DEFINE_string("output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv)
         flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
     for field in config_lib.field_names():
@@ -79,7 +94,7 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
             flags.DEFINE_list(field, list(default), f"Comma-separated VGG layers for the {field.split('_')[0]} term.", flag_values=fv)
         elif field == "style_layer_weights":
             flags.DEFINE_list(field, None, "Comma-separated relative weight per style layer (default: equal).", flag_values=fv)
-        elif field == "scale_steps":
+        elif field in _LISTS:
             flags.DEFINE_list(field, None, help_, flag_values=fv)
         elif isinstance(default, bool):
             flags.DEFINE_boolean(field, default, help_, flag_values=fv)
@@ -94,16 +109,13 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
 def config_from_flags(fv=flags.FLAGS) -> config_lib.Config:
     """The parsed flags as a validated `Config`."""
     values = {name: fv[name].value for name in config_lib.field_names()}
-    if values["style_layer_weights"] is not None:
-        try:
-            values["style_layer_weights"] = tuple(float(w) for w in values["style_layer_weights"])
-        except ValueError:
-            raise NstError(f"--style_layer_weights must be numbers, got {','.join(values['style_layer_weights'])}") from None
-    if values["scale_steps"] is not None:
-        try:
-            values["scale_steps"] = tuple(int(n) for n in values["scale_steps"])
-        except ValueError:
-            raise NstError(f"--scale_steps must be whole numbers, got {','.join(values['scale_steps'])}") from None
+    for name, kind, what in (("style_layer_weights", float, "numbers"), ("style_blend", float, "numbers"),
+                             ("scale_steps", int, "whole numbers")):
+        if values[name] is not None:
+            try:
+                values[name] = tuple(kind(v) for v in values[name])
+            except ValueError:
+                raise NstError(f"--{name} must be {what}, got {','.join(values[name])}") from None
     return config_lib.Config(**values)
 
 
@@ -152,13 +164,20 @@ def main(argv) -> int:
         # Flags, output folder and input files are checked before TensorFlow loads.
         cfg = config_from_flags(fv)
         output = image_io.check_output_path(fv.output)
-        content, style = image_io.load_image(fv.content), image_io.load_image(fv.style)
+        if not fv.style:
+            raise NstError("--style is required: one style image, or several comma-separated")
+        cfg.check_styles(len(fv.style))
+        content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
+        masks = [image_io.load_image(path) for path in cfg.style_mask or ()] or None
+        from nst_tf import callbacks
+
+        callbacks.check_outputs(cfg)
 
         _import_tensorflow_quietly()
         from nst_tf import transfer
 
         start = time.perf_counter()
-        image = transfer.stylize(content, style, cfg, progress=fv.progress)
+        image = transfer.stylize(content, styles, cfg, progress=fv.progress, masks=masks)
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
     except NstError as err:

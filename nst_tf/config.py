@@ -21,6 +21,9 @@ LOSS_NORMS = ("mean", "relative")
 BACKBONES = ("vgg19", "vgg16")
 INITS = ("content", "noise", "style")
 GRAM_NORMS = ("hw", "chw")
+STYLE_LOSSES = ("gram", "poly", "gaussian", "meanstd", "w2")  # see nst_tf.losses
+PRESERVE_COLORS = ("none", "luminance", "histogram")
+POOLINGS = ("max", "avg")
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 # Convolutions per block of each backbone (keras.applications VGG16 / VGG19 without top).
@@ -36,7 +39,21 @@ class Config:
     """Settings of one run. Sizes are pixels; weights are unitless multipliers of the loss terms.
 
     size: the output's longest side; the content image is resized (Lanczos) to it.
-    style_size: the style image's longest side (None: the same as `size`).
+    style_size: the style images' longest side (None: `size * style_scale`).
+    style_scale: the style images' size relative to the output (used when style_size is None):
+        below 1 the style's strokes and patterns come out larger, above 1 smaller.
+    style_blend: with several style images, each one's share of the style term (normalised to
+        sum to one; None: equal shares).
+    style_mask: with style images, one mask image per style (grey, [0, 1]; soft edges allowed),
+        resized to the output: each style paints only where its mask is bright.
+    style_loss: the style statistic: "gram" (Gatys), "poly" or "gaussian" (MMD with those
+        kernels, Li et al. 2017), "meanstd" (per-channel mean and standard deviation, Li et al.'s
+        batch-norm statistics), "w2" (2-Wasserstein distance between Gaussian fits).
+    preserve_colors: "none"; "luminance": optimise the luminance only (style matched to the
+        content's luminance mean and spread) and keep the content's chroma (YIQ); "histogram":
+        move the style images' colour mean and covariance to the content's before the run
+        (Gatys et al., "Preserving Color in Neural Artistic Style Transfer", 2016).
+    pooling: the feature network's pooling, "max" (VGG's own) or "avg" (Gatys et al.'s choice).
     square: resize content to size x size and style to style_size x style_size, ignoring aspect
         (as some published pipelines do).
     steps: optimiser steps (per scale; see `scale_steps`). An L-BFGS step is one loss evaluation.
@@ -64,6 +81,10 @@ class Config:
         "auto" (bfloat16 where the GPU or CPU has fast bfloat16, else float32). Gram matrices,
         losses and the image stay float32.
     jit: compile the step with XLA: "on", "off", or "auto" (on; see `optimize.use_xla`).
+    logdir: a folder for TensorBoard summaries: every term of the loss each step, the image
+        every `log_every` steps.
+    contact_sheet: write a PNG grid of `contact_sheet_frames` snapshots through the run here.
+    loss_plot: write a PNG plot of the loss curves here (needs matplotlib).
     scales, start_size, scale_steps: coarse-to-fine. With scales=N > 1 the image is optimised
         at N sizes growing geometrically from `start_size` (default: size / 2**(N-1)) to `size`,
         each scale starting from the previous result upsampled, with style targets recomputed
@@ -74,6 +95,7 @@ class Config:
 
     size: int = 512
     style_size: Optional[int] = None
+    style_scale: float = 1.0
     square: bool = False
     steps: int = 60
     optimizer: str = "lbfgs"
@@ -89,14 +111,24 @@ class Config:
     content_layers: Tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: Tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_layer_weights: Optional[Tuple[float, ...]] = None
+    style_blend: Optional[Tuple[float, ...]] = None
+    style_mask: Optional[Tuple[str, ...]] = None
+    style_loss: str = "gram"
     gram_norm: str = "hw"
     loss_norm: str = "relative"
+    preserve_colors: str = "none"
+    pooling: str = "max"
     init: str = "content"
     seed: int = 0
     weights: str = "auto"
     backbone: str = "vgg19"
     save_every: int = 0
     snapshot_dir: Optional[str] = None
+    logdir: Optional[str] = None
+    log_every: int = 50
+    contact_sheet: Optional[str] = None
+    contact_sheet_frames: int = 8
+    loss_plot: Optional[str] = None
     precision: str = "auto"
     jit: str = "auto"
     scales: int = 3
@@ -105,19 +137,28 @@ class Config:
 
     def __post_init__(self):
         # Lists from callers become tuples so the config stays hashable and comparable.
-        for name in ("content_layers", "style_layers", "style_layer_weights", "scale_steps"):
+        for name in ("content_layers", "style_layers", "style_layer_weights", "scale_steps", "style_blend", "style_mask"):
             value = getattr(self, name)
-            if isinstance(value, str):
-                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            if isinstance(value, (str, os.PathLike)):
+                value = tuple(v.strip() for v in os.fspath(value).split(",") if v.strip())
                 if name == "scale_steps":
                     value = tuple(int(v) if v.isdigit() else v for v in value)
+                elif name in ("style_layer_weights", "style_blend"):
+                    value = tuple(_number(name, v) for v in value)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
         _validate(self)
 
     @property
     def effective_style_size(self) -> int:
-        return self.style_size or self.size
+        return self.style_size or max(1, round(self.size * self.style_scale))
+
+    def check_styles(self, count: int) -> None:
+        """Raises `NstError` unless style_blend and style_mask fit `count` style images."""
+        for name in ("style_blend", "style_mask"):
+            value = getattr(self, name)
+            if value is not None and len(value) != count:
+                raise NstError(f"{name} has {len(value)} values for {count} style image(s); give one per style")
 
     @property
     def layer_weights(self) -> Tuple[float, ...]:
@@ -129,7 +170,8 @@ class Config:
     def scale_plan(self) -> Tuple[Tuple[int, Optional[int], int], ...]:
         """Coarse to fine: `(size, style_size, steps)` per scale, the last at `size`."""
         if self.scales == 1:
-            return ((self.size, self.style_size, self.steps),)
+            style_size = self.style_size if self.style_size or self.style_scale == 1 else self.effective_style_size
+            return ((self.size, style_size, self.steps),)
         start = self.start_size or max(1, round(self.size / 2 ** (self.scales - 1)))
         ratio = self.size / start
         plan = []
@@ -137,7 +179,10 @@ class Config:
             size = self.size if i == self.scales - 1 else round(start * ratio ** (i / (self.scales - 1)))
             if self.start_size is None and size < MIN_SCALE_SIZE and i < self.scales - 1:
                 continue  # too coarse to carry style: small outputs get fewer scales
-            style_size = None if self.style_size is None else max(1, round(self.style_size * size / self.size))
+            if self.style_size is not None:
+                style_size = max(1, round(self.style_size * size / self.size))
+            else:
+                style_size = None if self.style_scale == 1 else max(1, round(size * self.style_scale))
             plan.append((size, style_size, self.scale_steps[i] if self.scale_steps else self.steps))
         return tuple(plan)
 
@@ -182,6 +227,13 @@ def layer_names(backbone: str = "vgg19") -> Tuple[str, ...]:
     return tuple(names)
 
 
+def _number(name, text):
+    try:
+        return float(text)
+    except ValueError:
+        raise NstError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
 def _positive(cfg, name, allow_none=False):
     value = getattr(cfg, name)
     if value is None and allow_none:
@@ -197,6 +249,18 @@ def _validate(cfg: Config) -> None:
     _positive(cfg, "lbfgs_memory")
     _positive(cfg, "scales")
     _positive(cfg, "start_size", allow_none=True)
+    _positive(cfg, "log_every")
+    _positive(cfg, "contact_sheet_frames")
+    if not (isinstance(cfg.style_scale, (int, float)) and not isinstance(cfg.style_scale, bool) and 0 < cfg.style_scale <= 16):
+        raise NstError(f"style_scale must be a number in (0, 16], got {cfg.style_scale!r}")
+    if cfg.style_size is None and cfg.size * cfg.style_scale > MAX_SIZE:
+        raise NstError(f"size x style_scale = {cfg.size * cfg.style_scale:.0f} is larger than the maximum {MAX_SIZE}")
+    if cfg.style_blend is not None:
+        if any(not w >= 0 for w in cfg.style_blend) or not sum(cfg.style_blend) > 0:
+            raise NstError("style_blend must be non-negative numbers, not all zero (one per style image)")
+    for path in cfg.style_mask or ():
+        if not os.path.isfile(path):
+            raise NstError(f"style_mask {path}: no such file")
     if cfg.lbfgs_memory > 1000:
         raise NstError(f"lbfgs_memory={cfg.lbfgs_memory} is too large; 5 to 100 is usual")
     if cfg.start_size is not None and cfg.scales < 2:
@@ -225,6 +289,9 @@ def _validate(cfg: Config) -> None:
     _choice(cfg, "jit", JIT_MODES)
     _choice(cfg, "tv_loss", TV_LOSSES)
     _choice(cfg, "loss_norm", LOSS_NORMS)
+    _choice(cfg, "style_loss", STYLE_LOSSES)
+    _choice(cfg, "preserve_colors", PRESERVE_COLORS)
+    _choice(cfg, "pooling", POOLINGS)
     for name in ("learning_rate", "epsilon"):
         if not getattr(cfg, name) > 0:
             raise NstError(f"{name} must be positive, got {getattr(cfg, name)!r}")

@@ -79,6 +79,7 @@ def build_feature_model(
     weights: Optional[str] = "auto",
     layer_weights=None,
     precision: str = "float32",
+    pooling: str = "max",
 ) -> keras.Model:
     """A frozen model mapping `[B, H, W, 3]` RGB in [0, 1] to `{layer name: [B, h, w, c] activation}`.
 
@@ -90,9 +91,13 @@ def build_feature_model(
     precision: compute dtype of the convolutions ("float32", "bfloat16", "float16"); the input
         and the preprocessing stay float32, the activations come out in this dtype (the losses
         widen them to float32).
+    pooling: "max" (VGG's own) or "avg": each max pooling replaced by an average pooling of the
+        same window, as Gatys et al. do (the weights are unchanged).
     """
     from nst_tf import weights as weights_lib
 
+    if pooling not in ("max", "avg"):
+        raise NstError(f"unknown pooling {pooling!r}; choose max or avg")
     valid = layer_names(backbone)
     layers = list(dict.fromkeys(layers))  # unique, order kept
     unknown = [name for name in layers if name not in valid]
@@ -117,10 +122,13 @@ def build_feature_model(
     x = VggPreprocess(name="vgg_preprocess", dtype=None if precision == "float32" else "float32")(inputs)
     outputs = {}
     for layer in vgg.layers[1 : deepest + 2]:  # layers[0] is the InputLayer
+        if pooling == "avg" and isinstance(layer, keras.layers.MaxPooling2D):
+            layer = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, layer.padding, name=layer.name,
+                                                  dtype=layer.dtype_policy)
         x = layer(x)
         if layer.name in layers:
             outputs[layer.name] = x
-    model = keras.Model(inputs, {name: outputs[name] for name in layers}, name=f"{backbone}_{precision}_features")
+    model = keras.Model(inputs, {name: outputs[name] for name in layers}, name=f"{backbone}_{precision}_{pooling}pool_features")
     model.trainable = False
     return model
 

@@ -208,3 +208,35 @@ def save_image(path, rgb) -> str:
             raise NstError(f"could not write {path}: {err.strerror or err}") from None
         raise
     return path
+
+
+def load_mask(src: ImageLike, hw: Tuple[int, int]) -> np.ndarray:
+    """A region mask as float32 `[H, W]` in [0, 1] at (height, width) `hw` (stretched if its aspect
+    differs): the mean of its channels, so a grey or black-and-white image works as it is."""
+    grey = load_image(src).mean(axis=-1, keepdims=True).repeat(3, axis=-1)
+    return np.clip(resize(grey, hw)[..., 0], 0.0, 1.0)
+
+
+SHEET_GAP = 4  # pixels between and around the cells of a contact sheet
+SHEET_BACKGROUND = (24, 24, 24)
+
+
+def contact_sheet(frames, cell_hw: Tuple[int, int], columns: int) -> np.ndarray:
+    """A grid of labelled thumbnails: `frames` is a list of (uint8 `[h, w, 3]`, label), each resized
+    to `cell_hw`, `columns` per row, `SHEET_GAP` px apart. Returns uint8 `[H, W, 3]` with
+    W = columns*cw + (columns+1)*gap and H = rows*ch + (rows+1)*gap."""
+    from PIL import ImageDraw, ImageFont
+
+    ch, cw = cell_hw
+    rows = -(-len(frames) // columns)
+    sheet = Image.new("RGB", (columns * cw + (columns + 1) * SHEET_GAP, rows * ch + (rows + 1) * SHEET_GAP), SHEET_BACKGROUND)
+    font = ImageFont.load_default()
+    for i, (array, label) in enumerate(frames):
+        thumb = Image.fromarray(np.asarray(array, np.uint8), "RGB").resize((cw, ch), Image.LANCZOS)
+        draw = ImageDraw.Draw(thumb, "RGBA")
+        box = draw.textbbox((4, ch - 4), label, font=font, anchor="ls")
+        draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(0, 0, 0, 160))
+        draw.text((4, ch - 4), label, font=font, fill=(255, 255, 255, 255), anchor="ls")
+        row, col = divmod(i, columns)
+        sheet.paste(thumb, (SHEET_GAP + col * (cw + SHEET_GAP), SHEET_GAP + row * (ch + SHEET_GAP)))
+    return np.asarray(sheet)

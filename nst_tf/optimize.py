@@ -194,15 +194,17 @@ class Lbfgs:
         return state.x + state.t * state.d, state
 
 
-def use_xla(jit: str, precision: str) -> bool:
+def use_xla(jit: str, precision: str, style_loss: str = "gram") -> bool:
     """Whether to compile the step with XLA: "on", "off", or "auto".
 
-    "auto" is on. Measured on a 2-core AVX2 CPU (VGG19 objective, 384x257, loss and gradient):
-    float32 1.24 s with XLA vs 1.41 s without; bfloat16 1.27 s vs 14.5 s (TensorFlow's own
-    bfloat16 CPU kernels are slow without AVX-512 BF16, XLA's are not).
+    "auto" is on, except for the "w2" style loss. Measured on a 2-core AVX2 CPU (VGG19
+    objective, 384x257, loss and gradient): float32 1.24 s with XLA vs 1.41 s without; bfloat16
+    1.27 s vs 14.5 s (TensorFlow's own bfloat16 CPU kernels are slow without AVX-512 BF16, XLA's
+    are not). "w2" runs eigendecompositions, which XLA's CPU backend does slowly: 20 L-BFGS steps
+    at 128 px took 97.7 s with XLA and 9.5 s without.
     """
     del precision  # "auto" is on for every precision measured so far
-    return jit != "off"
+    return jit == "on" or (jit == "auto" and style_loss != "w2")
 
 
 def make_optimizer(cfg):

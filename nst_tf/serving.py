@@ -104,8 +104,12 @@ def scale_plan(cfg: Config, size):
         else:
             scale_size = tf.cast(tf.round(start * (size64 / start) ** (i / (n - 1))), tf.int32)
             runs = True if cfg.start_size else scale_size >= MIN_SCALE_SIZE
-        style_size = (scale_size if cfg.style_size is None else
-                      tf.maximum(1, tf.cast(tf.round(cfg.style_size * tf.cast(scale_size, tf.float64) / cfg.size), tf.int32)))
+        if cfg.style_size is not None:
+            style_size = tf.maximum(1, tf.cast(tf.round(cfg.style_size * tf.cast(scale_size, tf.float64) / cfg.size), tf.int32))
+        elif cfg.style_scale != 1:
+            style_size = tf.maximum(1, tf.cast(tf.round(tf.cast(scale_size, tf.float64) * cfg.style_scale), tf.int32))
+        else:
+            style_size = scale_size
         plan.append((scale_size, style_size, cfg.scale_steps[i] if cfg.scale_steps else cfg.steps, runs))
     return plan
 
@@ -216,7 +220,7 @@ class ExportedModule(tf.Module):
         super().__init__(name="nst_tf")
         precision = features.resolve_precision(cfg.precision)
         layers = list(cfg.content_layers) + list(cfg.style_layers)
-        model = features.build_feature_model(layers, cfg.backbone, weights=None, precision=precision)
+        model = features.build_feature_model(layers, cfg.backbone, weights=None, precision=precision, pooling=cfg.pooling)
         source = weights.resolve(cfg.weights, cfg.backbone)
         self.vgg = GraphWeights(model, source, cfg.backbone)
         graph = _Graph(cfg, limits, model, self.vgg, jit)
@@ -282,6 +286,11 @@ def export_saved_model(export_dir: str, version: int = 1, config: Optional[Confi
     limits = limits or Limits()
     if cfg.init not in INITS:
         raise NstError(f"init={cfg.init!r}: an init image file is not exported; use one of {', '.join(INITS)}")
+    for name, value in (("preserve_colors", cfg.preserve_colors != "none"), ("style_mask", cfg.style_mask),
+                        ("style_blend", cfg.style_blend and len(cfg.style_blend) > 1)):
+        if value:
+            raise NstError(f"{name} is not exported: a request carries one style image and no masks; "
+                           "stylise locally for it")
     for name, value in limits._asdict().items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise NstError(f"{name} must be a positive integer, got {value!r}")

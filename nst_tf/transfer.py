@@ -5,87 +5,19 @@
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
-import time
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import features, image_io, losses, optimize
+from nst_tf import color, features, image_io, losses, optimize
+from nst_tf.callbacks import (  # noqa: F401  (re-exported)
+    Callback, ContactSheet, History, LossPlot, ProgressBar, Snapshots, TensorBoard, default_callbacks,
+)
 from nst_tf.config import Config, make_config
 from nst_tf.errors import NstError
-
-class Callback:
-    """Hooks into a run. `transfer.image_uint8()` gives the current image."""
-
-    def on_run_begin(self, transfer: "StyleTransfer", steps: int) -> None:
-        pass
-
-    def on_step_end(self, transfer: "StyleTransfer", step: int, loss: float, terms: dict) -> None:
-        """`step` counts from 1; `loss` and `terms` are of the image before this step's update."""
-
-    def on_run_end(self, transfer: "StyleTransfer") -> None:
-        pass
-
-
-class ProgressBar(Callback):
-    """A one-line progress bar on a stream: step, loss, elapsed time and ETA."""
-
-    def __init__(self, stream=None, width: int = 24, min_interval: float = 0.2):
-        self.stream = stream or sys.stderr
-        self.width, self.min_interval = width, min_interval
-
-    def on_run_begin(self, transfer, steps):
-        self.steps, self.start, self.last = steps, time.perf_counter(), 0.0
-        self.label = "{}x{}".format(*transfer.content.shape[1::-1])
-
-    def on_step_end(self, transfer, step, loss, terms):
-        now = time.perf_counter()
-        if now - self.last < self.min_interval and step < self.steps:
-            return
-        self.last = now
-        elapsed = now - self.start
-        eta = elapsed / step * (self.steps - step)
-        filled = int(self.width * step / self.steps)
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {step}/{self.steps} loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
-        self.stream.flush()
-
-    def on_run_end(self, transfer):
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class Snapshots(Callback):
-    """Writes the image every `every` steps as `<folder>/step_00050.png`; steps count on across
-    the scales of a coarse-to-fine run."""
-
-    def __init__(self, every: int, folder: str):
-        self.every, self.folder, self.done = every, folder, 0
-
-    def on_run_begin(self, transfer, steps):
-        os.makedirs(self.folder, exist_ok=True)
-        self.offset = self.done
-
-    def on_step_end(self, transfer, step, loss, terms):
-        self.done = self.offset + step
-        if self.done % self.every == 0:
-            image_io.save_image(os.path.join(self.folder, f"step_{self.done:05d}.png"), transfer.image_uint8())
-
-
-class History(Callback):
-    """Records the loss and every term at each step (`history.losses`, `history.terms[name]`)."""
-
-    def __init__(self):
-        self.losses, self.terms = [], {}
-
-    def on_step_end(self, transfer, step, loss, terms):
-        self.losses.append(loss)
-        for name, value in terms.items():
-            self.terms.setdefault(name, []).append(value)
 
 
 def _batch(rgb: np.ndarray) -> tf.Tensor:
@@ -108,64 +40,102 @@ def peak_memory_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
 
-class StyleTransfer:
-    """One content image, one style image, one optimised `tf.Variable` image, at one size.
+def style_list(style) -> list:
+    """One style image or several (a list or tuple of paths, PIL images or arrays) as a list."""
+    return list(style) if isinstance(style, (list, tuple)) else [style]
 
-    content, style: a path, a PIL image or an array (see `image_io.load_image`).
+
+class StyleTransfer:
+    """One content image, one or more style images, one optimised `tf.Variable` image, at one size.
+
+    content: a path, a PIL image or an array (see `image_io.load_image`).
+    style: one such image, or a list of them (see `config.style_blend`, `config.style_mask`).
     config: a `Config`; `options` override its fields by name (the flag names). Its coarse-to-fine
         fields are not used here: `stylize` runs the scales, one `StyleTransfer` each.
     model: a feature model from `build_feature_model` to share between runs (it must return the
         configured layers); by default one is built from `config.weights` at `config.precision`.
     init_image: a starting image (any size; resized to the content's), overriding `config.init`.
+    masks: one region mask per style (paths, PIL images or arrays), overriding `config.style_mask`.
     The content image is resized to `config.size` (longest side) and sets the output's shape; the
-    style image to `config.style_size`. Targets are computed once, here.
+    style images to `config.effective_style_size`. With `preserve_colors="luminance"` the run sees
+    grey images (`content`, `styles`, `image`) and `output_image()` restores the content's chroma.
+    Targets are computed once, here.
     """
 
-    def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, **options):
+    def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, masks=None, **options):
         self.config = cfg = make_config(config, **options)
-        self.content = image_io.load_image(content, cfg.size, cfg.square)
-        self.style = image_io.load_image(style, cfg.effective_style_size, cfg.square)
-        for name, image in (("content", self.content), ("style", self.style)):
+        styles = style_list(style)
+        masks = cfg.style_mask if masks is None else style_list(masks)
+        cfg.check_styles(len(styles))
+        if masks is not None and len(masks) != len(styles):
+            raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
+        self.content_rgb = image_io.load_image(content, cfg.size, cfg.square)
+        self.styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]
+        for name, image in [("content", self.content_rgb)] + [("style", s) for s in self.styles]:
             if min(image.shape[:2]) < MIN_SIDE:
                 raise NstError(f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
                                f"least {MIN_SIDE} px on each side: choose a larger size")
+        self.content = self.content_rgb
+        if cfg.preserve_colors == "histogram":
+            self.styles = [color.match_color(s, self.content_rgb) for s in self.styles]
+        elif cfg.preserve_colors == "luminance":
+            self.styles = [color.match_luminance(s, self.content_rgb) for s in self.styles]
+            self.content = color.luminance_rgb(self.content_rgb)
+        self.masks = None if masks is None else [image_io.load_mask(m, self.content.shape[:2]) for m in masks]
         layers = list(cfg.content_layers) + list(cfg.style_layers)
         self.precision = features.resolve_precision(cfg.precision)
-        self.model = model or features.build_feature_model(layers, cfg.backbone, cfg.weights, precision=self.precision)
+        self.model = model or features.build_feature_model(layers, cfg.backbone, cfg.weights, precision=self.precision,
+                                                           pooling=cfg.pooling)
         missing = [name for name in layers if name not in self.model.output]
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
-        self.targets = losses.compute_targets(self.model, _batch(self.content), _batch(self.style), cfg)
+        self.targets = losses.compute_targets(self.model, _batch(self.content), [_batch(s) for s in self.styles], cfg,
+                                              blend=cfg.style_blend, masks=self.masks)
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image)
         optimizer = optimize.make_optimizer(cfg)
         init = _batch(self.initial_image(init_image))
         self.loop = optimize.VariableLoop(
             optimize.make_step(self.loss_fn, optimizer), init, optimizer.init(init),
-            jit_compile=optimize.use_xla(cfg.jit, self.precision),
+            jit_compile=optimize.use_xla(cfg.jit, self.precision, cfg.style_loss),
         )
         self.step_count = 0
 
+    @property
+    def style(self) -> np.ndarray:
+        """The (first) style image as the run sees it, float32 `[h, w, 3]`."""
+        return self.styles[0]
+
     def initial_image(self, init_image=None) -> np.ndarray:
         """The starting image, `[H, W, 3]` at the content's size: `init_image` resized if given,
-        else what `config.init` names."""
+        else what `config.init` names (grey in luminance mode)."""
         cfg, hw = self.config, self.content.shape[:2]
         if init_image is not None:
-            return image_io.resize(image_io.load_image(init_image), hw)
-        if cfg.init == "content":
-            return self.content
-        if cfg.init == "noise":
-            return noise_image(hw, cfg.seed).numpy()[0]
-        if cfg.init == "style":
-            return image_io.resize(self.style, hw)
-        return image_io.resize(image_io.load_image(cfg.init), hw)
+            image = image_io.resize(image_io.load_image(init_image), hw)
+        elif cfg.init == "content":
+            image = self.content
+        elif cfg.init == "noise":
+            image = noise_image(hw, cfg.seed).numpy()[0]
+        elif cfg.init == "style":
+            image = image_io.resize(self.style, hw)
+        else:
+            image = image_io.resize(image_io.load_image(cfg.init), hw)
+        return color.luminance_rgb(image) if cfg.preserve_colors == "luminance" else image
 
     @property
     def image(self) -> np.ndarray:
         """The current image, float32 `[H, W, 3]` in [0, 1]."""
         return self.loop.image.numpy()[0]
 
+    def output_image(self) -> np.ndarray:
+        """The result as the user sees it, float32 `[H, W, 3]`: the current image, with the
+        content's chroma restored in luminance mode."""
+        if self.config.preserve_colors == "luminance":
+            return color.with_chroma(self.image, self.content_rgb)
+        return self.image
+
     def image_uint8(self) -> np.ndarray:
-        return image_io.to_uint8(self.image)
+        """`output_image()` as uint8 `[H, W, 3]`."""
+        return image_io.to_uint8(self.output_image())
 
     def evaluate(self):
         """`(loss, terms)` of the current image, as Python floats."""
@@ -193,32 +163,28 @@ class StyleTransfer:
         return self.image_uint8()
 
 
-def default_callbacks(cfg: Config, progress: bool = True) -> list:
-    callbacks = [ProgressBar()] if progress else []
-    if cfg.save_every:
-        callbacks.append(Snapshots(cfg.save_every, cfg.snapshot_dir))
-    return callbacks
-
-
 def stylize(content, style, config: Optional[Config] = None, callbacks: Optional[Sequence[Callback]] = None,
-            progress: bool = False, model=None, **options) -> np.ndarray:
+            progress: bool = False, model=None, masks=None, **options) -> np.ndarray:
     """Paints `content` in the manner of `style`; returns the result as uint8 `[H, W, 3]`.
 
-    content, style: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]).
+    content: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]).
+    style: one such image or a list of them (blended by `style_blend`, or each painting its own
+        region with `style_mask` / `masks`).
     options: any `Config` field, named like the command-line flags (size=384, steps=300,
         style_weight=..., init="noise", optimizer="lbfgs", scales=3, weights="embedded", ...).
-    callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr.
+    callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr; the config's
+        snapshot_dir, logdir, contact_sheet and loss_plot add theirs.
     model: a feature model to reuse (see `StyleTransfer`).
     Coarse to fine (`scales` > 1): one `StyleTransfer` per size of `config.scale_plan()`, each
     starting from the previous result upsampled; the feature model is shared between them.
     """
     cfg = make_config(config, **options)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
-    image = None
+    image = transfer = None
     for size, style_size, steps in cfg.scale_plan():
         scale_cfg = cfg.replace(size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None)
-        transfer = StyleTransfer(content, style, scale_cfg, model=model, init_image=image)
+        transfer = StyleTransfer(content, style, scale_cfg, model=model, init_image=image, masks=masks)
         model = transfer.model
         transfer.run(callbacks=callbacks)
         image = transfer.image
-    return image_io.to_uint8(image)
+    return transfer.image_uint8()

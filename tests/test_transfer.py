@@ -258,5 +258,5 @@ def test_coarse_to_fine_ends_at_the_exact_size(vgg19, content_style):
     assert [s["steps"] for s in seen] == [3, 2, 2]
     for before, after in zip(seen, seen[1:]):
         np.testing.assert_allclose(after["start"], image_io.resize(before["end"], after["content"][:2]), atol=1e-6)
-        coarse, fine = before["targets"].style["block1_conv1"], after["targets"].style["block1_conv1"]
+        coarse, fine = before["targets"].styles[0].stats["block1_conv1"]["gram"], after["targets"].styles[0].stats["block1_conv1"]["gram"]
         assert not np.allclose(coarse.numpy(), fine.numpy())  # recomputed from the resized style

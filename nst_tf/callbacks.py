@@ -1,0 +1,263 @@
+"""Hooks into a run: progress, snapshots, loss history, TensorBoard, a contact sheet, a loss plot.
+
+A coarse-to-fine run (`stylize` with scales > 1) calls `on_run_begin` / `on_run_end` once per
+scale; the callbacks below that count steps count on across the scales (`done`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from nst_tf import image_io
+from nst_tf.errors import NstError
+
+
+class Callback:
+    """Hooks into a run. `transfer.image_uint8()` gives the current image."""
+
+    def on_run_begin(self, transfer, steps: int) -> None:
+        pass
+
+    def on_step_end(self, transfer, step: int, loss: float, terms: dict) -> None:
+        """`step` counts from 1; `loss` and `terms` are of the image before this step's update."""
+
+    def on_run_end(self, transfer) -> None:
+        pass
+
+
+class ProgressBar(Callback):
+    """A one-line progress bar on a stream: step, loss, elapsed time and ETA."""
+
+    def __init__(self, stream=None, width: int = 24, min_interval: float = 0.2):
+        self.stream = stream or sys.stderr
+        self.width, self.min_interval = width, min_interval
+
+    def on_run_begin(self, transfer, steps):
+        self.steps, self.start, self.last = steps, time.perf_counter(), 0.0
+        self.label = "{}x{}".format(*transfer.content.shape[1::-1])
+
+    def on_step_end(self, transfer, step, loss, terms):
+        now = time.perf_counter()
+        if now - self.last < self.min_interval and step < self.steps:
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = elapsed / step * (self.steps - step)
+        filled = int(self.width * step / self.steps)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {step}/{self.steps} loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
+        self.stream.flush()
+
+    def on_run_end(self, transfer):
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class AcrossScales(Callback):
+    """Base of callbacks that count steps on across the scales of a run: `self.done`."""
+
+    done = 0
+
+    def on_run_begin(self, transfer, steps):
+        self.offset = self.done
+
+    def on_step_end(self, transfer, step, loss, terms):
+        self.done = self.offset + step
+
+
+class Snapshots(AcrossScales):
+    """Writes the image every `every` steps as `<folder>/step_00050.png`."""
+
+    def __init__(self, every: int, folder: str):
+        self.every, self.folder = every, folder
+
+    def on_run_begin(self, transfer, steps):
+        super().on_run_begin(transfer, steps)
+        os.makedirs(self.folder, exist_ok=True)
+
+    def on_step_end(self, transfer, step, loss, terms):
+        super().on_step_end(transfer, step, loss, terms)
+        if self.done % self.every == 0:
+            image_io.save_image(os.path.join(self.folder, f"step_{self.done:05d}.png"), transfer.image_uint8())
+
+
+class History(Callback):
+    """Records the loss and every term at each step (`history.losses`, `history.terms[name]`)."""
+
+    def __init__(self):
+        self.losses, self.terms = [], {}
+
+    def on_step_end(self, transfer, step, loss, terms):
+        self.losses.append(loss)
+        for name, value in terms.items():
+            self.terms.setdefault(name, []).append(value)
+
+
+class TensorBoard(AcrossScales):
+    """TensorBoard summaries in `logdir`: each step the scalars `loss/total` and `loss/<term>` for
+    every term of the objective (content, style, tv, style/<layer>, style_<k>), and the image
+    (`image`) at step 0, every `image_every` steps and at the end of each scale; the settings
+    as text (`config`)."""
+
+    def __init__(self, logdir: str, image_every: int = 50):
+        self.logdir, self.image_every, self.writer = logdir, image_every, None
+
+    def _image(self, transfer):
+        import tensorflow as tf
+
+        tf.summary.image("image", transfer.image_uint8()[None], step=self.done)
+
+    def on_run_begin(self, transfer, steps):
+        import tensorflow as tf
+
+        super().on_run_begin(transfer, steps)
+        self.steps = steps
+        if self.writer is None:
+            try:
+                self.writer = tf.summary.create_file_writer(self.logdir)
+            except (tf.errors.OpError, OSError) as err:
+                raise NstError(f"cannot write TensorBoard logs to {self.logdir}: {err}") from None
+            rows = "\n".join(f"| {k} | {v} |" for k, v in vars(transfer.config).items())
+            with self.writer.as_default():
+                tf.summary.text("config", "| option | value |\n| --- | --- |\n" + rows, step=0)
+                self._image(transfer)
+
+    def on_step_end(self, transfer, step, loss, terms):
+        import tensorflow as tf
+
+        super().on_step_end(transfer, step, loss, terms)
+        with self.writer.as_default(step=self.done):
+            tf.summary.scalar("loss/total", loss)
+            for name, value in terms.items():
+                tf.summary.scalar(f"loss/{name}", value)
+            if self.done % self.image_every == 0 or step == self.steps:
+                self._image(transfer)
+
+    def on_run_end(self, transfer):
+        self.writer.flush()
+
+
+def frame_steps(total_steps: int, frames: int) -> List[int]:
+    """The steps a contact sheet shows: `frames` evenly spread from 0 (the start) to
+    `total_steps`, fewer when the run is shorter."""
+    if frames == 1:
+        return [total_steps]
+    return sorted({round(i * total_steps / (frames - 1)) for i in range(frames)})
+
+
+class ContactSheet(AcrossScales):
+    """A PNG grid of snapshots through the run (`frame_steps`), labelled with step and size, up to
+    `columns` per row; each cell is the final image fitted to `cell` px (longest side, never
+    enlarged), with `image_io.SHEET_GAP` px between cells. Written at the end of each scale
+    (atomically), so it is complete after the last."""
+
+    def __init__(self, path: str, total_steps: int, frames: int = 8, cell: int = 256, columns: int = 4):
+        self.path, self.at, self.cell, self.columns = path, frame_steps(total_steps, frames), cell, columns
+        self.frames = []
+
+    def _capture(self, transfer):
+        image = transfer.image_uint8()
+        self.frames.append((image, f"step {self.done}  {image.shape[1]}x{image.shape[0]}"))
+
+    def on_run_begin(self, transfer, steps):
+        super().on_run_begin(transfer, steps)
+        if self.done == 0 and not self.frames and self.at[0] == 0:
+            self._capture(transfer)
+
+    def on_step_end(self, transfer, step, loss, terms):
+        super().on_step_end(transfer, step, loss, terms)
+        if self.done in self.at:
+            self._capture(transfer)
+
+    def on_run_end(self, transfer):
+        final = self.frames[-1][0].shape[:2]
+        cell = image_io.fit_size(final, min(self.cell, max(final)))
+        image_io.save_image(self.path, image_io.contact_sheet(self.frames, cell, min(self.columns, len(self.at))))
+
+
+class LossPlot(AcrossScales):
+    """A PNG (800 x 450 px) of the loss curves on log scales: left, the total and each weighted
+    term (content, style, tv); right, the style error of each layer; dotted lines where a new scale
+    starts. Needs matplotlib (`pip install matplotlib`). Written at the end of each scale."""
+
+    SIZE = (800, 450)
+
+    def __init__(self, path: str):
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise NstError("the loss plot needs matplotlib: pip install matplotlib (or nst_tf[plot])") from None
+        self.path, self.steps, self.curves, self.layers, self.starts = path, [], {}, {}, []
+
+    def on_run_begin(self, transfer, steps):
+        super().on_run_begin(transfer, steps)
+        if self.done:
+            self.starts.append(self.done)
+
+    def on_step_end(self, transfer, step, loss, terms):
+        super().on_step_end(transfer, step, loss, terms)
+        cfg = transfer.config
+        self.steps.append(self.done)
+        weighted = {"total": loss, f"content x {cfg.content_weight:g}": cfg.content_weight * terms["content"],
+                    f"style x {cfg.style_weight:g}": cfg.style_weight * terms["style"],
+                    f"tv x {cfg.tv_weight:g}": cfg.tv_weight * terms["tv"]}
+        for name, value in weighted.items():
+            self.curves.setdefault(name, []).append(value)
+        for name, value in terms.items():
+            if name.startswith("style/"):
+                self.layers.setdefault(name[len("style/"):], []).append(value)
+
+    def on_run_end(self, transfer):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(self.SIZE[0] / 100, self.SIZE[1] / 100), dpi=100)
+        canvas = FigureCanvasAgg(fig)
+        left, right = fig.subplots(1, 2)
+        for ax, curves, title in ((left, self.curves, "loss (weighted terms)"), (right, self.layers, "style error per layer")):
+            for name, values in curves.items():
+                values = np.asarray(values, np.float64)
+                if np.any(values > 0):
+                    ax.plot(self.steps, np.where(values > 0, values, np.nan), label=name, linewidth=1.2)
+            for start in self.starts:
+                ax.axvline(start, color="grey", linestyle=":", linewidth=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_title(title, fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        fig.tight_layout()
+        canvas.draw()
+        rgba = np.asarray(canvas.buffer_rgba())
+        image_io.save_image(self.path, rgba[..., :3].copy())
+
+
+def default_callbacks(cfg, progress: bool = True, total_steps: Optional[int] = None) -> list:
+    """The callbacks `cfg` asks for (snapshots, TensorBoard, contact sheet, loss plot), after a
+    progress bar if `progress`. `total_steps`: the run's steps over all scales."""
+    total_steps = total_steps if total_steps is not None else sum(n for _, _, n in cfg.scale_plan())
+    callbacks = [ProgressBar()] if progress else []
+    if cfg.save_every:
+        callbacks.append(Snapshots(cfg.save_every, cfg.snapshot_dir))
+    if cfg.logdir:
+        callbacks.append(TensorBoard(cfg.logdir, cfg.log_every))
+    if cfg.contact_sheet:
+        callbacks.append(ContactSheet(cfg.contact_sheet, total_steps, cfg.contact_sheet_frames))
+    if cfg.loss_plot:
+        callbacks.append(LossPlot(cfg.loss_plot))
+    return callbacks
+
+
+def check_outputs(cfg) -> None:
+    """Fails early, before any work, if a report file `cfg` names cannot be written."""
+    for path in (cfg.contact_sheet, cfg.loss_plot):
+        if path:
+            image_io.check_output_path(path)
+    if cfg.loss_plot:
+        LossPlot(cfg.loss_plot)  # matplotlib is there
