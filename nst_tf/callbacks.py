@@ -102,18 +102,35 @@ class TensorBoard(AcrossScales):
     """TensorBoard summaries in `logdir`: each step the scalars `loss/total` and `loss/<term>` for
     every term of the objective (content, style, tv, style/<layer>, style_<k>), and the image
     (`image`) at step 0, every `image_every` steps and at the end of each scale; the settings
-    as text (`config`)."""
+    as text (`config`).
+
+    Written with TensorFlow's own `tf.summary.write` and the metadata of TensorBoard's scalar,
+    image and text plugins (what `tensorboard.summary.v2` writes), so logging needs no
+    TensorBoard install; viewing them does (`pip install tensorboard`).
+    """
 
     def __init__(self, logdir: str, image_every: int = 50):
         self.logdir, self.image_every, self.writer = logdir, image_every, None
 
+    def _write(self, tag, value, plugin, data_class):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        metadata = summary_pb2.SummaryMetadata(data_class=data_class)
+        metadata.plugin_data.plugin_name = plugin
+        tf.summary.write(tag, value, step=self.done, metadata=metadata)
+
     def _image(self, transfer):
         import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
 
-        tf.summary.image("image", transfer.image_uint8()[None], step=self.done)
+        image = transfer.image_uint8()
+        value = tf.stack([str(image.shape[1]), str(image.shape[0]), tf.io.encode_png(image)])  # width, height, PNG
+        self._write("image", value, "images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
 
     def on_run_begin(self, transfer, steps):
         import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
 
         super().on_run_begin(transfer, steps)
         self.steps = steps
@@ -124,17 +141,17 @@ class TensorBoard(AcrossScales):
                 raise NstError(f"cannot write TensorBoard logs to {self.logdir}: {err}") from None
             rows = "\n".join(f"| {k} | {v} |" for k, v in vars(transfer.config).items())
             with self.writer.as_default():
-                tf.summary.text("config", "| option | value |\n| --- | --- |\n" + rows, step=0)
+                self._write("config", "| option | value |\n| --- | --- |\n" + rows, "text", summary_pb2.DATA_CLASS_TENSOR)
                 self._image(transfer)
 
     def on_step_end(self, transfer, step, loss, terms):
         import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
 
         super().on_step_end(transfer, step, loss, terms)
-        with self.writer.as_default(step=self.done):
-            tf.summary.scalar("loss/total", loss)
-            for name, value in terms.items():
-                tf.summary.scalar(f"loss/{name}", value)
+        with self.writer.as_default():
+            for name, value in [("total", loss)] + list(terms.items()):
+                self._write(f"loss/{name}", tf.constant(value, tf.float32), "scalars", summary_pb2.DATA_CLASS_SCALAR)
             if self.done % self.image_every == 0 or step == self.steps:
                 self._image(transfer)
 
@@ -220,10 +237,15 @@ class LossPlot(AcrossScales):
         canvas = FigureCanvasAgg(fig)
         left, right = fig.subplots(1, 2)
         for ax, curves, title in ((left, self.curves, "loss (weighted terms)"), (right, self.layers, "style error per layer")):
+            top = 0.0
             for name, values in curves.items():
                 values = np.asarray(values, np.float64)
                 if np.any(values > 0):
-                    ax.plot(self.steps, np.where(values > 0, values, np.nan), label=name, linewidth=1.2)
+                    style = {"color": "black", "linestyle": "--"} if name == "total" else {}
+                    ax.plot(self.steps, np.where(values > 0, values, np.nan), label=name, linewidth=1.2, **style)
+                    top = max(top, float(np.nanmax(values)))
+            if top > 0:  # a term starting at 0 (content, from the content image) would stretch the axis
+                ax.set_ylim(bottom=max(ax.get_ylim()[0], top * 1e-4))
             for start in self.starts:
                 ax.axvline(start, color="grey", linestyle=":", linewidth=1)
             ax.set_yscale("log")

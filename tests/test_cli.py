@@ -57,6 +57,20 @@ def test_console_script_is_the_same_command(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
 
 
+def test_styles_masks_and_reports(tmp_path):
+    """Two styles, one per half (masks), with TensorBoard, a contact sheet and a loss plot."""
+    Image.fromarray(np.tile(np.uint8([255] * 24 + [0] * 24), (32, 1))).save(tmp_path / "left.png")
+    Image.fromarray(np.tile(np.uint8([0] * 24 + [255] * 24), (32, 1))).save(tmp_path / "right.png")
+    scream, ship = (os.path.join(REPO, "nst_tf", "assets", n) for n in ("the_scream.jpg", "shipwreck.jpg"))
+    result = run_cli(TINY + [f"--style={scream},{ship}", "--style_mask=left.png,right.png", "--style_loss=meanstd",
+                             "--logdir=logs", "--contact_sheet=sheet.jpg", "--loss_plot=plot.png", "--output=out.png"],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out.png").size == (48, 32)
+    assert Image.open(tmp_path / "sheet.jpg").format == "JPEG" and Image.open(tmp_path / "plot.png").size == (800, 450)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "logs"))
+
+
 def _bad_files(tmp_path):
     (tmp_path / "text.jpg").write_text("not a picture")
     (tmp_path / "empty.png").write_bytes(b"")
@@ -92,6 +106,19 @@ BAD = [
     (["--output=out.txt"], {}, "extension"),
     (["--style_layer_weights=1,x,1,1,1"], {}, "must be numbers"),
     (["--no_such_flag=1"], {}, "no_such_flag"),
+    (["--style_blend=1,1"], {}, "style_blend has 2 values for 1 style"),
+    (["--style=text.jpg,missing.jpg"], {}, "not an image"),
+    (["--style=full.png,full.png", "--style_blend=1,x"], {}, "--style_blend must be numbers"),
+    (["--style=full.png,full.png", "--style_mask=full.png"], {}, "style_mask has 1 values for 2 style"),
+    (["--style_mask=missing.png"], {}, "no such file"),
+    (["--style_mask=cut.png"], {}, "truncated"),
+    (["--style_loss=kl"], {}, "style_loss"),
+    (["--preserve_colors=yes"], {}, "preserve_colors"),
+    (["--pooling=min"], {}, "pooling"),
+    (["--style_scale=0"], {}, "style_scale"),
+    (["--contact_sheet=no_such_dir/sheet.png"], {}, "does not exist"),
+    (["--loss_plot=plot.txt"], {}, "extension"),
+    (["--logdir=full.png"], {}, "cannot write TensorBoard logs"),
     (["stray_argument"], {}, "unexpected arguments"),
 ]
 

@@ -204,7 +204,8 @@ def test_saved_model_cli_run_with_input_exprs(exported, tmp_path):
 
 def test_plan_matches_config_scale_plan():
     for options in [dict(size=512, scales=3), dict(size=100, scales=3), dict(size=300, scales=4, start_size=40),
-                    dict(size=257, scales=2, style_size=300, scale_steps=(7, 9)), dict(size=64, scales=1)]:
+                    dict(size=257, scales=2, style_size=300, scale_steps=(7, 9)), dict(size=64, scales=1),
+                    dict(size=200, scales=2, style_scale=0.5), dict(size=96, scales=1, style_scale=1.5)]:
         cfg = config.Config(**options)
         plan = [(int(s), int(t), n) for s, t, n, runs in serving.scale_plan(cfg, tf.constant(cfg.size)) if bool(runs)]
         expected = [(s, t if t is not None else s, n) for s, t, n in cfg.scale_plan()]
@@ -225,7 +226,27 @@ def test_multiscale_jpeg_export_matches_stylize(tmp_path, embedded_weights):
     assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("style_loss", ["gaussian", "w2"])
+def test_style_statistics_and_pooling_export_match_stylize(tmp_path, embedded_weights, style_loss):
+    """The random features (gaussian) and the eigendecompositions (w2) in the served graph, with
+    average pooling and a scaled style image. Adam, 4 steps at 64 px."""
+    options = dict(size=64, scales=1, steps=4, optimizer="adam", epsilon=1e-4, weights="embedded", jit="off", style_loss=style_loss,
+                   pooling="avg", style_scale=0.75)
+    model = tf.saved_model.load(serving.export_saved_model(str(tmp_path), 1, **options))
+    content, style = (image_io.load_image(image_io.example_path(n)) for n in ("boston", "the_scream"))
+    scalars = {k: tf.constant(v, tf.int32 if isinstance(v, int) else tf.float32) for k, v in DEFAULTS.items()}
+    served = model.signatures["stylize_tensor"](content=tf.constant(content[None]), style=tf.constant(style[None]), **scalars)
+    served = image_io.to_uint8(served["image"].numpy())
+    local = nst_tf.stylize(content, style, **options)
+    assert served.shape == local.shape == (43, 64, 3)
+    assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
+    assert np.abs(local.astype(int) - image_io.to_uint8(image_io.resize(content, (43, 64)))).mean() > 1  # it did move
+
+
 @pytest.mark.parametrize("options, match", [
+    (dict(preserve_colors="luminance"), "preserve_colors is not exported"),
+    (dict(style_blend=(1, 1)), "style_blend is not exported"),
+    (dict(style_mask=(image_io.example_path("boston"),)), "style_mask is not exported"),
     (dict(init="noise", version=0), "version must be a positive integer"),
     (dict(steps=50, limits=config.Limits(max_steps=20)), "exceed max_steps"),
     (dict(limits=config.Limits(max_pixels=0)), "max_pixels must be a positive integer"),
