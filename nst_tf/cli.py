@@ -24,7 +24,7 @@ _D = config_lib.Config()  # the defaults, one source of truth
 _HELP = {
     "size": "Output size: longest side in pixels.",
     "style_size": "Style images' longest side in pixels (default: --size x --style_scale).",
-    "style_scale": "Style images' size relative to the output (when --style_size is not given): below 1, larger strokes.",
+    "style_scale": "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.",
     "style_blend": "Comma-separated share of each style image in the style term (default: equal).",
     "style_mask": "Comma-separated mask images, one per style: each style paints only where its mask is bright.",
     "style_loss": "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",

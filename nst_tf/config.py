@@ -41,7 +41,8 @@ class Config:
     size: the output's longest side; the content image is resized (Lanczos) to it.
     style_size: the style images' longest side (None: `size * style_scale`).
     style_scale: the style images' size relative to the output (used when style_size is None):
-        below 1 the style's strokes and patterns come out larger, above 1 smaller.
+        above 1 the style's strokes and patterns come out larger, below 1 smaller (VGG's
+        receptive fields are a fixed number of pixels).
     style_blend: with several style images, each one's share of the style term (normalised to
         sum to one; None: equal shares).
     style_mask: with style images, one mask image per style (grey, [0, 1]; soft edges allowed),

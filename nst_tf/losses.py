@@ -237,11 +237,6 @@ def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Ten
     return tf.add_n(terms) / float(len(terms))
 
 
-def style_layer_losses(grams: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor], norm: str = "mean") -> Dict[str, tf.Tensor]:
-    """Per layer, the Gram matrices' `layer_error`."""
-    return {name: layer_error(grams[name], targets[name], norm) for name in targets}
-
-
 def style_loss(layer_losses: Mapping[str, tf.Tensor], layer_weights: Sequence[float]) -> tf.Tensor:
     """Weighted sum of per-layer style losses (`layer_weights` in the mapping's order)."""
     return tf.add_n([w * loss for w, loss in zip(layer_weights, layer_losses.values())])

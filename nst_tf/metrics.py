@@ -10,8 +10,6 @@ activations, so they do not depend on the loss weights or the precision a run us
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from nst_tf import image_io

@@ -238,6 +238,7 @@ class VariableLoop:
         self.image = tf.Variable(image, trainable=False, name="image")
         self.state = tf.nest.map_structure(lambda s: tf.Variable(s, trainable=False), state)
         self.trace_count = 0
+        self.jit_compile = jit_compile
         self._compiled = tf.function(self._assign_step, jit_compile=jit_compile)
 
     def _assign_step(self):

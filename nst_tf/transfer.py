@@ -13,9 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import color, features, image_io, losses, optimize
-from nst_tf.callbacks import (  # noqa: F401  (re-exported)
-    Callback, ContactSheet, History, LossPlot, ProgressBar, Snapshots, TensorBoard, default_callbacks,
-)
+from nst_tf.callbacks import Callback, default_callbacks
 from nst_tf.config import Config, make_config
 from nst_tf.errors import NstError
 

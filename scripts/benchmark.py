@@ -19,6 +19,12 @@ Each mode runs in its own process (so peak memory is its own) and reports:
 - peak RSS of the mode's process.
 Timings on shared machines are noisy: read the ratios, from one run.
 
+    python scripts/benchmark.py --statistics --size=256 --weights=embedded
+
+times one L-BFGS step (the loss and its gradient) of the default objective with each style
+statistic (`--style_loss`) and with average pooling, at --size px, one scale, XLA per
+`--jit=auto`: the median over --check_steps steps after two warm-up steps, and its ratio to Gram.
+
     python scripts/benchmark.py --serving --size=256 --steps=100 --weights=embedded
 
 benchmarks the SavedModel export instead (`nst_tf.export_saved_model`): for each export variant,
@@ -50,6 +56,7 @@ flags.DEFINE_string("weights", "auto", "Weights spec.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_string("child", None, "(internal) run one mode and write its JSON result to this path.")
 flags.DEFINE_float("target", None, "(internal) the reference's loss to reach.")
+flags.DEFINE_boolean("statistics", False, "Time each style statistic instead (see the module doc).")
 flags.DEFINE_boolean("serving", False, "Benchmark the SavedModel export instead (see the module doc).")
 flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
 flags.DEFINE_list("variants", None, "Serving: export variants to run (default: all), and/or 'local' for "
@@ -282,7 +289,37 @@ def serving_main():
               f"{r['latencies'][0]:>9.1f}{float(np.median(rest)):>9.1f}  {r['shape'][1]}x{r['shape'][0]}", flush=True)
 
 
+def statistics_main():
+    import nst_tf
+    from nst_tf import image_io
+
+    class StepTimes(nst_tf.Callback):
+        def on_run_begin(self, transfer, steps):
+            self.times, self.last = [], time.perf_counter()
+
+        def on_step_end(self, transfer, step, loss, terms):
+            now = time.perf_counter()
+            self.times.append(now - self.last)
+            self.last = now
+
+    variants = [("gram", {}), ("poly", {"style_loss": "poly"}), ("gaussian", {"style_loss": "gaussian"}),
+                ("meanstd", {"style_loss": "meanstd"}), ("w2", {"style_loss": "w2"}), ("gram, avg pool", {"pooling": "avg"})]
+    content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
+    print(f"default objective, boston x the_scream, {FLAGS.size} px, median of {FLAGS.check_steps} L-BFGS steps", flush=True)
+    print(f"{'style statistic':<18}{'XLA':>5}{'s/step':>8}{'ratio':>7}")
+    base = None
+    for name, options in variants:
+        run = nst_tf.StyleTransfer(content, style, size=FLAGS.size, weights=FLAGS.weights, **options)
+        timer = StepTimes()
+        run.run(FLAGS.check_steps + 2, callbacks=[timer])
+        median = float(np.median(timer.times[2:]))
+        base = base or median
+        print(f"{name:<18}{'on' if run.loop.jit_compile else 'off':>5}{median:>8.3f}{median / base:>7.2f}", flush=True)
+
+
 def main(argv):
+    if FLAGS.statistics:
+        return statistics_main()
     if FLAGS.serving_child:
         return serving_child(FLAGS.serving_child)
     if FLAGS.serving:

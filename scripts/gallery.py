@@ -22,7 +22,7 @@ GALLERY = [
     ("default", "the default: Gram matrices, L-BFGS, coarse to fine", []),
     ("blend", "two styles, half each", ["--flagfile=configs/blend.cfg"]),
     ("regions", "one style per region (masks)", ["--flagfile=configs/regions.cfg"]),
-    ("style_scale", "the style at half size: larger strokes", ["--flagfile=configs/style_scale.cfg"]),
+    ("style_scale", "the style at 1.5x the output's size: larger strokes", ["--flagfile=configs/style_scale.cfg"]),
     ("preserve_luminance", "luminance-only transfer, the photo's colours", ["--flagfile=configs/preserve_luminance.cfg"]),
     ("preserve_histogram", "the style's colours matched to the photo's", ["--flagfile=configs/preserve_histogram.cfg"]),
     ("style_poly", "MMD, polynomial kernel", ["--flagfile=configs/style_poly.cfg"]),
@@ -47,7 +47,7 @@ def make_masks():
 
 
 def command(name, flags):
-    output = "configs/gallery/contact_sheet_result.jpg" if name == "contact_sheet" else f"configs/gallery/{name}.jpg"
+    output = "stylized.png" if name == "contact_sheet" else f"configs/gallery/{name}.jpg"  # its sheet and plot are the point
     return ["nst-tf", *flags, f"--size={SIZE}", "--weights=embedded", f"--output={output}"]
 
 

@@ -126,11 +126,16 @@ def test_statistic_gradients_are_finite_with_fewer_positions_than_channels(rng, 
     assert np.isfinite(float(error)) and np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
 
 
-def test_masked_gram_reduces_to_the_plain_one(rng):
-    f = tf.constant(rng.normal(size=(2, 4, 5, 3)))
-    for norm in ("hw", "chw"):
-        np.testing.assert_allclose(losses.gram_matrix(f, norm, tf.ones((1, 4, 5), tf.float64)).numpy(),
-                                   losses.gram_matrix(f, norm).numpy(), rtol=1e-12)
+def test_soft_masked_gram_weights_each_position(rng):
+    f = rng.normal(size=(2, 4, 5, 3))
+    soft = rng.uniform(size=(1, 4, 5))
+    flat, w = f.reshape(2, 20, 3), soft.reshape(20)
+    expected = np.einsum("bnc,n,bnd->bcd", flat, w, flat) / w.sum()
+    np.testing.assert_allclose(losses.gram_matrix(tf.constant(f), "hw", tf.constant(soft)).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(losses.gram_matrix(tf.constant(f), "chw", tf.constant(soft)).numpy(), expected / 3, rtol=1e-12)
+    for norm in ("hw", "chw"):  # a mask of ones is no mask
+        np.testing.assert_allclose(losses.gram_matrix(tf.constant(f), norm, tf.ones((1, 4, 5), tf.float64)).numpy(),
+                                   losses.gram_matrix(tf.constant(f), norm).numpy(), rtol=1e-12)
 
 
 # ---- The objective with several styles and masks, on the real weights.
@@ -322,3 +327,37 @@ def test_frame_steps():
     assert frame_steps(100, 5) == [0, 25, 50, 75, 100]
     assert frame_steps(3, 8) == [0, 1, 2, 3]
     assert frame_steps(10, 1) == [10]
+
+
+# ---- Presets.
+
+FEATURE_PRESETS = {
+    "blend": dict(style_blend=(0.5, 0.5)),
+    "regions": dict(style_mask=("configs/masks/boston_sky.png", "configs/masks/boston_water.png")),
+    "style_scale": dict(style_scale=1.5),
+    "preserve_luminance": dict(preserve_colors="luminance"),
+    "preserve_histogram": dict(preserve_colors="histogram"),
+    "style_poly": dict(style_loss="poly"),
+    "style_gaussian": dict(style_loss="gaussian", style_weight=20),
+    "style_meanstd": dict(style_loss="meanstd"),
+    "style_w2": dict(style_loss="w2"),
+    "avg_pool": dict(pooling="avg"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEATURE_PRESETS))
+def test_feature_presets_change_only_their_feature(name, monkeypatch):
+    """Each gallery preset is the default plus its feature (and its images, run from the repo root)."""
+    from absl import flags
+
+    from conftest import REPO
+    from nst_tf import cli
+
+    monkeypatch.chdir(REPO)
+    fv = flags.FlagValues()
+    cli.define_flags(fv)
+    fv(["nst-tf", f"--flagfile=configs/{name}.cfg"])
+    assert cli.config_from_flags(fv) == Config(**FEATURE_PRESETS[name])
+    if name in ("blend", "regions"):
+        assert [os.path.basename(p) for p in fv.style] == ["the_scream.jpg", "shipwreck.jpg"]
+        assert all(os.path.isfile(p) for p in fv.style)
