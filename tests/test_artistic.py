@@ -231,12 +231,12 @@ def test_histogram_matching_moves_the_colour_moments(rng):
     mu, cov = color.color_moments(exact)
     np.testing.assert_allclose(mu, mu_c, atol=1e-6)
     np.testing.assert_allclose(cov, cov_c, atol=1e-6)
-    # Clipped to [0, 1] (what the run uses), measured: means within 0.002, covariances within 0.0006.
+    # Clipped to [0, 1] (what the run uses), measured: means within 1.2e-4, covariances within 1.3e-4.
     mu, cov = color.color_moments(color.match_color(style, content))
-    np.testing.assert_allclose(mu, mu_c, atol=0.005)
-    np.testing.assert_allclose(cov, cov_c, atol=0.002)
+    np.testing.assert_allclose(mu, mu_c, atol=1e-3)
+    np.testing.assert_allclose(cov, cov_c, atol=1e-3)
     mu_s, cov_s = color.color_moments(style)
-    assert np.abs(mu_s - mu_c).max() > 0.05  # it did have to move
+    assert np.abs(mu_s - mu_c).max() > 0.05  # it did have to move (measured: 0.28)
 
 
 def test_yiq_round_trip_and_luminance_match(rng):
@@ -255,7 +255,8 @@ def test_luminance_mode_keeps_the_content_chroma(vgg19):
     content = image_io.load_image(boston, 96)
     got, want = color.rgb_to_yiq(out / 255.0), color.rgb_to_yiq(content)
     chroma_error = np.abs(got[..., 1:] - want[..., 1:])
-    # Only uint8 rounding and clipping move the chroma. Measured: mean 0.0009, 99th percentile 0.0029.
+    # Only uint8 rounding and clipping move the chroma. Measured: mean 0.00057, 99th percentile
+    # 0.0018, max 0.0068 (I and Q on a 0..1 RGB scale); without the mode the chroma moved 0.076.
     assert chroma_error.mean() < 0.003 and np.percentile(chroma_error, 99) < 0.01
     assert np.abs(got[..., 0] - want[..., 0]).mean() > 0.03  # while the luminance was restyled
     plain = nst_tf.stylize(boston, scream, size=96, scales=1, steps=30, model=vgg19)
