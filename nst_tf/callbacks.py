@@ -7,6 +7,7 @@ scale; the callbacks below that count steps count on across the scales (`done`).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from typing import List, Optional
@@ -14,7 +15,7 @@ from typing import List, Optional
 import numpy as np
 
 from nst_tf import image_io
-from nst_tf.errors import NstError
+from nst_tf.errors import Interrupted, NstError
 
 
 class Callback:
@@ -157,6 +158,36 @@ class TensorBoard(AcrossScales):
 
     def on_run_end(self, transfer):
         self.writer.flush()
+
+
+class StopOnSignal(Callback):
+    """While active (`with StopOnSignal() as stop:`), SIGINT and SIGTERM do not kill the process:
+    the step under way finishes and then `on_step_end` raises `Interrupted`, whose `transfer`
+    holds that step's image, for the caller to save. A second signal stops at once
+    (`KeyboardInterrupt`). Signal handlers can only be set from the main thread."""
+
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)):
+        self.signals, self.signum, self._saved = tuple(signals), None, {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        for sig in self.signals:
+            self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
+        return False
+
+    def on_step_end(self, transfer, step, loss, terms):
+        if self.signum is not None:
+            raise Interrupted(self.signum, transfer)
 
 
 def frame_steps(total_steps: int, frames: int) -> List[int]:

@@ -17,7 +17,7 @@ from absl import app, flags  # noqa: E402
 
 from nst_tf import config as config_lib  # noqa: E402
 from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
-from nst_tf.errors import NstError  # noqa: E402
+from nst_tf.errors import Interrupted, NstError  # noqa: E402
 
 _D = config_lib.Config()  # the defaults, one source of truth
 
@@ -144,6 +144,20 @@ def _fail(message) -> int:
     return 2
 
 
+def _interrupted(err, output, progress) -> int:
+    """Saves the interrupted run's last image to `output` (atomically); exit status 128 + signal."""
+    if progress:
+        sys.stderr.write("\n")
+    run = err.transfer
+    try:
+        image_io.save_image(output, run.image_uint8())
+    except NstError as save_err:
+        return _fail(f"{err}; could not save the image: {save_err}") and 128 + err.signum
+    sys.stderr.write(f"nst-tf: {err} after step {run.step_count} at {run.content.shape[1]}x{run.content.shape[0]}: "
+                     f"wrote the image so far to {output}\n")
+    return 128 + err.signum
+
+
 def _no_arguments(argv):
     if len(argv) > 1:
         raise NstError(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
@@ -177,11 +191,16 @@ def main(argv) -> int:
         from nst_tf import transfer
 
         start = time.perf_counter()
-        image = transfer.stylize(content, styles, cfg, progress=fv.progress, masks=masks)
+        with callbacks.StopOnSignal() as stop:
+            image = transfer.stylize(content, styles, cfg, progress=fv.progress, masks=masks, callbacks=[stop])
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
     except NstError as err:
         return _fail(err)
+    except Interrupted as err:
+        return _interrupted(err, output, fv.progress)
+    except KeyboardInterrupt:
+        return _fail("stopped before a step finished; nothing written") and 130
     steps = sum(steps for _, _, steps in cfg.scale_plan())
     print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
           f"peak memory {transfer.peak_memory_bytes() / 2**30:.1f} GiB)")

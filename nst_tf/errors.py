@@ -7,3 +7,16 @@ class NstError(Exception):
     The message says what is wrong and what to do; the command line prints it as one line and exits
     with status 2. Anything else that escapes the package is a bug.
     """
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal (SIGINT, SIGTERM) after finishing its current step.
+
+    `transfer` is the `StyleTransfer` that was running: its image is the last step's result.
+    """
+
+    def __init__(self, signum: int, transfer):
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum, self.transfer = signum, transfer

@@ -55,6 +55,14 @@ class Adam:
     def __init__(self, learning_rate=0.02, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
 
+    def recover(self, state) -> str:
+        """After a non-finite step (the state restored to the last good one): halve the learning
+        rate, which must be a `tf.Variable` for a compiled step to see the change."""
+        if not isinstance(self.learning_rate, tf.Variable):
+            raise TypeError("Adam.recover needs the learning rate in a tf.Variable")
+        self.learning_rate.assign(self.learning_rate * 0.5)
+        return f"halved the learning rate to {float(self.learning_rate.numpy()):.3g}"
+
     def init(self, image: tf.Tensor) -> AdamState:
         zeros = tf.zeros_like(image)
         return AdamState(zeros, zeros, tf.zeros((), image.dtype))
@@ -97,6 +105,15 @@ class Lbfgs:
 
     def __init__(self, memory: int = 10, bounded: bool = True):
         self.memory, self.bounded = memory, bounded
+
+    def recover(self, state) -> str:
+        """After a non-finite step (the state restored to the last good one, held in
+        `tf.Variable`s): forget the history and start again from the last accepted point."""
+        state.rho.assign(tf.zeros_like(state.rho))
+        state.pairs.assign(0)
+        state.started.assign(False)
+        state.t.assign(tf.ones_like(state.t))
+        return "cleared the L-BFGS history"
 
     def init(self, image: tf.Tensor) -> LbfgsState:
         n = tf.size(image)
@@ -207,9 +224,12 @@ def use_xla(jit: str, precision: str, style_loss: str = "gram") -> bool:
     return jit == "on" or (jit == "auto" and style_loss != "w2")
 
 
-def make_optimizer(cfg):
+def make_optimizer(cfg, variable_rate: bool = False):
+    """The optimiser `cfg` names; `variable_rate` holds Adam's learning rate in a `tf.Variable`
+    (so `recover` can change it under a compiled step)."""
     if cfg.optimizer == "adam":
-        return Adam(cfg.learning_rate, cfg.beta_1, cfg.beta_2, cfg.epsilon)
+        rate = tf.Variable(cfg.learning_rate, trainable=False, dtype=tf.float32) if variable_rate else cfg.learning_rate
+        return Adam(rate, cfg.beta_1, cfg.beta_2, cfg.epsilon)
     if cfg.optimizer == "lbfgs":
         return Lbfgs(cfg.lbfgs_memory)
     raise NstError(f"unknown optimizer {cfg.optimizer!r}")
@@ -237,6 +257,7 @@ class VariableLoop:
         self._step = step
         self.image = tf.Variable(image, trainable=False, name="image")
         self.state = tf.nest.map_structure(lambda s: tf.Variable(s, trainable=False), state)
+        self.finite = tf.Variable(True, trainable=False, name="finite")
         self.trace_count = 0
         self.jit_compile = jit_compile
         self._compiled = tf.function(self._assign_step, jit_compile=jit_compile)
@@ -247,8 +268,22 @@ class VariableLoop:
         image, state, loss, terms = self._step(self.image.read_value(), state)
         self.image.assign(image)
         tf.nest.map_structure(lambda var, value: var.assign(value), self.state, state)
+        self.finite.assign(tf.math.is_finite(loss) & tf.reduce_all(tf.math.is_finite(image)))
         return loss, terms
 
     def __call__(self):
-        """One step; returns `(loss, terms)` of the image before the update."""
+        """One step; returns `(loss, terms)` of the image before the update. `finite` (a bool
+        variable) then says whether that loss and the updated image are finite."""
         return self._compiled()
+
+    def variables(self) -> list:
+        """The image and every optimiser state variable: what a snapshot or checkpoint holds."""
+        return [self.image] + tf.nest.flatten(self.state)
+
+    def snapshot(self) -> list:
+        """The current values of `variables()` (tensors that later steps do not change)."""
+        return [v.read_value() for v in self.variables()]
+
+    def restore(self, values) -> None:
+        for var, value in zip(self.variables(), values):
+            var.assign(value)

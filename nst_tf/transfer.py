@@ -24,6 +24,8 @@ def _batch(rgb: np.ndarray) -> tf.Tensor:
 
 # VGG halves the image four times before block5: smaller sides pool away to nothing.
 MIN_SIDE = 16
+# Non-finite steps survived (each restored and retried more carefully) before a run gives up.
+MAX_RECOVERIES = 5
 
 
 def noise_image(hw, seed: int) -> tf.Tensor:
@@ -90,13 +92,14 @@ class StyleTransfer:
         self.targets = losses.compute_targets(self.model, _batch(self.content), [_batch(s) for s in self.styles], cfg,
                                               blend=cfg.style_blend, masks=self.masks)
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image)
-        optimizer = optimize.make_optimizer(cfg)
+        self.optimizer = optimizer = optimize.make_optimizer(cfg, variable_rate=True)
         init = _batch(self.initial_image(init_image))
         self.loop = optimize.VariableLoop(
             optimize.make_step(self.loss_fn, optimizer), init, optimizer.init(init),
             jit_compile=optimize.use_xla(cfg.jit, self.precision, cfg.style_loss),
         )
         self.step_count = 0
+        self.recoveries = []  # (step, what was done) per non-finite step survived
 
     @property
     def style(self) -> np.ndarray:
@@ -148,17 +151,36 @@ class StyleTransfer:
         callbacks = list(callbacks)
         for cb in callbacks:
             cb.on_run_begin(self, steps)
-        for _ in range(steps):
+        step = 0
+        while step < steps:
+            last_good = self.loop.snapshot()
             loss, terms = self.loop()
+            if not bool(self.loop.finite.numpy()):
+                self._recover(last_good)
+                continue
+            step += 1
             self.step_count += 1
             if callbacks:
                 loss = float(loss)
                 terms = {k: float(v) for k, v in terms.items()}
                 for cb in callbacks:
-                    cb.on_step_end(self, self.step_count, loss, terms)
+                    cb.on_step_end(self, step, loss, terms)
         for cb in callbacks:
             cb.on_run_end(self)
         return self.image_uint8()
+
+    def _recover(self, last_good) -> None:
+        """A step made the loss or the image non-finite: restore the last good image and
+        optimiser state, make the optimiser more careful, note it, and go on; after
+        `MAX_RECOVERIES` such steps, give up."""
+        self.loop.restore(last_good)
+        if len(self.recoveries) >= MAX_RECOVERIES:
+            raise NstError(f"the loss or the image became non-finite {len(self.recoveries) + 1} times (last after step "
+                           f"{self.step_count}); try --precision=float32, a smaller --learning_rate or smaller weights")
+        action = self.optimizer.recover(self.loop.state)
+        self.recoveries.append((self.step_count, action))
+        sys.stderr.write(f"nst-tf: after step {self.step_count} the loss or the image became non-finite: restored that "
+                         f"step's image and {action} (retry {len(self.recoveries)} of {MAX_RECOVERIES})\n")
 
 
 def stylize(content, style, config: Optional[Config] = None, callbacks: Optional[Sequence[Callback]] = None,
