@@ -86,6 +86,11 @@ class Config:
         every `log_every` steps.
     contact_sheet: write a PNG grid of `contact_sheet_frames` snapshots through the run here.
     loss_plot: write a PNG plot of the loss curves here (needs matplotlib).
+    checkpoint_dir, checkpoint_every: save the image, the optimiser state, the step and a hash
+        of the settings and images into this folder every N steps, at the end of each scale and
+        on an interruption (see `nst_tf.checkpoint`).
+    resume: continue from the latest checkpoint in checkpoint_dir (from the start if there is
+        none); one made with other settings or images is an error unless `force`.
     scales, start_size, scale_steps: coarse-to-fine. With scales=N > 1 the image is optimised
         at N sizes growing geometrically from `start_size` (default: size / 2**(N-1)) to `size`,
         each scale starting from the previous result upsampled, with style targets recomputed
@@ -130,6 +135,10 @@ class Config:
     contact_sheet: Optional[str] = None
     contact_sheet_frames: int = 8
     loss_plot: Optional[str] = None
+    checkpoint_dir: Optional[str] = None
+    checkpoint_every: int = 50
+    resume: bool = False
+    force: bool = False
     precision: str = "auto"
     jit: str = "auto"
     scales: int = 3
@@ -251,6 +260,9 @@ def _validate(cfg: Config) -> None:
     _positive(cfg, "scales")
     _positive(cfg, "start_size", allow_none=True)
     _positive(cfg, "log_every")
+    _positive(cfg, "checkpoint_every")
+    if cfg.resume and not cfg.checkpoint_dir:
+        raise NstError("resume needs checkpoint_dir, the folder the checkpoints are in")
     _positive(cfg, "contact_sheet_frames")
     if not (isinstance(cfg.style_scale, (int, float)) and not isinstance(cfg.style_scale, bool) and 0 < cfg.style_scale <= 16):
         raise NstError(f"style_scale must be a number in (0, 16], got {cfg.style_scale!r}")

@@ -15,7 +15,7 @@ import tensorflow as tf
 from nst_tf import color, features, image_io, losses, optimize
 from nst_tf.callbacks import Callback, default_callbacks
 from nst_tf.config import Config, make_config
-from nst_tf.errors import NstError
+from nst_tf.errors import Interrupted, NstError
 
 
 def _batch(rgb: np.ndarray) -> tf.Tensor:
@@ -99,6 +99,7 @@ class StyleTransfer:
             jit_compile=optimize.use_xla(cfg.jit, self.precision, cfg.style_loss),
         )
         self.step_count = 0
+        self.scale_index = 0  # which scale of a coarse-to-fine run this is (set by `stylize`)
         self.recoveries = []  # (step, what was done) per non-finite step survived
 
     @property
@@ -200,11 +201,36 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     """
     cfg = make_config(config, **options)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
+    resume = None
+    if cfg.checkpoint_dir:
+        from nst_tf import checkpoint
+
+        # Decoded once here: the hash covers the images themselves, and each scale reuses them.
+        masks = masks if masks is not None else cfg.style_mask
+        content, style = image_io.load_image(content), [image_io.load_image(s) for s in style_list(style)]
+        masks = None if masks is None else [image_io.load_image(m) for m in style_list(masks)]
+        settings = checkpoint.settings_hash(cfg, [content, *style, *(masks or [])])
+        resume = checkpoint.latest(cfg.checkpoint_dir, settings, cfg.force) if cfg.resume else None
+        if cfg.resume and resume is None:
+            sys.stderr.write(f"nst-tf: no checkpoint in {cfg.checkpoint_dir} yet: starting from the beginning\n")
+        saver = checkpoint.Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every, settings)
+        callbacks = [saver] + callbacks
     image = transfer = None
-    for size, style_size, steps in cfg.scale_plan():
+    for index, (size, style_size, steps) in enumerate(cfg.scale_plan()):
+        if resume is not None and index < resume.scale:
+            continue
         scale_cfg = cfg.replace(size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None)
         transfer = StyleTransfer(content, style, scale_cfg, model=model, init_image=image, masks=masks)
+        transfer.scale_index = index
         model = transfer.model
-        transfer.run(callbacks=callbacks)
+        if resume is not None and index == resume.scale:
+            resume.restore(transfer)
+        try:
+            if steps > transfer.step_count:
+                transfer.run(steps - transfer.step_count, callbacks=callbacks)
+        except Interrupted:
+            if cfg.checkpoint_dir:
+                saver.save(transfer)
+            raise
         image = transfer.image
     return transfer.image_uint8()

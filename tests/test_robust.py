@@ -97,3 +97,43 @@ def test_identical_seeded_runs_give_byte_identical_pngs(tmp_path):
     subprocess.run([sys.executable, SCRIPT, *args, "--seed=8", f"--output={other}"],
                    cwd=str(tmp_path), env=env, check=True, capture_output=True, timeout=300)
     assert other.read_bytes() != (tmp_path / "a.png").read_bytes()  # the seed matters
+
+
+def test_kill_and_resume_equals_the_uninterrupted_run(tmp_path):
+    """A run killed (SIGKILL, no chance to clean up) after its first checkpoint, then resumed,
+    ends with the same PNG bytes as a run never stopped: 2 scales (32, 48 px) x 60 steps."""
+    args = ["--size=48", "--scales=2", "--start_size=32", "--steps=60"]
+    whole = start_cli(args + ["--output=whole.png"], tmp_path)
+    assert whole.wait(timeout=300) == 0, whole.communicate()
+    killed = start_cli(args + ["--checkpoint_dir=ck", "--checkpoint_every=10", "--output=resumed.png"], tmp_path)
+    wait_for(tmp_path / "ck" / "checkpoint", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert not (tmp_path / "resumed.png").exists()
+    resumed = start_cli(args + ["--checkpoint_dir=ck", "--checkpoint_every=10", "--resume", "--output=resumed.png"], tmp_path)
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert (tmp_path / "resumed.png").read_bytes() == (tmp_path / "whole.png").read_bytes()
+
+
+def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, vgg19):
+    boston, scream = image_io.example_path("boston"), image_io.example_path("the_scream")
+    options = dict(size=48, scales=1, steps=6, model=vgg19, checkpoint_dir=str(tmp_path), checkpoint_every=3)
+
+    class StopAt(nst_tf.Callback):  # a crash after the step-3 checkpoint
+        def on_step_end(self, transfer, step, loss, terms):
+            if step == 4:
+                raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        nst_tf.stylize(boston, scream, callbacks=[StopAt()], **options)
+    with pytest.raises(nst_tf.NstError, match="other settings or input images"):
+        nst_tf.stylize(boston, scream, resume=True, **{**options, "style_weight": 9.0})
+    with pytest.raises(nst_tf.NstError, match="other settings or input images"):
+        nst_tf.stylize(boston, image_io.example_path("shipwreck"), resume=True, **options)
+    forced = nst_tf.stylize(boston, scream, resume=True, force=True, **{**options, "style_weight": 9.0})
+    assert forced.shape == (32, 48, 3)
+    resumed = nst_tf.stylize(boston, scream, resume=True, **{**options, "checkpoint_dir": str(tmp_path / "new")})
+    assert resumed.shape == (32, 48, 3)  # no checkpoint there yet: from the start
+    with pytest.raises(nst_tf.NstError, match="resume needs checkpoint_dir"):
+        nst_tf.Config(resume=True)

@@ -1,0 +1,113 @@
+"""Checkpoint and resume (`tf.train.Checkpoint`): the image, the optimiser state, the step, the
+scale, and a hash of the settings and input images, so a run can continue where it stopped.
+
+A checkpoint is written every `checkpoint_every` steps, at the end of each scale and when a run is
+interrupted by a signal. Resuming restores the latest one into the run at its scale and takes the
+remaining steps: the optimiser state is restored exactly, so on CPU the result is the one an
+uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from nst_tf.callbacks import Callback
+from nst_tf.errors import NstError
+
+# Options that change what is written along the way, not the result.
+NOT_HASHED = ("save_every", "snapshot_dir", "logdir", "log_every", "contact_sheet", "contact_sheet_frames", "loss_plot",
+              "checkpoint_dir", "checkpoint_every", "resume", "force")
+MAX_TO_KEEP = 2
+
+
+def settings_hash(cfg, images) -> str:
+    """SHA-256 (hex, 16 digits) of the settings that shape the result and of the input images
+    (arrays: content, styles, masks)."""
+    digest = hashlib.sha256()
+    fields = {k: v for k, v in vars(cfg).items() if k not in NOT_HASHED}
+    digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
+    for image in images:
+        image = np.ascontiguousarray(image, np.float32)
+        digest.update(str(image.shape).encode() + image.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _tracked(transfer, settings: str = ""):
+    values = {"variables": transfer.loop.variables(), "step": tf.Variable(transfer.step_count, dtype=tf.int64),
+              "scale": tf.Variable(transfer.scale_index, dtype=tf.int64), "settings": tf.Variable(settings)}
+    rate = getattr(transfer.optimizer, "learning_rate", None)
+    if isinstance(rate, tf.Variable):
+        values["learning_rate"] = rate
+    return values
+
+
+class Checkpoints(Callback):
+    """Saves the run into `directory` every `every` steps and at the end of each scale."""
+
+    def __init__(self, directory: str, every: int, settings: str):
+        self.directory, self.every, self.settings = directory, every, settings
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as err:
+            raise NstError(f"cannot create the checkpoint folder {directory}: {err.strerror}") from None
+
+    def save(self, transfer) -> str:
+        checkpoint = tf.train.Checkpoint(**_tracked(transfer, self.settings))
+        manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=MAX_TO_KEEP)
+        return manager.save(checkpoint_number=_number(transfer))
+
+    def on_step_end(self, transfer, step, loss, terms):
+        if step % self.every == 0:
+            self.save(transfer)
+
+    def on_run_end(self, transfer):
+        self.save(transfer)
+
+
+def _number(transfer) -> int:
+    """Checkpoints are numbered by scale and step, so the latest is the furthest along."""
+    return transfer.scale_index * 10**7 + transfer.step_count
+
+
+class Resume(NamedTuple):
+    """The latest checkpoint in a folder: its path, scale index and step within that scale."""
+
+    path: str
+    scale: int
+    step: int
+
+    def restore(self, transfer) -> None:
+        """Loads the checkpoint's image, optimiser state and step into `transfer` (a run at its scale)."""
+        tracked = _tracked(transfer)
+        del tracked["settings"]
+        try:
+            tf.train.Checkpoint(**tracked).restore(self.path).assert_existing_objects_matched()
+        except (ValueError, AssertionError, tf.errors.OpError) as err:
+            raise NstError(f"cannot restore {self.path} into this run ({str(err).splitlines()[0]}); "
+                           "resume with the settings it was made with, or choose another --checkpoint_dir") from None
+        transfer.step_count = int(tracked["step"].numpy())
+
+
+def latest(directory: str, settings: str, force: bool = False) -> Optional[Resume]:
+    """The latest checkpoint in `directory` (None if there is none); an `NstError` if it was made
+    with other settings or images, unless `force`."""
+    path = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    if path is None:
+        return None
+    try:
+        reader = tf.train.load_checkpoint(path)
+        saved = reader.get_tensor("settings/.ATTRIBUTES/VARIABLE_VALUE").decode()
+        scale = int(reader.get_tensor("scale/.ATTRIBUTES/VARIABLE_VALUE"))
+        step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError) as err:
+        raise NstError(f"{path} is not an nst_tf checkpoint ({str(err).splitlines()[0]})") from None
+    if saved != settings and not force:
+        raise NstError(f"the checkpoint {path} was made with other settings or input images (hash {saved}, now "
+                       f"{settings}); resume with the same flags and images, pass --force, or use another --checkpoint_dir")
+    return Resume(path, scale, step)
