@@ -185,6 +185,7 @@ def main(argv) -> int:
         if not fv.style:
             raise NstError("--style is required: one style image, or several comma-separated")
         cfg.check_styles(len(fv.style))
+        image_io.check_not_an_input(output, [fv.content, *fv.style, *(cfg.style_mask or ()), cfg.init])
         content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
         masks = [image_io.load_image(path) for path in cfg.style_mask or ()] or None
         from nst_tf import callbacks

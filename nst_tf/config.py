@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import numbers
 import os
 from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
 
 from nst_tf.errors import NstError
 
@@ -149,14 +153,16 @@ class Config:
         # Lists from callers become tuples so the config stays hashable and comparable.
         for name in ("content_layers", "style_layers", "style_layer_weights", "scale_steps", "style_blend", "style_mask"):
             value = getattr(self, name)
-            if isinstance(value, (str, os.PathLike)):
+            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bool):
                 value = tuple(v.strip() for v in os.fspath(value).split(",") if v.strip())
                 if name == "scale_steps":
                     value = tuple(int(v) if v.isdigit() else v for v in value)
                 elif name in ("style_layer_weights", "style_blend"):
                     value = tuple(_number(name, v) for v in value)
-            if value is not None:
-                object.__setattr__(self, name, tuple(value))
+            if isinstance(value, list):
+                value = tuple(value)
+            object.__setattr__(self, name, value)
+        _check_types(self)
         _validate(self)
 
     @property
@@ -237,6 +243,50 @@ def layer_names(backbone: str = "vgg19") -> Tuple[str, ...]:
     return tuple(names)
 
 
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _type_ok(value, annotation: str) -> bool:
+    """Whether `value` fits a field annotation such as "int", "Optional[float]", "Tuple[str, ...]"."""
+    if annotation.startswith("Optional["):
+        return value is None or _type_ok(value, annotation[len("Optional["):-1])
+    if annotation.startswith("Tuple["):
+        item = annotation[len("Tuple["):-len(", ...]")]
+        return isinstance(value, tuple) and all(_type_ok(v, item) for v in value)
+    kind = _TYPES[annotation]
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+_WORDS = {"int": "a whole number", "float": "a finite number", "bool": "true or false", "str": "text"}
+
+
+def _plain(value):
+    """NumPy scalars as Python numbers (so configs compare, hash and serialise alike)."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int)):
+        return float(value)
+    return value
+
+
+def _check_types(cfg: Config) -> None:
+    for field in dataclasses.fields(cfg):
+        value = _plain(getattr(cfg, field.name))
+        object.__setattr__(cfg, field.name, value)
+        if not _type_ok(value, field.type):
+            inner = field.type.replace("Optional[", "").replace("Tuple[", "").replace(", ...]", "").rstrip("]")
+            what = _WORDS[inner] + (" values (comma-separated)" if "Tuple" in field.type else "")
+            raise NstError(f"{field.name} must be {what}, got {value!r}"[:300])
+
+
 def _number(name, text):
     try:
         return float(text)
@@ -260,6 +310,8 @@ def _validate(cfg: Config) -> None:
     _positive(cfg, "scales")
     _positive(cfg, "start_size", allow_none=True)
     _positive(cfg, "log_every")
+    if not 0 <= cfg.seed < 2**31:
+        raise NstError(f"seed must be in [0, 2**31), got {cfg.seed}")
     _positive(cfg, "checkpoint_every")
     if cfg.resume and not cfg.checkpoint_dir:
         raise NstError("resume needs checkpoint_dir, the folder the checkpoints are in")

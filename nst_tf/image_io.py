@@ -8,7 +8,9 @@ the one step done in TensorFlow (see `resize`), so that the served graph resizes
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import tempfile
 from typing import Optional, Tuple, Union
 
@@ -43,7 +45,13 @@ def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = Fa
     elif isinstance(src, Image.Image):
         rgb = pil_to_rgb(src)
     elif isinstance(src, (str, os.PathLike)):
-        rgb = pil_to_rgb(open_image(src))
+        image = open_image(src)
+        try:
+            rgb = pil_to_rgb(image)
+        except NstError:
+            raise
+        except Exception as err:  # broken EXIF, profiles or modes in a file that decoded
+            raise NstError(f"{os.fspath(src)} cannot be converted to RGB ({_first_line(err)}); the file may be damaged") from None
     else:
         raise NstError(f"an image must be a path, a PIL image or an array, not {type(src).__name__}")
     if max_side:
@@ -65,21 +73,46 @@ def open_image(path) -> Image.Image:
                 f"{path} is {image.width}x{image.height}, more than {MAX_PIXELS // 1_000_000} megapixels; "
                 "downscale it first"
             )
+        frames = getattr(image, "n_frames", 1)
         image.load()
+        if frames > 1:
+            sys.stderr.write(f"nst-tf: note: {path} has {frames} frames (an animation); using the first\n")
     except NstError:
         raise
     except Image.DecompressionBombError:
         raise NstError(f"{path} is too large to decode safely; downscale it first") from None
     except Image.UnidentifiedImageError:
         raise NstError(f"{path} is not an image Pillow can read (empty, or another kind of file)") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise NstError(f"{path} cannot be decoded ({err}); the file may be truncated or damaged") from None
+    except Exception as err:  # a damaged file can make Pillow raise almost anything (found by fuzzing)
+        raise NstError(f"{path} cannot be decoded ({_first_line(err)}); the file may be truncated or damaged") from None
     return image
 
 
+def _first_line(err) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def to_srgb(image: Image.Image) -> Image.Image:
+    """An image with an embedded ICC profile (Adobe RGB, Display P3, a CMYK press profile, ...)
+    converted to sRGB with Little CMS, so its colours mean what they showed; without one, as it is."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        return image
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        mode = "RGBA" if image.mode in ("RGBA", "LA") else "RGB"
+        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return image  # a damaged profile: the pixels as they are, like most viewers
+
+
 def pil_to_rgb(image: Image.Image) -> np.ndarray:
-    """Any PIL image as float32 RGB in [0, 1], EXIF orientation applied, alpha on white."""
-    image = ImageOps.exif_transpose(image) or image
+    """Any PIL image as float32 RGB in [0, 1], EXIF orientation applied, ICC profile converted to
+    sRGB, alpha on white."""
+    image = to_srgb(ImageOps.exif_transpose(image) or image)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(image, dtype=np.float64)
@@ -174,6 +207,14 @@ def check_output_path(path) -> str:
     except OSError as err:
         raise NstError(f"the output folder {folder} is not writable ({err.strerror}); choose another output path") from None
     return path
+
+
+def check_not_an_input(output, inputs) -> None:
+    """Refuses an output path that is one of the input files (it would be overwritten)."""
+    target = os.path.realpath(output)
+    for path in inputs:
+        if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and os.path.realpath(path) == target:
+            raise NstError(f"the output {output} is also an input ({path}); choose another output path")
 
 
 def _umask() -> int:

@@ -119,6 +119,8 @@ BAD = [
     (["--contact_sheet=no_such_dir/sheet.png"], {}, "does not exist"),
     (["--loss_plot=plot.txt"], {}, "extension"),
     (["--logdir=full.png"], {}, "cannot write TensorBoard logs"),
+    (["--content=full.png", "--output=full.png"], {}, "is also an input"),
+    (["--style=full.png", "--output=./full.png"], {}, "is also an input"),
     (["stray_argument"], {}, "unexpected arguments"),
 ]
 

@@ -137,3 +137,46 @@ def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, vgg19):
     assert resumed.shape == (32, 48, 3)  # no checkpoint there yet: from the start
     with pytest.raises(nst_tf.NstError, match="resume needs checkpoint_dir"):
         nst_tf.Config(resume=True)
+
+
+# ---- Input hardening.
+
+def test_animated_gif_and_webp_use_the_first_frame_with_a_note(tmp_path, capsys):
+    frames = [Image.new("RGB", (20, 16), color) for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    for ext in ("gif", "webp"):
+        path = tmp_path / f"anim.{ext}"
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, **({"lossless": True} if ext == "webp" else {}))
+        rgb = image_io.load_image(path)
+        np.testing.assert_allclose(rgb.mean(axis=(0, 1)), [1, 0, 0], atol=0.02)
+        assert f"{path} has 3 frames (an animation); using the first" in capsys.readouterr().err
+
+
+def test_icc_profiles_are_converted_to_srgb(tmp_path):
+    from PIL import ImageCms
+
+    rng = np.random.default_rng(0)
+    pixels = Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    pixels.save(tmp_path / "plain.png")
+    pixels.save(tmp_path / "srgb.png", icc_profile=srgb)
+    pixels.save(tmp_path / "broken.png", icc_profile=b"not a profile")
+    plain = image_io.load_image(tmp_path / "plain.png")
+    assert np.abs(image_io.load_image(tmp_path / "srgb.png") - plain).max() <= 2 / 255  # sRGB to sRGB: unchanged
+    np.testing.assert_array_equal(image_io.load_image(tmp_path / "broken.png"), plain)  # a damaged profile is ignored
+    tagged = Image.open(tmp_path / "srgb.png")
+    assert image_io.to_srgb(tagged) is not tagged  # the profile went through Little CMS
+    untagged = Image.open(tmp_path / "plain.png")
+    assert image_io.to_srgb(untagged) is untagged
+
+
+def test_paths_with_spaces_and_unicode(tmp_path):
+    folder = tmp_path / "my photos ñ 写真"
+    folder.mkdir()
+    content, style = folder / "Bóston 1.jpg", folder / "Скрик.png"
+    Image.open(image_io.example_path("boston")).save(content)
+    Image.open(image_io.example_path("the_scream")).save(style)
+    out = folder / "résultat final.png"
+    process = start_cli([f"--content={content}", f"--style={style}", "--size=32", "--steps=2", f"--output={out}"], tmp_path)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert Image.open(out).size == (32, 21) and str(out) in stdout
