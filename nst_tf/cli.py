@@ -38,6 +38,7 @@ _HELP = {
     "checkpoint_dir": "Save checkpoints (image, optimiser state, step, settings hash) into this folder.",
     "checkpoint_every": "Checkpoint interval in steps (also at the end of each scale and on interruption).",
     "resume": "Continue from the latest checkpoint in --checkpoint_dir.",
+    "memory_check": "Stop before the run if its estimated peak memory exceeds what is available.",
     "force": "Resume even from a checkpoint made with other settings or images.",
     "square": "Resize content and style to squares, ignoring aspect (as some published pipelines do).",
     "steps": "Optimiser steps.",
@@ -89,6 +90,8 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
         flags.DEFINE_list("style", [image_io.example_path("the_scream")], "Style image (the painting), or several, comma-separated.", flag_values=fv)
         flags.DEFINE_string("output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv)
         flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
+        flags.DEFINE_boolean("dry_run", False, "Print the plan (sizes per scale, estimated memory and time) and exit.",
+                             flag_values=fv)
     for field in config_lib.field_names():
         default = getattr(_D, field)
         help_ = _HELP.get(field, field.replace("_", " ").capitalize() + ".")
@@ -188,7 +191,11 @@ def main(argv) -> int:
         image_io.check_not_an_input(output, [fv.content, *fv.style, *(cfg.style_mask or ()), cfg.init])
         content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
         masks = [image_io.load_image(path) for path in cfg.style_mask or ()] or None
-        from nst_tf import callbacks
+        from nst_tf import callbacks, planner
+
+        if fv.dry_run:
+            print(planner.describe(planner.plan(cfg, content.shape[:2], [s.shape[:2] for s in styles]), cfg))
+            return 0
 
         callbacks.check_outputs(cfg)
 

@@ -90,6 +90,8 @@ class Config:
         every `log_every` steps.
     contact_sheet: write a PNG grid of `contact_sheet_frames` snapshots through the run here.
     loss_plot: write a PNG plot of the loss curves here (needs matplotlib).
+    memory_check: before the run, estimate its peak memory (`nst_tf.planner`) and stop with an
+        `NstError` if that exceeds the memory available.
     checkpoint_dir, checkpoint_every: save the image, the optimiser state, the step and a hash
         of the settings and images into this folder every N steps, at the end of each scale and
         on an interruption (see `nst_tf.checkpoint`).
@@ -139,6 +141,7 @@ class Config:
     contact_sheet: Optional[str] = None
     contact_sheet_frames: int = 8
     loss_plot: Optional[str] = None
+    memory_check: bool = True
     checkpoint_dir: Optional[str] = None
     checkpoint_every: int = 50
     resume: bool = False

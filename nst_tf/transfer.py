@@ -12,7 +12,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import color, features, image_io, losses, optimize
+from nst_tf import color, features, image_io, losses, optimize, planner
 from nst_tf.callbacks import Callback, default_callbacks
 from nst_tf.config import Config, make_config
 from nst_tf.errors import Interrupted, NstError
@@ -200,15 +200,17 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     starting from the previous result upsampled; the feature model is shared between them.
     """
     cfg = make_config(config, **options)
+    # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
+    masks = masks if masks is not None else cfg.style_mask
+    content, style = image_io.load_image(content), [image_io.load_image(s) for s in style_list(style)]
+    masks = None if masks is None else [image_io.load_image(m) for m in style_list(masks)]
+    if cfg.memory_check:
+        planner.check(planner.plan(cfg, content.shape[:2], [s.shape[:2] for s in style]), cfg)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
     resume = None
     if cfg.checkpoint_dir:
         from nst_tf import checkpoint
 
-        # Decoded once here: the hash covers the images themselves, and each scale reuses them.
-        masks = masks if masks is not None else cfg.style_mask
-        content, style = image_io.load_image(content), [image_io.load_image(s) for s in style_list(style)]
-        masks = None if masks is None else [image_io.load_image(m) for m in style_list(masks)]
         settings = checkpoint.settings_hash(cfg, [content, *style, *(masks or [])])
         resume = checkpoint.latest(cfg.checkpoint_dir, settings, cfg.force) if cfg.resume else None
         if cfg.resume and resume is None:

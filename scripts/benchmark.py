@@ -19,6 +19,11 @@ Each mode runs in its own process (so peak memory is its own) and reports:
 - peak RSS of the mode's process.
 Timings on shared machines are noisy: read the ratios, from one run.
 
+    python scripts/benchmark.py --memory --sizes=128,256,384,512 --weights=embedded
+
+measures the peak resident memory of a one-scale run (default objective, 3 steps) at each size,
+each in a fresh process, against `nst_tf.planner`'s estimate.
+
     python scripts/benchmark.py --statistics --size=256 --weights=embedded
 
 times one L-BFGS step (the loss and its gradient) of the default objective with each style
@@ -56,6 +61,8 @@ flags.DEFINE_string("weights", "auto", "Weights spec.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_string("child", None, "(internal) run one mode and write its JSON result to this path.")
 flags.DEFINE_float("target", None, "(internal) the reference's loss to reach.")
+flags.DEFINE_boolean("memory", False, "Measure peak memory against the planner's estimate instead.")
+flags.DEFINE_list("sizes", ["128", "256", "384", "512"], "Memory: output sizes to measure.")
 flags.DEFINE_boolean("statistics", False, "Time each style statistic instead (see the module doc).")
 flags.DEFINE_boolean("serving", False, "Benchmark the SavedModel export instead (see the module doc).")
 flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
@@ -289,6 +296,36 @@ def serving_main():
               f"{r['latencies'][0]:>9.1f}{float(np.median(rest)):>9.1f}  {r['shape'][1]}x{r['shape'][0]}", flush=True)
 
 
+MEMORY_CHILD = """
+import sys, nst_tf
+from nst_tf import image_io, transfer
+nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"), size=int(sys.argv[1]), scales=1,
+               steps=3, weights=sys.argv[2], **dict(a.split("=", 1) for a in sys.argv[3:]))
+print(transfer.peak_memory_bytes())
+"""
+
+
+def measured_peak(size: int, weights: str, *options: str) -> int:
+    """Peak RSS of a one-scale, 3-step run at `size` px in a fresh process (options: "name=value")."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(size), weights, *options], check=True,
+                         capture_output=True, text=True, env=dict(os.environ, NST_TF_OFFLINE="1")).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def memory_main():
+    from nst_tf import config, image_io, planner
+
+    content = image_io.load_image(image_io.example_path("boston")).shape[:2]
+    style = image_io.load_image(image_io.example_path("the_scream")).shape[:2]
+    print(f"{'size':>6}{'activations':>13}{'estimate':>10}{'measured':>10}{'ratio':>7}", flush=True)
+    for size in map(int, FLAGS.sizes):
+        cfg = config.Config(size=size, scales=1, steps=3, precision="float32")
+        estimate = planner.plan(cfg, content, [style])[-1]
+        peak = measured_peak(size, FLAGS.weights)
+        print(f"{size:>6}{planner.activation_bytes(estimate.size, cfg) / 2**20:>10.0f} MiB"
+              f"{estimate.peak_bytes / 2**30:>6.2f} GiB{peak / 2**30:>6.2f} GiB{estimate.peak_bytes / peak:>7.2f}", flush=True)
+
+
 def statistics_main():
     import nst_tf
     from nst_tf import image_io
@@ -318,6 +355,8 @@ def statistics_main():
 
 
 def main(argv):
+    if FLAGS.memory:
+        return memory_main()
     if FLAGS.statistics:
         return statistics_main()
     if FLAGS.serving_child:

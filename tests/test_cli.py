@@ -120,6 +120,7 @@ BAD = [
     (["--loss_plot=plot.txt"], {}, "extension"),
     (["--logdir=full.png"], {}, "cannot write TensorBoard logs"),
     (["--content=full.png", "--output=full.png"], {}, "is also an input"),
+    (["--size=8000", "--scales=1"], {}, "GiB is available"),
     (["--style=full.png", "--output=./full.png"], {}, "is also an input"),
     (["stray_argument"], {}, "unexpected arguments"),
 ]

@@ -1,0 +1,121 @@
+"""The memory planner: before a run, the sizes of each scale and an estimate of its peak memory
+and time, from the image sizes, the layers, the precision and the optimiser; `check` stops a run
+that would not fit in the machine's available memory. No TensorFlow here: `--dry_run` prints the
+plan without loading it.
+
+The estimate of a scale's peak resident memory (CPU) is
+
+    BASE + WEIGHTS + ACTIVATION_FACTOR x (activation bytes of one forward pass through the
+    feature network, for the image, at its size and precision) + the optimiser's state,
+
+where BASE is the process with TensorFlow, Keras and a compiled step loaded, and the factor
+covers what the backward pass and XLA keep alive besides the forward activations. BASE and the
+factor were fitted to peak RSS measured on this project's 2-core CPU (float32, XLA, L-BFGS,
+`python scripts/benchmark.py --memory`); a test checks the estimate against measured peaks.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+from nst_tf.config import Config, layer_names
+from nst_tf.errors import NstError
+
+GIB = 2**30
+BASE_BYTES = int(1.00 * GIB)  # fitted (see the module docstring)
+ACTIVATION_FACTOR = 3.0  # fitted
+WEIGHT_BYTES = {"vgg19": 80_100_000, "vgg16": 58_900_000}  # float32 conv weights, no top
+SECONDS_PER_PIXEL_STEP = 1.4e-5  # one L-BFGS step of the default objective, 2-core AVX2 CPU, float32
+_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+
+
+class ScalePlan(NamedTuple):
+    """One scale: output (height, width), style (height, width), steps, estimated peak bytes and
+    seconds."""
+
+    size: Tuple[int, int]
+    style_size: Tuple[int, int]
+    steps: int
+    peak_bytes: int
+    seconds: float
+
+
+def activation_bytes(hw: Tuple[int, int], cfg: Config) -> int:
+    """Bytes of one forward pass's activations, up to the deepest configured layer."""
+    names = layer_names(cfg.backbone)
+    deepest = max(names.index(n) for n in cfg.content_layers + cfg.style_layers)
+    itemsize = 4 if cfg.precision in ("auto", "float32") else 2
+    total, (h, w) = 0, hw
+    for name in names[: deepest + 1]:
+        if name.endswith("pool"):
+            h, w = h // 2, w // 2
+        total += h * w * _CHANNELS[int(name[5])] * itemsize
+    return total
+
+
+def optimizer_bytes(hw: Tuple[int, int], cfg: Config) -> int:
+    image = hw[0] * hw[1] * 3 * 4
+    if cfg.optimizer == "lbfgs":
+        return image * (2 * cfg.lbfgs_memory + 4)  # s and y rings, x, g, d, the trial image
+    return image * 3  # m, v, the image
+
+
+def plan(cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]] = ()) -> List[ScalePlan]:
+    """The scales of a run on a content image of (height, width) `content_hw` (and style images
+    of `style_hws`), each with its estimated peak memory and time."""
+    from nst_tf.image_io import fit_size
+
+    out = []
+    for size, style_size, steps in cfg.scale_plan():
+        hw = (size, size) if cfg.square else fit_size(content_hw, size)
+        side = style_size or size
+        style_hw = [(side, side) if cfg.square else fit_size(s, side) for s in style_hws] or [hw]
+        largest = max([hw] + style_hw, key=lambda x: x[0] * x[1])
+        peak = (BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activation_bytes(largest, cfg)
+                + optimizer_bytes(hw, cfg))
+        seconds = SECONDS_PER_PIXEL_STEP * hw[0] * hw[1] * steps  # a step is one loss and gradient either way
+        out.append(ScalePlan(hw, style_hw[0], steps, int(peak), seconds))
+    return out
+
+
+def available_bytes() -> Optional[int]:
+    """Memory available to a new allocation now (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check(scales: Sequence[ScalePlan], cfg: Config, available: Optional[int] = None) -> None:
+    """An `NstError` when the largest scale's estimate exceeds the available memory."""
+    available = available_bytes() if available is None else available
+    peak = max(s.peak_bytes for s in scales)
+    if available is not None and peak > available:
+        h, w = scales[-1].size
+        raise NstError(
+            f"this run needs about {peak / GIB:.1f} GiB at {w}x{h} (estimated) but {available / GIB:.1f} GiB is "
+            f"available; choose a smaller --size, --precision=bfloat16 (halves the activations)"
+            + (", --optimizer=adam or a smaller --lbfgs_memory" if cfg.optimizer == "lbfgs" else "")
+            + ", or pass --nomemory_check to try anyway"
+        )
+
+
+def describe(scales: Sequence[ScalePlan], cfg: Config) -> str:
+    """The plan as text: one line per scale and a total."""
+    lines = [f"{'scale':<7}{'output':>11}{'style':>11}{'steps':>7}{'peak (est.)':>13}{'time (est.)':>13}"]
+    for i, s in enumerate(scales, 1):
+        lines.append(f"{i:<7}{s.size[1]:>5}x{s.size[0]:<5}{s.style_size[1]:>5}x{s.style_size[0]:<5}{s.steps:>7}"
+                     f"{s.peak_bytes / GIB:>9.2f} GiB{s.seconds:>11.0f} s")
+    available = available_bytes()
+    lines.append(f"peak {max(s.peak_bytes for s in scales) / GIB:.2f} GiB (estimated; available now: "
+                 f"{available / GIB:.1f} GiB); time {sum(s.seconds for s in scales):.0f} s (estimated for a "
+                 "2-core AVX2 CPU in float32; scale with your machine)" if available else "")
+    return "\n".join(lines)
