@@ -230,3 +230,20 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert lines[0].split()[:3] == ["scale", "output", "style"] and len(lines) == 5  # header, 3 scales, total
     assert lines[3].split()[1] == "1024x686" and "GiB" in lines[4]
     assert not (tmp_path / "out.png").exists()
+
+
+def test_an_interruption_is_checkpointed(tmp_path, vgg19):
+    from nst_tf import checkpoint
+    from nst_tf.errors import Interrupted
+
+    class Signal(nst_tf.Callback):  # what StopOnSignal does after a SIGINT during step 5
+        def on_step_end(self, transfer, step, loss, terms):
+            if step == 5:
+                raise Interrupted(signal.SIGINT, transfer)
+
+    with pytest.raises(Interrupted) as caught:
+        nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"), size=48, scales=1, steps=20,
+                       model=vgg19, checkpoint_dir=str(tmp_path), checkpoint_every=50, callbacks=[Signal()])
+    assert caught.value.transfer.step_count == 5
+    found = checkpoint.latest(str(tmp_path), settings="", force=True)
+    assert (found.scale, found.step) == (0, 5)
