@@ -159,7 +159,8 @@ def _interrupted(err, output, progress) -> int:
     try:
         image_io.save_image(output, run.image_uint8())
     except NstError as save_err:
-        return _fail(f"{err}; could not save the image: {save_err}") and 128 + err.signum
+        _fail(f"{err}; could not save the image: {save_err}")
+        return 128 + err.signum
     sys.stderr.write(f"nst-tf: {err} after step {run.step_count} at {run.content.shape[1]}x{run.content.shape[0]}: "
                      f"wrote the image so far to {output}\n")
     return 128 + err.signum
@@ -211,8 +212,9 @@ def main(argv) -> int:
         return _fail(err)
     except Interrupted as err:
         return _interrupted(err, output, fv.progress)
-    except KeyboardInterrupt:
-        return _fail("stopped before a step finished; nothing written") and 130
+    except KeyboardInterrupt:  # a signal before the run started, or a second one
+        _fail("stopped before a step finished; nothing written")
+        return 130
     steps = sum(steps for _, _, steps in cfg.scale_plan())
     print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
           f"peak memory {transfer.peak_memory_bytes() / 2**30:.1f} GiB)")

@@ -5,7 +5,6 @@ import io
 import warnings
 
 import numpy as np
-import pytest
 from absl import flags
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
