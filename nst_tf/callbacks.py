@@ -223,6 +223,8 @@ class ContactSheet(AcrossScales):
             self._capture(transfer)
 
     def on_run_end(self, transfer):
+        if not self.frames:  # one frame (the end) and a coarser scale just ended
+            return
         final = self.frames[-1][0].shape[:2]
         cell = image_io.fit_size(final, min(self.cell, max(final)))
         image_io.save_image(self.path, image_io.contact_sheet(self.frames, cell, min(self.columns, len(self.at))))

@@ -323,6 +323,13 @@ def test_reports_tensorboard_contact_sheet_and_loss_plot(vgg19, tmp_path):
     assert np.asarray(image).std() > 10  # not blank
 
 
+def test_a_one_frame_sheet_over_two_scales(vgg19, tmp_path):
+    sheet = tmp_path / "one.png"
+    nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"), size=48, scales=2, start_size=32,
+                   steps=2, model=vgg19, contact_sheet=str(sheet), contact_sheet_frames=1)
+    assert Image.open(sheet).size == (48 + 2 * 4, 32 + 2 * 4)  # the final image alone
+
+
 def test_frame_steps():
     assert frame_steps(7, 8) == list(range(8))
     assert frame_steps(100, 5) == [0, 25, 50, 75, 100]
