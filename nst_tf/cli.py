@@ -217,7 +217,7 @@ def main(argv) -> int:
         return 130
     steps = sum(steps for _, _, steps in cfg.scale_plan())
     print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
-          f"peak memory {transfer.peak_memory_bytes() / 2**30:.1f} GiB)")
+          f"peak memory {planner.peak_memory_bytes() / 2**30:.1f} GiB)")
     return 0
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import resource
 import sys
 from typing import Iterable, Optional, Sequence
 
@@ -32,23 +31,6 @@ def noise_image(hw, seed: int) -> tf.Tensor:
     """The "noise" init: uniform in [0, 1], `[1, H, W, 3]`, a function of `hw` and `seed` only
     (stateless Philox), so the serving graph draws exactly the same image."""
     return tf.random.stateless_uniform(tf.concat([[1], hw, [3]], axis=0), seed=tf.stack([seed, 0]), dtype=tf.float32)
-
-
-def peak_memory_bytes() -> int:
-    """This process's peak resident memory so far, in bytes.
-
-    On Linux, /proc/self/status's VmHWM: `getrusage`'s ru_maxrss survives fork and exec, so a
-    process started by a large parent would report the parent's size (measured: 2.2 GiB for a
-    1.1 GiB run started from the test process)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
 
 def style_list(style) -> list:

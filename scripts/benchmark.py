@@ -199,7 +199,7 @@ def float32_loss(cfg, image):
 
 
 def child(mode):
-    from nst_tf import transfer
+    from nst_tf import planner
 
     options, kind = MODES[mode]
     cfg = tutorial_config(**options)
@@ -213,7 +213,7 @@ def child(mode):
         "mode": mode, "steps": len(losses), "losses": losses, "ends": ends,
         "s_per_step": float(np.median(step_times[1:])) if len(step_times) > 1 else float(step_times[0]),
         "f32_loss": float32_loss(cfg, image) if kind != "slow" else None,
-        "peak_rss": transfer.peak_memory_bytes(),
+        "peak_rss": planner.peak_memory_bytes(),
     }
     with open(FLAGS.child, "w") as f:
         json.dump(result, f)
@@ -298,10 +298,10 @@ def serving_main():
 
 MEMORY_CHILD = """
 import sys, nst_tf
-from nst_tf import image_io, transfer
+from nst_tf import image_io, planner
 nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"), size=int(sys.argv[1]), scales=1,
                steps=3, weights=sys.argv[2], **dict(a.split("=", 1) for a in sys.argv[3:]))
-print(transfer.peak_memory_bytes())
+print(planner.peak_memory_bytes())
 """
 
 

@@ -186,10 +186,10 @@ def test_paths_with_spaces_and_unicode(tmp_path):
 
 PEAK_CHILD = """
 import sys, nst_tf
-from nst_tf import image_io, transfer
+from nst_tf import image_io, planner
 nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"), size=int(sys.argv[1]), scales=1,
                steps=3, weights="embedded", precision="float32")
-print(transfer.peak_memory_bytes())
+print(planner.peak_memory_bytes())
 """
 
 
