@@ -26,10 +26,15 @@ NOT_HASHED = ("save_every", "snapshot_dir", "logdir", "log_every", "contact_shee
 MAX_TO_KEEP = 2
 
 
+# Bumped when what a checkpoint holds changes shape (2: the L-BFGS state gained a batch axis), so
+# an older checkpoint is refused as made with other settings rather than failing to restore.
+FORMAT = 2
+
+
 def settings_hash(cfg, images) -> str:
     """SHA-256 (hex, 16 digits) of the settings that shape the result and of the input images
     (arrays: content, styles, masks)."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"format {FORMAT}\n".encode())
     fields = {k: v for k, v in vars(cfg).items() if k not in NOT_HASHED}
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     for image in images:

@@ -2,7 +2,9 @@
 
 Shapes: images `[B, H, W, 3]` in [0, 1]; activations `[B, h, w, c]`; Gram matrices `[B, c, c]`;
 masks `[B or 1, h, w]` of weights in [0, 1] over an activation's positions.
-Every term is a scalar, averaged over the batch (one image is the usual batch).
+Every term is per image, a `[B]` vector: a batch of images is optimised as B independent problems
+(each image's loss depends on that image alone). `objective` averages over the batch unless
+asked for the per-image vector.
 
 Style statistics (`STYLE_STATISTICS`, chosen by `Config.style_loss`) compare the distribution of an
 activation's positions (`h*w` vectors of `c` channels) with the style image's:
@@ -76,15 +78,22 @@ def gram_matrix(features: tf.Tensor, norm: str = "hw", mask: Optional[tf.Tensor]
     return gram
 
 
+def _per_image_mean(x: tf.Tensor) -> tf.Tensor:
+    """The mean over every axis but the first (the batch): `[B, ...]` -> `[B]`."""
+    return tf.reduce_mean(x, axis=tf.range(1, tf.rank(x)))
+
+
 def mean_squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(tf.square(_wide(a) - _wide(b)))
+    """Per image (`[B]`; a target with batch 1 is shared by every image)."""
+    return _per_image_mean(tf.square(_wide(a) - _wide(b)))
 
 
 def layer_error(x: tf.Tensor, target: tf.Tensor, norm: str = "mean") -> tf.Tensor:
-    """"mean": the mean squared error; "relative": ||x - target||^2 / ||target||^2 (scale-free)."""
+    """"mean": the mean squared error; "relative": ||x - target||^2 / ||target||^2 (scale-free);
+    per image, `[B]`."""
     error = mean_squared_error(x, target)
     if norm == "relative":
-        return error / (tf.reduce_mean(tf.square(_wide(target))) + 1e-30)
+        return error / (_per_image_mean(tf.square(_wide(target))) + 1e-30)
     if norm != "mean":
         raise ValueError(f"unknown loss norm {norm!r}")
     return error
@@ -136,7 +145,7 @@ class MeanStd:
         raw = _sum_sq(mean - target["mean"], [1]) + _sum_sq(std - target["std"], [1])
         scale = _sum_sq(target["mean"], [1]) + _sum_sq(target["std"], [1])
         channels = tf.cast(tf.shape(mean)[1], raw.dtype)
-        return tf.reduce_mean(_normalised(raw, scale, norm, channels))
+        return _normalised(raw, scale, norm, channels)
 
 
 class Poly:
@@ -158,7 +167,7 @@ class Poly:
         s = target["scale"]
         raw = _sum_sq(gram - target["gram"], [1, 2]) / s**2 + 2.0 * _sum_sq(mean - target["mean"], [1]) / s
         own = _sum_sq(target["gram"], [1, 2]) / s**2 + 2.0 * _sum_sq(target["mean"], [1]) / s
-        return tf.reduce_mean(_normalised(raw, own, norm))
+        return _normalised(raw, own, norm)
 
 
 class Gaussian:
@@ -189,7 +198,7 @@ class Gaussian:
 
     def error(self, features, target, norm="mean", mask=None):
         raw = _sum_sq(self.embed(features, target, mask) - target["embedding"], [1])
-        return tf.reduce_mean(_normalised(raw, _sum_sq(target["embedding"], [1]), norm))
+        return _normalised(raw, _sum_sq(target["embedding"], [1]), norm)
 
 
 class Wasserstein:
@@ -217,7 +226,7 @@ class Wasserstein:
         trace_s = tf.linalg.trace(target["cov"])
         raw = _sum_sq(mean - target["mean"], [1]) + tf.linalg.trace(cov) + trace_s - 2.0 * cross
         channels = tf.cast(tf.shape(mean)[1], raw.dtype)
-        return tf.reduce_mean(_normalised(raw, _sum_sq(target["mean"], [1]) + trace_s, norm, channels))
+        return _normalised(raw, _sum_sq(target["mean"], [1]) + trace_s, norm, channels)
 
 
 STYLE_STATISTICS = ("gram", "poly", "gaussian", "meanstd", "w2")
@@ -232,7 +241,7 @@ def style_statistic(cfg):
 
 
 def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor], norm: str = "mean") -> tf.Tensor:
-    """Mean over the target layers of the activations' `layer_error`."""
+    """Mean over the target layers of the activations' `layer_error`, per image `[B]`."""
     terms = [layer_error(features[name], targets[name], norm) for name in targets]
     return tf.add_n(terms) / float(len(terms))
 
@@ -243,17 +252,16 @@ def style_loss(layer_losses: Mapping[str, tf.Tensor], layer_weights: Sequence[fl
 
 
 def total_variation(image: tf.Tensor, kind: str = "abs") -> tf.Tensor:
-    """Total variation, averaged over the batch. "abs": the sum of absolute differences between
+    """Total variation per image `[B]`. "abs": the sum of absolute differences between
     neighbouring pixels (`tf.image.total_variation`); "squared": half the sum of their squares
     (Lua neural-style's TV, here on the [0, 1] image)."""
     if kind == "abs":
-        return tf.reduce_mean(tf.image.total_variation(image))
+        return tf.image.total_variation(image)
     if kind != "squared":
         raise ValueError(f"unknown total variation {kind!r}")
     dy = image[:, 1:, :, :] - image[:, :-1, :, :]
     dx = image[:, :, 1:, :] - image[:, :, :-1, :]
-    per_image = tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3])
-    return 0.5 * tf.reduce_mean(per_image)
+    return 0.5 * (tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) + tf.reduce_sum(tf.square(dx), axis=[1, 2, 3]))
 
 
 class StyleTarget(NamedTuple):
@@ -303,7 +311,8 @@ def compute_targets(model, content: tf.Tensor, style, cfg, blend: Optional[Seque
     return Targets(content={name: content_features[name] for name in cfg.content_layers}, styles=tuple(style_targets))
 
 
-def objective(model, targets: Targets, cfg, image: tf.Tensor, content_weight=None, style_weight=None):
+def objective(model, targets: Targets, cfg, image: tf.Tensor, content_weight=None, style_weight=None,
+              per_image: bool = False):
     """The total loss of `image` and its terms: a pure function of the image tensor.
 
     total = content_weight * content + style_weight * style + tv_weight * tv, where content is the
@@ -313,9 +322,12 @@ def objective(model, targets: Targets, cfg, image: tf.Tensor, content_weight=Non
     tensors, as a serving request supplies) override the config's.
     Returns `(total, terms)`: "content", "style", "tv", "style/<layer>" (blended over styles),
     and with several styles "style_<k>" (k from 1) for each style's own term.
+    per_image: return the total and every term per image (`[B]` vectors) rather than averaged over
+        the batch. The content targets hold one image per batch image (or one for all); the
+        style targets are shared.
     """
     features = model(image, training=False)
-    zero = tf.zeros((), image.dtype)
+    zero = tf.zeros(tf.shape(image)[:1], image.dtype)
     terms = {}
     terms["content"] = content_loss(features, targets.content, cfg.loss_norm) if targets.content else zero
     terms["style"] = zero
@@ -340,4 +352,6 @@ def objective(model, targets: Targets, cfg, image: tf.Tensor, content_weight=Non
     content_weight = cfg.content_weight if content_weight is None else content_weight
     style_weight = cfg.style_weight if style_weight is None else style_weight
     total = content_weight * terms["content"] + style_weight * terms["style"] + cfg.tv_weight * terms["tv"]
-    return total, terms
+    if per_image:
+        return total, terms
+    return tf.reduce_mean(total), {name: tf.reduce_mean(value) for name, value in terms.items()}

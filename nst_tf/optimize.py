@@ -25,10 +25,20 @@ from nst_tf.errors import NstError
 LOSS_SCALE = 2.0**12
 
 
+def per_image(values: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """A scalar, or a `[B]` vector of per-image values, shaped to broadcast against `like`
+    (`[B, ...]`)."""
+    if values.shape.rank == 0:
+        return values
+    return tf.reshape(values, [-1] + [1] * (like.shape.rank - 1))
+
+
 def loss_and_grad(loss_fn: Callable, image: tf.Tensor):
     """`(loss, terms, d loss / d image)` for `loss_fn(image) -> (loss, terms)`.
 
-    The tape differentiates the loss rescaled to `LOSS_SCALE` (by its own value, held constant)
+    The loss is a scalar or, for a batch optimised as independent images, a `[B]` vector: the
+    gradient of each image is then that of its own loss (the vector's sum).
+    The tape differentiates each loss rescaled to `LOSS_SCALE` (by its own value, held constant)
     and the gradient is scaled back: style losses reach 1e9, whose gradients overflow float16
     activations (65504 at most) on the way back through the network, while scaling to 1 makes
     them underflow. In float32 the rescaling changes the gradient by rounding only.
@@ -37,9 +47,9 @@ def loss_and_grad(loss_fn: Callable, image: tf.Tensor):
         tape.watch(image)
         loss, terms = loss_fn(image)
         scale = tf.stop_gradient(tf.maximum(tf.abs(loss), tf.constant(1e-30, loss.dtype)) / LOSS_SCALE)
-        scaled_loss = loss / scale
+        scaled_loss = tf.reduce_sum(loss / scale)
     grad = tape.gradient(scaled_loss, image)
-    return loss, terms, grad * tf.cast(scale, grad.dtype)
+    return loss, terms, grad * per_image(tf.cast(scale, grad.dtype), grad)
 
 
 class AdamState(NamedTuple):
@@ -50,7 +60,8 @@ class AdamState(NamedTuple):
 
 class Adam:
     """Adam with Keras' update rule (epsilon added to sqrt(v), bias correction folded into the rate),
-    so results match `keras.optimizers.Adam` step for step."""
+    so results match `keras.optimizers.Adam` step for step. Elementwise, so a batch's images
+    are optimised independently."""
 
     def __init__(self, learning_rate=0.02, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
@@ -76,16 +87,38 @@ class Adam:
 
 
 class LbfgsState(NamedTuple):
-    s: tf.Tensor  # [memory, n] accepted steps x_{k+1} - x_k, flattened (a ring buffer)
-    y: tf.Tensor  # [memory, n] gradient changes g_{k+1} - g_k
-    rho: tf.Tensor  # [memory] 1 / (y . s); 0 marks an empty slot
-    pairs: tf.Tensor  # int32: pairs stored so far (the next slot is pairs % memory)
+    """Per image of the batch `[B, ...]` (the first axis of the image is the batch)."""
+
+    s: tf.Tensor  # [B, memory, n] accepted steps x_{k+1} - x_k, flattened (a ring buffer per image)
+    y: tf.Tensor  # [B, memory, n] gradient changes g_{k+1} - g_k
+    rho: tf.Tensor  # [B, memory] 1 / (y . s); 0 marks an empty slot
+    pairs: tf.Tensor  # int32 [B]: pairs stored so far (the next slot is pairs % memory)
     x: tf.Tensor  # the last accepted point (the image's shape)
     g: tf.Tensor  # the gradient there
-    f: tf.Tensor  # the loss there
+    f: tf.Tensor  # [B] the loss there
     d: tf.Tensor  # the search direction from x
-    t: tf.Tensor  # the step length being tried along d
-    started: tf.Tensor  # bool: x, g, f hold an evaluated point
+    t: tf.Tensor  # [B] the step length being tried along d
+    started: tf.Tensor  # bool scalar: x, g, f hold an evaluated point
+
+
+def _flat(x: tf.Tensor) -> tf.Tensor:
+    """`[B, ...]` as `[B, n]` (static shapes where known: XLA would otherwise trace tf.shape back
+    through the whole network)."""
+    if x.shape.is_fully_defined():
+        return tf.reshape(x, [x.shape[0], x.shape.num_elements() // x.shape[0]])
+    return tf.reshape(x, tf.stack([tf.shape(x)[0], -1]))
+
+
+def _dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Per-image dot products of two `[B, n]` tensors: `[B]`."""
+    return tf.einsum("bn,bn->b", a, b)
+
+
+def _row(buffer: tf.Tensor, j: tf.Tensor) -> tf.Tensor:
+    """`buffer[b, j[b]]` for each image b. Read with tf.gather: an indexing slice would make XLA
+    try to prove the index constant, tracing it back through the whole network (minutes of
+    compile time)."""
+    return tf.gather(buffer, j, axis=1, batch_dims=1)
 
 
 class Lbfgs:
@@ -98,6 +131,8 @@ class Lbfgs:
     the next direction, tried at unit step; otherwise the step along the same direction is halved.
     The box [0, 1] is kept by projecting trial points; the curvature pair uses the projected step.
     A pair with y . s <= 0 is skipped, and a direction that is not downhill resets the history.
+    Each image of a batch (the first axis; `loss` is then a `[B]` vector) has its own history,
+    line search and step length, so it follows the same path as it would alone.
     """
 
     c1 = 1e-4
@@ -110,105 +145,103 @@ class Lbfgs:
         """After a non-finite step (the state restored to the last good one, held in
         `tf.Variable`s): forget the history and start again from the last accepted point."""
         state.rho.assign(tf.zeros_like(state.rho))
-        state.pairs.assign(0)
+        state.pairs.assign(tf.zeros_like(state.pairs))
         state.started.assign(False)
         state.t.assign(tf.ones_like(state.t))
         return "cleared the L-BFGS history"
 
     def init(self, image: tf.Tensor) -> LbfgsState:
-        n = tf.size(image)
-        buffer = tf.zeros(tf.stack([self.memory, n]), image.dtype)
-        zeros = tf.zeros_like(image)
+        flat = _flat(image)
+        batch = tf.shape(flat)[0]
+        buffer = tf.zeros(tf.stack([batch, self.memory, tf.shape(flat)[1]]), image.dtype)
+        zeros, vector = tf.zeros_like(image), tf.zeros(tf.stack([batch]), image.dtype)
         return LbfgsState(
-            buffer, buffer, tf.zeros([self.memory], image.dtype), tf.constant(0), zeros, zeros,
-            tf.zeros((), image.dtype), zeros, tf.ones((), image.dtype), tf.constant(False),
+            buffer, buffer, tf.zeros(tf.stack([batch, self.memory]), image.dtype), tf.zeros(tf.stack([batch]), tf.int32),
+            zeros, zeros, vector, zeros, vector + 1.0, tf.constant(False),
         )
 
     def direction(self, grad, state: LbfgsState):
-        """The two-loop recursion: `-H grad` for the inverse Hessian estimate `H` of the history.
+        """The two-loop recursion: `-H grad` for each image's inverse Hessian estimate `H`.
 
         Written as `tf.while_loop`s over the ring buffer (empty slots have rho = 0 and change
         nothing), so the graph, and XLA's compile time, do not grow with the memory.
         """
         m = self.memory
-        slot = lambda i: tf.math.floormod(state.pairs - 1 - i, m)  # i = 0 is the newest pair
-
-        # Rows are read with tf.gather: an indexing slice would make XLA try to prove the index
-        # constant, tracing it back through the whole network (minutes of compile time).
-        row = lambda buffer, j: tf.gather(buffer, j)
+        slot = lambda i: tf.math.floormod(state.pairs - 1 - i, m)  # [B]; i = 0 is the newest pair
 
         def newest_first(i, q, alphas):
             j = slot(i)
-            alpha = row(state.rho, j) * tf.tensordot(row(state.s, j), q, 1)
-            return i + 1, q - alpha * row(state.y, j), tf.tensor_scatter_nd_update(alphas, [[i]], [alpha])
+            alpha = _row(state.rho, j) * _dot(_row(state.s, j), q)
+            return i + 1, q - alpha[:, None] * _row(state.y, j), alphas + tf.one_hot(i, m, dtype=q.dtype) * alpha[:, None]
 
+        q0 = _flat(grad)
         _, q, alphas = tf.while_loop(
-            lambda i, q, a: i < m, newest_first,
-            (tf.constant(0), tf.reshape(grad, [-1]), tf.zeros([m], grad.dtype)),
+            lambda i, q, a: i < m, newest_first, (tf.constant(0), q0, tf.zeros_like(state.rho)),
         )
         newest = slot(0)
-        s_new, y_new = row(state.s, newest), row(state.y, newest)
-        yy = tf.tensordot(y_new, y_new, 1)
-        gamma = tf.where((state.pairs > 0) & (yy > 0), tf.tensordot(s_new, y_new, 1) / tf.maximum(yy, 1e-30), 1.0)
+        s_new, y_new = _row(state.s, newest), _row(state.y, newest)
+        yy = _dot(y_new, y_new)
+        gamma = tf.where((state.pairs > 0) & (yy > 0), _dot(s_new, y_new) / tf.maximum(yy, 1e-30), 1.0)
 
         def oldest_first(i, r):
             j = slot(i)
-            beta = row(state.rho, j) * tf.tensordot(row(state.y, j), r, 1)
-            return i - 1, r + (row(alphas, i) - beta) * row(state.s, j)
+            beta = _row(state.rho, j) * _dot(_row(state.y, j), r)
+            return i - 1, r + (tf.gather(alphas, i, axis=1) - beta)[:, None] * _row(state.s, j)
 
-        _, r = tf.while_loop(lambda i, r: i >= 0, oldest_first, (tf.constant(m - 1), gamma * q))
-        # A static shape where known: XLA would otherwise trace tf.shape back through the network.
+        _, r = tf.while_loop(lambda i, r: i >= 0, oldest_first, (tf.constant(m - 1), gamma[:, None] * q))
         shape = grad.shape if grad.shape.is_fully_defined() else tf.shape(grad)
         return -tf.reshape(r, shape)
 
     def update(self, image, grad, state: LbfgsState, loss):
         # Both outcomes are computed and selected, rather than branched on with tf.cond: the
         # two-loop recursion costs a few dot products, far below the network's gradient.
-        loss = tf.cast(loss, image.dtype)
+        loss = tf.broadcast_to(tf.reshape(tf.cast(loss, image.dtype), [-1]), tf.shape(state.f))
+        each = lambda v: per_image(v, image)  # noqa: E731  a [B] value against the image
         if self.bounded:
             # Pixels held at 0 or 1 whose gradient pushes them further out cannot move: leave
             # them out of the curvature pairs and the direction (L-BFGS-B's active set).
             pinned = ((image <= 0.0) & (grad > 0)) | ((image >= 1.0) & (grad < 0))
             grad = tf.where(pinned, tf.zeros_like(grad), grad)
-        step = image - state.x
-        armijo = loss <= state.f + self.c1 * tf.reduce_sum(state.g * step)
+        s_flat, y_flat = _flat(image - state.x), _flat(grad - state.g)
+        armijo = loss <= state.f + self.c1 * _dot(_flat(state.g), s_flat)
         give_up = state.started & ~armijo & (state.t < 0.5**self.max_halvings)
         accept = ~state.started | armijo | give_up
 
         # On acceptance: store the pair (if it has positive curvature) in one row of the ring.
-        s_flat, y_flat = tf.reshape(step, [-1]), tf.reshape(grad - state.g, [-1])
-        ys = tf.tensordot(y_flat, s_flat, 1)
-        keep = accept & state.started & ~give_up & (ys > 1e-10 * tf.norm(y_flat) * tf.norm(s_flat))
+        ys = _dot(y_flat, s_flat)
+        keep = accept & state.started & ~give_up & (ys > 1e-10 * tf.norm(y_flat, axis=1) * tf.norm(s_flat, axis=1))
         j = tf.math.floormod(state.pairs, self.memory)
+        rows = tf.stack([tf.range(tf.shape(j)[0]), j], axis=1)  # [B, 2]: (image, slot)
+        kept = lambda new, old: tf.where(keep[:, None], new, _row(old, j))  # noqa: E731
         history = state._replace(
-            s=tf.tensor_scatter_nd_update(state.s, [[j]], tf.where(keep, s_flat, tf.gather(state.s, j))[None]),
-            y=tf.tensor_scatter_nd_update(state.y, [[j]], tf.where(keep, y_flat, tf.gather(state.y, j))[None]),
-            rho=tf.tensor_scatter_nd_update(state.rho, [[j]], [tf.where(keep, 1.0 / tf.where(keep, ys, 1.0), tf.gather(state.rho, j))]),
+            s=tf.tensor_scatter_nd_update(state.s, rows, kept(s_flat, state.s)),
+            y=tf.tensor_scatter_nd_update(state.y, rows, kept(y_flat, state.y)),
+            rho=tf.tensor_scatter_nd_update(state.rho, rows, tf.where(keep, 1.0 / tf.where(keep, ys, 1.0), _row(state.rho, j))),
             pairs=state.pairs + tf.cast(keep, tf.int32),
         )
-        # A failed line search clears the history (rho = 0 marks a slot empty).
+        # A failed line search clears that image's history (rho = 0 marks a slot empty).
         history = history._replace(
-            rho=tf.where(give_up, tf.zeros_like(history.rho), history.rho),
+            rho=tf.where(give_up[:, None], tf.zeros_like(history.rho), history.rho),
             pairs=tf.where(give_up, 0, history.pairs),
         )
         d = self.direction(grad, history)
-        downhill = tf.reduce_sum(d * grad) < 0
-        d = tf.where(downhill, d, -grad)
+        downhill = _dot(_flat(d), _flat(grad)) < 0
+        d = tf.where(each(downhill), d, -grad)
         # A steepest-descent step (the first, or after a reset) moves about one unit in total
         # (torch.optim.LBFGS's rule); a quasi-Newton step starts at length 1.
         steepest = (history.pairs == 0) | ~downhill
-        t_new = tf.where(steepest, tf.minimum(1.0, 1.0 / (tf.reduce_sum(tf.abs(grad)) + 1e-30)), 1.0)
+        t_new = tf.where(steepest, tf.minimum(1.0, 1.0 / (tf.reduce_sum(tf.abs(_flat(grad)), axis=1) + 1e-30)), 1.0)
 
         state = LbfgsState(
             s=history.s, y=history.y, rho=history.rho, pairs=history.pairs,
-            x=tf.where(accept, image, state.x),
-            g=tf.where(accept, grad, state.g),
+            x=tf.where(each(accept), image, state.x),
+            g=tf.where(each(accept), grad, state.g),
             f=tf.where(accept, loss, state.f),
-            d=tf.where(accept, d, state.d),
+            d=tf.where(each(accept), d, state.d),
             t=tf.where(accept, tf.cast(t_new, image.dtype), state.t * 0.5),
             started=tf.constant(True),
         )
-        return state.x + state.t * state.d, state
+        return state.x + each(state.t) * state.d, state
 
 
 def use_xla(jit: str, precision: str, style_loss: str = "gram") -> bool:
@@ -268,12 +301,13 @@ class VariableLoop:
         image, state, loss, terms = self._step(self.image.read_value(), state)
         self.image.assign(image)
         tf.nest.map_structure(lambda var, value: var.assign(value), self.state, state)
-        self.finite.assign(tf.math.is_finite(loss) & tf.reduce_all(tf.math.is_finite(image)))
+        self.finite.assign(tf.reduce_all(tf.math.is_finite(loss)) & tf.reduce_all(tf.math.is_finite(image)))
         return loss, terms
 
     def __call__(self):
-        """One step; returns `(loss, terms)` of the image before the update. `finite` (a bool
-        variable) then says whether that loss and the updated image are finite."""
+        """One step; returns `(loss, terms)` of the image before the update (per image for a
+        per-image loss). `finite` (a bool variable) then says whether that loss and the updated
+        image are finite."""
         return self._compiled()
 
     def variables(self) -> list:

@@ -62,9 +62,10 @@ def optimizer_bytes(hw: Tuple[int, int], cfg: Config) -> int:
     return image * 3  # m, v, the image
 
 
-def plan(cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]] = ()) -> List[ScalePlan]:
+def plan(cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]] = (), batch: int = 1) -> List[ScalePlan]:
     """The scales of a run on a content image of (height, width) `content_hw` (and style images
-    of `style_hws`), each with its estimated peak memory and time."""
+    of `style_hws`), each with its estimated peak memory and time; `batch` content images of
+    that size optimised together multiply the image's activations, state and time."""
     from nst_tf.image_io import fit_size
 
     out = []
@@ -72,10 +73,9 @@ def plan(cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int
         hw = (size, size) if cfg.square else fit_size(content_hw, size)
         side = style_size or size
         style_hw = [(side, side) if cfg.square else fit_size(s, side) for s in style_hws] or [hw]
-        largest = max([hw] + style_hw, key=lambda x: x[0] * x[1])
-        peak = (BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activation_bytes(largest, cfg)
-                + optimizer_bytes(hw, cfg))
-        seconds = SECONDS_PER_PIXEL_STEP * hw[0] * hw[1] * steps  # a step is one loss and gradient either way
+        activations = max([batch * activation_bytes(hw, cfg)] + [activation_bytes(s, cfg) for s in style_hw])
+        peak = BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + batch * optimizer_bytes(hw, cfg)
+        seconds = SECONDS_PER_PIXEL_STEP * hw[0] * hw[1] * steps * batch  # a step is one loss and gradient either way
         out.append(ScalePlan(hw, style_hw[0], steps, int(peak), seconds))
     return out
 

@@ -38,10 +38,21 @@ def style_list(style) -> list:
     return list(style) if isinstance(style, (list, tuple)) else [style]
 
 
-class StyleTransfer:
-    """One content image, one or more style images, one optimised `tf.Variable` image, at one size.
+def content_list(content) -> list:
+    """One content image, or a batch (a list or tuple of them), as a list."""
+    return list(content) if isinstance(content, (list, tuple)) else [content]
 
-    content: a path, a PIL image or an array (see `image_io.load_image`).
+
+class StyleTransfer:
+    """One content image (or a batch of them), one or more style images, one optimised
+    `tf.Variable` image `[B, H, W, 3]`, at one size.
+
+    content: a path, a PIL image or an array (see `image_io.load_image`); or a list of them, a
+        batch optimised together as independent images (per-image losses, and per-image L-BFGS
+        histories and line searches): each comes out as it would alone, up to rounding. A
+        batch's images must have the same size once resized, and share the style(s); colour
+        preservation needs one content image. `image` and the callbacks see the first image;
+        `images` holds them all.
     style: one such image, or a list of them (see `config.style_blend`, `config.style_mask`).
     config: a `Config`; `options` override its fields by name (the flag names). Its coarse-to-fine
         fields are not used here: `stylize` runs the scales, one `StyleTransfer` each.
@@ -62,12 +73,22 @@ class StyleTransfer:
         cfg.check_styles(len(styles))
         if masks is not None and len(masks) != len(styles):
             raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
-        self.content_rgb = image_io.load_image(content, cfg.size, cfg.square)
+        self.batched = isinstance(content, (list, tuple))
+        self.contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in content_list(content)]
+        if not self.contents_rgb:
+            raise NstError("no content image given")
+        self.content_rgb = self.contents_rgb[0]
         self.styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]
         for name, image in [("content", self.content_rgb)] + [("style", s) for s in self.styles]:
             if min(image.shape[:2]) < MIN_SIDE:
                 raise NstError(f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
                                f"least {MIN_SIDE} px on each side: choose a larger size")
+        sizes = sorted({f"{c.shape[1]}x{c.shape[0]}" for c in self.contents_rgb})
+        if len(sizes) > 1:
+            raise NstError(f"a batch's content images must have the same size at --size={cfg.size}; got {', '.join(sizes)}")
+        if len(self.contents_rgb) > 1 and cfg.preserve_colors != "none":
+            raise NstError("preserve_colors needs one content image per run (the style is matched to the content): "
+                           "stylise these one at a time")
         self.content = self.content_rgb
         if cfg.preserve_colors == "histogram":
             self.styles = [color.match_color(s, self.content_rgb) for s in self.styles]
@@ -82,11 +103,13 @@ class StyleTransfer:
         missing = [name for name in layers if name not in self.model.output]
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
-        self.targets = losses.compute_targets(self.model, _batch(self.content), [_batch(s) for s in self.styles], cfg,
+        contents = tf.constant(np.stack([self.content, *self.contents_rgb[1:]]), tf.float32)  # a batch is never grey
+        self.targets = losses.compute_targets(self.model, contents, [_batch(s) for s in self.styles], cfg,
                                               blend=cfg.style_blend, masks=self.masks)
-        self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image)
+        # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
+        self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
         self.optimizer = optimizer = optimize.make_optimizer(cfg, variable_rate=True)
-        init = _batch(self.initial_image(init_image))
+        init = tf.constant(self.initial_images(init_image), tf.float32)
         self.loop = optimize.VariableLoop(
             optimize.make_step(self.loss_fn, optimizer), init, optimizer.init(init),
             jit_compile=optimize.use_xla(cfg.jit, self.precision, cfg.style_loss),
@@ -100,14 +123,26 @@ class StyleTransfer:
         """The (first) style image as the run sees it, float32 `[h, w, 3]`."""
         return self.styles[0]
 
-    def initial_image(self, init_image=None) -> np.ndarray:
+    def initial_images(self, init_image=None) -> np.ndarray:
+        """The starting images, `[B, H, W, 3]`: `init_image` (one image, or one per content
+        image: a list or a `[B, h, w, 3]` array) resized, or `initial_image` for each content."""
+        batch = len(self.contents_rgb)
+        if init_image is None:
+            return np.stack([self.initial_image(content=c) for c in self.contents_rgb])
+        if getattr(init_image, "ndim", 0) == 4 or isinstance(init_image, (list, tuple)):
+            if len(init_image) != batch:
+                raise NstError(f"{len(init_image)} initial image(s) for {batch} content image(s)")
+            return np.stack([self.initial_image(i) for i in init_image])
+        return np.stack([self.initial_image(init_image)] * batch)
+
+    def initial_image(self, init_image=None, content=None) -> np.ndarray:
         """The starting image, `[H, W, 3]` at the content's size: `init_image` resized if given,
-        else what `config.init` names (grey in luminance mode)."""
+        else what `config.init` names for `content` (default the first; grey in luminance mode)."""
         cfg, hw = self.config, self.content.shape[:2]
         if init_image is not None:
             image = image_io.resize(image_io.load_image(init_image), hw)
         elif cfg.init == "content":
-            image = self.content
+            image = self.content if content is None else content
         elif cfg.init == "noise":
             image = noise_image(hw, cfg.seed).numpy()[0]
         elif cfg.init == "style":
@@ -117,8 +152,13 @@ class StyleTransfer:
         return color.luminance_rgb(image) if cfg.preserve_colors == "luminance" else image
 
     @property
+    def images(self) -> np.ndarray:
+        """The current images, float32 `[B, H, W, 3]` in [0, 1] (B = 1 for one content image)."""
+        return self.loop.image.numpy()
+
+    @property
     def image(self) -> np.ndarray:
-        """The current image, float32 `[H, W, 3]` in [0, 1]."""
+        """The current (first) image, float32 `[H, W, 3]` in [0, 1]."""
         return self.loop.image.numpy()[0]
 
     def output_image(self) -> np.ndarray:
@@ -132,13 +172,21 @@ class StyleTransfer:
         """`output_image()` as uint8 `[H, W, 3]`."""
         return image_io.to_uint8(self.output_image())
 
-    def evaluate(self):
-        """`(loss, terms)` of the current image, as Python floats."""
-        loss, terms = self.loss_fn(self.loop.image.read_value())
-        return float(loss), {k: float(v) for k, v in terms.items()}
+    def images_uint8(self) -> list:
+        """Each image of the batch as the user sees it, uint8 `[H, W, 3]`."""
+        return [image_io.to_uint8(image) for image in self.images]
 
-    def run(self, steps: Optional[int] = None, callbacks: Iterable[Callback] = ()) -> np.ndarray:
-        """Takes `steps` (default `config.steps`) optimiser steps; returns the uint8 image `[H, W, 3]`."""
+    def evaluate(self, per_image: bool = False):
+        """`(loss, terms)` of the current image, as Python floats (averaged over a batch), or
+        with `per_image` as lists of floats, one per image."""
+        loss, terms = self.loss_fn(self.loop.image.read_value())
+        if per_image:
+            return loss.numpy().tolist(), {k: v.numpy().tolist() for k, v in terms.items()}
+        return float(tf.reduce_mean(loss)), {k: float(tf.reduce_mean(v)) for k, v in terms.items()}
+
+    def run(self, steps: Optional[int] = None, callbacks: Iterable[Callback] = ()):
+        """Takes `steps` (default `config.steps`) optimiser steps; returns the uint8 image `[H, W, 3]`
+        (for a batch, the list of them). Callbacks get the loss and terms averaged over a batch."""
         steps = self.config.steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
             raise NstError(f"steps must be a positive integer, got {steps!r}")
@@ -155,13 +203,13 @@ class StyleTransfer:
             step += 1
             self.step_count += 1
             if callbacks:
-                loss = float(loss)
-                terms = {k: float(v) for k, v in terms.items()}
+                loss = float(tf.reduce_mean(loss))
+                terms = {k: float(tf.reduce_mean(v)) for k, v in terms.items()}
                 for cb in callbacks:
                     cb.on_step_end(self, step, loss, terms)
         for cb in callbacks:
             cb.on_run_end(self)
-        return self.image_uint8()
+        return self.images_uint8() if self.batched else self.image_uint8()
 
     def _recover(self, last_good) -> None:
         """A step made the loss or the image non-finite: restore the last good image and
@@ -178,10 +226,12 @@ class StyleTransfer:
 
 
 def stylize(content, style, config: Optional[Config] = None, callbacks: Optional[Sequence[Callback]] = None,
-            progress: bool = False, model=None, masks=None, **options) -> np.ndarray:
+            progress: bool = False, model=None, masks=None, **options):
     """Paints `content` in the manner of `style`; returns the result as uint8 `[H, W, 3]`.
 
-    content: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]).
+    content: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]); or a list of
+        them of one shape, optimised together as a batch (see `StyleTransfer`): the result is
+        then the list of images.
     style: one such image or a list of them (blended by `style_blend`, or each painting its own
         region with `style_mask` / `masks`).
     options: any `Config` field, named like the command-line flags (size=384, steps=300,
@@ -195,16 +245,17 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     cfg = make_config(config, **options)
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
-    content, style = image_io.load_image(content), [image_io.load_image(s) for s in style_list(style)]
+    batched = isinstance(content, (list, tuple))
+    contents, style = [image_io.load_image(c) for c in content_list(content)], [image_io.load_image(s) for s in style_list(style)]
     masks = None if masks is None else [image_io.load_image(m) for m in style_list(masks)]
-    if cfg.memory_check:
-        planner.check(planner.plan(cfg, content.shape[:2], [s.shape[:2] for s in style]), cfg)
+    if cfg.memory_check and contents:
+        planner.check(planner.plan(cfg, contents[0].shape[:2], [s.shape[:2] for s in style], len(contents)), cfg)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
     resume = None
     if cfg.checkpoint_dir:
         from nst_tf import checkpoint
 
-        settings = checkpoint.settings_hash(cfg, [content, *style, *(masks or [])])
+        settings = checkpoint.settings_hash(cfg, [*contents, *style, *(masks or [])])
         resume = checkpoint.latest(cfg.checkpoint_dir, settings, cfg.force) if cfg.resume else None
         if cfg.resume and resume is None:
             sys.stderr.write(f"nst-tf: no checkpoint in {cfg.checkpoint_dir} yet: starting from the beginning\n")
@@ -215,7 +266,8 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
         if resume is not None and index < resume.scale:
             continue
         scale_cfg = cfg.replace(size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None)
-        transfer = StyleTransfer(content, style, scale_cfg, model=model, init_image=image, masks=masks)
+        transfer = StyleTransfer(contents if batched else contents[0], style, scale_cfg, model=model, init_image=image,
+                                 masks=masks)
         transfer.scale_index = index
         model = transfer.model
         if resume is not None and index == resume.scale:
@@ -227,5 +279,5 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
             if cfg.checkpoint_dir:
                 saver.save(transfer)
             raise
-        image = transfer.image
-    return transfer.image_uint8()
+        image = transfer.images
+    return transfer.images_uint8() if batched else transfer.image_uint8()

@@ -78,10 +78,23 @@ def test_style_statistic_matches_numpy(rng, kind, norm):
     x = relu_features(rng, (1, 5, 8, 5), shift=0.4)
     stat = statistic(kind)
     target = stat.target(tf.constant(s), seed=(3, 4))
-    got = float(stat.error(tf.constant(x), target, norm))
+    (got,) = stat.error(tf.constant(x), target, norm).numpy()
     expected = np_error(kind, x.reshape(-1, 5), s.reshape(-1, 5), norm, target)
     assert got == pytest.approx(expected, rel=1e-6 if kind != "w2" else 1e-5)
-    assert float(stat.error(tf.constant(s), target, norm)) == pytest.approx(0.0, abs=1e-6 if kind != "w2" else 1e-5)
+    assert stat.error(tf.constant(s), target, norm).numpy()[0] == pytest.approx(0.0, abs=1e-6 if kind != "w2" else 1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_statistics_are_per_image(rng, kind):
+    """A batch's errors are each image's own: a batch of two gives the two single errors."""
+    s = relu_features(rng, (1, 6, 5, 4))
+    x = np.concatenate([relu_features(rng, (1, 5, 6, 4), shift=0.3), relu_features(rng, (1, 5, 6, 4), shift=0.1)])
+    stat = statistic(kind)
+    target = stat.target(tf.constant(s), seed=(0, 2))
+    both = stat.error(tf.constant(x), target, "relative").numpy()
+    alone = [stat.error(tf.constant(x[i:i + 1]), target, "relative").numpy()[0] for i in range(2)]
+    assert both.shape == (2,) and both[0] != both[1]
+    np.testing.assert_allclose(both, alone, rtol=1e-9)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -92,7 +105,7 @@ def test_a_binary_mask_is_the_statistic_of_the_selected_positions(rng, kind):
     mask = (rng.uniform(size=(1, 6, 7)) > 0.4).astype(np.float64)
     stat = statistic(kind)
     target = stat.target(tf.constant(s), seed=(0, 1))
-    got = float(stat.error(tf.constant(x), target, "relative", tf.constant(mask)))
+    (got,) = stat.error(tf.constant(x), target, "relative", tf.constant(mask)).numpy()
     selected = x.reshape(-1, 4)[mask.reshape(-1) > 0]
     assert got == pytest.approx(np_error(kind, selected, s.reshape(-1, 4), "relative", target), rel=1e-5)
 
@@ -108,7 +121,7 @@ def test_gaussian_random_features_approach_the_exact_kernel(rng):
         k = lambda a, b: np.exp(-np.sum((a[:, None] - b[None]) ** 2, axis=-1) / (2 * sigma2))  # noqa: E731
         exact = k(xf, xf).mean() + k(sf, sf).mean() - 2 * k(xf, sf).mean()
         stat = losses.Gaussian(4096)
-        sampled = float(stat.error(tf.constant(x), stat.target(tf.constant(s), seed=(trial, 0)), "mean"))
+        (sampled,) = stat.error(tf.constant(x), stat.target(tf.constant(s), seed=(trial, 0)), "mean").numpy()
         assert sampled == pytest.approx(exact, rel=0.05)
 
 
@@ -123,7 +136,7 @@ def test_statistic_gradients_are_finite_with_fewer_positions_than_channels(rng, 
         tape.watch(x)
         error = stat.error(x, target, "relative")
     grad = tape.gradient(error, x).numpy()
-    assert np.isfinite(float(error)) and np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+    assert np.all(np.isfinite(error.numpy())) and np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
 
 
 def test_soft_masked_gram_weights_each_position(rng):

@@ -14,10 +14,12 @@ def rosenbrock(x):
 
 
 def losses_of(optimizer, loss_fn, x0, evaluations):
-    """The loss at each of `evaluations` pure steps (no clipping: unconstrained)."""
-    x, state, seen = tf.constant(x0), optimizer.init(tf.constant(x0)), []
+    """The loss at each of `evaluations` pure steps (no clipping: unconstrained), on `x0` as a
+    batch of one (the optimisers' first axis is the batch)."""
+    x = tf.constant(np.asarray(x0)[None])
+    state, seen = optimizer.init(x), []
     for _ in range(evaluations):
-        loss, _, grad = optimize.loss_and_grad(loss_fn, x)
+        loss, _, grad = optimize.loss_and_grad(lambda x: loss_fn(x[0]), x)
         seen.append(float(loss))
         x, state = optimizer.update(x, grad, state, loss)
     return seen

@@ -59,8 +59,8 @@ def test_nan_in_the_gradient_is_survived(vgg19, monkeypatch):
     calls = tf.Variable(0)
     objective = losses.objective
 
-    def faulty(model, targets, cfg, image, *args):
-        total, terms = objective(model, targets, cfg, image, *args)
+    def faulty(model, targets, cfg, image, *args, **kwargs):
+        total, terms = objective(model, targets, cfg, image, *args, **kwargs)
         calls.assign_add(1)
         return total * tf.where(tf.equal(calls, 6), float("nan"), 1.0), terms
 
@@ -78,7 +78,7 @@ def test_nan_in_the_gradient_is_survived(vgg19, monkeypatch):
 
 def test_repeated_faults_give_up_with_a_clear_error(vgg19, monkeypatch):
     objective = losses.objective
-    monkeypatch.setattr(losses, "objective", lambda *a: (objective(*a)[0] * float("nan"), objective(*a)[1]))
+    monkeypatch.setattr(losses, "objective", lambda *a, **k: (objective(*a, **k)[0] * float("nan"), objective(*a, **k)[1]))
     run = nst_tf.StyleTransfer(image_io.example_path("boston"), image_io.example_path("the_scream"), size=48,
                                model=vgg19, optimizer="adam")
     with pytest.raises(nst_tf.NstError, match="non-finite 6 times"):
