@@ -184,13 +184,20 @@ class StyleTransfer:
             return loss.numpy().tolist(), {k: v.numpy().tolist() for k, v in terms.items()}
         return float(tf.reduce_mean(loss)), {k: float(tf.reduce_mean(v)) for k, v in terms.items()}
 
-    def run(self, steps: Optional[int] = None, callbacks: Iterable[Callback] = ()):
+    def run(self, steps: Optional[int] = None, callbacks: Iterable[Callback] = (), strategy=None):
         """Takes `steps` (default `config.steps`) optimiser steps; returns the uint8 image `[H, W, 3]`
-        (for a batch, the list of them). Callbacks get the loss and terms averaged over a batch."""
+        (for a batch, the list of them). Callbacks get the loss and terms averaged over a batch.
+        strategy: a `tf.distribute` strategy (see `nst_tf.distribute`) to split the batch across
+            its devices."""
         steps = self.config.steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
             raise NstError(f"steps must be a positive integer, got {steps!r}")
         callbacks = list(callbacks)
+        if strategy is not None and strategy.num_replicas_in_sync > 1:
+            from nst_tf import distribute
+
+            distribute.run(self, steps, callbacks, strategy)
+            return self.images_uint8() if self.batched else self.image_uint8()
         for cb in callbacks:
             cb.on_run_begin(self, steps)
         step = 0
@@ -226,7 +233,7 @@ class StyleTransfer:
 
 
 def stylize(content, style, config: Optional[Config] = None, callbacks: Optional[Sequence[Callback]] = None,
-            progress: bool = False, model=None, masks=None, **options):
+            progress: bool = False, model=None, masks=None, strategy=None, **options):
     """Paints `content` in the manner of `style`; returns the result as uint8 `[H, W, 3]`.
 
     content: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]); or a list of
@@ -239,6 +246,8 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr; the config's
         snapshot_dir, logdir, contact_sheet and loss_plot add theirs.
     model: a feature model to reuse (see `StyleTransfer`).
+    strategy: a `tf.distribute` strategy to split a batch across devices (`nst_tf.distribute`);
+        the feature model is then built in its scope.
     Coarse to fine (`scales` > 1): one `StyleTransfer` per size of `config.scale_plan()`, each
     starting from the previous result upsampled; the feature model is shared between them.
     """
@@ -252,6 +261,13 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
         planner.check(planner.plan(cfg, contents[0].shape[:2], [s.shape[:2] for s in style], len(contents)), cfg)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
     resume = None
+    if strategy is not None and model is None:
+        with strategy.scope():
+            model = features.build_feature_model(list(cfg.content_layers) + list(cfg.style_layers), cfg.backbone,
+                                                 cfg.weights, precision=features.resolve_precision(cfg.precision),
+                                                 pooling=cfg.pooling)
+    if cfg.checkpoint_dir and strategy is not None:
+        raise NstError("checkpoints are not kept for a run across devices: leave out --checkpoint_dir")
     if cfg.checkpoint_dir:
         from nst_tf import checkpoint
 
@@ -274,7 +290,7 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
             resume.restore(transfer)
         try:
             if steps > transfer.step_count:
-                transfer.run(steps - transfer.step_count, callbacks=callbacks)
+                transfer.run(steps - transfer.step_count, callbacks=callbacks, strategy=strategy)
         except Interrupted:
             if cfg.checkpoint_dir:
                 saver.save(transfer)

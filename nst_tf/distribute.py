@@ -1,0 +1,111 @@
+"""A batch split across devices with `tf.distribute`: each replica optimises its own images.
+
+The images of a batch are independent problems (per-image losses, per-image L-BFGS state), so
+the replicas share nothing but the network and the style targets: no gradient is all-reduced.
+`MirroredStrategy` places one replica per GPU, or per logical CPU device (`strategy(n)` splits
+the CPU into `n` of them when there is no GPU; this must happen before TensorFlow starts its
+runtime, so call it first).
+
+Each replica runs the same pure step as the one-device run (`optimize.make_step` over
+`losses.objective`), carrying its image and optimiser state as tensors from call to call; a
+replica's images therefore come out as they would in a one-device batch of the same images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import losses, optimize
+from nst_tf.errors import NstError
+
+
+def strategy(devices: int) -> tf.distribute.Strategy:
+    """A `MirroredStrategy` over `devices` GPUs, or, with no GPU, over `devices` logical CPU
+    devices (the CPU is split on first use)."""
+    if devices < 1:
+        raise NstError(f"--devices must be at least 1, got {devices}")
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if devices > len(gpus):
+            raise NstError(f"{devices} devices asked for, but this machine has {len(gpus)} GPU(s)")
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(devices)])
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        if devices > 1 and len(tf.config.get_logical_device_configuration(cpu) or ()) != devices:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError:  # the runtime has started: what it has is what there is
+        pass
+    found = len(tf.config.list_logical_devices("CPU"))
+    if found < devices:
+        raise NstError(f"{devices} logical CPU devices asked for but TensorFlow has {found}: the CPU must be split "
+                       "before TensorFlow's first operation (nst_tf.distribute.strategy first)")
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
+
+
+def run(transfer, steps: int, callbacks, strategy: tf.distribute.Strategy) -> None:
+    """Takes `steps` optimiser steps on `transfer`'s batch, split across `strategy`'s replicas
+    (each gets consecutive images, at least one), then writes the images and optimiser state
+    back into `transfer.loop`.
+
+    Callbacks get each step's loss and terms averaged over the batch; `transfer.image` is
+    brought up to date only at the end. A non-finite step is an error here (the one-device run
+    recovers from it instead).
+    """
+    images = transfer.loop.image.numpy()
+    replicas = strategy.num_replicas_in_sync
+    if len(images) < replicas:
+        raise NstError(f"{len(images)} image(s) for {replicas} devices: give each device at least one image "
+                       "(or use fewer --devices)")
+    bounds = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(len(images)), replicas)])
+    cfg, targets = transfer.config, transfer.targets
+    optimizer = optimize.make_optimizer(cfg)
+
+    def shard(value):
+        """A `[B, ...]` array as per-replica slices of the batch."""
+        value = np.asarray(value)
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(value[bounds[ctx.replica_id_in_sync_group]:bounds[ctx.replica_id_in_sync_group + 1]]))
+
+    def gather(value) -> np.ndarray:
+        """Per-replica values joined along the batch axis (a scalar, the same on each, once)."""
+        parts = [v.numpy() for v in strategy.experimental_local_results(value)]
+        return np.concatenate(parts) if parts[0].ndim else parts[0]
+
+    def pure_step(image, state, content):
+        mine = losses.Targets(content=content, styles=targets.styles)
+        return optimize.make_step(lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True),
+                                  optimizer)(image, state)
+
+    # XLA compiles each replica's step for its own device (as `transfer.loop` would on one): one
+    # function per replica, so no compiled step reaches for another device's variables.
+    compiled_steps = {}
+
+    def replica_step(image, state, content):
+        replica = int(tf.get_static_value(tf.distribute.get_replica_context().replica_id_in_sync_group))
+        if replica not in compiled_steps:
+            compiled_steps[replica] = tf.function(pure_step, jit_compile=transfer.loop.jit_compile)
+        return compiled_steps[replica](image, state, content)
+
+    x = shard(images)
+    content = {name: shard(value) for name, value in targets.content.items()}
+    state = tf.function(lambda x: strategy.run(optimizer.init, args=(x,)))(x)
+    compiled = tf.function(lambda x, state, content: strategy.run(replica_step, args=(x, state, content)))
+    for cb in callbacks:
+        cb.on_run_begin(transfer, steps)
+    for step in range(1, steps + 1):
+        x, state, loss, terms = compiled(x, state, content)
+        per_image = gather(loss)
+        if not np.all(np.isfinite(per_image)):
+            raise NstError(f"the loss became non-finite at step {transfer.step_count + 1} of a run across devices; "
+                           "run it on one device (which recovers) or lower --learning_rate")
+        transfer.step_count += 1
+        if callbacks:
+            means = {name: float(np.mean(gather(value))) for name, value in terms.items()}
+            for cb in callbacks:
+                cb.on_step_end(transfer, step, float(np.mean(per_image)), means)
+    transfer.loop.image.assign(gather(x))
+    for var, value in zip(tf.nest.flatten(transfer.loop.state), tf.nest.flatten(state)):
+        var.assign(gather(value))
+    for cb in callbacks:
+        cb.on_run_end(transfer)
