@@ -295,5 +295,70 @@ def run_export():
     app.run(export_main, flags_parser=_parse)
 
 
+def batch_main(argv) -> int:
+    """Stylises every --contents image with every --styles image into --output_dir
+    (`nst_tf.batch.run_batch`), skipping outputs that exist."""
+    fv = flags.FLAGS
+    try:
+        _no_arguments(argv)
+        cfg = config_from_flags(fv)
+        from nst_tf import batch
+
+        batch.check_config(cfg)
+        if not fv.output_dir:
+            raise NstError("--output_dir is required")
+        if os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
+            raise NstError(f"--output_dir {fv.output_dir} is a file, not a folder")
+        jobs = batch.plan_jobs(batch.expand(fv.contents), batch.expand(fv.styles))
+        todo = batch.pending(jobs, fv.output_dir)
+        groups = batch.groups(todo, cfg, fv.batch_size)
+        for path in sorted({p for job in todo for p in (job.content, job.style)}):
+            image_io.load_image(path)  # every input decodes, before any work
+        print(f"{len(jobs)} outputs: {len(jobs) - len(todo)} exist (skipped), {len(todo)} to make in {len(groups)} "
+              f"batch(es) of up to {fv.batch_size}" + (f" across {fv.devices} devices" if fv.devices > 1 else ""),
+              flush=True)
+        if not todo:
+            return 0
+        _import_tensorflow_quietly()
+        import tensorflow as tf
+
+        from nst_tf import callbacks
+
+        tf.get_logger().setLevel("ERROR")  # MirroredStrategy logs its devices at INFO
+        with callbacks.StopOnSignal() as stop:
+            result = batch.run_batch(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.devices,
+                                     evaluate=fv.evaluate, progress=fv.progress, callbacks=[stop])
+    except NstError as err:
+        return _fail(err)
+    except Interrupted as err:
+        if fv.progress:
+            sys.stderr.write("\n")
+        sys.stderr.write(f"nst-tf-batch: {err}: the batch under way is dropped; the outputs written are kept and "
+                         "listed in the manifest; run the same command again to go on\n")
+        return 128 + err.signum
+    except KeyboardInterrupt:
+        _fail("stopped; run the same command again to go on")
+        return 130
+    rate = result["written"] / result["seconds"] * 60 if result["seconds"] else 0.0
+    print(f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
+          f"manifest: {os.path.join(fv.output_dir, batch.MANIFEST)}")
+    return 0
+
+
+def run_batch():
+    """Console entry point (`nst-tf-batch`)."""
+    define_flags(images=False)
+    flags.DEFINE_list("contents", None, "Content images: folders, glob patterns or files, comma-separated.")
+    flags.DEFINE_list("styles", None, "Style images: folders, glob patterns or files, comma-separated.")
+    flags.DEFINE_string("output_dir", None, "Folder for <content>__<style>.png and manifest.jsonl.")
+    flags.DEFINE_integer("batch_size", 4, "Content images of one size optimised together per style.", lower_bound=1)
+    flags.DEFINE_integer("devices", 1, "Split each batch across this many devices (GPUs, or logical CPU devices).",
+                         lower_bound=1)
+    flags.DEFINE_boolean("evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.")
+    flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
+    flags.mark_flags_as_required(["contents", "styles", "output_dir"])
+    app.run(batch_main, flags_parser=_parse)
+
+
 if __name__ == "__main__":
     run()

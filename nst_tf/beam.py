@@ -1,0 +1,138 @@
+"""The batch across machines: an Apache Beam pipeline (optional extra `nst_tf[beam]`).
+
+    python -m nst_tf.beam --contents=photos/ --styles=paintings/ --output_dir=/shared/out \\
+        --size=256 --direct_running_mode=multi_processing --direct_num_workers=2
+
+The driver lists the jobs (every content with every style, as `nst-tf-batch` does), drops those
+whose output exists, and groups them into batches (same style and size, `--batch_size` each).
+The pipeline spreads the batches over the workers; `StylizeFn` builds the feature network once
+per worker (`setup`), stylises each batch, writes each image atomically into `--output_dir` and
+emits its manifest record; the records are gathered and written into `manifest.jsonl` once, at
+the end. Flags this module does not know (`--runner`, `--project`, `--flink_master`, ...) go to
+Beam's `PipelineOptions`, so the same command runs on Dataflow, Flink or Spark. The output
+folder must be one every worker can write (a shared or mounted file system).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Iterable, List, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+try:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+except ImportError as err:  # pragma: no cover - depends on the install
+    from nst_tf.errors import NstError
+
+    raise NstError("nst_tf.beam needs Apache Beam: pip install 'nst_tf[beam]'") from err
+
+from nst_tf import batch
+from nst_tf.config import Config, make_config
+
+
+class StylizeFn(beam.DoFn):
+    """Stylises one batch of jobs (a list of `(content, style, output)`), yielding one manifest
+    record per image. The feature network is built once per worker, in `setup`."""
+
+    def __init__(self, options: dict, output_dir: str, evaluate: bool = True):
+        self.options, self.output_dir, self.evaluate = options, output_dir, evaluate
+
+    def setup(self):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.runner = batch.Runner(Config(**self.options), self.output_dir, evaluate=self.evaluate,
+                                   worker=f"pid {os.getpid()}")
+
+    def process(self, group):
+        jobs = [batch.Job(*job) for job in group]
+        # A retried bundle finds its outputs already written: nothing is made twice.
+        todo = batch.pending(jobs, self.output_dir)
+        if todo:
+            yield from self.runner.run(todo)
+
+
+def write_manifest(records: Iterable[dict], output_dir: str) -> int:
+    """Adds the records to `manifest.jsonl` (once each, by output name); returns how many."""
+    manifest = batch.Manifest(output_dir)
+    count = 0
+    for record in sorted(records, key=lambda r: r["output"]):
+        manifest.add(record)
+        count += 1
+    return count
+
+
+def build(pipeline, groups: Sequence[List[batch.Job]], cfg: Config, output_dir: str, evaluate: bool = True):
+    """The pipeline's steps on `pipeline`: batches in, images and the manifest out."""
+    return (
+        pipeline
+        | "Batches" >> beam.Create([[tuple(job) for job in group] for group in groups])
+        | "Spread" >> beam.Reshuffle()
+        | "Stylize" >> beam.ParDo(StylizeFn(vars(cfg), output_dir, evaluate))
+        | "Gather" >> beam.combiners.ToList()
+        | "Manifest" >> beam.Map(write_manifest, output_dir)
+    )
+
+
+def run(contents, styles, output_dir: str, cfg=None, batch_size: int = 1, evaluate: bool = True,
+        pipeline_args: Sequence[str] = (), **options) -> dict:
+    """Runs the pipeline (see the module docstring) and waits for it.
+
+    pipeline_args: Beam's own options, e.g. `["--direct_running_mode=multi_processing",
+    "--direct_num_workers=2"]` or `["--runner=DataflowRunner", "--project=...", ...]`.
+    Returns `{"written": n, "skipped": n, "seconds": s}`."""
+    cfg = make_config(cfg, **options)
+    batch.check_config(cfg)
+    jobs = batch.plan_jobs(batch.expand(contents), batch.expand(styles))
+    os.makedirs(output_dir, exist_ok=True)
+    batch.Manifest(output_dir)  # drops stale lines before the workers start
+    todo = batch.pending(jobs, output_dir)
+    start = time.perf_counter()
+    if todo:
+        args = list(pipeline_args)
+        if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+            args.append("--default_sdk_harness_log_level=WARNING")  # the workers' start-up chatter
+        with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
+            build(pipeline, batch.groups(todo, cfg, batch_size), cfg, os.path.abspath(output_dir), evaluate)
+    return {"written": len(todo), "skipped": len(jobs) - len(todo), "seconds": time.perf_counter() - start}
+
+
+def main(argv=None) -> int:
+    """`python -m nst_tf.beam`: the batch command's flags; the flags it does not know go to Beam."""
+    from absl import flags
+
+    from nst_tf import cli
+    from nst_tf.errors import NstError
+
+    fv = flags.FlagValues()
+    cli.define_flags(fv, images=False)
+    flags.DEFINE_list("contents", None, "Content images: folders, glob patterns or files, comma-separated.", flag_values=fv)
+    flags.DEFINE_list("styles", None, "Style images: folders, glob patterns or files, comma-separated.", flag_values=fv)
+    flags.DEFINE_string("output_dir", None, "Folder every worker can write: <content>__<style>.png and manifest.jsonl.",
+                        flag_values=fv)
+    flags.DEFINE_integer("batch_size", 1, "Content images of one size optimised together per style.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_boolean("evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.", flag_values=fv)
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        rest = fv(argv, known_only=True)
+    except flags.Error as err:
+        return cli._fail(str(err).splitlines()[0])
+    try:
+        for name in ("contents", "styles", "output_dir"):
+            if not fv[name].value:
+                raise NstError(f"--{name} is required")
+        cfg = cli.config_from_flags(fv)
+        result = run(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.evaluate, pipeline_args=rest[1:])
+    except NstError as err:
+        return cli._fail(err)
+    rate = result["written"] / result["seconds"] * 60 if result["written"] else 0.0
+    print(f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
+          f"{result['skipped']} existed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
