@@ -36,6 +36,15 @@ benchmarks the SavedModel export instead (`nst_tf.export_saved_model`): for each
 its size on disk, then in a fresh process that never imports nst_tf, `tf.saved_model.load`'s
 time and the latency of `serving_default` requests for --size px and --steps steps per scale
 (the first request, which traces, and the median of the rest).
+
+    python scripts/benchmark.py --scale --size=256 --steps=50 --weights=embedded
+
+measures the ways to stylise many images (images per minute): `nst-tf-batch` one at a time, batched
+(4 contents in one variable), batched across 2 logical CPU devices (tf.distribute), and the Beam
+pipeline on the DirectRunner with 2 worker processes. The job: the 4 bundled images as contents
+(square, --size px) x the_scream, --steps L-BFGS steps at one scale, no evaluation reports. Each
+command runs in a fresh process; "wall" counts everything (start-up, model building, XLA compiling),
+"stylising" only the optimisation (the manifest's batch_seconds).
 """
 
 import json
@@ -68,6 +77,7 @@ flags.DEFINE_boolean("serving", False, "Benchmark the SavedModel export instead 
 flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
 flags.DEFINE_list("variants", None, "Serving: export variants to run (default: all), and/or 'local' for "
                   "nst_tf.stylize with the same settings (1 scale; XLA off and on) in this process.")
+flags.DEFINE_boolean("scale", False, "Measure images per minute of the batch paths instead (see the module doc).")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 FLAGS = flags.FLAGS
 
@@ -354,7 +364,45 @@ def statistics_main():
         print(f"{name:<18}{'on' if run.loop.jit_compile else 'off':>5}{median:>8.3f}{median / base:>7.2f}", flush=True)
 
 
+def scale_main():
+    from nst_tf import image_io
+
+    contents = ",".join(image_io.example_path(n) for n in ("boston", "seated_nude", "shipwreck", "the_scream"))
+    common = [f"--contents={contents}", f"--styles={image_io.example_path('the_scream')}", f"--size={FLAGS.size}",
+              "--square", f"--steps={FLAGS.steps}", "--scales=1", f"--weights={FLAGS.weights}", "--noevaluate"]
+    batch_cmd = [sys.executable, os.path.join(REPO, "scripts", "batch.py"), "--noprogress"]
+    beam_cmd = [sys.executable, "-m", "nst_tf.beam", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    variants = [
+        ("one at a time", batch_cmd + ["--batch_size=1"]),
+        ("batched (4)", batch_cmd + ["--batch_size=4"]),
+        ("2 logical devices", batch_cmd + ["--batch_size=4", "--devices=2"]),
+        ("Beam, 2 workers", beam_cmd + ["--batch_size=1"]),
+    ]
+    print(f"4 contents x the_scream, {FLAGS.size}x{FLAGS.size}, {FLAGS.steps} L-BFGS steps, 1 scale", flush=True)
+    print(f"{'path':<20}{'wall s':>8}{'img/min':>9}{'stylising s':>13}{'img/min':>9}")
+    for name, command in variants:
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            done = subprocess.run(command + common + [f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            if done.returncode != 0:
+                print(f"{name}: failed\n{done.stderr[-2000:]}", flush=True)
+                continue
+            with open(os.path.join(out, "manifest.jsonl")) as f:
+                records = [json.loads(line) for line in f]
+            batches = {(r["worker"], r["finished"], r["batch_seconds"]) for r in records}
+            # Beam's two workers stylise at the same time: their busy time overlaps.
+            per_worker = {}
+            for worker, _, seconds in batches:
+                per_worker[worker] = per_worker.get(worker, 0.0) + seconds
+            busy = max(per_worker.values())
+            n = len(records)
+            print(f"{name:<20}{wall:>8.0f}{n / wall * 60:>9.2f}{busy:>13.0f}{n / busy * 60:>9.2f}", flush=True)
+
+
 def main(argv):
+    if FLAGS.scale:
+        return scale_main()
     if FLAGS.memory:
         return memory_main()
     if FLAGS.statistics:
