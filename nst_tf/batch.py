@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Sequence
 
 from nst_tf import image_io
 from nst_tf.callbacks import Callback

@@ -33,14 +33,10 @@ def noise_image(hw, seed: int) -> tf.Tensor:
     return tf.random.stateless_uniform(tf.concat([[1], hw, [3]], axis=0), seed=tf.stack([seed, 0]), dtype=tf.float32)
 
 
-def style_list(style) -> list:
-    """One style image or several (a list or tuple of paths, PIL images or arrays) as a list."""
-    return list(style) if isinstance(style, (list, tuple)) else [style]
-
-
-def content_list(content) -> list:
-    """One content image, or a batch (a list or tuple of them), as a list."""
-    return list(content) if isinstance(content, (list, tuple)) else [content]
+def as_list(images) -> list:
+    """One image or several (a list or tuple of paths, PIL images or arrays) as a list: several
+    styles, masks, or a batch of contents."""
+    return list(images) if isinstance(images, (list, tuple)) else [images]
 
 
 class StyleTransfer:
@@ -68,13 +64,13 @@ class StyleTransfer:
 
     def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, masks=None, **options):
         self.config = cfg = make_config(config, **options)
-        styles = style_list(style)
-        masks = cfg.style_mask if masks is None else style_list(masks)
+        styles = as_list(style)
+        masks = cfg.style_mask if masks is None else as_list(masks)
         cfg.check_styles(len(styles))
         if masks is not None and len(masks) != len(styles):
             raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
         self.batched = isinstance(content, (list, tuple))
-        self.contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in content_list(content)]
+        self.contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in as_list(content)]
         if not self.contents_rgb:
             raise NstError("no content image given")
         self.content_rgb = self.contents_rgb[0]
@@ -173,7 +169,10 @@ class StyleTransfer:
         return image_io.to_uint8(self.output_image())
 
     def images_uint8(self) -> list:
-        """Each image of the batch as the user sees it, uint8 `[H, W, 3]`."""
+        """Each image of the batch as the user sees it, uint8 `[H, W, 3]` (a batch of one may be
+        in a colour mode: `image_uint8` restores its chroma)."""
+        if len(self.contents_rgb) == 1:
+            return [self.image_uint8()]
         return [image_io.to_uint8(image) for image in self.images]
 
     def evaluate(self, per_image: bool = False):
@@ -255,8 +254,8 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
     batched = isinstance(content, (list, tuple))
-    contents, style = [image_io.load_image(c) for c in content_list(content)], [image_io.load_image(s) for s in style_list(style)]
-    masks = None if masks is None else [image_io.load_image(m) for m in style_list(masks)]
+    contents, style = [image_io.load_image(c) for c in as_list(content)], [image_io.load_image(s) for s in as_list(style)]
+    masks = None if masks is None else [image_io.load_image(m) for m in as_list(masks)]
     if cfg.memory_check and contents:
         planner.check(planner.plan(cfg, contents[0].shape[:2], [s.shape[:2] for s in style], len(contents)), cfg)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
