@@ -71,7 +71,7 @@ def test_lbfgs_matches_scipy_and_beats_adam_on_a_style_problem(tiny_transfer):
 
     def value_and_grad(v):
         loss, _, grad = grad_fn(tf.constant(v.reshape(shape), tf.float32))
-        return float(loss), grad.numpy().ravel().astype(np.float64)
+        return float(tf.reduce_sum(loss)), grad.numpy().ravel().astype(np.float64)
 
     x0 = ref.image.ravel().astype(np.float64)
     start = value_and_grad(x0)[0]
