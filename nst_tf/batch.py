@@ -213,14 +213,11 @@ class Runner:
 
         check_config(cfg)
         self.cfg, self.output_dir, self.strategy, self.worker = cfg, output_dir, strategy, worker
-        layers = list(cfg.content_layers) + list(cfg.style_layers)
-        build = lambda: features.build_feature_model(  # noqa: E731
-            layers, cfg.backbone, cfg.weights, precision=features.resolve_precision(cfg.precision), pooling=cfg.pooling)
         if strategy is not None:
             with strategy.scope():
-                self.model = build()
+                self.model = features.model_for(cfg)
         else:
-            self.model = build()
+            self.model = features.model_for(cfg)
         self.evaluator = metrics.feature_model(cfg.weights) if evaluate else None
         self.settings = settings(cfg)
 

@@ -132,3 +132,9 @@ def build_feature_model(
     model.trainable = False
     return model
 
+
+def model_for(cfg):
+    """The feature model a `Config` asks for: its content and style layers, backbone, weights,
+    precision and pooling."""
+    return build_feature_model(list(cfg.content_layers) + list(cfg.style_layers), cfg.backbone, cfg.weights,
+                               precision=resolve_precision(cfg.precision), pooling=cfg.pooling)

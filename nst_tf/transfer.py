@@ -94,8 +94,7 @@ class StyleTransfer:
         self.masks = None if masks is None else [image_io.load_mask(m, self.content.shape[:2]) for m in masks]
         layers = list(cfg.content_layers) + list(cfg.style_layers)
         self.precision = features.resolve_precision(cfg.precision)
-        self.model = model or features.build_feature_model(layers, cfg.backbone, cfg.weights, precision=self.precision,
-                                                           pooling=cfg.pooling)
+        self.model = model or features.model_for(cfg)
         missing = [name for name in layers if name not in self.model.output]
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
@@ -262,9 +261,7 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     resume = None
     if strategy is not None and model is None:
         with strategy.scope():
-            model = features.build_feature_model(list(cfg.content_layers) + list(cfg.style_layers), cfg.backbone,
-                                                 cfg.weights, precision=features.resolve_precision(cfg.precision),
-                                                 pooling=cfg.pooling)
+            model = features.model_for(cfg)
     if cfg.checkpoint_dir and strategy is not None:
         raise NstError("checkpoints are not kept for a run across devices: leave out --checkpoint_dir")
     if cfg.checkpoint_dir:
