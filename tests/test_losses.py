@@ -31,6 +31,24 @@ def test_gram_rejects_unknown_norm(rng):
         losses.gram_matrix(tf.zeros((1, 2, 2, 3)), "bogus")
 
 
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_second_moment_gradient_is_the_analytic_one(rng, weighted):
+    """The hand-written gradient of `second_moment` against NumPy's d/dx of sum(A * G) for an
+    asymmetric A (so both halves of dG + dG^T count), with and without position weights."""
+    x = rng.normal(size=(2, 9, 4))
+    a = rng.normal(size=(2, 4, 4))
+    w = rng.uniform(0, 1, size=(1, 9)) if weighted else np.ones((1, 9))
+    xt = tf.constant(x, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        g = losses.second_moment(xt, tf.constant(w) if weighted else None)
+        loss = tf.reduce_sum(tf.constant(a) * g)
+    np.testing.assert_allclose(g.numpy(), np.einsum("bnc,bn,bnd->bcd", x, np.broadcast_to(w, (2, 9)), x), rtol=1e-12)
+    # d/dx_n sum_cd A_cd sum_m w_m x_mc x_md = w_n (A + A^T) x_n
+    expected = w[..., None] * np.einsum("bnd,bcd->bnc", x, a + np.swapaxes(a, 1, 2))
+    np.testing.assert_allclose(tape.gradient(loss, xt).numpy(), expected, rtol=1e-12)
+
 def test_content_loss_is_mean_over_layers_of_mse(rng):
     a = {"x": rng.normal(size=(1, 4, 4, 3)), "y": rng.normal(size=(1, 2, 3, 8))}
     b = {"x": rng.normal(size=(1, 4, 4, 3)), "y": rng.normal(size=(1, 2, 3, 8))}
