@@ -209,9 +209,10 @@ class Runner:
     """
 
     def __init__(self, cfg: Config, output_dir: str, evaluate: bool = True, strategy=None, worker: str = "main"):
-        from nst_tf import features, metrics
+        from nst_tf import autotune, features, metrics
 
         check_config(cfg)
+        cfg, _ = autotune.concrete(cfg)  # once for every group
         self.cfg, self.output_dir, self.strategy, self.worker = cfg, output_dir, strategy, worker
         if strategy is not None:
             with strategy.scope():

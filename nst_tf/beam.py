@@ -125,6 +125,9 @@ def main(argv=None) -> int:
             if not fv[name].value:
                 raise NstError(f"--{name} is required")
         cfg = cli.config_from_flags(fv)
+        from nst_tf import autotune
+
+        cfg, _ = autotune.concrete(cfg, fv.autotune)  # here, once: every worker runs the same choice
         result = run(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.evaluate, pipeline_args=rest[1:])
     except NstError as err:
         return cli._fail(err)

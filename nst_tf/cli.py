@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first
 
 from absl import app, flags  # noqa: E402
 
+from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement runs)
 from nst_tf import config as config_lib  # noqa: E402
 from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import Interrupted, NstError  # noqa: E402
@@ -60,8 +61,8 @@ _HELP = {
     "gram_norm": "Gram normaliser: h*w or c*h*w.",
     "tv_loss": "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
     "loss_norm": "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).",
-    "precision": "Convolution precision: auto (bfloat16 where the CPU or GPU is fast at it), float32, bfloat16, float16.",
-    "jit": "Compile the step with XLA: auto (on), on, off.",
+    "precision": "Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.",
+    "jit": "Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.",
     "scales": "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.",
     "start_size": "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).",
     "scale_steps": "Coarse to fine: comma-separated steps per scale (default: --steps at each).",
@@ -92,6 +93,10 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
         flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
         flags.DEFINE_boolean("dry_run", False, "Print the plan (sizes per scale, estimated memory and time) and exit.",
                              flag_values=fv)
+    flags.DEFINE_enum("autotune", os.environ.get(autotune.ENV) or "cached", autotune.MODES,
+                      "How --precision=auto and --jit=auto are chosen: cached (time each candidate once per machine, "
+                      f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",
+                      flag_values=fv)
     for field in config_lib.field_names():
         default = getattr(_D, field)
         help_ = _HELP.get(field, field.replace("_", " ").capitalize() + ".")
@@ -196,12 +201,15 @@ def main(argv) -> int:
 
         if fv.dry_run:
             print(planner.describe(planner.plan(cfg, content.shape[:2], [s.shape[:2] for s in styles]), cfg))
+            print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
             return 0
 
         callbacks.check_outputs(cfg)
 
         _import_tensorflow_quietly()
         from nst_tf import transfer
+
+        cfg, choice = autotune.concrete(cfg, fv.autotune)
 
         start = time.perf_counter()
         with callbacks.StopOnSignal() as stop:
@@ -217,7 +225,7 @@ def main(argv) -> int:
         return 130
     steps = sum(steps for _, _, steps in cfg.scale_plan())
     print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
-          f"peak memory {planner.peak_memory_bytes() / 2**30:.1f} GiB)")
+          f"peak memory {planner.peak_memory_bytes() / 2**30:.1f} GiB; {choice.describe()})")
     return 0
 
 
@@ -271,6 +279,7 @@ def export_main(argv) -> int:
         from nst_tf import serving
 
         tf.get_logger().setLevel("ERROR")  # the SavedModel writer logs each step at INFO
+        cfg, _ = autotune.concrete(cfg.replace(jit="on" if cfg.jit == "on" else "off"), fv.autotune)
         limits = config_lib.Limits(fv.max_pixels, fv.max_steps, fv.max_input_pixels)
         start = time.perf_counter()
         path = serving.export_saved_model(fv.export_dir, fv.version, cfg, limits=limits, overwrite=fv.overwrite)
@@ -325,6 +334,7 @@ def batch_main(argv) -> int:
         from nst_tf import callbacks
 
         tf.get_logger().setLevel("ERROR")  # MirroredStrategy logs its devices at INFO
+        cfg, _ = autotune.concrete(cfg, fv.autotune)
         with callbacks.StopOnSignal() as stop:
             result = batch.run_batch(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.devices,
                                      evaluate=fv.evaluate, progress=fv.progress, callbacks=[stop])

@@ -22,29 +22,6 @@ VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 PRECISIONS = ("float32", "bfloat16", "float16")
 
 
-def _cpu_flags() -> set:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def resolve_precision(precision: str = "auto") -> str:
-    """The compute dtype for `precision`: "auto" is bfloat16 on a GPU with compute capability 8.0+
-    (Ampere and later) or a CPU with AVX-512 BF16 or AMX, else float32. Others pass through."""
-    if precision != "auto":
-        return precision
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-        return "bfloat16" if tuple(capability) >= (8, 0) else "float32"
-    return "bfloat16" if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
-
-
 def build_backbone(backbone: str = "vgg19", precision: str = "float32") -> keras.Model:
     """The `keras.applications` network without top and without weights (random init).
 
@@ -135,6 +112,9 @@ def build_feature_model(
 
 def model_for(cfg):
     """The feature model a `Config` asks for: its content and style layers, backbone, weights,
-    precision and pooling."""
+    precision ("auto" resolved by `nst_tf.autotune`) and pooling."""
+    from nst_tf import autotune
+
+    cfg, _ = autotune.concrete(cfg)
     return build_feature_model(list(cfg.content_layers) + list(cfg.style_layers), cfg.backbone, cfg.weights,
-                               precision=resolve_precision(cfg.precision), pooling=cfg.pooling)
+                               precision=cfg.precision, pooling=cfg.pooling)

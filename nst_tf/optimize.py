@@ -244,19 +244,6 @@ class Lbfgs:
         return state.x + each(state.t) * state.d, state
 
 
-def use_xla(jit: str, precision: str, style_loss: str = "gram") -> bool:
-    """Whether to compile the step with XLA: "on", "off", or "auto".
-
-    "auto" is on, except for the "w2" style loss. Measured on a 2-core AVX2 CPU (VGG19
-    objective, 384x257, loss and gradient): float32 1.24 s with XLA vs 1.41 s without; bfloat16
-    1.27 s vs 14.5 s (TensorFlow's own bfloat16 CPU kernels are slow without AVX-512 BF16, XLA's
-    are not). "w2" runs eigendecompositions, which XLA's CPU backend does slowly: 20 L-BFGS steps
-    at 128 px took 97.7 s with XLA and 9.5 s without.
-    """
-    del precision  # "auto" is on for every precision measured so far
-    return jit == "on" or (jit == "auto" and style_loss != "w2")
-
-
 def make_optimizer(cfg, variable_rate: bool = False):
     """The optimiser `cfg` names; `variable_rate` holds Adam's learning rate in a `tf.Variable`
     (so `recover` can change it under a compiled step)."""
@@ -283,7 +270,7 @@ class VariableLoop:
     """Runs a pure step on `tf.Variable`s: the image and the optimiser state live across calls.
 
     `trace_count` counts how often the step was traced; it should stay 1 for a fixed shape.
-    jit_compile: compile the step with XLA (see `use_xla`).
+    jit_compile: compile the step with XLA (`nst_tf.autotune` chooses for "auto").
     """
 
     def __init__(self, step: Callable, image: tf.Tensor, state, jit_compile: bool = False):

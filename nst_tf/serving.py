@@ -31,7 +31,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from nst_tf import __version__, features, losses, optimize, weights
+from nst_tf import __version__, autotune, features, losses, optimize, weights
 from nst_tf.tensor_image import after, check, decode, fit_size, resize, to_uint8
 from nst_tf.config import INITS, MIN_SCALE_SIZE, Config, Limits, make_config
 from nst_tf.errors import NstError
@@ -216,9 +216,9 @@ class _Graph:
 class ExportedModule(tf.Module):
     """What the SavedModel holds: the weights, the three signatures and `metadata()`."""
 
-    def __init__(self, cfg: Config, limits: Limits, jit: bool):
+    def __init__(self, cfg: Config, limits: Limits, choice):
         super().__init__(name="nst_tf")
-        precision = features.resolve_precision(cfg.precision)
+        precision, jit = choice.precision, choice.xla
         layers = list(cfg.content_layers) + list(cfg.style_layers)
         model = features.build_feature_model(layers, cfg.backbone, weights=None, precision=precision, pooling=cfg.pooling)
         source = weights.resolve(cfg.weights, cfg.backbone)
@@ -234,6 +234,7 @@ class ExportedModule(tf.Module):
             "weights": {"source": source.kind, "stored": "uint8 table" if self.vgg.quantized else "float32"},
             "precision": precision,
             "xla": jit,
+            "precision_choice": choice.reason,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
         }
         info_json = json.dumps(self.info, indent=2, sort_keys=True)
@@ -303,7 +304,9 @@ def export_saved_model(export_dir: str, version: int = 1, config: Optional[Confi
         raise NstError(f"{final} already exists; choose another --version or pass --overwrite")
     os.makedirs(export_dir, exist_ok=True)
 
-    module = ExportedModule(cfg, limits, jit=cfg.jit == "on")
+    # "auto" precision is resolved here, on the exporting machine, for a loop without XLA unless jit="on".
+    cfg, choice = autotune.concrete(cfg.replace(jit="on" if cfg.jit == "on" else "off"))
+    module = ExportedModule(cfg, limits, choice)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
     try:
         tf.saved_model.save(module, staging, signatures={

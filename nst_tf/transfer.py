@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import color, features, image_io, losses, optimize, planner
+from nst_tf import autotune, color, features, image_io, losses, optimize, planner
 from nst_tf.callbacks import Callback, default_callbacks
 from nst_tf.config import Config, make_config
 from nst_tf.errors import Interrupted, NstError
@@ -63,7 +63,9 @@ class StyleTransfer:
     """
 
     def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, masks=None, **options):
-        self.config = cfg = make_config(config, **options)
+        # "auto" precision and jit become what this machine runs fastest (measured once, cached).
+        cfg, self.choice = autotune.concrete(make_config(config, **options))
+        self.config = cfg
         styles = as_list(style)
         masks = cfg.style_mask if masks is None else as_list(masks)
         cfg.check_styles(len(styles))
@@ -93,7 +95,7 @@ class StyleTransfer:
             self.content = color.luminance_rgb(self.content_rgb)
         self.masks = None if masks is None else [image_io.load_mask(m, self.content.shape[:2]) for m in masks]
         layers = list(cfg.content_layers) + list(cfg.style_layers)
-        self.precision = features.resolve_precision(cfg.precision)
+        self.precision = cfg.precision
         self.model = model or features.model_for(cfg)
         missing = [name for name in layers if name not in self.model.output]
         if missing:
@@ -107,7 +109,7 @@ class StyleTransfer:
         init = tf.constant(self.initial_images(init_image), tf.float32)
         self.loop = optimize.VariableLoop(
             optimize.make_step(self.loss_fn, optimizer), init, optimizer.init(init),
-            jit_compile=optimize.use_xla(cfg.jit, self.precision, cfg.style_loss),
+            jit_compile=cfg.jit == "on",
         )
         self.step_count = 0
         self.scale_index = 0  # which scale of a coarse-to-fine run this is (set by `stylize`)
@@ -249,7 +251,7 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     Coarse to fine (`scales` > 1): one `StyleTransfer` per size of `config.scale_plan()`, each
     starting from the previous result upsampled; the feature model is shared between them.
     """
-    cfg = make_config(config, **options)
+    cfg, _ = autotune.concrete(make_config(config, **options))  # once: every scale and the plan agree
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
     batched = isinstance(content, (list, tuple))

@@ -1,6 +1,13 @@
 import os
 
+import tempfile
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite gives the same results on any CPU: precision="auto" and jit="auto" take the safe rule
+# (float32, XLA on) rather than this machine's measurement, and nothing reads or writes the user's
+# cache (the subprocesses the CLI tests start inherit both). tests/test_autotune.py measures.
+os.environ["NST_TF_AUTOTUNE"] = "off"
+os.environ["NST_TF_CACHE_DIR"] = tempfile.mkdtemp(prefix="nst_tf-test-cache-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -18,7 +18,7 @@ from conftest import REPO
 CONTENTS = ["boston", "seated_nude", "shipwreck"]
 # One size for every content (square), XLA off: XLA's convolutions round differently with the
 # batch size, which L-BFGS's line search then amplifies (see the README's note on scale).
-SMALL = dict(size=48, square=True, scales=1, steps=6, jit="off")
+SMALL = dict(size=48, square=True, scales=1, steps=6, jit="off", precision="float32")
 
 
 def levels(a, b) -> int:
@@ -78,7 +78,7 @@ def test_two_logical_devices_equal_one_device():
         paths = [image_io.example_path(n) for n in {CONTENTS + ["the_scream"]!r}]
         style = image_io.example_path("shipwreck")
         for optimizer, tolerance in (("adam", 0), ("lbfgs", 2)):
-            options = dict(size=48, square=True, scales=1, steps=5, jit="off", optimizer=optimizer, weights="embedded")
+            options = dict(size=48, square=True, scales=1, steps=5, jit="off", precision="float32", optimizer=optimizer, weights="embedded")
             one = nst_tf.stylize(paths, style, **options)
             two = nst_tf.stylize(paths, style, strategy=strategy, **options)
             worst = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(one, two))

@@ -20,7 +20,7 @@ from nst_tf import config, image_io, serving
 from nst_tf.errors import NstError
 
 # The export under test: the default optimiser (L-BFGS) at one small scale, real weights.
-OPTIONS = dict(size=64, scales=1, steps=5, weights="embedded", jit="off")
+OPTIONS = dict(size=64, scales=1, steps=5, weights="embedded", jit="off", precision="float32")
 LIMITS = config.Limits(max_pixels=80 * 80, max_steps=20, max_input_pixels=600 * 600)
 # Served vs stylize: the forward pass is bitwise equal; gradients differ in the last bits (the
 # graphs sum the same terms in different orders), which L-BFGS's line search can amplify over
@@ -215,7 +215,7 @@ def test_plan_matches_config_scale_plan():
 def test_multiscale_jpeg_export_matches_stylize(tmp_path, embedded_weights):
     """JPEG decoding, resizing, the skipped coarse scale and the upsampled inits, in-process.
     Adam, whose steps do not amplify last-bit differences as a line search can."""
-    options = dict(size=96, scales=3, steps=4, optimizer="adam", weights="embedded", jit="off")
+    options = dict(size=96, scales=3, steps=4, optimizer="adam", weights="embedded", jit="off", precision="float32")
     model = tf.saved_model.load(serving.export_saved_model(str(tmp_path), 1, **options))
     content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
     request = {"content": tf.constant([open(content, "rb").read()]), "style": tf.constant([open(style, "rb").read()]),
@@ -230,7 +230,7 @@ def test_multiscale_jpeg_export_matches_stylize(tmp_path, embedded_weights):
 def test_style_statistics_and_pooling_export_match_stylize(tmp_path, embedded_weights, style_loss):
     """The random features (gaussian) and the eigendecompositions (w2) in the served graph, with
     average pooling and a scaled style image. Adam, 4 steps at 64 px."""
-    options = dict(size=64, scales=1, steps=4, optimizer="adam", epsilon=1e-4, weights="embedded", jit="off", style_loss=style_loss,
+    options = dict(size=64, scales=1, steps=4, optimizer="adam", epsilon=1e-4, weights="embedded", jit="off", precision="float32", style_loss=style_loss,
                    pooling="avg", style_scale=0.75)
     model = tf.saved_model.load(serving.export_saved_model(str(tmp_path), 1, **options))
     content, style = (image_io.load_image(image_io.example_path(n)) for n in ("boston", "the_scream"))

@@ -121,15 +121,25 @@ def _tutorial_reference(content, style, layer_weights, steps):
 
 
 def test_tutorial_preset_matches_the_tutorial_loop(embedded_weights, content_style):
+    """At a size other than the preset's 512 px: the style image follows --size, as in the tutorial.
+    Both loops run float32 without XLA (the reference's own setting), so only the order of sums
+    differs. Adam's first steps move each pixel by about +-lr whatever its gradient's size, so a
+    pixel whose gradient is near zero can take the other sign from rounding alone: the image is held
+    to the loop's on average and loosely at its worst (measured: mean 3.1e-4, max 7.3e-3)."""
     content = image_io.load_image(content_style[0], 64)
     style = image_io.load_image(content_style[1], 64)
     ref_loss, ref_image = _tutorial_reference(content, style, embedded_weights, 30)
-    run = nst_tf.StyleTransfer(content, style, preset("tutorial", size=64, style_size=64, weights="embedded"))
+    cfg = preset("tutorial", size=64, weights="embedded", precision="float32", jit="off")
+    assert cfg.effective_style_size == 64
+    run = nst_tf.StyleTransfer(image_io.example_path("boston"), image_io.example_path("the_scream"), cfg)
+    np.testing.assert_array_equal(run.style, style)
     run.run(30)
     loss, _ = run.evaluate()
-    print(f"tutorial preset loss {loss:.6g} vs reference loop {ref_loss:.6g} (rel {abs(loss / ref_loss - 1):.2e})")
-    assert loss == pytest.approx(ref_loss, rel=0.02)
-    assert np.abs(run.image - ref_image).max() < 0.05  # the same path, not just the same loss
+    diff = np.abs(run.image - ref_image)
+    print(f"tutorial preset loss {loss:.6g} vs reference loop {ref_loss:.6g} (rel {abs(loss / ref_loss - 1):.2e}); "
+          f"image diff mean {diff.mean():.2e}, max {diff.max():.2e}")
+    assert loss == pytest.approx(ref_loss, rel=2e-3)
+    assert diff.mean() < 1e-3 and diff.max() < 0.05  # the same path, not just the same loss
 
 
 def test_stylize_accepts_paths_pil_and_arrays(vgg19, content_style):
