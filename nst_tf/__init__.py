@@ -12,6 +12,8 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
 - `export_saved_model(export_dir, version, **options)`: the whole transfer as a SavedModel for TF
   Serving (signatures `serving_default`, `serving_rest`, `stylize_tensor`).
 - `NstError`: the one exception type a user can cause.
+Also: `nst_tf.autotune.resolve()` says what `precision="auto"` and `jit="auto"` are on this machine
+(each candidate timed once, cached; `Choice(precision, xla, reason)`).
 """
 
 import importlib

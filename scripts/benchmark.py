@@ -7,6 +7,9 @@ objective (the TensorFlow tutorial's: configs/tutorial.cfg).
 
 The reference is the tutorial's algorithm written here with Keras only: VGG19 (the same weights),
 keras.optimizers.Adam(0.02, beta_1=0.99, epsilon=0.1), a tf.function step, float32, no XLA.
+It first prints the machine (CPU model, its relevant instruction flags, cores, GPU, TensorFlow) and
+what `precision=auto, jit=auto` picks on it (`nst_tf.autotune`; measured now if not cached, and the
+calibration's cost), then times every precision x XLA setting with Adam, "adam auto", and L-BFGS.
 Each mode runs in its own process (so peak memory is its own) and reports:
 - s/step: median seconds per step after the first (which traces and compiles);
 - to ref: time until the mode's loss is at or below the reference's loss after --steps steps,
@@ -64,7 +67,7 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_integer("size", 384, "Output size (longest side).")
 flags.DEFINE_integer("steps", 400, "Reference steps: its loss after these is the target.")
 flags.DEFINE_integer("check_steps", 200, "Steps of the Adam modes, whose float32 losses are compared.")
-flags.DEFINE_integer("slow_steps", 5, "Steps of modes only timed (bfloat16 without XLA).")
+flags.DEFINE_integer("slow_steps", 5, "Steps of modes only timed (those autotune skips on this machine).")
 flags.DEFINE_list("modes", None, "Modes to run (default: all).")
 flags.DEFINE_string("weights", "auto", "Weights spec.")
 flags.DEFINE_string("json", None, "Also write the results here.")
@@ -89,16 +92,15 @@ SERVING_VARIANTS = {
 }
 
 # name: (options over configs/tutorial.cfg, steps kind). "check": --check_steps; "target": until the
-# reference's loss or --steps; "slow": --slow_steps.
+# reference's loss or --steps; "slow": --slow_steps (`nst_tf.autotune` does not time it on this
+# machine: it cannot win). "adam auto" is what precision=auto, jit=auto picks here.
 MODES = {
     "reference": ({}, "reference"),
-    "adam f32": ({"precision": "float32", "jit": "off"}, "slow"),
-    "adam f32 xla": ({"precision": "float32", "jit": "on"}, "check"),
-    "adam bf16": ({"precision": "bfloat16", "jit": "off"}, "slow"),
-    "adam bf16 xla": ({"precision": "bfloat16", "jit": "on"}, "check"),
+    "adam auto": ({"precision": "auto", "jit": "auto"}, "check"),
+    **{f"adam {short}{' xla' if xla else ''}": ({"precision": precision, "jit": "on" if xla else "off"}, "check")
+       for precision, short in (("float32", "f32"), ("bfloat16", "bf16"), ("float16", "f16")) for xla in (False, True)},
+    "lbfgs auto": ({"precision": "auto", "jit": "auto", "optimizer": "lbfgs"}, "target"),
     "lbfgs f32 xla": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs"}, "target"),
-    "lbfgs bf16 xla": ({"precision": "bfloat16", "jit": "on", "optimizer": "lbfgs"}, "target"),
-    "lbfgs f32 xla memory 50": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs", "lbfgs_memory": 50}, "target"),
     "lbfgs f32 xla 2 scales": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs", "scales": 2}, "target"),
 }
 COARSE_STEPS = 50  # steps at the coarse scale of the coarse-to-fine mode
@@ -208,11 +210,23 @@ def float32_loss(cfg, image):
     return run.evaluate()[0]
 
 
-def child(mode):
-    from nst_tf import planner
+def mode_kind(mode):
+    """A mode's steps kind on this machine: "slow" where autotune would not time it."""
+    from nst_tf import autotune
 
     options, kind = MODES[mode]
-    cfg = tutorial_config(**options)
+    if kind == "check" and options["precision"] != "auto":
+        why = autotune.skip_reason(options["precision"], options["jit"] == "on", autotune.cpu_flags(), autotune.gpu_name())
+        kind = "slow" if why else kind
+    return kind
+
+
+def child(mode):
+    from nst_tf import autotune, planner
+
+    options, _ = MODES[mode]
+    kind = mode_kind(mode)
+    cfg, _ = autotune.concrete(tutorial_config(**options))  # auto: from the cache the parent filled
     steps = {"reference": FLAGS.steps, "check": FLAGS.check_steps, "slow": FLAGS.slow_steps, "target": FLAGS.steps}[kind]
     if kind == "reference":
         losses, ends, image = run_reference(cfg, steps)
@@ -414,9 +428,15 @@ def main(argv):
     if FLAGS.child:
         return child(FLAGS.modes[0])
     modes = FLAGS.modes or list(MODES)
-    from nst_tf import image_io
+    from nst_tf import autotune, image_io
 
     h, w = image_io.load_image(image_io.example_path("boston"), FLAGS.size).shape[:2]
+    print(f"machine: {autotune.machine_key(autotune.gpu_name())}", flush=True)
+    start = time.perf_counter()
+    choice = autotune.resolve(weights=FLAGS.weights)  # measured here if not cached, so no child times it
+    entry = next(iter(autotune.cached_entries().values()), {})
+    print(f"auto: {choice.describe()}; calibration took {entry.get('calibration_seconds', '?')} s when measured "
+          f"({entry.get('measured', 'not cached')}), {time.perf_counter() - start:.1f} s now", flush=True)
     print(f"tutorial objective, boston x the_scream at {w}x{h}; reference: {FLAGS.steps} steps", flush=True)
     ref = spawn("reference")
     target, ref_time = ref["f32_loss"], ref["ends"][-1]  # its loss after --steps steps, and their time
@@ -439,6 +459,11 @@ def main(argv):
         ]
         print("".join(cells), flush=True)
     print(f"target: the reference's loss after {FLAGS.steps} steps, {target:.4g}, reached in {ref_time:.0f} s")
+    adam = {r["mode"]: r["s_per_step"] for r in results if r["mode"].startswith("adam ")}
+    if "adam auto" in adam and len(adam) > 1:
+        fastest = min((s, m) for m, s in adam.items() if m != "adam auto")
+        print(f"adam auto ({choice.precision}, XLA {'on' if choice.xla else 'off'}): {adam['adam auto']:.3f} s/step, "
+              f"{adam['adam auto'] / fastest[0]:.2f}x the fastest Adam mode ({fastest[1]}, {fastest[0]:.3f} s/step)")
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump({"target": target, "reference_time": ref_time, "results": results}, f)

@@ -151,7 +151,8 @@ def test_dry_run_and_the_last_line_say_what_auto_chose(tmp_path):
 def test_bfloat16_run_ends_within_2_percent_of_float32(embedded_weights, small_pair):
     """The bfloat16 path on its own (it runs on any CPU; slowly without AVX-512 BF16, so small):
     20 Adam steps at 64 px from the content, the end image's loss evaluated in float32 (measured:
-    losses 2.93265 and 2.93253 from 3.28445, the same progress within 0.03%). The gradient itself is held to float32 in test_optimize."""
+    losses 2.93265 and 2.93253 from 3.28445: the same progress within 0.03%). The gradient itself
+    is held to float32 in test_optimize."""
     content, style = (tf.constant(a[None]) for a in small_pair)
     cfg = nst_tf.Config(optimizer="adam", scales=1, size=64)
     layers = list(cfg.content_layers) + list(cfg.style_layers)

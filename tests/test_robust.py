@@ -227,8 +227,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     lines = stdout.strip().splitlines()
-    assert lines[0].split()[:3] == ["scale", "output", "style"] and len(lines) == 5  # header, 3 scales, total
+    assert lines[0].split()[:3] == ["scale", "output", "style"] and len(lines) == 6  # header, 3 scales, total, precision
     assert lines[3].split()[1] == "1024x686" and "GiB" in lines[4]
+    assert lines[5].startswith("precision/XLA: float32, XLA on (autotune off")  # the suite's NST_TF_AUTOTUNE=off
     assert not (tmp_path / "out.png").exists()
 
 

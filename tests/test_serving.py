@@ -135,7 +135,11 @@ def test_png_outputs_and_tensor_signature_agree(exported):
         np.testing.assert_array_equal(np.asarray(Image.open(exported["out"] / name).convert("RGB")), served)
     tensor = np.asarray(exported["results"]["tensor"], np.float32)
     assert tensor.shape == (1, 43, 64, 3) and 0 <= tensor.min() and tensor.max() <= 1
-    np.testing.assert_array_equal(image_io.to_uint8(tensor), served)
+    # The client's floats (NumPy's x / 255) differ from the graph's own decoding by one ulp in about
+    # half the values (inside a tf.function TensorFlow divides by multiplying with 1/255), which the
+    # L-BFGS steps can carry into the last level, as between served and stylize (measured: 1 level,
+    # 19 of 8256 values, on an AVX-512 CPU; equal on AVX2).
+    assert np.abs(image_io.to_uint8(tensor).astype(int) - served.astype(int)).max() <= TOLERANCE_MAX_LEVELS
 
 
 def test_request_inputs_override_the_defaults(exported):
