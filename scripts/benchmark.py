@@ -189,7 +189,7 @@ def run_nst(cfg, steps, target):
         final = i == len(plan) - 1
         for _ in range(n):
             loss, _ = run.loop()
-            loss = float(loss)
+            loss = float(np.mean(loss))  # a [1] vector: the loss per image
             if final:
                 losses.append(loss)
                 ends.append(time.perf_counter() - start)
