@@ -48,6 +48,11 @@ pipeline on the DirectRunner with 2 worker processes. The job: the 4 bundled ima
 (square, --size px) x the_scream, --steps L-BFGS steps at one scale, no evaluation reports. Each
 command runs in a fresh process; "wall" counts everything (start-up, model building, XLA compiling),
 "stylising" only the optimisation (the manifest's batch_seconds).
+
+    python scripts/benchmark.py --profile --modes="adam f32,adam bf16" --size=384 --weights=embedded
+
+traces 5 steps of the reference loop and of each mode with `tf.profiler` (after 2 untimed steps) and
+prints, per mode, the ops' time summed over TensorFlow's threads, by op type, largest first.
 """
 
 import json
@@ -81,6 +86,7 @@ flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
 flags.DEFINE_list("variants", None, "Serving: export variants to run (default: all), and/or 'local' for "
                   "nst_tf.stylize with the same settings (1 scale; XLA off and on) in this process.")
 flags.DEFINE_boolean("scale", False, "Measure images per minute of the batch paths instead (see the module doc).")
+flags.DEFINE_boolean("profile", False, "Profile the reference and --modes op by op instead (see the module doc).")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 FLAGS = flags.FLAGS
 
@@ -122,8 +128,9 @@ def images(cfg):
             image_io.load_image(image_io.example_path("the_scream"), cfg.size))
 
 
-def run_reference(cfg, steps):
-    """The tutorial loop, written from its published code with Keras only."""
+def reference_step(cfg):
+    """The tutorial loop's compiled step, written from its published code with Keras only:
+    (a function that takes one step and returns the loss, the image variable)."""
     import keras
     import tensorflow as tf
 
@@ -167,9 +174,15 @@ def run_reference(cfg, steps):
         image.assign(tf.clip_by_value(image, 0.0, 1.0))
         return loss
 
+    return lambda: float(train_step()), image
+
+
+def run_reference(cfg, steps):
+    """The reference loop for `steps` steps: (losses, seconds at each step's end, final image)."""
+    step, image = reference_step(cfg)
     losses, ends, start = [], [], time.perf_counter()
     for _ in range(steps):
-        losses.append(float(train_step()))
+        losses.append(step())
         ends.append(time.perf_counter() - start)
     return losses, ends, image.numpy()[0]
 
@@ -414,7 +427,59 @@ def scale_main():
             print(f"{name:<20}{wall:>8.0f}{n / wall * 60:>9.2f}{busy:>13.0f}{n / busy * 60:>9.2f}", flush=True)
 
 
+def op_times(step, steps=5):
+    """`tf.profiler` trace of `steps` calls of `step`: {op type: seconds per step, summed over threads}."""
+    import collections
+    import glob
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            step()
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    totals = collections.Counter()
+    for plane in space.planes:
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            if line.name.startswith("tf_"):  # the op threads (TensorFlow's executor, XLA's Eigen pool)
+                for event in line.events:
+                    totals[names.get(event.metadata_id, "?").split(":")[-1]] += event.duration_ps / 1e12 / steps
+    for container in ("Process", "Execute"):  # the spans that hold the ops, not ops
+        totals.pop(container, None)
+    return totals
+
+
+def profile_main():
+    import nst_tf
+
+    cfg = tutorial_config()
+    steps = {"reference": None}
+    for mode in FLAGS.modes or ["adam f32", "adam bf16"]:
+        steps[mode] = MODES[mode][0]
+    print(f"tutorial objective at {FLAGS.size} px: op time per step, summed over threads (ms)", flush=True)
+    for mode, options in steps.items():
+        if options is None:
+            step = reference_step(cfg)[0]
+        else:
+            content, style = images(cfg)
+            run = nst_tf.StyleTransfer(content, style, tutorial_config(**options))
+            step = lambda run=run: run.loop()[0].numpy()  # noqa: E731
+        step(), step()
+        totals = op_times(step)
+        print(f"\n{mode}: {sum(totals.values()) * 1000:.0f} ms of op time per step", flush=True)
+        for op, seconds in totals.most_common(8):
+            print(f"  {op:<40}{seconds * 1000:>8.1f}", flush=True)
+
+
 def main(argv):
+    if FLAGS.profile:
+        return profile_main()
     if FLAGS.scale:
         return scale_main()
     if FLAGS.memory:
