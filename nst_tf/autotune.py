@@ -285,7 +285,7 @@ def resolve(precision: str = "auto", jit: str = "auto", style_loss: str = "gram"
         return Choice(precision, jit == "on", "as given")
     if mode == "off":
         xla = {"on": True, "off": False}.get(jit, style_loss != "w2")
-        return Choice("float32" if precision == "auto" else precision, xla, f"autotune off: the rule, float32 with XLA")
+        return Choice("float32" if precision == "auto" else precision, xla, "autotune off: the rule, float32 with XLA")
     key = machine_key(gpu_name())
     entry = _measured.get(key)
     if entry is None and mode == "cached":
