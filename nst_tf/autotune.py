@@ -215,14 +215,17 @@ def measure(weights: str = "auto", log: Callable[[str], None] = None) -> dict:
         targets = losses.compute_targets(model, content, style, cfg)
         loss_fn = lambda x, model=model, targets=targets: losses.objective(model, targets, cfg, x, per_image=True)  # noqa: E731
         adam = optimize.make_optimizer(cfg)
-        loop = optimize.VariableLoop(optimize.make_step(loss_fn, adam), content, adam.init(content), jit_compile=xla)
+        step = optimize.CompiledStep(optimize.make_step(loss_fn, adam), jit_compile=xla)
+        image, opt_state = content, adam.init(content)
         t0 = time.perf_counter()
-        loop()[0].numpy()  # traces (and compiles)
+        image, opt_state, loss, _, _ = step(image, opt_state)  # traces (and compiles)
+        loss.numpy()
         entry["compile_seconds"][key] = round(time.perf_counter() - t0, 2)
         times, best = [], min(entry["seconds"].values(), default=None)
         for i in range(WARMUP_STEPS + TIMED_STEPS):
             t0 = time.perf_counter()
-            loop()[0].numpy()
+            image, opt_state, loss, _, _ = step(image, opt_state)
+            loss.numpy()
             times.append(time.perf_counter() - t0)
             if i == 0 and best is not None and times[0] > GIVE_UP * best:
                 break
@@ -232,8 +235,8 @@ def measure(weights: str = "auto", log: Callable[[str], None] = None) -> dict:
         seconds = sorted(times[WARMUP_STEPS:])[TIMED_STEPS // 2]
         entry["seconds"][key] = round(seconds, 5)
         if reference is None:  # float32 without XLA: the others are held to its result
-            reference = (loss_fn, float(loss_fn(loop.image.read_value())[0][0]))
-        ratio = float(reference[0](loop.image.read_value())[0][0]) / reference[1]
+            reference = (loss_fn, float(loss_fn(image)[0][0]))
+        ratio = float(reference[0](image)[0][0]) / reference[1]
         entry["loss_ratio"][key] = round(ratio, 5)
         log(f"nst-tf: autotune: {key:<18} {seconds:.3f} s/step at {entry['size']}, float32 loss x{ratio:.4f}")
     entry["calibration_seconds"] = round(time.perf_counter() - start, 1)

@@ -43,10 +43,13 @@ def settings_hash(cfg, images) -> str:
     return digest.hexdigest()[:16]
 
 
-def _tracked(transfer, settings: str = ""):
-    values = {"variables": transfer.loop.variables(), "step": tf.Variable(transfer.step_count, dtype=tf.int64),
-              "scale": tf.Variable(transfer.scale_index, dtype=tf.int64), "settings": tf.Variable(settings)}
-    rate = getattr(transfer.optimizer, "learning_rate", None)
+def _tracked(state, optimizer, settings: str = ""):
+    """What a checkpoint holds: the run state (`nst_tf.driver.RunState`) as variables, the
+    settings hash, and the optimiser's learning-rate variable (which recoveries change)."""
+    values = {"variables": [tf.Variable(v) for v in [state.image] + tf.nest.flatten(state.opt_state)],
+              "step": tf.Variable(state.step, dtype=tf.int64), "scale": tf.Variable(state.scale, dtype=tf.int64),
+              "settings": tf.Variable(settings)}
+    rate = getattr(optimizer, "learning_rate", None)
     if isinstance(rate, tf.Variable):
         values["learning_rate"] = rate
     return values
@@ -63,7 +66,7 @@ class Checkpoints(Callback):
             raise NstError(f"cannot create the checkpoint folder {directory}: {err.strerror}") from None
 
     def save(self, transfer) -> str:
-        checkpoint = tf.train.Checkpoint(**_tracked(transfer, self.settings))
+        checkpoint = tf.train.Checkpoint(**_tracked(transfer.state, transfer.optimizer, self.settings))
         manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=MAX_TO_KEEP)
         return manager.save(checkpoint_number=_number(transfer))
 
@@ -88,15 +91,19 @@ class Resume(NamedTuple):
     step: int
 
     def restore(self, transfer) -> None:
-        """Loads the checkpoint's image, optimiser state and step into `transfer` (a run at its scale)."""
-        tracked = _tracked(transfer)
+        """Loads the checkpoint's run state (image, optimiser state, step) into `transfer` (a run at
+        its scale, whose state has the checkpoint's shapes)."""
+        tracked = _tracked(transfer.state, transfer.optimizer)
         del tracked["settings"]
         try:
             tf.train.Checkpoint(**tracked).restore(self.path).assert_existing_objects_matched()
         except (ValueError, AssertionError, tf.errors.OpError) as err:
             raise NstError(f"cannot restore {self.path} into this run ({str(err).splitlines()[0]}); "
                            "resume with the settings it was made with, or choose another --checkpoint_dir") from None
-        transfer.step_count = int(tracked["step"].numpy())
+        image, *opt_state = [v.read_value() for v in tracked["variables"]]
+        transfer.state = transfer.state._replace(
+            image=image, opt_state=tf.nest.pack_sequence_as(transfer.state.opt_state, opt_state),
+            step=int(tracked["step"].numpy()))
 
 
 def latest(directory: str, settings: str, force: bool = False) -> Optional[Resume]:

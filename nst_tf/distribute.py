@@ -43,16 +43,18 @@ def strategy(devices: int) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
 
 
-def run(transfer, steps: int, callbacks, strategy: tf.distribute.Strategy) -> None:
-    """Takes `steps` optimiser steps on `transfer`'s batch, split across `strategy`'s replicas
-    (each gets consecutive images, at least one), then writes the images and optimiser state
-    back into `transfer.loop`.
+def split(transfer, strategy: tf.distribute.Strategy):
+    """`transfer`'s batch split across `strategy`'s replicas (each gets consecutive images, at
+    least one), for the one driver (`nst_tf.driver.drive`): `(stepper, the split run state, join)`,
+    where `join(state)` brings a split run state back into one.
 
-    Callbacks get each step's loss and terms averaged over the batch; `transfer.image` is
-    brought up to date only at the end. A non-finite step is an error here (the one-device run
-    recovers from it instead).
+    The optimiser starts afresh on the replicas. A non-finite step is an error here (the
+    one-device run recovers from it: its Adam rate lives in a variable, which one XLA-compiled step
+    per device cannot share).
     """
-    images = transfer.loop.image.numpy()
+    from nst_tf import driver
+
+    images = transfer.state.image.numpy()
     replicas = strategy.num_replicas_in_sync
     if len(images) < replicas:
         raise NstError(f"{len(images)} image(s) for {replicas} devices: give each device at least one image "
@@ -74,38 +76,32 @@ def run(transfer, steps: int, callbacks, strategy: tf.distribute.Strategy) -> No
 
     def pure_step(image, state, content):
         mine = losses.Targets(content=content, styles=targets.styles)
-        return optimize.make_step(lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True),
-                                  optimizer)(image, state)
+        image, state, loss, terms = optimize.make_step(
+            lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True), optimizer)(image, state)
+        finite = tf.reduce_all(tf.math.is_finite(loss)) & tf.reduce_all(tf.math.is_finite(image))
+        return image, state, loss, terms, tf.reshape(finite, [1])  # [1]: gathered per replica
 
-    # XLA compiles each replica's step for its own device (as `transfer.loop` would on one): one
-    # function per replica, so no compiled step reaches for another device's variables.
+    # XLA compiles each replica's step for its own device (as `optimize.CompiledStep` does on one):
+    # one function per replica, so no compiled step reaches for another device's variables.
     compiled_steps = {}
 
     def replica_step(image, state, content):
         replica = int(tf.get_static_value(tf.distribute.get_replica_context().replica_id_in_sync_group))
         if replica not in compiled_steps:
-            compiled_steps[replica] = tf.function(pure_step, jit_compile=transfer.loop.jit_compile)
+            compiled_steps[replica] = tf.function(pure_step, jit_compile=cfg.jit == "on")
         return compiled_steps[replica](image, state, content)
 
-    x = shard(images)
     content = {name: shard(value) for name, value in targets.content.items()}
-    state = tf.function(lambda x: strategy.run(optimizer.init, args=(x,)))(x)
-    compiled = tf.function(lambda x, state, content: strategy.run(replica_step, args=(x, state, content)))
-    for cb in callbacks:
-        cb.on_run_begin(transfer, steps)
-    for step in range(1, steps + 1):
-        x, state, loss, terms = compiled(x, state, content)
-        per_image = gather(loss)
-        if not np.all(np.isfinite(per_image)):
-            raise NstError(f"the loss became non-finite at step {transfer.step_count + 1} of a run across devices; "
-                           "run it on one device (which recovers) or lower --learning_rate")
-        transfer.step_count += 1
-        if callbacks:
-            means = {name: float(np.mean(gather(value))) for name, value in terms.items()}
-            for cb in callbacks:
-                cb.on_step_end(transfer, step, float(np.mean(per_image)), means)
-    transfer.loop.image.assign(gather(x))
-    for var, value in zip(tf.nest.flatten(transfer.loop.state), tf.nest.flatten(state)):
-        var.assign(gather(value))
-    for cb in callbacks:
-        cb.on_run_end(transfer)
+    compiled = tf.function(lambda x, state: strategy.run(replica_step, args=(x, state, content)))
+
+    def recover(opt_state):
+        raise NstError(f"the loss became non-finite at step {transfer.step_count + 1} of a run across devices; "
+                       "run it on one device (which recovers) or lower --learning_rate")
+
+    def join(state):
+        return state._replace(image=tf.constant(gather(state.image)),
+                              opt_state=tf.nest.map_structure(lambda v: tf.constant(gather(v)), state.opt_state))
+
+    x = shard(images)
+    opt_state = tf.function(lambda x: strategy.run(optimizer.init, args=(x,)))(x)
+    return driver.Stepper(compiled, gather, recover), transfer.state._replace(image=x, opt_state=opt_state), join

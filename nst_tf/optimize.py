@@ -1,13 +1,13 @@
 """Compiled optimisation steps over the image.
 
-Two layers, so one implementation serves two drivers:
-- pure functions: `loss_and_grad(loss_fn, image)` and each optimiser's
-  `update(image, grad, state, loss) -> (image, state)` (Adam ignores the loss; L-BFGS's line
-  search needs it); `make_step` joins them into
+Pure functions, so one implementation serves every driver:
+- `loss_and_grad(loss_fn, image)` and each optimiser's `update(image, grad, state, loss) -> (image,
+  state)` (Adam ignores the loss; L-BFGS's line search needs it) and `recover(state) -> (state,
+  what was done)` after a non-finite step; `make_step` joins them into
   `step(image, state) -> (image, state, loss, terms)` with the image projected back to [0, 1];
-- `VariableLoop`: holds the image and optimiser state in `tf.Variable`s and runs the step as a
-  `tf.function` traced once per image shape. A graph driver (serving) can run the same pure step
-  in a `tf.while_loop` instead.
+- `CompiledStep`: that step as a `tf.function` traced once per image shape, which also says whether
+  the loss and the new image are finite. `nst_tf.driver` runs it over a run state in Python; the
+  SavedModel export runs the same pure step in a `tf.while_loop`.
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ class Adam:
     def __init__(self, learning_rate=0.02, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
 
-    def recover(self, state) -> str:
-        """After a non-finite step (the state restored to the last good one): halve the learning
-        rate, which must be a `tf.Variable` for a compiled step to see the change."""
+    def recover(self, state):
+        """After a non-finite step, from the last good `state`: halve the learning rate (which must
+        be a `tf.Variable`, for a compiled step to see the change); `(state, what was done)`."""
         if not isinstance(self.learning_rate, tf.Variable):
             raise TypeError("Adam.recover needs the learning rate in a tf.Variable")
         self.learning_rate.assign(self.learning_rate * 0.5)
-        return f"halved the learning rate to {float(self.learning_rate.numpy()):.3g}"
+        return state, f"halved the learning rate to {float(self.learning_rate.numpy()):.3g}"
 
     def init(self, image: tf.Tensor) -> AdamState:
         zeros = tf.zeros_like(image)
@@ -141,14 +141,12 @@ class Lbfgs:
     def __init__(self, memory: int = 10, bounded: bool = True):
         self.memory, self.bounded = memory, bounded
 
-    def recover(self, state) -> str:
-        """After a non-finite step (the state restored to the last good one, held in
-        `tf.Variable`s): forget the history and start again from the last accepted point."""
-        state.rho.assign(tf.zeros_like(state.rho))
-        state.pairs.assign(tf.zeros_like(state.pairs))
-        state.started.assign(False)
-        state.t.assign(tf.ones_like(state.t))
-        return "cleared the L-BFGS history"
+    def recover(self, state):
+        """After a non-finite step, from the last good `state`: forget the history and start again
+        from the last accepted point; `(state, what was done)`."""
+        state = state._replace(rho=tf.zeros_like(state.rho), pairs=tf.zeros_like(state.pairs),
+                               started=tf.constant(False), t=tf.ones_like(state.t))
+        return state, "cleared the L-BFGS history"
 
     def init(self, image: tf.Tensor) -> LbfgsState:
         flat = _flat(image)
@@ -266,45 +264,25 @@ def make_step(loss_fn: Callable, optimizer) -> Callable:
     return step
 
 
-class VariableLoop:
-    """Runs a pure step on `tf.Variable`s: the image and the optimiser state live across calls.
+class CompiledStep:
+    """A pure step compiled once per image shape: `(image, state) -> (image, state, loss, terms,
+    finite)`, where `finite` (a bool tensor) says whether the loss and the new image are finite.
 
     `trace_count` counts how often the step was traced; it should stay 1 for a fixed shape.
     jit_compile: compile the step with XLA (`nst_tf.autotune` chooses for "auto").
     """
 
-    def __init__(self, step: Callable, image: tf.Tensor, state, jit_compile: bool = False):
+    def __init__(self, step: Callable, jit_compile: bool = False):
         self._step = step
-        self.image = tf.Variable(image, trainable=False, name="image")
-        self.state = tf.nest.map_structure(lambda s: tf.Variable(s, trainable=False), state)
-        self.finite = tf.Variable(True, trainable=False, name="finite")
         self.trace_count = 0
         self.jit_compile = jit_compile
-        self._compiled = tf.function(self._assign_step, jit_compile=jit_compile)
+        self._compiled = tf.function(self._traced, jit_compile=jit_compile)
 
-    def _assign_step(self):
+    def _traced(self, image, state):
         self.trace_count += 1  # Python side effect: runs at trace time only
-        state = tf.nest.map_structure(lambda v: v.read_value(), self.state)
-        image, state, loss, terms = self._step(self.image.read_value(), state)
-        self.image.assign(image)
-        tf.nest.map_structure(lambda var, value: var.assign(value), self.state, state)
-        self.finite.assign(tf.reduce_all(tf.math.is_finite(loss)) & tf.reduce_all(tf.math.is_finite(image)))
-        return loss, terms
+        image, state, loss, terms = self._step(image, state)
+        finite = tf.reduce_all(tf.math.is_finite(loss)) & tf.reduce_all(tf.math.is_finite(image))
+        return image, state, loss, terms, finite
 
-    def __call__(self):
-        """One step; returns `(loss, terms)` of the image before the update (per image for a
-        per-image loss). `finite` (a bool variable) then says whether that loss and the updated
-        image are finite."""
-        return self._compiled()
-
-    def variables(self) -> list:
-        """The image and every optimiser state variable: what a snapshot or checkpoint holds."""
-        return [self.image] + tf.nest.flatten(self.state)
-
-    def snapshot(self) -> list:
-        """The current values of `variables()` (tensors that later steps do not change)."""
-        return [v.read_value() for v in self.variables()]
-
-    def restore(self, values) -> None:
-        for var, value in zip(self.variables(), values):
-            var.assign(value)
+    def __call__(self, image, state):
+        return self._compiled(image, state)

@@ -11,7 +11,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import autotune, color, features, image_io, losses, optimize, planner
+from nst_tf import autotune, color, driver, features, image_io, losses, optimize, planner
 from nst_tf.callbacks import Callback, default_callbacks
 from nst_tf.config import Config, make_config
 from nst_tf.errors import Interrupted, NstError
@@ -23,8 +23,6 @@ def _batch(rgb: np.ndarray) -> tf.Tensor:
 
 # VGG halves the image four times before block5: smaller sides pool away to nothing.
 MIN_SIDE = 16
-# Non-finite steps survived (each restored and retried more carefully) before a run gives up.
-MAX_RECOVERIES = 5
 
 
 def noise_image(hw, seed: int) -> tf.Tensor:
@@ -55,6 +53,7 @@ class StyleTransfer:
     model: a feature model from `build_feature_model` to share between runs (it must return the
         configured layers); by default one is built from `config.weights` at `config.precision`.
     init_image: a starting image (any size; resized to the content's), overriding `config.init`.
+    scale: which scale of a coarse-to-fine run this is (`stylize` counts them; checkpoints record it).
     masks: one region mask per style (paths, PIL images or arrays), overriding `config.style_mask`.
     The content image is resized to `config.size` (longest side) and sets the output's shape; the
     style images to `config.effective_style_size`. With `preserve_colors="luminance"` the run sees
@@ -62,7 +61,8 @@ class StyleTransfer:
     Targets are computed once, here.
     """
 
-    def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, masks=None, **options):
+    def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, masks=None,
+                 scale: int = 0, **options):
         # "auto" precision and jit become what this machine runs fastest (measured once, cached).
         cfg, self.choice = autotune.concrete(make_config(config, **options))
         self.config = cfg
@@ -106,14 +106,21 @@ class StyleTransfer:
         # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
         self.optimizer = optimizer = optimize.make_optimizer(cfg, variable_rate=True)
+        self.compiled = optimize.CompiledStep(optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on")
         init = tf.constant(self.initial_images(init_image), tf.float32)
-        self.loop = optimize.VariableLoop(
-            optimize.make_step(self.loss_fn, optimizer), init, optimizer.init(init),
-            jit_compile=cfg.jit == "on",
-        )
-        self.step_count = 0
-        self.scale_index = 0  # which scale of a coarse-to-fine run this is (set by `stylize`)
+        self.state = driver.RunState(init, optimizer.init(init), step=0, scale=scale)
+        self._to_host = _numpy  # where the state's tensors live (`run` across devices changes it)
         self.recoveries = []  # (step, what was done) per non-finite step survived
+
+    @property
+    def step_count(self) -> int:
+        """Steps taken at this scale."""
+        return self.state.step
+
+    @property
+    def scale_index(self) -> int:
+        """Which scale of a coarse-to-fine run this is."""
+        return self.state.scale
 
     @property
     def style(self) -> np.ndarray:
@@ -151,12 +158,12 @@ class StyleTransfer:
     @property
     def images(self) -> np.ndarray:
         """The current images, float32 `[B, H, W, 3]` in [0, 1] (B = 1 for one content image)."""
-        return self.loop.image.numpy()
+        return self._to_host(self.state.image)
 
     @property
     def image(self) -> np.ndarray:
         """The current (first) image, float32 `[H, W, 3]` in [0, 1]."""
-        return self.loop.image.numpy()[0]
+        return self.images[0]
 
     def output_image(self) -> np.ndarray:
         """The result as the user sees it, float32 `[H, W, 3]`: the current image, with the
@@ -179,7 +186,7 @@ class StyleTransfer:
     def evaluate(self, per_image: bool = False):
         """`(loss, terms)` of the current image, as Python floats (averaged over a batch), or
         with `per_image` as lists of floats, one per image."""
-        loss, terms = self.loss_fn(self.loop.image.read_value())
+        loss, terms = self.loss_fn(tf.constant(self.images))
         if per_image:
             return loss.numpy().tolist(), {k: v.numpy().tolist() for k, v in terms.items()}
         return float(tf.reduce_mean(loss)), {k: float(tf.reduce_mean(v)) for k, v in terms.items()}
@@ -192,44 +199,24 @@ class StyleTransfer:
         steps = self.config.steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
             raise NstError(f"steps must be a positive integer, got {steps!r}")
-        callbacks = list(callbacks)
+        join = None
         if strategy is not None and strategy.num_replicas_in_sync > 1:
             from nst_tf import distribute
 
-            distribute.run(self, steps, callbacks, strategy)
-            return self.images_uint8() if self.batched else self.image_uint8()
-        for cb in callbacks:
-            cb.on_run_begin(self, steps)
-        step = 0
-        while step < steps:
-            last_good = self.loop.snapshot()
-            loss, terms = self.loop()
-            if not bool(self.loop.finite.numpy()):
-                self._recover(last_good)
-                continue
-            step += 1
-            self.step_count += 1
-            if callbacks:
-                loss = float(tf.reduce_mean(loss))
-                terms = {k: float(tf.reduce_mean(v)) for k, v in terms.items()}
-                for cb in callbacks:
-                    cb.on_step_end(self, step, loss, terms)
-        for cb in callbacks:
-            cb.on_run_end(self)
+            stepper, self.state, join = distribute.split(self, strategy)
+        else:
+            stepper = driver.Stepper(self.compiled, _numpy, self.optimizer.recover)
+        self._to_host = stepper.to_host
+        try:
+            driver.drive(self, steps, stepper, callbacks)
+        finally:
+            if join is not None:
+                self.state, self._to_host = join(self.state), _numpy
         return self.images_uint8() if self.batched else self.image_uint8()
 
-    def _recover(self, last_good) -> None:
-        """A step made the loss or the image non-finite: restore the last good image and
-        optimiser state, make the optimiser more careful, note it, and go on; after
-        `MAX_RECOVERIES` such steps, give up."""
-        self.loop.restore(last_good)
-        if len(self.recoveries) >= MAX_RECOVERIES:
-            raise NstError(f"the loss or the image became non-finite {len(self.recoveries) + 1} times (last after step "
-                           f"{self.step_count}); try --precision=float32, a smaller --learning_rate or smaller weights")
-        action = self.optimizer.recover(self.loop.state)
-        self.recoveries.append((self.step_count, action))
-        sys.stderr.write(f"nst-tf: after step {self.step_count} the loss or the image became non-finite: restored that "
-                         f"step's image and {action} (retry {len(self.recoveries)} of {MAX_RECOVERIES})\n")
+
+def _numpy(value) -> np.ndarray:
+    return value.numpy()
 
 
 def stylize(content, style, config: Optional[Config] = None, callbacks: Optional[Sequence[Callback]] = None,
@@ -281,8 +268,7 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
             continue
         scale_cfg = cfg.replace(size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None)
         transfer = StyleTransfer(contents if batched else contents[0], style, scale_cfg, model=model, init_image=image,
-                                 masks=masks)
-        transfer.scale_index = index
+                                 masks=masks, scale=index)
         model = transfer.model
         if resume is not None and index == resume.scale:
             resume.restore(transfer)

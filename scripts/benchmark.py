@@ -192,6 +192,18 @@ def run_nst(cfg, steps, target):
     given) or `steps`."""
     import nst_tf
 
+    class Reached(Exception):
+        pass
+
+    class Record(nst_tf.Callback):
+        """The final scale's loss and time after each step; stops once the target is reached."""
+
+        def on_step_end(self, transfer, step, loss, terms):
+            losses.append(loss)
+            ends.append(time.perf_counter() - start)
+            if target is not None and loss <= target:
+                raise Reached
+
     content, style = images(cfg)
     image, model, losses, ends, start = None, None, [], [], time.perf_counter()
     plan = cfg.replace(steps=steps, scale_steps=(COARSE_STEPS, steps) if cfg.scales == 2 else None).scale_plan()
@@ -199,17 +211,10 @@ def run_nst(cfg, steps, target):
         scale_cfg = cfg.replace(size=size, style_size=style_size, scales=1, start_size=None, scale_steps=None)
         run = nst_tf.StyleTransfer(content, style, scale_cfg, model=model, init_image=image)
         model = run.model
-        final = i == len(plan) - 1
-        for _ in range(n):
-            loss, _ = run.loop()
-            loss = float(np.mean(loss))  # a [1] vector: the loss per image
-            if final:
-                losses.append(loss)
-                ends.append(time.perf_counter() - start)
-                if target is not None and loss <= target:
-                    break
-            else:
-                run.step_count += 1
+        try:
+            run.run(n, callbacks=[Record()] if i == len(plan) - 1 else [])
+        except Reached:
+            pass
         image = run.image
     return losses, ends, image
 
@@ -388,7 +393,7 @@ def statistics_main():
         run.run(FLAGS.check_steps + 2, callbacks=[timer])
         median = float(np.median(timer.times[2:]))
         base = base or median
-        print(f"{name:<18}{'on' if run.loop.jit_compile else 'off':>5}{median:>8.3f}{median / base:>7.2f}", flush=True)
+        print(f"{name:<18}{'on' if run.compiled.jit_compile else 'off':>5}{median:>8.3f}{median / base:>7.2f}", flush=True)
 
 
 def scale_main():
@@ -457,6 +462,7 @@ def op_times(step, steps=5):
 
 def profile_main():
     import nst_tf
+    from nst_tf import driver
 
     cfg = tutorial_config()
     steps = {"reference": None}
@@ -469,7 +475,8 @@ def profile_main():
         else:
             content, style = images(cfg)
             run = nst_tf.StyleTransfer(content, style, tutorial_config(**options))
-            step = lambda run=run: run.loop()[0].numpy()  # noqa: E731
+            stepper = driver.Stepper(run.compiled, lambda value: value.numpy(), run.optimizer.recover)
+            step = lambda run=run, stepper=stepper: driver.drive(run, 1, stepper)  # noqa: E731
         step(), step()
         totals = op_times(step)
         print(f"\n{mode}: {sum(totals.values()) * 1000:.0f} ms of op time per step", flush=True)

@@ -116,7 +116,7 @@ def test_concrete_config_carries_the_choice_into_the_run(cache, monkeypatch, vgg
     assert (cfg.precision, cfg.jit) == ("bfloat16", "off") and choice.reason.startswith("auto: measured")
     run = nst_tf.StyleTransfer(image_io.example_path("boston"), image_io.example_path("the_scream"), size=32,
                                weights="embedded")
-    assert (run.config.precision, run.config.jit, run.loop.jit_compile) == ("bfloat16", "off", False)
+    assert (run.config.precision, run.config.jit, run.compiled.jit_compile) == ("bfloat16", "off", False)
     assert run.model.get_layer("block1_conv1").compute_dtype == "bfloat16"
 
 

@@ -118,4 +118,4 @@ def test_xla_step_agrees_and_traces_once(tiny_transfer, optimizer):
     plain.run(15, callbacks=[history_plain])
     xla.run(15, callbacks=[history_xla])
     np.testing.assert_allclose(history_xla.losses, history_plain.losses, rtol=2e-3)
-    assert xla.loop.trace_count == 1 and plain.loop.trace_count == 1
+    assert xla.compiled.trace_count == 1 and plain.compiled.trace_count == 1

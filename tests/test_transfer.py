@@ -71,7 +71,7 @@ def test_step_traces_once(vgg19, content_style):
     run = nst_tf.StyleTransfer(*content_style, size=48, model=vgg19)
     run.run(20)
     run.run(5)
-    assert run.loop.trace_count == 1
+    assert run.compiled.trace_count == 1
     assert run.step_count == 25
 
 
