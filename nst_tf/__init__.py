@@ -25,7 +25,7 @@ _EXPORTS = {
     "make_config": "nst_tf.config",
     "NstError": "nst_tf.errors",
     "build_feature_model": "nst_tf.features",
-    "layer_names": "nst_tf.config",
+    "layer_names": "nst_tf.vgg",
     "load_image": "nst_tf.image_io",
     "save_image": "nst_tf.image_io",
     "Callback": "nst_tf.callbacks",

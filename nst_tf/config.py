@@ -7,7 +7,6 @@ The defaults here are the `configs/default.cfg` preset (a test keeps the two equ
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import numbers
 import os
@@ -16,13 +15,13 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from nst_tf.errors import NstError
+from nst_tf.vgg import BACKBONES, layer_names  # noqa: F401  (BACKBONES: the backbone option's choices)
 
 OPTIMIZERS = ("adam", "lbfgs")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 JIT_MODES = ("auto", "on", "off")
 TV_LOSSES = ("abs", "squared")
 LOSS_NORMS = ("mean", "relative")
-BACKBONES = ("vgg19", "vgg16")
 INITS = ("content", "noise", "style")
 GRAM_NORMS = ("hw", "chw")
 STYLE_LOSSES = ("gram", "poly", "gaussian", "meanstd", "w2")  # see nst_tf.losses
@@ -30,8 +29,6 @@ PRESERVE_COLORS = ("none", "luminance", "histogram")
 POOLINGS = ("max", "avg")
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
-# Convolutions per block of each backbone (keras.applications VGG16 / VGG19 without top).
-_VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 # Stylising more pixels than this (about 8K x 8K) is refused before any work starts.
 MAX_SIZE = 8192
 # Coarse to fine skips scales smaller than this unless start_size asks for them.
@@ -233,17 +230,6 @@ def make_config(base: Optional[Config] = None, **options) -> Config:
         raise NstError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(field_names())}")
     base = base or Config()
     return dataclasses.replace(base, **options)
-
-
-@functools.lru_cache(maxsize=None)
-def layer_names(backbone: str = "vgg19") -> Tuple[str, ...]:
-    """All layer names of `backbone` without its top, in order: blockB_convK and blockB_pool."""
-    if backbone not in _VGG_BLOCKS:
-        raise NstError(f"unknown backbone {backbone!r}; choose one of: {', '.join(_VGG_BLOCKS)}")
-    names = []
-    for block, convs in enumerate(_VGG_BLOCKS[backbone], start=1):
-        names += [f"block{block}_conv{k}" for k in range(1, convs + 1)] + [f"block{block}_pool"]
-    return tuple(names)
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}

@@ -10,44 +10,10 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import keras
-import tensorflow as tf
 
-from nst_tf.config import layer_names  # noqa: F401  (re-exported: the valid layer names)
+from nst_tf import vgg
+from nst_tf import weights as weights_lib
 from nst_tf.errors import NstError
-
-# ImageNet means in BGR order, 0..255 scale (keras.applications.vgg19.preprocess_input, mode "caffe").
-VGG_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-PRECISIONS = ("float32", "bfloat16", "float16")
-
-
-def build_backbone(backbone: str = "vgg19", precision: str = "float32") -> keras.Model:
-    """The `keras.applications` network without top and without weights (random init).
-
-    precision: the convolutions' compute dtype. "bfloat16" and "float16" build the layers under
-    Keras' mixed policy: float32 weights, reduced-precision activations.
-    """
-    if precision not in PRECISIONS:
-        raise NstError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    application = {"vgg19": keras.applications.VGG19, "vgg16": keras.applications.VGG16}[backbone]
-    if precision == "float32":  # the global policy (float32 unless a caller chose, e.g. float64)
-        return application(include_top=False, weights=None, input_shape=(None, None, 3))
-    saved = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(f"mixed_{precision}")
-    try:
-        return application(include_top=False, weights=None, input_shape=(None, None, 3))
-    finally:
-        keras.config.set_dtype_policy(saved)
-
-
-@keras.saving.register_keras_serializable(package="nst_tf")
-class VggPreprocess(keras.layers.Layer):
-    """RGB in [0, 1] -> the Caffe-style input VGG weights were trained on."""
-
-    def call(self, rgb):
-        bgr = tf.reverse(rgb, axis=[-1]) * 255.0
-        return bgr - tf.constant(VGG_MEAN_BGR, dtype=bgr.dtype)
 
 
 def build_feature_model(
@@ -60,7 +26,7 @@ def build_feature_model(
 ) -> keras.Model:
     """A frozen model mapping `[B, H, W, 3]` RGB in [0, 1] to `{layer name: [B, h, w, c] activation}`.
 
-    layers: the activations to return (any names from `layer_names(backbone)`).
+    layers: the activations to return (any names from `vgg.layer_names(backbone)`).
     weights: a spec for `nst_tf.weights.load` ("auto", "imagenet", "embedded", "random", a path),
         ignored when `layer_weights` (already-loaded `{name: (kernel, bias)}`) is given; None
         leaves Keras' initial weights in place quietly (for callers that supply weight values
@@ -71,11 +37,9 @@ def build_feature_model(
     pooling: "max" (VGG's own) or "avg": each max pooling replaced by an average pooling of the
         same window, as Gatys et al. do (the weights are unchanged).
     """
-    from nst_tf import weights as weights_lib
-
     if pooling not in ("max", "avg"):
         raise NstError(f"unknown pooling {pooling!r}; choose max or avg")
-    valid = layer_names(backbone)
+    valid = vgg.layer_names(backbone)
     layers = list(dict.fromkeys(layers))  # unique, order kept
     unknown = [name for name in layers if name not in valid]
     if unknown or not layers:
@@ -83,9 +47,9 @@ def build_feature_model(
     if layer_weights is None and weights is not None:
         layer_weights = weights_lib.load(weights, backbone)
 
-    vgg = build_backbone(backbone, precision)
+    backbone_model = vgg.build_backbone(backbone, precision)
     if layer_weights is not None:
-        for layer in vgg.layers:
+        for layer in backbone_model.layers:
             if layer.get_weights():
                 if layer.name not in layer_weights:
                     raise NstError(f"the weights have no entry for layer {layer.name}")
@@ -96,9 +60,9 @@ def build_feature_model(
 
     deepest = max(valid.index(name) for name in layers)
     inputs = keras.Input(shape=(None, None, 3), name="rgb")
-    x = VggPreprocess(name="vgg_preprocess", dtype=None if precision == "float32" else "float32")(inputs)
+    x = vgg.preprocess_layer_class()(name="vgg_preprocess", dtype=None if precision == "float32" else "float32")(inputs)
     outputs = {}
-    for layer in vgg.layers[1 : deepest + 2]:  # layers[0] is the InputLayer
+    for layer in backbone_model.layers[1 : deepest + 2]:  # layers[0] is the InputLayer
         if pooling == "avg" and isinstance(layer, keras.layers.MaxPooling2D):
             layer = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, layer.padding, name=layer.name,
                                                   dtype=layer.dtype_policy)
@@ -112,9 +76,6 @@ def build_feature_model(
 
 def model_for(cfg):
     """The feature model a `Config` asks for: its content and style layers, backbone, weights,
-    precision ("auto" resolved by `nst_tf.autotune`) and pooling."""
-    from nst_tf import autotune
-
-    cfg, _ = autotune.concrete(cfg)
+    precision (resolved: `nst_tf.autotune.concrete` turns "auto" into one) and pooling."""
     return build_feature_model(list(cfg.content_layers) + list(cfg.style_layers), cfg.backbone, cfg.weights,
                                precision=cfg.precision, pooling=cfg.pooling)

@@ -20,7 +20,8 @@ import os
 import sys
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-from nst_tf.config import Config, layer_names
+from nst_tf.config import Config
+from nst_tf.vgg import channels, layer_names
 from nst_tf.errors import NstError
 
 GIB = 2**30
@@ -28,7 +29,6 @@ BASE_BYTES = int(1.00 * GIB)  # fitted (see the module docstring)
 ACTIVATION_FACTOR = 3.0  # fitted
 WEIGHT_BYTES = {"vgg19": 80_100_000, "vgg16": 58_900_000}  # float32 conv weights, no top
 SECONDS_PER_PIXEL_STEP = 1.4e-5  # one L-BFGS step of the default objective, 2-core AVX2 CPU, float32
-_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
 class ScalePlan(NamedTuple):
@@ -51,7 +51,7 @@ def activation_bytes(hw: Tuple[int, int], cfg: Config) -> int:
     for name in names[: deepest + 1]:
         if name.endswith("pool"):
             h, w = h // 2, w // 2
-        total += h * w * _CHANNELS[int(name[5])] * itemsize
+        total += h * w * channels(name) * itemsize
     return total
 
 

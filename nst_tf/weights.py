@@ -153,9 +153,9 @@ def download_official(backbone: str) -> str:
 
 def load_keras_file(path: str, backbone: str) -> LayerWeights:
     """Reads a Keras `.h5` / `.weights.h5` file of `backbone` (no top) with Keras' own loader."""
-    from nst_tf import features
+    from nst_tf import vgg
 
-    model = features.build_backbone(backbone)
+    model = vgg.build_backbone(backbone)  # a throwaway backbone, for Keras' own reader of both .h5 layouts
     try:
         with warnings.catch_warnings():
             # Keras warns, and keeps random weights, for layers a file lacks: that is an error here.

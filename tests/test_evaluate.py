@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nst_tf import image_io, metrics
-from nst_tf.config import layer_names
+from nst_tf.vgg import layer_names
 
 from conftest import REPO
 

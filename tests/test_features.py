@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import features
+from nst_tf import features, vgg
 from nst_tf.errors import NstError
 
 # Channels of each block's convolutions.
@@ -13,7 +13,7 @@ CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 @pytest.mark.parametrize("backbone,convs", [("vgg19", (2, 2, 4, 4, 4)), ("vgg16", (2, 2, 3, 3, 3))])
 def test_names_and_shapes(backbone, convs):
-    names = features.layer_names(backbone)
+    names = vgg.layer_names(backbone)
     assert len(names) == sum(convs) + 5
     model = features.build_feature_model(names, backbone, weights="random")
     assert sorted(model.output.keys()) == sorted(names)
@@ -25,7 +25,7 @@ def test_names_and_shapes(backbone, convs):
         h, w = h // 2, w // 2
         assert tuple(out[f"block{block}_pool"].shape) == (2, h, w, CHANNELS[block])
     # keras.applications agrees on the layer list
-    assert tuple(layer.name for layer in features.build_backbone(backbone).layers[1:]) == names
+    assert tuple(layer.name for layer in vgg.build_backbone(backbone).layers[1:]) == names
 
 
 def test_truncated_at_deepest_requested_layer():
@@ -52,7 +52,7 @@ def test_preprocessing_is_folded_in(embedded_weights, rng):
     """block1_conv1 of RGB [0, 1] equals ReLU(conv(caffe-preprocessed BGR) + b), computed in NumPy."""
     model = features.build_feature_model(["block1_conv1"], layer_weights=embedded_weights)
     rgb = rng.uniform(size=(1, 6, 5, 3)).astype(np.float32)
-    bgr = rgb[..., ::-1] * 255.0 - np.array(features.VGG_MEAN_BGR, np.float32)
+    bgr = rgb[..., ::-1] * 255.0 - np.array(vgg.MEAN_BGR, np.float32)
     kernel, bias = embedded_weights["block1_conv1"]
     padded = np.pad(bgr[0], ((1, 1), (1, 1), (0, 0)))
     ref = np.zeros((6, 5, 64))

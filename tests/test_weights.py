@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from nst_tf import features, weights
+from nst_tf import features, vgg, weights
 from nst_tf.errors import NstError
 
 
 def test_embedded_shapes_equal_vgg19(embedded_weights):
-    backbone = features.build_backbone("vgg19")
+    backbone = vgg.build_backbone("vgg19")
     expected = {layer.name: [w.shape for w in layer.get_weights()] for layer in backbone.layers if layer.get_weights()}
     assert {name: [k.shape, b.shape] for name, (k, b) in embedded_weights.items()} == expected
     for kernel, bias in embedded_weights.values():
@@ -68,7 +68,7 @@ def test_partial_weights_file_is_an_error(tmp_path):
 
 
 def _random_backbone_weights(backbone):
-    model = features.build_backbone(backbone)
+    model = vgg.build_backbone(backbone)
     return model, {layer.name: layer.get_weights() for layer in model.layers if layer.get_weights()}
 
 
