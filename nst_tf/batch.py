@@ -22,13 +22,13 @@ from typing import Dict, Iterable, List, NamedTuple, Sequence
 
 from nst_tf import image_io
 from nst_tf.callbacks import Callback
-from nst_tf.config import Config
+from nst_tf.config import Config, fields_of_kind
 from nst_tf.errors import NstError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MANIFEST = "manifest.jsonl"
 # Options that write files of a single run: the batch writes its manifest instead.
-PER_RUN_OUTPUTS = ("save_every", "logdir", "contact_sheet", "loss_plot", "checkpoint_dir", "resume")
+PER_RUN_OUTPUTS = fields_of_kind("output")  # options that write files of a single run
 
 
 class Job(NamedTuple):
@@ -91,9 +91,8 @@ def check_config(cfg: Config) -> None:
 
 def settings(cfg: Config) -> dict:
     """The options that shape a result (for the manifest)."""
-    from nst_tf.checkpoint import NOT_HASHED
-
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k not in NOT_HASHED}
+    shaping = fields_of_kind("shapes")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k in shaping}
 
 
 class Manifest:

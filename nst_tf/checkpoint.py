@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf.callbacks import Callback
+from nst_tf.config import fields_of_kind
 from nst_tf.errors import NstError
 
-# Options that change what is written along the way, not the result.
-NOT_HASHED = ("save_every", "snapshot_dir", "logdir", "log_every", "contact_sheet", "contact_sheet_frames", "loss_plot",
-              "checkpoint_dir", "checkpoint_every", "resume", "force")
+# Options that change what is written along the way, or how, not the result (`Config`'s field kinds).
+NOT_HASHED = fields_of_kind("output", "runtime")
 MAX_TO_KEEP = 2
 
 

@@ -7,6 +7,7 @@ With no flags it stylises the bundled example into stylized.png. Every user erro
 line on stderr and exit status 2; no output file is written unless the run succeeds.
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -19,68 +20,6 @@ from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement ru
 from nst_tf import config as config_lib  # noqa: E402
 from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import Interrupted, NstError  # noqa: E402
-
-_D = config_lib.Config()  # the defaults, one source of truth
-
-_HELP = {
-    "size": "Output size: longest side in pixels.",
-    "style_size": "Style images' longest side in pixels (default: --size x --style_scale).",
-    "style_scale": "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.",
-    "style_blend": "Comma-separated share of each style image in the style term (default: equal).",
-    "style_mask": "Comma-separated mask images, one per style: each style paints only where its mask is bright.",
-    "style_loss": "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",
-    "preserve_colors": "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).",
-    "pooling": "Feature network pooling: max (VGG's) or avg (Gatys et al.).",
-    "logdir": "Write TensorBoard summaries (losses each step, the image every --log_every steps) here.",
-    "log_every": "TensorBoard image interval in steps.",
-    "contact_sheet": "Write a PNG grid of snapshots through the run here.",
-    "contact_sheet_frames": "Snapshots in the contact sheet (first and last included).",
-    "loss_plot": "Write a PNG plot of the loss curves here (needs matplotlib).",
-    "checkpoint_dir": "Save checkpoints (image, optimiser state, step, settings hash) into this folder.",
-    "checkpoint_every": "Checkpoint interval in steps (also at the end of each scale and on interruption).",
-    "resume": "Continue from the latest checkpoint in --checkpoint_dir.",
-    "memory_check": "Stop before the run if its estimated peak memory exceeds what is available.",
-    "force": "Resume even from a checkpoint made with other settings or images.",
-    "square": "Resize content and style to squares, ignoring aspect (as some published pipelines do).",
-    "steps": "Optimiser steps.",
-    "learning_rate": "Optimiser step size, in [0, 1] image units.",
-    "beta_1": "Adam beta_1.",
-    "beta_2": "Adam beta_2.",
-    "epsilon": "Adam epsilon.",
-    "content_weight": "Weight of the content term.",
-    "style_weight": "Weight of the style term.",
-    "tv_weight": "Weight of the total-variation (smoothness) term.",
-    "seed": "Seed of the noise init.",
-    "init": "Starting image: content, noise, style, or an image path.",
-    "weights": "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path.",
-    "save_every": "Write a snapshot every N steps into --snapshot_dir (0: never).",
-    "snapshot_dir": "Folder for snapshots.",
-    "optimizer": "Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).",
-    "lbfgs_memory": "How many past steps L-BFGS remembers.",
-    "backbone": "Feature network.",
-    "gram_norm": "Gram normaliser: h*w or c*h*w.",
-    "tv_loss": "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
-    "loss_norm": "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).",
-    "precision": "Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.",
-    "jit": "Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.",
-    "scales": "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.",
-    "start_size": "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).",
-    "scale_steps": "Coarse to fine: comma-separated steps per scale (default: --steps at each).",
-}
-_CHOICES = {
-    "optimizer": config_lib.OPTIMIZERS,
-    "backbone": config_lib.BACKBONES,
-    "gram_norm": config_lib.GRAM_NORMS,
-    "tv_loss": config_lib.TV_LOSSES,
-    "loss_norm": config_lib.LOSS_NORMS,
-    "precision": config_lib.PRECISIONS,
-    "jit": config_lib.JIT_MODES,
-    "style_loss": config_lib.STYLE_LOSSES,
-    "preserve_colors": config_lib.PRESERVE_COLORS,
-    "pooling": config_lib.POOLINGS,
-}
-_LISTS = ("content_layers", "style_layers", "style_layer_weights", "scale_steps", "style_blend", "style_mask")
-_OPTIONAL_INTS = ("style_size", "start_size")
 
 
 def define_flags(fv=flags.FLAGS, images: bool = True):
@@ -97,25 +36,20 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
                       "How --precision=auto and --jit=auto are chosen: cached (time each candidate once per machine, "
                       f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",
                       flag_values=fv)
-    for field in config_lib.field_names():
-        default = getattr(_D, field)
-        help_ = _HELP.get(field, field.replace("_", " ").capitalize() + ".")
-        if field in _CHOICES:
-            flags.DEFINE_enum(field, default, _CHOICES[field], help_, flag_values=fv)
-        elif field in ("content_layers", "style_layers"):
-            flags.DEFINE_list(field, list(default), f"Comma-separated VGG layers for the {field.split('_')[0]} term.", flag_values=fv)
-        elif field == "style_layer_weights":
-            flags.DEFINE_list(field, None, "Comma-separated relative weight per style layer (default: equal).", flag_values=fv)
-        elif field in _LISTS:
-            flags.DEFINE_list(field, None, help_, flag_values=fv)
-        elif isinstance(default, bool):
-            flags.DEFINE_boolean(field, default, help_, flag_values=fv)
-        elif isinstance(default, int) or field in _OPTIONAL_INTS:
-            flags.DEFINE_integer(field, default, help_, flag_values=fv)
-        elif isinstance(default, float):
-            flags.DEFINE_float(field, default, help_, flag_values=fv)
+    for field in dataclasses.fields(config_lib.Config):  # each option's flag, from its field (`config._option`)
+        name, default, help_, choices = field.name, field.default, field.metadata["help"], field.metadata["choices"]
+        if choices:
+            flags.DEFINE_enum(name, default, choices, help_, flag_values=fv)
+        elif "Tuple[" in field.type:
+            flags.DEFINE_list(name, None if default is None else list(default), help_, flag_values=fv)
+        elif field.type == "bool":
+            flags.DEFINE_boolean(name, default, help_, flag_values=fv)
+        elif field.type in ("int", "Optional[int]"):
+            flags.DEFINE_integer(name, default, help_, flag_values=fv)
+        elif field.type in ("float", "Optional[float]"):
+            flags.DEFINE_float(name, default, help_, flag_values=fv)
         else:
-            flags.DEFINE_string(field, default, help_, flag_values=fv)
+            flags.DEFINE_string(name, default, help_, flag_values=fv)
 
 
 def config_from_flags(fv=flags.FLAGS) -> config_lib.Config:
@@ -261,7 +195,7 @@ def run_evaluate():
     flags.DEFINE_string("image", None, "The stylised image.")
     flags.DEFINE_string("content", None, "Its content image.")
     flags.DEFINE_string("style", None, "Its style image.")
-    flags.DEFINE_string("weights", "auto", _HELP["weights"])
+    flags.DEFINE_string("weights", "auto", config_lib.option_help("weights"))
     app.run(evaluate_main, flags_parser=_parse)
 
 

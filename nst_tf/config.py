@@ -35,6 +35,18 @@ MAX_SIZE = 8192
 MIN_SCALE_SIZE = 64
 
 
+KINDS = ("shapes", "output", "runtime")
+
+
+def _option(default, help: str, choices: Optional[Tuple[str, ...]] = None, kind: str = "shapes"):
+    """A `Config` field with what is known about it, in one place: its flag's `help`, its allowed
+    values (`choices`), and its `kind`: "shapes" (changes the result: part of the checkpoint hash
+    and of a batch manifest's settings), "output" (writes files of one run: not hashed, refused by
+    the batch command) or "runtime" (neither: how a run is carried out or reported)."""
+    assert kind in KINDS
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "kind": kind})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Settings of one run. Sizes are pixels; weights are unitless multipliers of the loss terms.
@@ -102,52 +114,52 @@ class Config:
         every scale).
     """
 
-    size: int = 512
-    style_size: Optional[int] = None
-    style_scale: float = 1.0
-    square: bool = False
-    steps: int = 60
-    optimizer: str = "lbfgs"
-    learning_rate: float = 0.06
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 0.1
-    lbfgs_memory: int = 10
-    content_weight: float = 1.0
-    style_weight: float = 5.0
-    tv_weight: float = 0.0
-    tv_loss: str = "abs"
-    content_layers: Tuple[str, ...] = DEFAULT_CONTENT_LAYERS
-    style_layers: Tuple[str, ...] = DEFAULT_STYLE_LAYERS
-    style_layer_weights: Optional[Tuple[float, ...]] = None
-    style_blend: Optional[Tuple[float, ...]] = None
-    style_mask: Optional[Tuple[str, ...]] = None
-    style_loss: str = "gram"
-    gram_norm: str = "hw"
-    loss_norm: str = "relative"
-    preserve_colors: str = "none"
-    pooling: str = "max"
-    init: str = "content"
-    seed: int = 0
-    weights: str = "auto"
-    backbone: str = "vgg19"
-    save_every: int = 0
-    snapshot_dir: Optional[str] = None
-    logdir: Optional[str] = None
-    log_every: int = 50
-    contact_sheet: Optional[str] = None
-    contact_sheet_frames: int = 8
-    loss_plot: Optional[str] = None
-    memory_check: bool = True
-    checkpoint_dir: Optional[str] = None
-    checkpoint_every: int = 50
-    resume: bool = False
-    force: bool = False
-    precision: str = "auto"
-    jit: str = "auto"
-    scales: int = 3
-    start_size: Optional[int] = None
-    scale_steps: Optional[Tuple[int, ...]] = None
+    size: int = _option(512, 'Output size: longest side in pixels.')
+    style_size: Optional[int] = _option(None, "Style images' longest side in pixels (default: --size x --style_scale).")
+    style_scale: float = _option(1.0, "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.")
+    square: bool = _option(False, 'Resize content and style to squares, ignoring aspect (as some published pipelines do).')
+    steps: int = _option(60, 'Optimiser steps.')
+    optimizer: str = _option('lbfgs', 'Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).', choices=OPTIMIZERS)
+    learning_rate: float = _option(0.06, 'Optimiser step size, in [0, 1] image units.')
+    beta_1: float = _option(0.9, 'Adam beta_1.')
+    beta_2: float = _option(0.999, 'Adam beta_2.')
+    epsilon: float = _option(0.1, 'Adam epsilon.')
+    lbfgs_memory: int = _option(10, 'How many past steps L-BFGS remembers.')
+    content_weight: float = _option(1.0, 'Weight of the content term.')
+    style_weight: float = _option(5.0, 'Weight of the style term.')
+    tv_weight: float = _option(0.0, 'Weight of the total-variation (smoothness) term.')
+    tv_loss: str = _option('abs', 'Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).', choices=TV_LOSSES)
+    content_layers: Tuple[str, ...] = _option(DEFAULT_CONTENT_LAYERS, 'Comma-separated VGG layers for the content term.')
+    style_layers: Tuple[str, ...] = _option(DEFAULT_STYLE_LAYERS, 'Comma-separated VGG layers for the style term.')
+    style_layer_weights: Optional[Tuple[float, ...]] = _option(None, 'Comma-separated relative weight per style layer (default: equal).')
+    style_blend: Optional[Tuple[float, ...]] = _option(None, 'Comma-separated share of each style image in the style term (default: equal).')
+    style_mask: Optional[Tuple[str, ...]] = _option(None, 'Comma-separated mask images, one per style: each style paints only where its mask is bright.')
+    style_loss: str = _option('gram', 'Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).', choices=STYLE_LOSSES)
+    gram_norm: str = _option('hw', 'Gram normaliser: h*w or c*h*w.', choices=GRAM_NORMS)
+    loss_norm: str = _option('relative', "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).", choices=LOSS_NORMS)
+    preserve_colors: str = _option('none', "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).", choices=PRESERVE_COLORS)
+    pooling: str = _option('max', "Feature network pooling: max (VGG's) or avg (Gatys et al.).", choices=POOLINGS)
+    init: str = _option('content', 'Starting image: content, noise, style, or an image path.')
+    seed: int = _option(0, 'Seed of the noise init.')
+    weights: str = _option('auto', 'VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path.')
+    backbone: str = _option('vgg19', 'Feature network.', choices=BACKBONES)
+    save_every: int = _option(0, 'Write a snapshot every N steps into --snapshot_dir (0: never).', kind='output')
+    snapshot_dir: Optional[str] = _option(None, 'Folder for snapshots.', kind='runtime')
+    logdir: Optional[str] = _option(None, 'Write TensorBoard summaries (losses each step, the image every --log_every steps) here.', kind='output')
+    log_every: int = _option(50, 'TensorBoard image interval in steps.', kind='runtime')
+    contact_sheet: Optional[str] = _option(None, 'Write a PNG grid of snapshots through the run here.', kind='output')
+    contact_sheet_frames: int = _option(8, 'Snapshots in the contact sheet (first and last included).', kind='runtime')
+    loss_plot: Optional[str] = _option(None, 'Write a PNG plot of the loss curves here (needs matplotlib).', kind='output')
+    memory_check: bool = _option(True, 'Stop before the run if its estimated peak memory exceeds what is available.', kind='runtime')
+    checkpoint_dir: Optional[str] = _option(None, 'Save checkpoints (image, optimiser state, step, settings hash) into this folder.', kind='output')
+    checkpoint_every: int = _option(50, 'Checkpoint interval in steps (also at the end of each scale and on interruption).', kind='runtime')
+    resume: bool = _option(False, 'Continue from the latest checkpoint in --checkpoint_dir.', kind='output')
+    force: bool = _option(False, 'Resume even from a checkpoint made with other settings or images.', kind='runtime')
+    precision: str = _option('auto', 'Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.', choices=PRECISIONS)
+    jit: str = _option('auto', 'Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.', choices=JIT_MODES)
+    scales: int = _option(3, 'Coarse to fine: optimise at this many sizes, growing geometrically up to --size.')
+    start_size: Optional[int] = _option(None, "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).")
+    scale_steps: Optional[Tuple[int, ...]] = _option(None, 'Coarse to fine: comma-separated steps per scale (default: --steps at each).')
 
     def __post_init__(self):
         # Lists from callers become tuples so the config stays hashable and comparable.
@@ -221,6 +233,15 @@ class Limits(NamedTuple):
 
 def field_names():
     return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def option_help(name: str) -> str:
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(Config)}[name]
+
+
+def fields_of_kind(*kinds: str) -> Tuple[str, ...]:
+    """The names of the options of these kinds (see `_option`), in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["kind"] in kinds)
 
 
 def make_config(base: Optional[Config] = None, **options) -> Config:
@@ -336,16 +357,9 @@ def _validate(cfg: Config) -> None:
         raise NstError(f"save_every must be a non-negative integer, got {cfg.save_every!r}")
     if cfg.save_every and not cfg.snapshot_dir:
         raise NstError("save_every needs snapshot_dir, the folder to write snapshots into")
-    _choice(cfg, "optimizer", OPTIMIZERS)
-    _choice(cfg, "backbone", BACKBONES)
-    _choice(cfg, "gram_norm", GRAM_NORMS)
-    _choice(cfg, "precision", PRECISIONS)
-    _choice(cfg, "jit", JIT_MODES)
-    _choice(cfg, "tv_loss", TV_LOSSES)
-    _choice(cfg, "loss_norm", LOSS_NORMS)
-    _choice(cfg, "style_loss", STYLE_LOSSES)
-    _choice(cfg, "preserve_colors", PRESERVE_COLORS)
-    _choice(cfg, "pooling", POOLINGS)
+    for field in dataclasses.fields(cfg):
+        if field.metadata["choices"]:
+            _choice(cfg, field.name, field.metadata["choices"])
     for name in ("learning_rate", "epsilon"):
         if not getattr(cfg, name) > 0:
             raise NstError(f"{name} must be positive, got {getattr(cfg, name)!r}")

@@ -14,7 +14,7 @@ from nst_tf.errors import NstError
 
 # Convolutions per block of each backbone (keras.applications VGG16 / VGG19 without top).
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-BACKBONES = tuple(BLOCKS)
+BACKBONES = ("vgg19", "vgg16")
 # ImageNet means in BGR order, 0..255 scale (keras.applications.vgg19.preprocess_input, mode "caffe").
 MEAN_BGR = (103.939, 116.779, 123.68)
 PRECISIONS = ("float32", "bfloat16", "float16")
