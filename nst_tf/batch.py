@@ -255,6 +255,26 @@ class Runner:
         return records
 
 
+class Plan(NamedTuple):
+    """What a batch will do: every (content, style) job, those whose output is missing, and those
+    grouped into batches (same style, same size, at most `batch_size`)."""
+
+    jobs: List[Job]
+    todo: List[Job]
+    groups: List[List[Job]]
+
+
+def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Plan:
+    """The one plan of the batch command and the Beam pipeline; checks the options and the output
+    folder, writes nothing."""
+    check_config(cfg)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NstError(f"--output_dir {output_dir} is a file, not a folder")
+    jobs = plan_jobs(expand(contents), expand(styles))
+    todo = pending(jobs, output_dir)
+    return Plan(jobs, todo, groups(todo, cfg, batch_size))
+
+
 def steps_per_image(cfg: Config) -> int:
     return sum(steps for _, _, steps in cfg.scale_plan())
 
@@ -267,12 +287,9 @@ def run_batch(contents, styles, output_dir: str, cfg: Config, batch_size: int = 
     contents, styles: specs for `expand`; batch_size: contents optimised together (same style
     and size); devices: split each batch across this many devices (`nst_tf.distribute`);
     callbacks: extra callbacks for every run (e.g. `StopOnSignal`)."""
-    check_config(cfg)
-    jobs = plan_jobs(expand(contents), expand(styles))
+    jobs, todo, batches = plan(contents, styles, output_dir, cfg, batch_size)
     os.makedirs(output_dir, exist_ok=True)
     manifest = Manifest(output_dir)
-    todo = pending(jobs, output_dir)
-    batches = groups(todo, cfg, batch_size)
     start = time.perf_counter()
     if todo:
         strategy = None

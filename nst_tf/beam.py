@@ -32,6 +32,7 @@ except ImportError as err:  # pragma: no cover - depends on the install
 
 from nst_tf import batch
 from nst_tf.config import Config, make_config
+from nst_tf.errors import NstError
 
 
 class StylizeFn(beam.DoFn):
@@ -76,7 +77,7 @@ def build(pipeline, groups: Sequence[List[batch.Job]], cfg: Config, output_dir: 
     )
 
 
-def run(contents, styles, output_dir: str, cfg=None, batch_size: int = 1, evaluate: bool = True,
+def run(contents, styles, output_dir: str, cfg=None, batch_size: int = 4, evaluate: bool = True,
         pipeline_args: Sequence[str] = (), **options) -> dict:
     """Runs the pipeline (see the module docstring) and waits for it.
 
@@ -84,18 +85,16 @@ def run(contents, styles, output_dir: str, cfg=None, batch_size: int = 1, evalua
     "--direct_num_workers=2"]` or `["--runner=DataflowRunner", "--project=...", ...]`.
     Returns `{"written": n, "skipped": n, "seconds": s}`."""
     cfg = make_config(cfg, **options)
-    batch.check_config(cfg)
-    jobs = batch.plan_jobs(batch.expand(contents), batch.expand(styles))
+    jobs, todo, groups = batch.plan(contents, styles, output_dir, cfg, batch_size)
     os.makedirs(output_dir, exist_ok=True)
     batch.Manifest(output_dir)  # drops stale lines before the workers start
-    todo = batch.pending(jobs, output_dir)
     start = time.perf_counter()
     if todo:
         args = list(pipeline_args)
         if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
             args.append("--default_sdk_harness_log_level=WARNING")  # the workers' start-up chatter
         with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
-            build(pipeline, batch.groups(todo, cfg, batch_size), cfg, os.path.abspath(output_dir), evaluate)
+            build(pipeline, groups, cfg, os.path.abspath(output_dir), evaluate)
     return {"written": len(todo), "skipped": len(jobs) - len(todo), "seconds": time.perf_counter() - start}
 
 
@@ -104,33 +103,26 @@ def main(argv=None) -> int:
     from absl import flags
 
     from nst_tf import cli
-    from nst_tf.errors import NstError
 
     fv = flags.FlagValues()
     cli.define_flags(fv, images=False)
-    flags.DEFINE_list("contents", None, "Content images: folders, glob patterns or files, comma-separated.", flag_values=fv)
-    flags.DEFINE_list("styles", None, "Style images: folders, glob patterns or files, comma-separated.", flag_values=fv)
-    flags.DEFINE_string("output_dir", None, "Folder every worker can write: <content>__<style>.png and manifest.jsonl.",
-                        flag_values=fv)
-    flags.DEFINE_integer("batch_size", 1, "Content images of one size optimised together per style.", lower_bound=1,
-                         flag_values=fv)
-    flags.DEFINE_boolean("evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.", flag_values=fv)
+    cli.define_batch_flags(fv)
     argv = list(sys.argv if argv is None else argv)
     try:
         rest = fv(argv, known_only=True)
     except flags.Error as err:
-        return cli._fail(str(err).splitlines()[0])
-    try:
-        for name in ("contents", "styles", "output_dir"):
-            if not fv[name].value:
-                raise NstError(f"--{name} is required")
-        cfg = cli.config_from_flags(fv)
-        from nst_tf import autotune
+        return cli.fail(str(err).splitlines()[0])
+    return cli.exits_2(_main)(fv, rest[1:])
 
-        cfg, _ = autotune.concrete(cfg, fv.autotune)  # here, once: every worker runs the same choice
-        result = run(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.evaluate, pipeline_args=rest[1:])
-    except NstError as err:
-        return cli._fail(err)
+
+def _main(fv, pipeline_args) -> int:
+    from nst_tf import autotune, cli
+
+    for name in ("contents", "styles", "output_dir"):
+        if not fv[name].value:
+            raise NstError(f"--{name} is required")
+    cfg, _ = autotune.concrete(cli.config_from_flags(fv), fv.autotune)  # once: every worker runs the same choice
+    result = run(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.evaluate, pipeline_args=pipeline_args)
     rate = result["written"] / result["seconds"] * 60 if result["written"] else 0.0
     print(f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
           f"{result['skipped']} existed")

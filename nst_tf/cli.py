@@ -8,6 +8,7 @@ line on stderr and exit status 2; no output file is written unless the run succe
 """
 
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -85,9 +86,23 @@ def _import_tensorflow_quietly():
         os.close(devnull)
 
 
-def _fail(message) -> int:
+def fail(message) -> int:
     sys.stderr.write(f"nst-tf: error: {message}\n")
     return 2
+
+
+def exits_2(main):
+    """`main` with an `NstError` (a user's mistake) turned into one line on stderr and exit status 2:
+    every command's main goes through this."""
+
+    @functools.wraps(main)
+    def wrapped(*args):
+        try:
+            return main(*args)
+        except NstError as err:
+            return fail(err)
+
+    return wrapped
 
 
 def _interrupted(err, output, progress) -> int:
@@ -98,7 +113,7 @@ def _interrupted(err, output, progress) -> int:
     try:
         image_io.save_image(output, run.image_uint8())
     except NstError as save_err:
-        _fail(f"{err}; could not save the image: {save_err}")
+        fail(f"{err}; could not save the image: {save_err}")
         return 128 + err.signum
     sys.stderr.write(f"nst-tf: {err} after step {run.step_count} at {run.content.shape[1]}x{run.content.shape[0]}: "
                      f"wrote the image so far to {output}\n")
@@ -115,9 +130,10 @@ def _parse(argv):
         return flags.FLAGS(argv)
     except flags.Error as err:
         message = str(err).replace("ERROR:: ", "").strip()
-        sys.exit(_fail(message.splitlines()[0] if message else type(err).__name__))
+        sys.exit(fail(message.splitlines()[0] if message else type(err).__name__))
 
 
+@exits_2
 def main(argv) -> int:
     fv = flags.FLAGS
     try:
@@ -150,12 +166,10 @@ def main(argv) -> int:
             image = transfer.stylize(content, styles, cfg, progress=fv.progress, masks=masks, callbacks=[stop])
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
-    except NstError as err:
-        return _fail(err)
     except Interrupted as err:
         return _interrupted(err, output, fv.progress)
     except KeyboardInterrupt:  # a signal before the run started, or a second one
-        _fail("stopped before a step finished; nothing written")
+        fail("stopped before a step finished; nothing written")
         return 130
     steps = sum(steps for _, _, steps in cfg.scale_plan())
     print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
@@ -169,23 +183,21 @@ def run():
     app.run(main, flags_parser=_parse)
 
 
+@exits_2
 def evaluate_main(argv) -> int:
     """Prints `nst_tf.evaluate`'s JSON report for --image against --content and --style."""
     import json
 
     fv = flags.FLAGS
-    try:
-        _no_arguments(argv)
-        for name in ("image", "content", "style"):
-            if not fv[name].value:
-                raise NstError(f"--{name} is required")
-        images = [image_io.load_image(fv[name].value) for name in ("image", "content", "style")]
-        _import_tensorflow_quietly()
-        from nst_tf import metrics
+    _no_arguments(argv)
+    for name in ("image", "content", "style"):
+        if not fv[name].value:
+            raise NstError(f"--{name} is required")
+    images = [image_io.load_image(fv[name].value) for name in ("image", "content", "style")]
+    _import_tensorflow_quietly()
+    from nst_tf import metrics
 
-        report = metrics.evaluate(*images, weights=fv.weights)
-    except NstError as err:
-        return _fail(err)
+    report = metrics.evaluate(*images, weights=fv.weights)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -199,27 +211,25 @@ def run_evaluate():
     app.run(evaluate_main, flags_parser=_parse)
 
 
+@exits_2
 def export_main(argv) -> int:
     """Writes the SavedModel (`nst_tf.export_saved_model`) and prints where, its size and limits."""
     fv = flags.FLAGS
-    try:
-        _no_arguments(argv)
-        cfg = config_from_flags(fv)
-        if not fv.export_dir:
-            raise NstError("--export_dir is required (TF Serving's model base path)")
-        _import_tensorflow_quietly()
-        import tensorflow as tf
+    _no_arguments(argv)
+    cfg = config_from_flags(fv)
+    if not fv.export_dir:
+        raise NstError("--export_dir is required (TF Serving's model base path)")
+    _import_tensorflow_quietly()
+    import tensorflow as tf
 
-        from nst_tf import serving
+    from nst_tf import serving
 
-        tf.get_logger().setLevel("ERROR")  # the SavedModel writer logs each step at INFO
-        cfg, _ = autotune.concrete(cfg.replace(jit="on" if cfg.jit == "on" else "off"), fv.autotune)
-        limits = config_lib.Limits(fv.max_pixels, fv.max_steps, fv.max_input_pixels)
-        start = time.perf_counter()
-        path = serving.export_saved_model(fv.export_dir, fv.version, cfg, limits=limits, overwrite=fv.overwrite)
-        seconds = time.perf_counter() - start
-    except NstError as err:
-        return _fail(err)
+    tf.get_logger().setLevel("ERROR")  # the SavedModel writer logs each step at INFO
+    cfg, _ = autotune.concrete(cfg.replace(jit="on" if cfg.jit == "on" else "off"), fv.autotune)
+    limits = config_lib.Limits(fv.max_pixels, fv.max_steps, fv.max_input_pixels)
+    start = time.perf_counter()
+    path = serving.export_saved_model(fv.export_dir, fv.version, cfg, limits=limits, overwrite=fv.overwrite)
+    seconds = time.perf_counter() - start
     print(f"wrote {path} ({serving.directory_bytes(path) / 1e6:.1f} MB in {seconds:.0f} s; limits: "
           f"{limits.max_pixels} output pixels, {limits.max_steps} steps per scale, {limits.max_input_pixels} input pixels)")
     return 0
@@ -238,6 +248,7 @@ def run_export():
     app.run(export_main, flags_parser=_parse)
 
 
+@exits_2
 def batch_main(argv) -> int:
     """Stylises every --contents image with every --styles image into --output_dir
     (`nst_tf.batch.run_batch`), skipping outputs that exist."""
@@ -247,14 +258,9 @@ def batch_main(argv) -> int:
         cfg = config_from_flags(fv)
         from nst_tf import batch
 
-        batch.check_config(cfg)
         if not fv.output_dir:
             raise NstError("--output_dir is required")
-        if os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
-            raise NstError(f"--output_dir {fv.output_dir} is a file, not a folder")
-        jobs = batch.plan_jobs(batch.expand(fv.contents), batch.expand(fv.styles))
-        todo = batch.pending(jobs, fv.output_dir)
-        groups = batch.groups(todo, cfg, fv.batch_size)
+        jobs, todo, groups = batch.plan(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size)
         for path in sorted({p for job in todo for p in (job.content, job.style)}):
             image_io.load_image(path)  # every input decodes, before any work
         print(f"{len(jobs)} outputs: {len(jobs) - len(todo)} exist (skipped), {len(todo)} to make in {len(groups)} "
@@ -272,8 +278,6 @@ def batch_main(argv) -> int:
         with callbacks.StopOnSignal() as stop:
             result = batch.run_batch(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.devices,
                                      evaluate=fv.evaluate, progress=fv.progress, callbacks=[stop])
-    except NstError as err:
-        return _fail(err)
     except Interrupted as err:
         if fv.progress:
             sys.stderr.write("\n")
@@ -281,7 +285,7 @@ def batch_main(argv) -> int:
                          "listed in the manifest; run the same command again to go on\n")
         return 128 + err.signum
     except KeyboardInterrupt:
-        _fail("stopped; run the same command again to go on")
+        fail("stopped; run the same command again to go on")
         return 130
     rate = result["written"] / result["seconds"] * 60 if result["seconds"] else 0.0
     print(f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
@@ -289,16 +293,23 @@ def batch_main(argv) -> int:
     return 0
 
 
+def define_batch_flags(fv=flags.FLAGS):
+    """The flags of a batch of jobs, for `nst-tf-batch` and the Beam pipeline alike."""
+    flags.DEFINE_list("contents", None, "Content images: folders, glob patterns or files, comma-separated.", flag_values=fv)
+    flags.DEFINE_list("styles", None, "Style images: folders, glob patterns or files, comma-separated.", flag_values=fv)
+    flags.DEFINE_string("output_dir", None, "Folder (every worker can write) for <content>__<style>.png and manifest.jsonl.",
+                        flag_values=fv)
+    flags.DEFINE_integer("batch_size", 4, "Content images of one size optimised together per style.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_boolean("evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.", flag_values=fv)
+
+
 def run_batch():
     """Console entry point (`nst-tf-batch`)."""
     define_flags(images=False)
-    flags.DEFINE_list("contents", None, "Content images: folders, glob patterns or files, comma-separated.")
-    flags.DEFINE_list("styles", None, "Style images: folders, glob patterns or files, comma-separated.")
-    flags.DEFINE_string("output_dir", None, "Folder for <content>__<style>.png and manifest.jsonl.")
-    flags.DEFINE_integer("batch_size", 4, "Content images of one size optimised together per style.", lower_bound=1)
+    define_batch_flags()
     flags.DEFINE_integer("devices", 1, "Split each batch across this many devices (GPUs, or logical CPU devices).",
                          lower_bound=1)
-    flags.DEFINE_boolean("evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.")
     flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
     flags.mark_flags_as_required(["contents", "styles", "output_dir"])
     app.run(batch_main, flags_parser=_parse)
