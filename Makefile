@@ -1,5 +1,5 @@
 # make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
-# make test: set up .venv (if missing) with the test extras and run the whole suite.
+# make test: set up .venv (if missing) with the test extras, check formatting and lint (ruff), run the whole suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -24,6 +24,8 @@ demo: $(STAMP)
 	$(VENV)/bin/nst-tf --output=stylized.png
 
 test: $(STAMP)
+	$(VENV)/bin/ruff format --check nst_tf tests scripts
+	$(VENV)/bin/ruff check nst_tf tests scripts
 	$(PY) -m pytest -q --durations=10 tests
 
 clean:

@@ -39,8 +39,14 @@ ENV = "NST_TF_AUTOTUNE"
 MODES = ("cached", "remeasure", "off")
 PRECISIONS = ("float32", "bfloat16", "float16")
 # float32 without XLA first: it is the quality reference for the others.
-CANDIDATES = (("float32", False), ("float32", True), ("bfloat16", False), ("bfloat16", True),
-              ("float16", False), ("float16", True))
+CANDIDATES = (
+    ("float32", False),
+    ("float32", True),
+    ("bfloat16", False),
+    ("bfloat16", True),
+    ("float16", False),
+    ("float16", True),
+)
 SIZE = 192  # the calibration image's longest side (the bundled boston.jpg: 192x128)
 WARMUP_STEPS = 2  # after the first call, which traces and compiles
 TIMED_STEPS = 5
@@ -127,7 +133,8 @@ def machine_key(gpu: Optional[str]) -> str:
 def cache_path() -> str:
     """`$NST_TF_CACHE_DIR/autotune.json`, else under `$XDG_CACHE_HOME` or `~/.cache`, in `nst_tf/`."""
     folder = os.environ.get("NST_TF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "nst_tf")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "nst_tf"
+    )
     return os.path.join(folder, "autotune.json")
 
 
@@ -200,10 +207,18 @@ def measure(weights: str = "auto", log: Callable[[str], None] = None) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             layer_weights = weights_lib.load("random", "vgg19")
-    content, style = (tf.constant(image_io.load_image(image_io.example_path(n), SIZE)[None])
-                      for n in ("boston", "the_scream"))
-    entry = {"seconds": {}, "loss_ratio": {}, "skipped": {}, "compile_seconds": {}, "gpu": gpu,
-             "size": f"{content.shape[2]}x{content.shape[1]}", "steps": WARMUP_STEPS + TIMED_STEPS}
+    content, style = (
+        tf.constant(image_io.load_image(image_io.example_path(n), SIZE)[None]) for n in ("boston", "the_scream")
+    )
+    entry = {
+        "seconds": {},
+        "loss_ratio": {},
+        "skipped": {},
+        "compile_seconds": {},
+        "gpu": gpu,
+        "size": f"{content.shape[2]}x{content.shape[1]}",
+        "steps": WARMUP_STEPS + TIMED_STEPS,
+    }
     reference = None  # (float32 loss function, its loss after the steps)
     for precision, xla in CANDIDATES:
         key = name(precision, xla)
@@ -277,8 +292,13 @@ def mode_from_env() -> str:
     return mode
 
 
-def resolve(precision: str = "auto", jit: str = "auto", style_loss: str = "gram", mode: Optional[str] = None,
-            weights: str = "auto") -> Choice:
+def resolve(
+    precision: str = "auto",
+    jit: str = "auto",
+    style_loss: str = "gram",
+    mode: Optional[str] = None,
+    weights: str = "auto",
+) -> Choice:
     """The concrete (precision, XLA) for these settings: given values pass through; "auto" is
     measured (see the module docstring) or, with mode "off", the safe rule (float32, XLA on)."""
     mode = mode or mode_from_env()
@@ -294,8 +314,10 @@ def resolve(precision: str = "auto", jit: str = "auto", style_loss: str = "gram"
     if entry is None and mode == "cached":
         entry = _read_cache().get("entries", {}).get(key)
     if entry is None:
-        sys.stderr.write(f"nst-tf: timing each precision and XLA setting on this machine, once (cached in {cache_path()}; "
-                         f"{ENV}=off skips it)\n")
+        sys.stderr.write(
+            f"nst-tf: timing each precision and XLA setting on this machine, once (cached in {cache_path()}; "
+            f"{ENV}=off skips it)\n"
+        )
         entry = measure(weights)
         _measured[key] = entry
         _write_cache(key, entry)
@@ -312,7 +334,9 @@ def concrete(cfg, mode: Optional[str] = None) -> Tuple[object, Choice]:
     return cfg.replace(precision=choice.precision, jit=jit), choice
 
 
-def describe_cached(precision: str = "auto", jit: str = "auto", style_loss: str = "gram", mode: Optional[str] = None) -> str:
+def describe_cached(
+    precision: str = "auto", jit: str = "auto", style_loss: str = "gram", mode: Optional[str] = None
+) -> str:
     """What "auto" will be on this machine, from the cache only (no TensorFlow): for `--dry_run`."""
     if precision != "auto" and jit != "auto":
         return f"precision {precision}, XLA {jit} (as given)"
@@ -321,8 +345,10 @@ def describe_cached(precision: str = "auto", jit: str = "auto", style_loss: str 
         return "precision/XLA: " + resolve(precision, jit, style_loss, "off").describe()
     entries = cached_entries()
     if mode == "remeasure" or not entries:
-        return (f"precision/XLA: auto, measured when the run starts (about 20-40 s, once per machine; "
-                f"cached in {cache_path()})")
+        return (
+            f"precision/XLA: auto, measured when the run starts (about 20-40 s, once per machine; "
+            f"cached in {cache_path()})"
+        )
     lines = []
     for key, entry in entries.items():
         where = "with GPU " + entry["gpu"] if entry.get("gpu") else "CPU only"

@@ -69,8 +69,10 @@ def plan_jobs(contents: Sequence[str], styles: Sequence[str]) -> List[Job]:
         stems = [_stem(p) for p in paths]
         twice = sorted({s for s in stems if stems.count(s) > 1})
         if twice:
-            raise NstError(f"two {kind} images are named {twice[0]!r}; outputs are named <content>__<style>.png, "
-                           "so names must be unique")
+            raise NstError(
+                f"two {kind} images are named {twice[0]!r}; outputs are named <content>__<style>.png, "
+                "so names must be unique"
+            )
     return [Job(c, s, f"{_stem(c)}__{_stem(s)}.png") for c in contents for s in styles]
 
 
@@ -85,8 +87,10 @@ def check_config(cfg: Config) -> None:
         if getattr(cfg, name):
             raise NstError(f"--{name} writes files of a single run; a batch writes {MANIFEST} instead: leave it out")
     if cfg.style_mask or cfg.style_blend:
-        raise NstError("--style_mask and --style_blend combine several styles in one run; a batch gives each "
-                       "content each style on its own")
+        raise NstError(
+            "--style_mask and --style_blend combine several styles in one run; a batch gives each "
+            "content each style on its own"
+        )
 
 
 def settings(cfg: Config) -> dict:
@@ -152,7 +156,7 @@ def groups(jobs: Sequence[Job], cfg: Config, batch_size: int) -> List[List[Job]]
     buckets: Dict[tuple, List[Job]] = {}
     for job in jobs:
         buckets.setdefault((job.style, output_hw(job.content, cfg)), []).append(job)
-    return [bucket[i:i + size] for bucket in buckets.values() for i in range(0, len(bucket), size)]
+    return [bucket[i : i + size] for bucket in buckets.values() for i in range(0, len(bucket), size)]
 
 
 class Progress(Callback):
@@ -229,22 +233,31 @@ class Runner:
         last = _LastRun()
         contents = [image_io.load_image(job.content) for job in group]
         style = image_io.load_image(group[0].style)
-        strategy = self.strategy if self.strategy is not None and len(group) >= self.strategy.num_replicas_in_sync else None
+        strategy = (
+            self.strategy if self.strategy is not None and len(group) >= self.strategy.num_replicas_in_sync else None
+        )
         start = time.perf_counter()
-        images = transfer.stylize(contents, style, self.cfg, callbacks=[last, *callbacks], model=self.model,
-                                  strategy=strategy)
+        images = transfer.stylize(
+            contents, style, self.cfg, callbacks=[last, *callbacks], model=self.model, strategy=strategy
+        )
         seconds = time.perf_counter() - start
         loss, terms = last.run.evaluate(per_image=True)
         records = []
         for k, (job, image) in enumerate(zip(group, images)):
             path = image_io.save_image(os.path.join(self.output_dir, job.output), image)
             record = {
-                "output": job.output, "content": job.content, "style": job.style,
+                "output": job.output,
+                "content": job.content,
+                "style": job.style,
                 "size": [int(image.shape[0]), int(image.shape[1])],
                 "settings": self.settings,
-                "loss": loss[k], "terms": {name: values[k] for name, values in terms.items()},
-                "seconds": seconds / len(group), "batch": len(group), "batch_seconds": seconds,
-                "devices": strategy.num_replicas_in_sync if strategy is not None else 1, "worker": self.worker,
+                "loss": loss[k],
+                "terms": {name: values[k] for name, values in terms.items()},
+                "seconds": seconds / len(group),
+                "batch": len(group),
+                "batch_seconds": seconds,
+                "devices": strategy.num_replicas_in_sync if strategy is not None else 1,
+                "worker": self.worker,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             if self.evaluator is not None:
@@ -279,8 +292,17 @@ def steps_per_image(cfg: Config) -> int:
     return sum(steps for _, _, steps in cfg.scale_plan())
 
 
-def run_batch(contents, styles, output_dir: str, cfg: Config, batch_size: int = 1, devices: int = 1,
-              evaluate: bool = True, progress: bool = True, callbacks=()) -> dict:
+def run_batch(
+    contents,
+    styles,
+    output_dir: str,
+    cfg: Config,
+    batch_size: int = 1,
+    devices: int = 1,
+    evaluate: bool = True,
+    progress: bool = True,
+    callbacks=(),
+) -> dict:
     """Stylises every content with every style into `output_dir` (see the module docstring),
     skipping outputs that exist. Returns `{"written": n, "skipped": n, "seconds": s}`.
 

@@ -44,8 +44,9 @@ class StylizeFn(beam.DoFn):
 
     def setup(self):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        self.runner = batch.Runner(Config(**self.options), self.output_dir, evaluate=self.evaluate,
-                                   worker=f"pid {os.getpid()}")
+        self.runner = batch.Runner(
+            Config(**self.options), self.output_dir, evaluate=self.evaluate, worker=f"pid {os.getpid()}"
+        )
 
     def process(self, group):
         jobs = [batch.Job(*job) for job in group]
@@ -77,8 +78,16 @@ def build(pipeline, groups: Sequence[List[batch.Job]], cfg: Config, output_dir: 
     )
 
 
-def run(contents, styles, output_dir: str, cfg=None, batch_size: int = 4, evaluate: bool = True,
-        pipeline_args: Sequence[str] = (), **options) -> dict:
+def run(
+    contents,
+    styles,
+    output_dir: str,
+    cfg=None,
+    batch_size: int = 4,
+    evaluate: bool = True,
+    pipeline_args: Sequence[str] = (),
+    **options,
+) -> dict:
     """Runs the pipeline (see the module docstring) and waits for it.
 
     pipeline_args: Beam's own options, e.g. `["--direct_running_mode=multi_processing",
@@ -124,8 +133,10 @@ def _main(fv, pipeline_args) -> int:
     cfg, _ = autotune.concrete(cli.config_from_flags(fv), fv.autotune)  # once: every worker runs the same choice
     result = run(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.evaluate, pipeline_args=pipeline_args)
     rate = result["written"] / result["seconds"] * 60 if result["written"] else 0.0
-    print(f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
-          f"{result['skipped']} existed")
+    print(
+        f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
+        f"{result['skipped']} existed"
+    )
     return 0
 
 

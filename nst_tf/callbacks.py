@@ -51,7 +51,9 @@ class ProgressBar(Callback):
         eta = elapsed / step * (self.steps - step)
         filled = int(self.width * step / self.steps)
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {step}/{self.steps} loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s ")
+        self.stream.write(
+            f"\r{self.label} [{bar}] {step}/{self.steps} loss {loss:.4g}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s "
+        )
         self.stream.flush()
 
     def on_run_end(self, transfer):
@@ -142,7 +144,9 @@ class TensorBoard(AcrossScales):
                 raise NstError(f"cannot write TensorBoard logs to {self.logdir}: {err}") from None
             rows = "\n".join(f"| {k} | {v} |" for k, v in vars(transfer.config).items())
             with self.writer.as_default():
-                self._write("config", "| option | value |\n| --- | --- |\n" + rows, "text", summary_pb2.DATA_CLASS_TENSOR)
+                self._write(
+                    "config", "| option | value |\n| --- | --- |\n" + rows, "text", summary_pb2.DATA_CLASS_TENSOR
+                )
                 self._image(transfer)
 
     def on_step_end(self, transfer, step, loss, terms):
@@ -253,14 +257,17 @@ class LossPlot(AcrossScales):
         super().on_step_end(transfer, step, loss, terms)
         cfg = transfer.config
         self.steps.append(self.done)
-        weighted = {"total": loss, f"content x {cfg.content_weight:g}": cfg.content_weight * terms["content"],
-                    f"style x {cfg.style_weight:g}": cfg.style_weight * terms["style"],
-                    f"tv x {cfg.tv_weight:g}": cfg.tv_weight * terms["tv"]}
+        weighted = {
+            "total": loss,
+            f"content x {cfg.content_weight:g}": cfg.content_weight * terms["content"],
+            f"style x {cfg.style_weight:g}": cfg.style_weight * terms["style"],
+            f"tv x {cfg.tv_weight:g}": cfg.tv_weight * terms["tv"],
+        }
         for name, value in weighted.items():
             self.curves.setdefault(name, []).append(value)
         for name, value in terms.items():
             if name.startswith("style/"):
-                self.layers.setdefault(name[len("style/"):], []).append(value)
+                self.layers.setdefault(name[len("style/") :], []).append(value)
 
     def on_run_end(self, transfer):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -269,7 +276,10 @@ class LossPlot(AcrossScales):
         fig = Figure(figsize=(self.SIZE[0] / 100, self.SIZE[1] / 100), dpi=100)
         canvas = FigureCanvasAgg(fig)
         left, right = fig.subplots(1, 2)
-        for ax, curves, title in ((left, self.curves, "loss (weighted terms)"), (right, self.layers, "style error per layer")):
+        for ax, curves, title in (
+            (left, self.curves, "loss (weighted terms)"),
+            (right, self.layers, "style error per layer"),
+        ):
             top = 0.0
             for name, values in curves.items():
                 values = np.asarray(values, np.float64)

@@ -46,9 +46,12 @@ def settings_hash(cfg, images) -> str:
 def _tracked(state, optimizer, settings: str = ""):
     """What a checkpoint holds: the run state (`nst_tf.driver.RunState`) as variables, the
     settings hash, and the optimiser's learning-rate variable (which recoveries change)."""
-    values = {"variables": [tf.Variable(v) for v in [state.image] + tf.nest.flatten(state.opt_state)],
-              "step": tf.Variable(state.step, dtype=tf.int64), "scale": tf.Variable(state.scale, dtype=tf.int64),
-              "settings": tf.Variable(settings)}
+    values = {
+        "variables": [tf.Variable(v) for v in [state.image] + tf.nest.flatten(state.opt_state)],
+        "step": tf.Variable(state.step, dtype=tf.int64),
+        "scale": tf.Variable(state.scale, dtype=tf.int64),
+        "settings": tf.Variable(settings),
+    }
     rate = getattr(optimizer, "learning_rate", None)
     if isinstance(rate, tf.Variable):
         values["learning_rate"] = rate
@@ -98,12 +101,16 @@ class Resume(NamedTuple):
         try:
             tf.train.Checkpoint(**tracked).restore(self.path).assert_existing_objects_matched()
         except (ValueError, AssertionError, tf.errors.OpError) as err:
-            raise NstError(f"cannot restore {self.path} into this run ({str(err).splitlines()[0]}); "
-                           "resume with the settings it was made with, or choose another --checkpoint_dir") from None
+            raise NstError(
+                f"cannot restore {self.path} into this run ({str(err).splitlines()[0]}); "
+                "resume with the settings it was made with, or choose another --checkpoint_dir"
+            ) from None
         image, *opt_state = [v.read_value() for v in tracked["variables"]]
         transfer.state = transfer.state._replace(
-            image=image, opt_state=tf.nest.pack_sequence_as(transfer.state.opt_state, opt_state),
-            step=int(tracked["step"].numpy()))
+            image=image,
+            opt_state=tf.nest.pack_sequence_as(transfer.state.opt_state, opt_state),
+            step=int(tracked["step"].numpy()),
+        )
 
 
 def latest(directory: str, settings: str, force: bool = False) -> Optional[Resume]:
@@ -120,6 +127,8 @@ def latest(directory: str, settings: str, force: bool = False) -> Optional[Resum
     except (tf.errors.OpError, ValueError) as err:
         raise NstError(f"{path} is not an nst_tf checkpoint ({str(err).splitlines()[0]})") from None
     if saved != settings and not force:
-        raise NstError(f"the checkpoint {path} was made with other settings or input images (hash {saved}, now "
-                       f"{settings}); resume with the same flags and images, pass --force, or use another --checkpoint_dir")
+        raise NstError(
+            f"the checkpoint {path} was made with other settings or input images (hash {saved}, now "
+            f"{settings}); resume with the same flags and images, pass --force, or use another --checkpoint_dir"
+        )
     return Resume(path, scale, step)

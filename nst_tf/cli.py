@@ -28,15 +28,27 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
     input, output and progress flags (for the SavedModel export, which takes only options)."""
     if images:
         flags.DEFINE_string("content", image_io.example_path("boston"), "Content image (the photo).", flag_values=fv)
-        flags.DEFINE_list("style", [image_io.example_path("the_scream")], "Style image (the painting), or several, comma-separated.", flag_values=fv)
-        flags.DEFINE_string("output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv)
+        flags.DEFINE_list(
+            "style",
+            [image_io.example_path("the_scream")],
+            "Style image (the painting), or several, comma-separated.",
+            flag_values=fv,
+        )
+        flags.DEFINE_string(
+            "output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv
+        )
         flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
-        flags.DEFINE_boolean("dry_run", False, "Print the plan (sizes per scale, estimated memory and time) and exit.",
-                             flag_values=fv)
-    flags.DEFINE_enum("autotune", os.environ.get(autotune.ENV) or "cached", autotune.MODES,
-                      "How --precision=auto and --jit=auto are chosen: cached (time each candidate once per machine, "
-                      f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",
-                      flag_values=fv)
+        flags.DEFINE_boolean(
+            "dry_run", False, "Print the plan (sizes per scale, estimated memory and time) and exit.", flag_values=fv
+        )
+    flags.DEFINE_enum(
+        "autotune",
+        os.environ.get(autotune.ENV) or "cached",
+        autotune.MODES,
+        "How --precision=auto and --jit=auto are chosen: cached (time each candidate once per machine, "
+        f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",
+        flag_values=fv,
+    )
     for field in dataclasses.fields(config_lib.Config):  # each option's flag, from its field (`config._option`)
         name, default, help_, choices = field.name, field.default, field.metadata["help"], field.metadata["choices"]
         if choices:
@@ -56,8 +68,11 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
 def config_from_flags(fv=flags.FLAGS) -> config_lib.Config:
     """The parsed flags as a validated `Config`."""
     values = {name: fv[name].value for name in config_lib.field_names()}
-    for name, kind, what in (("style_layer_weights", float, "numbers"), ("style_blend", float, "numbers"),
-                             ("scale_steps", int, "whole numbers")):
+    for name, kind, what in (
+        ("style_layer_weights", float, "numbers"),
+        ("style_blend", float, "numbers"),
+        ("scale_steps", int, "whole numbers"),
+    ):
         if values[name] is not None:
             try:
                 values[name] = tuple(kind(v) for v in values[name])
@@ -115,8 +130,10 @@ def _interrupted(err, output, progress) -> int:
     except NstError as save_err:
         fail(f"{err}; could not save the image: {save_err}")
         return 128 + err.signum
-    sys.stderr.write(f"nst-tf: {err} after step {run.step_count} at {run.content.shape[1]}x{run.content.shape[0]}: "
-                     f"wrote the image so far to {output}\n")
+    sys.stderr.write(
+        f"nst-tf: {err} after step {run.step_count} at {run.content.shape[1]}x{run.content.shape[0]}: "
+        f"wrote the image so far to {output}\n"
+    )
     return 128 + err.signum
 
 
@@ -172,8 +189,10 @@ def main(argv) -> int:
         fail("stopped before a step finished; nothing written")
         return 130
     steps = sum(steps for _, _, steps in cfg.scale_plan())
-    print(f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
-          f"peak memory {planner.peak_memory_bytes() / 2**30:.1f} GiB; {choice.describe()})")
+    print(
+        f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
+        f"peak memory {planner.peak_memory_bytes() / 2**30:.1f} GiB; {choice.describe()})"
+    )
     return 0
 
 
@@ -230,8 +249,10 @@ def export_main(argv) -> int:
     start = time.perf_counter()
     path = serving.export_saved_model(fv.export_dir, fv.version, cfg, limits=limits, overwrite=fv.overwrite)
     seconds = time.perf_counter() - start
-    print(f"wrote {path} ({serving.directory_bytes(path) / 1e6:.1f} MB in {seconds:.0f} s; limits: "
-          f"{limits.max_pixels} output pixels, {limits.max_steps} steps per scale, {limits.max_input_pixels} input pixels)")
+    print(
+        f"wrote {path} ({serving.directory_bytes(path) / 1e6:.1f} MB in {seconds:.0f} s; limits: "
+        f"{limits.max_pixels} output pixels, {limits.max_steps} steps per scale, {limits.max_input_pixels} input pixels)"
+    )
     return 0
 
 
@@ -242,9 +263,13 @@ def run_export():
     flags.DEFINE_string("export_dir", None, "Model base path: the SavedModel goes to <export_dir>/<version>/.")
     flags.DEFINE_integer("version", 1, "Model version (TF Serving serves the highest).", lower_bound=1)
     flags.DEFINE_boolean("overwrite", False, "Replace an existing version folder.")
-    flags.DEFINE_integer("max_pixels", limits.max_pixels, "Largest output (height x width) a request may ask for.", lower_bound=1)
+    flags.DEFINE_integer(
+        "max_pixels", limits.max_pixels, "Largest output (height x width) a request may ask for.", lower_bound=1
+    )
     flags.DEFINE_integer("max_steps", limits.max_steps, "Most steps per scale a request may ask for.", lower_bound=1)
-    flags.DEFINE_integer("max_input_pixels", limits.max_input_pixels, "Largest encoded input, read from its header.", lower_bound=1)
+    flags.DEFINE_integer(
+        "max_input_pixels", limits.max_input_pixels, "Largest encoded input, read from its header.", lower_bound=1
+    )
     app.run(export_main, flags_parser=_parse)
 
 
@@ -263,9 +288,11 @@ def batch_main(argv) -> int:
         jobs, todo, groups = batch.plan(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size)
         for path in sorted({p for job in todo for p in (job.content, job.style)}):
             image_io.load_image(path)  # every input decodes, before any work
-        print(f"{len(jobs)} outputs: {len(jobs) - len(todo)} exist (skipped), {len(todo)} to make in {len(groups)} "
-              f"batch(es) of up to {fv.batch_size}" + (f" across {fv.devices} devices" if fv.devices > 1 else ""),
-              flush=True)
+        print(
+            f"{len(jobs)} outputs: {len(jobs) - len(todo)} exist (skipped), {len(todo)} to make in {len(groups)} "
+            f"batch(es) of up to {fv.batch_size}" + (f" across {fv.devices} devices" if fv.devices > 1 else ""),
+            flush=True,
+        )
         if not todo:
             return 0
         _import_tensorflow_quietly()
@@ -276,40 +303,63 @@ def batch_main(argv) -> int:
         tf.get_logger().setLevel("ERROR")  # MirroredStrategy logs its devices at INFO
         cfg, _ = autotune.concrete(cfg, fv.autotune)
         with callbacks.StopOnSignal() as stop:
-            result = batch.run_batch(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.devices,
-                                     evaluate=fv.evaluate, progress=fv.progress, callbacks=[stop])
+            result = batch.run_batch(
+                fv.contents,
+                fv.styles,
+                fv.output_dir,
+                cfg,
+                fv.batch_size,
+                fv.devices,
+                evaluate=fv.evaluate,
+                progress=fv.progress,
+                callbacks=[stop],
+            )
     except Interrupted as err:
         if fv.progress:
             sys.stderr.write("\n")
-        sys.stderr.write(f"nst-tf-batch: {err}: the batch under way is dropped; the outputs written are kept and "
-                         "listed in the manifest; run the same command again to go on\n")
+        sys.stderr.write(
+            f"nst-tf-batch: {err}: the batch under way is dropped; the outputs written are kept and "
+            "listed in the manifest; run the same command again to go on\n"
+        )
         return 128 + err.signum
     except KeyboardInterrupt:
         fail("stopped; run the same command again to go on")
         return 130
     rate = result["written"] / result["seconds"] * 60 if result["seconds"] else 0.0
-    print(f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
-          f"manifest: {os.path.join(fv.output_dir, batch.MANIFEST)}")
+    print(
+        f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
+        f"manifest: {os.path.join(fv.output_dir, batch.MANIFEST)}"
+    )
     return 0
 
 
 def define_batch_flags(fv=flags.FLAGS):
     """The flags of a batch of jobs, for `nst-tf-batch` and the Beam pipeline alike."""
-    flags.DEFINE_list("contents", None, "Content images: folders, glob patterns or files, comma-separated.", flag_values=fv)
+    flags.DEFINE_list(
+        "contents", None, "Content images: folders, glob patterns or files, comma-separated.", flag_values=fv
+    )
     flags.DEFINE_list("styles", None, "Style images: folders, glob patterns or files, comma-separated.", flag_values=fv)
-    flags.DEFINE_string("output_dir", None, "Folder (every worker can write) for <content>__<style>.png and manifest.jsonl.",
-                        flag_values=fv)
-    flags.DEFINE_integer("batch_size", 4, "Content images of one size optimised together per style.", lower_bound=1,
-                         flag_values=fv)
-    flags.DEFINE_boolean("evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.", flag_values=fv)
+    flags.DEFINE_string(
+        "output_dir",
+        None,
+        "Folder (every worker can write) for <content>__<style>.png and manifest.jsonl.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "batch_size", 4, "Content images of one size optimised together per style.", lower_bound=1, flag_values=fv
+    )
+    flags.DEFINE_boolean(
+        "evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.", flag_values=fv
+    )
 
 
 def run_batch():
     """Console entry point (`nst-tf-batch`)."""
     define_flags(images=False)
     define_batch_flags()
-    flags.DEFINE_integer("devices", 1, "Split each batch across this many devices (GPUs, or logical CPU devices).",
-                         lower_bound=1)
+    flags.DEFINE_integer(
+        "devices", 1, "Split each batch across this many devices (GPUs, or logical CPU devices).", lower_bound=1
+    )
     flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
     flags.mark_flags_as_required(["contents", "styles", "output_dir"])
     app.run(batch_main, flags_parser=_parse)

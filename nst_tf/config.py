@@ -114,56 +114,118 @@ class Config:
         every scale).
     """
 
-    size: int = _option(512, 'Output size: longest side in pixels.')
+    size: int = _option(512, "Output size: longest side in pixels.")
     style_size: Optional[int] = _option(None, "Style images' longest side in pixels (default: --size x --style_scale).")
-    style_scale: float = _option(1.0, "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.")
-    square: bool = _option(False, 'Resize content and style to squares, ignoring aspect (as some published pipelines do).')
-    steps: int = _option(60, 'Optimiser steps.')
-    optimizer: str = _option('lbfgs', 'Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).', choices=OPTIMIZERS)
-    learning_rate: float = _option(0.06, 'Optimiser step size, in [0, 1] image units.')
-    beta_1: float = _option(0.9, 'Adam beta_1.')
-    beta_2: float = _option(0.999, 'Adam beta_2.')
-    epsilon: float = _option(0.1, 'Adam epsilon.')
-    lbfgs_memory: int = _option(10, 'How many past steps L-BFGS remembers.')
-    content_weight: float = _option(1.0, 'Weight of the content term.')
-    style_weight: float = _option(5.0, 'Weight of the style term.')
-    tv_weight: float = _option(0.0, 'Weight of the total-variation (smoothness) term.')
-    tv_loss: str = _option('abs', 'Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).', choices=TV_LOSSES)
-    content_layers: Tuple[str, ...] = _option(DEFAULT_CONTENT_LAYERS, 'Comma-separated VGG layers for the content term.')
-    style_layers: Tuple[str, ...] = _option(DEFAULT_STYLE_LAYERS, 'Comma-separated VGG layers for the style term.')
-    style_layer_weights: Optional[Tuple[float, ...]] = _option(None, 'Comma-separated relative weight per style layer (default: equal).')
-    style_blend: Optional[Tuple[float, ...]] = _option(None, 'Comma-separated share of each style image in the style term (default: equal).')
-    style_mask: Optional[Tuple[str, ...]] = _option(None, 'Comma-separated mask images, one per style: each style paints only where its mask is bright.')
-    style_loss: str = _option('gram', 'Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).', choices=STYLE_LOSSES)
-    gram_norm: str = _option('hw', 'Gram normaliser: h*w or c*h*w.', choices=GRAM_NORMS)
-    loss_norm: str = _option('relative', "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).", choices=LOSS_NORMS)
-    preserve_colors: str = _option('none', "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).", choices=PRESERVE_COLORS)
-    pooling: str = _option('max', "Feature network pooling: max (VGG's) or avg (Gatys et al.).", choices=POOLINGS)
-    init: str = _option('content', 'Starting image: content, noise, style, or an image path.')
-    seed: int = _option(0, 'Seed of the noise init.')
-    weights: str = _option('auto', 'VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path.')
-    backbone: str = _option('vgg19', 'Feature network.', choices=BACKBONES)
-    save_every: int = _option(0, 'Write a snapshot every N steps into --snapshot_dir (0: never).', kind='output')
-    snapshot_dir: Optional[str] = _option(None, 'Folder for snapshots.', kind='runtime')
-    logdir: Optional[str] = _option(None, 'Write TensorBoard summaries (losses each step, the image every --log_every steps) here.', kind='output')
-    log_every: int = _option(50, 'TensorBoard image interval in steps.', kind='runtime')
-    contact_sheet: Optional[str] = _option(None, 'Write a PNG grid of snapshots through the run here.', kind='output')
-    contact_sheet_frames: int = _option(8, 'Snapshots in the contact sheet (first and last included).', kind='runtime')
-    loss_plot: Optional[str] = _option(None, 'Write a PNG plot of the loss curves here (needs matplotlib).', kind='output')
-    memory_check: bool = _option(True, 'Stop before the run if its estimated peak memory exceeds what is available.', kind='runtime')
-    checkpoint_dir: Optional[str] = _option(None, 'Save checkpoints (image, optimiser state, step, settings hash) into this folder.', kind='output')
-    checkpoint_every: int = _option(50, 'Checkpoint interval in steps (also at the end of each scale and on interruption).', kind='runtime')
-    resume: bool = _option(False, 'Continue from the latest checkpoint in --checkpoint_dir.', kind='output')
-    force: bool = _option(False, 'Resume even from a checkpoint made with other settings or images.', kind='runtime')
-    precision: str = _option('auto', 'Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.', choices=PRECISIONS)
-    jit: str = _option('auto', 'Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.', choices=JIT_MODES)
-    scales: int = _option(3, 'Coarse to fine: optimise at this many sizes, growing geometrically up to --size.')
+    style_scale: float = _option(
+        1.0,
+        "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.",
+    )
+    square: bool = _option(
+        False, "Resize content and style to squares, ignoring aspect (as some published pipelines do)."
+    )
+    steps: int = _option(60, "Optimiser steps.")
+    optimizer: str = _option(
+        "lbfgs",
+        "Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).",
+        choices=OPTIMIZERS,
+    )
+    learning_rate: float = _option(0.06, "Optimiser step size, in [0, 1] image units.")
+    beta_1: float = _option(0.9, "Adam beta_1.")
+    beta_2: float = _option(0.999, "Adam beta_2.")
+    epsilon: float = _option(0.1, "Adam epsilon.")
+    lbfgs_memory: int = _option(10, "How many past steps L-BFGS remembers.")
+    content_weight: float = _option(1.0, "Weight of the content term.")
+    style_weight: float = _option(5.0, "Weight of the style term.")
+    tv_weight: float = _option(0.0, "Weight of the total-variation (smoothness) term.")
+    tv_loss: str = _option(
+        "abs",
+        "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
+        choices=TV_LOSSES,
+    )
+    content_layers: Tuple[str, ...] = _option(
+        DEFAULT_CONTENT_LAYERS, "Comma-separated VGG layers for the content term."
+    )
+    style_layers: Tuple[str, ...] = _option(DEFAULT_STYLE_LAYERS, "Comma-separated VGG layers for the style term.")
+    style_layer_weights: Optional[Tuple[float, ...]] = _option(
+        None, "Comma-separated relative weight per style layer (default: equal)."
+    )
+    style_blend: Optional[Tuple[float, ...]] = _option(
+        None, "Comma-separated share of each style image in the style term (default: equal)."
+    )
+    style_mask: Optional[Tuple[str, ...]] = _option(
+        None, "Comma-separated mask images, one per style: each style paints only where its mask is bright."
+    )
+    style_loss: str = _option(
+        "gram",
+        "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",
+        choices=STYLE_LOSSES,
+    )
+    gram_norm: str = _option("hw", "Gram normaliser: h*w or c*h*w.", choices=GRAM_NORMS)
+    loss_norm: str = _option(
+        "relative",
+        "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).",
+        choices=LOSS_NORMS,
+    )
+    preserve_colors: str = _option(
+        "none",
+        "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).",
+        choices=PRESERVE_COLORS,
+    )
+    pooling: str = _option("max", "Feature network pooling: max (VGG's) or avg (Gatys et al.).", choices=POOLINGS)
+    init: str = _option("content", "Starting image: content, noise, style, or an image path.")
+    seed: int = _option(0, "Seed of the noise init.")
+    weights: str = _option(
+        "auto", "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path."
+    )
+    backbone: str = _option("vgg19", "Feature network.", choices=BACKBONES)
+    save_every: int = _option(0, "Write a snapshot every N steps into --snapshot_dir (0: never).", kind="output")
+    snapshot_dir: Optional[str] = _option(None, "Folder for snapshots.", kind="runtime")
+    logdir: Optional[str] = _option(
+        None, "Write TensorBoard summaries (losses each step, the image every --log_every steps) here.", kind="output"
+    )
+    log_every: int = _option(50, "TensorBoard image interval in steps.", kind="runtime")
+    contact_sheet: Optional[str] = _option(None, "Write a PNG grid of snapshots through the run here.", kind="output")
+    contact_sheet_frames: int = _option(8, "Snapshots in the contact sheet (first and last included).", kind="runtime")
+    loss_plot: Optional[str] = _option(
+        None, "Write a PNG plot of the loss curves here (needs matplotlib).", kind="output"
+    )
+    memory_check: bool = _option(
+        True, "Stop before the run if its estimated peak memory exceeds what is available.", kind="runtime"
+    )
+    checkpoint_dir: Optional[str] = _option(
+        None, "Save checkpoints (image, optimiser state, step, settings hash) into this folder.", kind="output"
+    )
+    checkpoint_every: int = _option(
+        50, "Checkpoint interval in steps (also at the end of each scale and on interruption).", kind="runtime"
+    )
+    resume: bool = _option(False, "Continue from the latest checkpoint in --checkpoint_dir.", kind="output")
+    force: bool = _option(False, "Resume even from a checkpoint made with other settings or images.", kind="runtime")
+    precision: str = _option(
+        "auto",
+        "Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.",
+        choices=PRECISIONS,
+    )
+    jit: str = _option(
+        "auto",
+        "Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.",
+        choices=JIT_MODES,
+    )
+    scales: int = _option(3, "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.")
     start_size: Optional[int] = _option(None, "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).")
-    scale_steps: Optional[Tuple[int, ...]] = _option(None, 'Coarse to fine: comma-separated steps per scale (default: --steps at each).')
+    scale_steps: Optional[Tuple[int, ...]] = _option(
+        None, "Coarse to fine: comma-separated steps per scale (default: --steps at each)."
+    )
 
     def __post_init__(self):
         # Lists from callers become tuples so the config stays hashable and comparable.
-        for name in ("content_layers", "style_layers", "style_layer_weights", "scale_steps", "style_blend", "style_mask"):
+        for name in (
+            "content_layers",
+            "style_layers",
+            "style_layer_weights",
+            "scale_steps",
+            "style_blend",
+            "style_mask",
+        ):
             value = getattr(self, name)
             if isinstance(value, (str, os.PathLike)) and not isinstance(value, bool):
                 value = tuple(v.strip() for v in os.fspath(value).split(",") if v.strip())
@@ -259,9 +321,9 @@ _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 def _type_ok(value, annotation: str) -> bool:
     """Whether `value` fits a field annotation such as "int", "Optional[float]", "Tuple[str, ...]"."""
     if annotation.startswith("Optional["):
-        return value is None or _type_ok(value, annotation[len("Optional["):-1])
+        return value is None or _type_ok(value, annotation[len("Optional[") : -1])
     if annotation.startswith("Tuple["):
-        item = annotation[len("Tuple["):-len(", ...]")]
+        item = annotation[len("Tuple[") : -len(", ...]")]
         return isinstance(value, tuple) and all(_type_ok(v, item) for v in value)
     kind = _TYPES[annotation]
     if kind is bool:
@@ -326,7 +388,11 @@ def _validate(cfg: Config) -> None:
     if cfg.resume and not cfg.checkpoint_dir:
         raise NstError("resume needs checkpoint_dir, the folder the checkpoints are in")
     _positive(cfg, "contact_sheet_frames")
-    if not (isinstance(cfg.style_scale, (int, float)) and not isinstance(cfg.style_scale, bool) and 0 < cfg.style_scale <= 16):
+    if not (
+        isinstance(cfg.style_scale, (int, float))
+        and not isinstance(cfg.style_scale, bool)
+        and 0 < cfg.style_scale <= 16
+    ):
         raise NstError(f"style_scale must be a number in (0, 16], got {cfg.style_scale!r}")
     if cfg.style_size is None and cfg.size * cfg.style_scale > MAX_SIZE:
         raise NstError(f"size x style_scale = {cfg.size * cfg.style_scale:.0f} is larger than the maximum {MAX_SIZE}")

@@ -38,8 +38,10 @@ def strategy(devices: int) -> tf.distribute.Strategy:
         pass
     found = len(tf.config.list_logical_devices("CPU"))
     if found < devices:
-        raise NstError(f"{devices} logical CPU devices asked for but TensorFlow has {found}: the CPU must be split "
-                       "before TensorFlow's first operation (nst_tf.distribute.strategy first)")
+        raise NstError(
+            f"{devices} logical CPU devices asked for but TensorFlow has {found}: the CPU must be split "
+            "before TensorFlow's first operation (nst_tf.distribute.strategy first)"
+        )
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
 
 
@@ -57,8 +59,10 @@ def split(transfer, strategy: tf.distribute.Strategy):
     images = transfer.state.image.numpy()
     replicas = strategy.num_replicas_in_sync
     if len(images) < replicas:
-        raise NstError(f"{len(images)} image(s) for {replicas} devices: give each device at least one image "
-                       "(or use fewer --devices)")
+        raise NstError(
+            f"{len(images)} image(s) for {replicas} devices: give each device at least one image "
+            "(or use fewer --devices)"
+        )
     bounds = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(len(images)), replicas)])
     cfg, targets = transfer.config, transfer.targets
     optimizer = optimize.make_optimizer(cfg)
@@ -67,7 +71,10 @@ def split(transfer, strategy: tf.distribute.Strategy):
         """A `[B, ...]` array as per-replica slices of the batch."""
         value = np.asarray(value)
         return strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(value[bounds[ctx.replica_id_in_sync_group]:bounds[ctx.replica_id_in_sync_group + 1]]))
+            lambda ctx: tf.constant(
+                value[bounds[ctx.replica_id_in_sync_group] : bounds[ctx.replica_id_in_sync_group + 1]]
+            )
+        )
 
     def gather(value) -> np.ndarray:
         """Per-replica values joined along the batch axis (a scalar, the same on each, once)."""
@@ -77,7 +84,8 @@ def split(transfer, strategy: tf.distribute.Strategy):
     def pure_step(image, state, content):
         mine = losses.Targets(content=content, styles=targets.styles)
         image, state, loss, terms = optimize.make_step(
-            lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True), optimizer)(image, state)
+            lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True), optimizer
+        )(image, state)
         finite = tf.reduce_all(tf.math.is_finite(loss)) & tf.reduce_all(tf.math.is_finite(image))
         return image, state, loss, terms, tf.reshape(finite, [1])  # [1]: gathered per replica
 
@@ -95,12 +103,16 @@ def split(transfer, strategy: tf.distribute.Strategy):
     compiled = tf.function(lambda x, state: strategy.run(replica_step, args=(x, state, content)))
 
     def recover(opt_state):
-        raise NstError(f"the loss became non-finite at step {transfer.step_count + 1} of a run across devices; "
-                       "run it on one device (which recovers) or lower --learning_rate")
+        raise NstError(
+            f"the loss became non-finite at step {transfer.step_count + 1} of a run across devices; "
+            "run it on one device (which recovers) or lower --learning_rate"
+        )
 
     def join(state):
-        return state._replace(image=tf.constant(gather(state.image)),
-                              opt_state=tf.nest.map_structure(lambda v: tf.constant(gather(v)), state.opt_state))
+        return state._replace(
+            image=tf.constant(gather(state.image)),
+            opt_state=tf.nest.map_structure(lambda v: tf.constant(gather(v)), state.opt_state),
+        )
 
     x = shard(images)
     opt_state = tf.function(lambda x: strategy.run(optimizer.init, args=(x,)))(x)

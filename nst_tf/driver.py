@@ -80,10 +80,14 @@ def drive(owner, steps: int, stepper: Stepper, callbacks: Iterable = ()) -> RunS
 
 def _recover(owner, state: RunState, stepper: Stepper) -> RunState:
     if len(owner.recoveries) >= MAX_RECOVERIES:
-        raise NstError(f"the loss or the image became non-finite {len(owner.recoveries) + 1} times (last after step "
-                       f"{state.step}); try --precision=float32, a smaller --learning_rate or smaller weights")
+        raise NstError(
+            f"the loss or the image became non-finite {len(owner.recoveries) + 1} times (last after step "
+            f"{state.step}); try --precision=float32, a smaller --learning_rate or smaller weights"
+        )
     opt_state, action = stepper.recover(state.opt_state)
     owner.recoveries.append((state.step, action))
-    sys.stderr.write(f"nst-tf: after step {state.step} the loss or the image became non-finite: restored that "
-                     f"step's image and {action} (retry {len(owner.recoveries)} of {MAX_RECOVERIES})\n")
+    sys.stderr.write(
+        f"nst-tf: after step {state.step} the loss or the image became non-finite: restored that "
+        f"step's image and {action} (retry {len(owner.recoveries)} of {MAX_RECOVERIES})\n"
+    )
     return state._replace(opt_state=opt_state)

@@ -43,7 +43,9 @@ def build_feature_model(
     layers = list(dict.fromkeys(layers))  # unique, order kept
     unknown = [name for name in layers if name not in valid]
     if unknown or not layers:
-        raise NstError(f"unknown {backbone} layer(s) {', '.join(unknown) or '(none given)'}; valid layers: {', '.join(valid)}")
+        raise NstError(
+            f"unknown {backbone} layer(s) {', '.join(unknown) or '(none given)'}; valid layers: {', '.join(valid)}"
+        )
     if layer_weights is None and weights is not None:
         layer_weights = weights_lib.load(weights, backbone)
 
@@ -64,12 +66,15 @@ def build_feature_model(
     outputs = {}
     for layer in backbone_model.layers[1 : deepest + 2]:  # layers[0] is the InputLayer
         if pooling == "avg" and isinstance(layer, keras.layers.MaxPooling2D):
-            layer = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, layer.padding, name=layer.name,
-                                                  dtype=layer.dtype_policy)
+            layer = keras.layers.AveragePooling2D(
+                layer.pool_size, layer.strides, layer.padding, name=layer.name, dtype=layer.dtype_policy
+            )
         x = layer(x)
         if layer.name in layers:
             outputs[layer.name] = x
-    model = keras.Model(inputs, {name: outputs[name] for name in layers}, name=f"{backbone}_{precision}_{pooling}pool_features")
+    model = keras.Model(
+        inputs, {name: outputs[name] for name in layers}, name=f"{backbone}_{precision}_{pooling}pool_features"
+    )
     model.trainable = False
     return model
 
@@ -77,5 +82,10 @@ def build_feature_model(
 def model_for(cfg):
     """The feature model a `Config` asks for: its content and style layers, backbone, weights,
     precision (resolved: `nst_tf.autotune.concrete` turns "auto" into one) and pooling."""
-    return build_feature_model(list(cfg.content_layers) + list(cfg.style_layers), cfg.backbone, cfg.weights,
-                               precision=cfg.precision, pooling=cfg.pooling)
+    return build_feature_model(
+        list(cfg.content_layers) + list(cfg.style_layers),
+        cfg.backbone,
+        cfg.weights,
+        precision=cfg.precision,
+        pooling=cfg.pooling,
+    )

@@ -21,7 +21,15 @@ from nst_tf.errors import NstError
 
 # Larger inputs are refused before decoding (a guard against decompression bombs): 100 megapixels.
 MAX_PIXELS = 100_000_000
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+SAVE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -51,7 +59,9 @@ def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = Fa
         except NstError:
             raise
         except Exception as err:  # broken EXIF, profiles or modes in a file that decoded
-            raise NstError(f"{os.fspath(src)} cannot be converted to RGB ({_first_line(err)}); the file may be damaged") from None
+            raise NstError(
+                f"{os.fspath(src)} cannot be converted to RGB ({_first_line(err)}); the file may be damaged"
+            ) from None
     else:
         raise NstError(f"an image must be a path, a PIL image or an array, not {type(src).__name__}")
     if max_side:
@@ -205,7 +215,9 @@ def check_output_path(path) -> str:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise NstError(f"the output folder {folder} is not writable ({err.strerror}); choose another output path") from None
+        raise NstError(
+            f"the output folder {folder} is not writable ({err.strerror}); choose another output path"
+        ) from None
     return path
 
 
@@ -234,7 +246,9 @@ def save_image(path, rgb) -> str:
         array = array[0]
     fmt = SAVE_FORMATS[os.path.splitext(path)[1].lower()]
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(prefix=".nst_tf-", suffix=os.path.splitext(path)[1], dir=os.path.dirname(os.path.abspath(path)))
+    fd, tmp = tempfile.mkstemp(
+        prefix=".nst_tf-", suffix=os.path.splitext(path)[1], dir=os.path.dirname(os.path.abspath(path))
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(array, "RGB").save(f, format=fmt, **options)
@@ -270,7 +284,9 @@ def contact_sheet(frames, cell_hw: Tuple[int, int], columns: int) -> np.ndarray:
 
     ch, cw = cell_hw
     rows = -(-len(frames) // columns)
-    sheet = Image.new("RGB", (columns * cw + (columns + 1) * SHEET_GAP, rows * ch + (rows + 1) * SHEET_GAP), SHEET_BACKGROUND)
+    sheet = Image.new(
+        "RGB", (columns * cw + (columns + 1) * SHEET_GAP, rows * ch + (rows + 1) * SHEET_GAP), SHEET_BACKGROUND
+    )
     font = ImageFont.load_default()
     for i, (array, label) in enumerate(frames):
         thumb = Image.fromarray(np.asarray(array, np.uint8), "RGB").resize((cw, ch), Image.LANCZOS)

@@ -113,7 +113,7 @@ def mean_squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
 
 def layer_error(x: tf.Tensor, target: tf.Tensor, norm: str = "mean") -> tf.Tensor:
-    """"mean": the mean squared error; "relative": ||x - target||^2 / ||target||^2 (scale-free);
+    """ "mean": the mean squared error; "relative": ||x - target||^2 / ||target||^2 (scale-free);
     per image, `[B]`."""
     error = mean_squared_error(x, target)
     if norm == "relative":
@@ -258,7 +258,13 @@ STYLE_STATISTICS = ("gram", "poly", "gaussian", "meanstd", "w2")
 
 def style_statistic(cfg):
     """The statistic `cfg.style_loss` names (see the module docstring)."""
-    kinds = {"gram": lambda: Gram(cfg.gram_norm), "poly": Poly, "gaussian": Gaussian, "meanstd": MeanStd, "w2": Wasserstein}
+    kinds = {
+        "gram": lambda: Gram(cfg.gram_norm),
+        "poly": Poly,
+        "gaussian": Gaussian,
+        "meanstd": MeanStd,
+        "w2": Wasserstein,
+    }
     if cfg.style_loss not in kinds:
         raise ValueError(f"unknown style loss {cfg.style_loss!r}")
     return kinds[cfg.style_loss]()
@@ -311,8 +317,14 @@ def layer_masks(mask: tf.Tensor, features: Mapping[str, tf.Tensor], layers: Sequ
     return {name: tf.image.resize(mask, tf.shape(features[name])[1:3], method="area")[..., 0] for name in layers}
 
 
-def compute_targets(model, content: tf.Tensor, style, cfg, blend: Optional[Sequence[float]] = None,
-                    masks: Optional[Sequence[tf.Tensor]] = None) -> Targets:
+def compute_targets(
+    model,
+    content: tf.Tensor,
+    style,
+    cfg,
+    blend: Optional[Sequence[float]] = None,
+    masks: Optional[Sequence[tf.Tensor]] = None,
+) -> Targets:
     """Content activations of `content` (`[1, H, W, 3]`) and the style statistics of each style
     image (`style`: one `[1, h, w, 3]` tensor or a sequence of them).
 
@@ -328,15 +340,18 @@ def compute_targets(model, content: tf.Tensor, style, cfg, blend: Optional[Seque
     style_targets = []
     for k, (image, share) in enumerate(zip(styles, shares)):
         style_features = model(image, training=False) if cfg.style_layers else {}
-        stats = {name: statistic.target(style_features[name], seed=(cfg.seed, 1000 * k + i))
-                 for i, name in enumerate(cfg.style_layers)}
+        stats = {
+            name: statistic.target(style_features[name], seed=(cfg.seed, 1000 * k + i))
+            for i, name in enumerate(cfg.style_layers)
+        }
         region = None if masks is None else layer_masks(masks[k], content_features, cfg.style_layers)
         style_targets.append(StyleTarget(stats, share, region))
     return Targets(content={name: content_features[name] for name in cfg.content_layers}, styles=tuple(style_targets))
 
 
-def objective(model, targets: Targets, cfg, image: tf.Tensor, content_weight=None, style_weight=None,
-              per_image: bool = False):
+def objective(
+    model, targets: Targets, cfg, image: tf.Tensor, content_weight=None, style_weight=None, per_image: bool = False
+):
     """The total loss of `image` and its terms: a pure function of the image tensor.
 
     total = content_weight * content + style_weight * style + tv_weight * tv, where content is the

@@ -144,8 +144,12 @@ class Lbfgs:
     def recover(self, state):
         """After a non-finite step, from the last good `state`: forget the history and start again
         from the last accepted point; `(state, what was done)`."""
-        state = state._replace(rho=tf.zeros_like(state.rho), pairs=tf.zeros_like(state.pairs),
-                               started=tf.constant(False), t=tf.ones_like(state.t))
+        state = state._replace(
+            rho=tf.zeros_like(state.rho),
+            pairs=tf.zeros_like(state.pairs),
+            started=tf.constant(False),
+            t=tf.ones_like(state.t),
+        )
         return state, "cleared the L-BFGS history"
 
     def init(self, image: tf.Tensor) -> LbfgsState:
@@ -154,8 +158,16 @@ class Lbfgs:
         buffer = tf.zeros(tf.stack([batch, self.memory, tf.shape(flat)[1]]), image.dtype)
         zeros, vector = tf.zeros_like(image), tf.zeros(tf.stack([batch]), image.dtype)
         return LbfgsState(
-            buffer, buffer, tf.zeros(tf.stack([batch, self.memory]), image.dtype), tf.zeros(tf.stack([batch]), tf.int32),
-            zeros, zeros, vector, zeros, vector + 1.0, tf.constant(False),
+            buffer,
+            buffer,
+            tf.zeros(tf.stack([batch, self.memory]), image.dtype),
+            tf.zeros(tf.stack([batch]), tf.int32),
+            zeros,
+            zeros,
+            vector,
+            zeros,
+            vector + 1.0,
+            tf.constant(False),
         )
 
     def direction(self, grad, state: LbfgsState):
@@ -170,11 +182,17 @@ class Lbfgs:
         def newest_first(i, q, alphas):
             j = slot(i)
             alpha = _row(state.rho, j) * _dot(_row(state.s, j), q)
-            return i + 1, q - alpha[:, None] * _row(state.y, j), alphas + tf.one_hot(i, m, dtype=q.dtype) * alpha[:, None]
+            return (
+                i + 1,
+                q - alpha[:, None] * _row(state.y, j),
+                alphas + tf.one_hot(i, m, dtype=q.dtype) * alpha[:, None],
+            )
 
         q0 = _flat(grad)
         _, q, alphas = tf.while_loop(
-            lambda i, q, a: i < m, newest_first, (tf.constant(0), q0, tf.zeros_like(state.rho)),
+            lambda i, q, a: i < m,
+            newest_first,
+            (tf.constant(0), q0, tf.zeros_like(state.rho)),
         )
         newest = slot(0)
         s_new, y_new = _row(state.s, newest), _row(state.y, newest)
@@ -214,7 +232,9 @@ class Lbfgs:
         history = state._replace(
             s=tf.tensor_scatter_nd_update(state.s, rows, kept(s_flat, state.s)),
             y=tf.tensor_scatter_nd_update(state.y, rows, kept(y_flat, state.y)),
-            rho=tf.tensor_scatter_nd_update(state.rho, rows, tf.where(keep, 1.0 / tf.where(keep, ys, 1.0), _row(state.rho, j))),
+            rho=tf.tensor_scatter_nd_update(
+                state.rho, rows, tf.where(keep, 1.0 / tf.where(keep, ys, 1.0), _row(state.rho, j))
+            ),
             pairs=state.pairs + tf.cast(keep, tf.int32),
         )
         # A failed line search clears that image's history (rho = 0 marks a slot empty).
@@ -231,7 +251,10 @@ class Lbfgs:
         t_new = tf.where(steepest, tf.minimum(1.0, 1.0 / (tf.reduce_sum(tf.abs(_flat(grad)), axis=1) + 1e-30)), 1.0)
 
         state = LbfgsState(
-            s=history.s, y=history.y, rho=history.rho, pairs=history.pairs,
+            s=history.s,
+            y=history.y,
+            rho=history.rho,
+            pairs=history.pairs,
             x=tf.where(each(accept), image, state.x),
             g=tf.where(each(accept), grad, state.g),
             f=tf.where(accept, loss, state.f),

@@ -62,7 +62,9 @@ def optimizer_bytes(hw: Tuple[int, int], cfg: Config) -> int:
     return image * 3  # m, v, the image
 
 
-def plan(cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]] = (), batch: int = 1) -> List[ScalePlan]:
+def plan(
+    cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]] = (), batch: int = 1
+) -> List[ScalePlan]:
     """The scales of a run on a content image of (height, width) `content_hw` (and style images
     of `style_hws`), each with its estimated peak memory and time; `batch` content images of
     that size optimised together multiply the image's activations, state and time."""
@@ -74,7 +76,9 @@ def plan(cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int
         side = style_size or size
         style_hw = [(side, side) if cfg.square else fit_size(s, side) for s in style_hws] or [hw]
         activations = max([batch * activation_bytes(hw, cfg)] + [activation_bytes(s, cfg) for s in style_hw])
-        peak = BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + batch * optimizer_bytes(hw, cfg)
+        peak = (
+            BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + batch * optimizer_bytes(hw, cfg)
+        )
         seconds = SECONDS_PER_PIXEL_STEP * hw[0] * hw[1] * steps * batch  # a step is one loss and gradient either way
         out.append(ScalePlan(hw, style_hw[0], steps, int(peak), seconds))
     return out
@@ -136,10 +140,16 @@ def describe(scales: Sequence[ScalePlan], cfg: Config) -> str:
     """The plan as text: one line per scale and a total."""
     lines = [f"{'scale':<7}{'output':>11}{'style':>11}{'steps':>7}{'peak (est.)':>13}{'time (est.)':>13}"]
     for i, s in enumerate(scales, 1):
-        lines.append(f"{i:<7}{s.size[1]:>5}x{s.size[0]:<5}{s.style_size[1]:>5}x{s.style_size[0]:<5}{s.steps:>7}"
-                     f"{s.peak_bytes / GIB:>9.2f} GiB{s.seconds:>11.0f} s")
+        lines.append(
+            f"{i:<7}{s.size[1]:>5}x{s.size[0]:<5}{s.style_size[1]:>5}x{s.style_size[0]:<5}{s.steps:>7}"
+            f"{s.peak_bytes / GIB:>9.2f} GiB{s.seconds:>11.0f} s"
+        )
     available = available_bytes()
-    lines.append(f"peak {max(s.peak_bytes for s in scales) / GIB:.2f} GiB (estimated; available now: "
-                 f"{available / GIB:.1f} GiB); time {sum(s.seconds for s in scales):.0f} s (estimated for a "
-                 "2-core AVX2 CPU in float32; scale with your machine)" if available else "")
+    lines.append(
+        f"peak {max(s.peak_bytes for s in scales) / GIB:.2f} GiB (estimated; available now: "
+        f"{available / GIB:.1f} GiB); time {sum(s.seconds for s in scales):.0f} s (estimated for a "
+        "2-core AVX2 CPU in float32; scale with your machine)"
+        if available
+        else ""
+    )
     return "\n".join(lines)

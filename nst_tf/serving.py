@@ -45,9 +45,11 @@ def check_tensor(image, name: str, max_input_pixels: int):
     shape = tf.shape(image)
     checks = [
         check(tf.equal(shape[0], 1), f"{name}: send exactly one image (a batch of one), got {{}}", [shape[0]]),
-        check(tf.cast(shape[1], tf.int64) * tf.cast(shape[2], tf.int64) <= max_input_pixels,
-               f"{name}: the image is {{}}x{{}}, over this model's limit of {max_input_pixels} pixels per input",
-               [shape[2], shape[1]]),
+        check(
+            tf.cast(shape[1], tf.int64) * tf.cast(shape[2], tf.int64) <= max_input_pixels,
+            f"{name}: the image is {{}}x{{}}, over this model's limit of {max_input_pixels} pixels per input",
+            [shape[2], shape[1]],
+        ),
         check(tf.reduce_all(tf.math.is_finite(image)), f"{name}: the image holds NaN or infinite values"),
     ]
     return after(checks, tf.clip_by_value(image, 0.0, 1.0))
@@ -84,8 +86,11 @@ class GraphWeights(tf.Module):
         kernels = {}
         for layer, kind in self._order:
             if kind == "kernel" and layer not in kernels:
-                kernels[layer] = (tf.gather(self.tables[layer], tf.cast(self.indices[layer], tf.int32))
-                                  if self.quantized else tf.identity(self.kernels[layer]))
+                kernels[layer] = (
+                    tf.gather(self.tables[layer], tf.cast(self.indices[layer], tf.int32))
+                    if self.quantized
+                    else tf.identity(self.kernels[layer])
+                )
         return [kernels[layer] if kind == "kernel" else tf.identity(self.biases[layer]) for layer, kind in self._order]
 
 
@@ -95,8 +100,11 @@ def scale_plan(cfg: Config, size):
     skips. At `cfg.size` the sizes and steps are `cfg.scale_plan()`'s (a test checks)."""
     n = cfg.scales
     size64 = tf.cast(size, tf.float64)
-    start = (tf.constant(float(cfg.start_size), tf.float64) if cfg.start_size
-             else tf.maximum(tf.constant(1.0, tf.float64), tf.round(size64 / 2.0 ** (n - 1))))
+    start = (
+        tf.constant(float(cfg.start_size), tf.float64)
+        if cfg.start_size
+        else tf.maximum(tf.constant(1.0, tf.float64), tf.round(size64 / 2.0 ** (n - 1)))
+    )
     plan = []
     for i in range(n):
         if i == n - 1:
@@ -105,7 +113,9 @@ def scale_plan(cfg: Config, size):
             scale_size = tf.cast(tf.round(start * (size64 / start) ** (i / (n - 1))), tf.int32)
             runs = True if cfg.start_size else scale_size >= MIN_SCALE_SIZE
         if cfg.style_size is not None:
-            style_size = tf.maximum(1, tf.cast(tf.round(cfg.style_size * tf.cast(scale_size, tf.float64) / cfg.size), tf.int32))
+            style_size = tf.maximum(
+                1, tf.cast(tf.round(cfg.style_size * tf.cast(scale_size, tf.float64) / cfg.size), tf.int32)
+            )
         elif cfg.style_scale != 1:
             style_size = tf.maximum(1, tf.cast(tf.round(tf.cast(scale_size, tf.float64) * cfg.style_scale), tf.int32))
         else:
@@ -135,16 +145,20 @@ class _Graph:
             return self.model.stateless_call([], values, x, training=training)[0]
 
         targets = losses.compute_targets(model, content, style, cfg)
-        step = optimize.make_step(lambda image: losses.objective(model, targets, cfg, image, content_weight, style_weight),
-                                  self.optimizer)
+        step = optimize.make_step(
+            lambda image: losses.objective(model, targets, cfg, image, content_weight, style_weight), self.optimizer
+        )
 
         def body(i, image, state):
             image, state, _, _ = step(image, state)
             return i + 1, image, state
 
-        _, image, _ = tf.while_loop(lambda i, image, state: i < steps, body,
-                                    (tf.constant(0), init, self.optimizer.init(init)),
-                                    maximum_iterations=self.limits.max_steps)
+        _, image, _ = tf.while_loop(
+            lambda i, image, state: i < steps,
+            body,
+            (tf.constant(0), init, self.optimizer.init(init)),
+            maximum_iterations=self.limits.max_steps,
+        )
         return image
 
     def fit(self, hw, side):
@@ -165,8 +179,11 @@ class _Graph:
         steps = tf.convert_to_tensor(steps, tf.int32)
         size = tf.convert_to_tensor(size, tf.int32)
         checks = [
-            check(tf.logical_or(steps < 0, (steps >= 1) & (steps <= limits.max_steps)),
-                   f"steps={{}}: give 1 to {limits.max_steps} steps per scale, or -1 for the default ({cfg.steps})", [steps]),
+            check(
+                tf.logical_or(steps < 0, (steps >= 1) & (steps <= limits.max_steps)),
+                f"steps={{}}: give 1 to {limits.max_steps} steps per scale, or -1 for the default ({cfg.steps})",
+                [steps],
+            ),
             check(size != 0, f"size=0: give the output's longest side in pixels, or -1 for the default ({cfg.size})"),
         ]
         for name, value in (("content_weight", content_weight), ("style_weight", style_weight)):
@@ -175,15 +192,26 @@ class _Graph:
         style_weight = tf.where(style_weight < 0, cfg.style_weight, style_weight)
         size = tf.where(size < 0, cfg.size, size)
         if cfg.start_size:
-            checks.append(check(size > cfg.start_size, f"size={{}}: this model starts at {cfg.start_size} px, so give a "
-                                 "larger size", [size]))
+            checks.append(
+                check(
+                    size > cfg.start_size,
+                    f"size={{}}: this model starts at {cfg.start_size} px, so give a larger size",
+                    [size],
+                )
+            )
         plan = scale_plan(cfg, size)
         final_size, final_style_size = plan[-1][:2]
         for what, image, side in (("output", content, final_size), ("style image", style, final_style_size)):
             hw = self.fit(tf.shape(image)[1:3], side)
             pixels = tf.cast(hw[0], tf.int64) * tf.cast(hw[1], tf.int64)
-            checks.append(check(pixels <= limits.max_pixels, f"size={{}} makes the {what} {{}}x{{}}, over this model's "
-                                f"limit of {limits.max_pixels} pixels: ask for a smaller size", [size, hw[1], hw[0]]))
+            checks.append(
+                check(
+                    pixels <= limits.max_pixels,
+                    f"size={{}} makes the {what} {{}}x{{}}, over this model's "
+                    f"limit of {limits.max_pixels} pixels: ask for a smaller size",
+                    [size, hw[1], hw[0]],
+                )
+            )
         content = after(checks, content)
         values = self.weights.values()
 
@@ -194,16 +222,21 @@ class _Graph:
             def scale(image=image, have=have, scale_size=scale_size, style_size=style_size, scale_steps=scale_steps):
                 hw = self.fit(tf.shape(content)[1:3], scale_size)
                 style_hw = self.fit(tf.shape(style)[1:3], style_size)
-                big_enough = check(tf.reduce_min(tf.concat([hw, style_hw], 0)) >= MIN_SIDE,
-                                    f"size={{}} makes an image {{}}x{{}} or its style {{}}x{{}}; VGG needs at least {MIN_SIDE} px "
-                                    "on each side: ask for a larger size", [size, hw[1], hw[0], style_hw[1], style_hw[0]])
+                big_enough = check(
+                    tf.reduce_min(tf.concat([hw, style_hw], 0)) >= MIN_SIDE,
+                    f"size={{}} makes an image {{}}x{{}} or its style {{}}x{{}}; VGG needs at least {MIN_SIDE} px "
+                    "on each side: ask for a larger size",
+                    [size, hw[1], hw[0], style_hw[1], style_hw[0]],
+                )
                 with tf.control_dependencies([big_enough]):
                     content_s, style_s = resize(content, hw), resize(style, style_hw)
                 if have is False:
                     init = self.initial(content_s, style_s)
                 else:
                     init = tf.cond(have, lambda: resize(image, hw), lambda: self.initial(content_s, style_s))
-                return self.optimise(values, content_s, style_s, init, scale_steps, content_weight, style_weight), tf.constant(True)
+                return self.optimise(
+                    values, content_s, style_s, init, scale_steps, content_weight, style_weight
+                ), tf.constant(True)
 
             if runs is True:
                 image, have = scale()
@@ -220,7 +253,9 @@ class ExportedModule(tf.Module):
         super().__init__(name="nst_tf")
         precision, jit = choice.precision, choice.xla
         layers = list(cfg.content_layers) + list(cfg.style_layers)
-        model = features.build_feature_model(layers, cfg.backbone, weights=None, precision=precision, pooling=cfg.pooling)
+        model = features.build_feature_model(
+            layers, cfg.backbone, weights=None, precision=precision, pooling=cfg.pooling
+        )
         source = weights.resolve(cfg.weights, cfg.backbone)
         self.vgg = GraphWeights(model, source, cfg.backbone)
         graph = _Graph(cfg, limits, model, self.vgg, jit)
@@ -228,8 +263,12 @@ class ExportedModule(tf.Module):
             "nst_tf_version": __version__,
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "limits": limits._asdict(),
-            "defaults": {"steps": cfg.steps, "size": cfg.size, "content_weight": cfg.content_weight,
-                         "style_weight": cfg.style_weight},
+            "defaults": {
+                "steps": cfg.steps,
+                "size": cfg.size,
+                "content_weight": cfg.content_weight,
+                "style_weight": cfg.style_weight,
+            },
             "scale_plan_at_default_size": [list(p) for p in cfg.scale_plan()],
             "weights": {"source": source.kind, "stored": "uint8 table" if self.vgg.quantized else "float32"},
             "precision": precision,
@@ -238,15 +277,25 @@ class ExportedModule(tf.Module):
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
         }
         info_json = json.dumps(self.info, indent=2, sort_keys=True)
-        scalars = [tf.TensorSpec([], tf.int32, "steps"), tf.TensorSpec([], tf.int32, "size"),
-                   tf.TensorSpec([], tf.float32, "content_weight"), tf.TensorSpec([], tf.float32, "style_weight")]
+        scalars = [
+            tf.TensorSpec([], tf.int32, "steps"),
+            tf.TensorSpec([], tf.int32, "size"),
+            tf.TensorSpec([], tf.float32, "content_weight"),
+            tf.TensorSpec([], tf.float32, "style_weight"),
+        ]
         max_in = limits.max_input_pixels
 
         # One function behind both byte signatures, so the transfer graph is traced and stored once.
         @tf.function
         def from_bytes(content, style, steps, size, content_weight, style_weight):
-            image = graph.run(decode(content, "content", max_in), decode(style, "style", max_in),
-                              steps, size, content_weight, style_weight)
+            image = graph.run(
+                decode(content, "content", max_in),
+                decode(style, "style", max_in),
+                steps,
+                size,
+                content_weight,
+                style_weight,
+            )
             return to_uint8(image[0])
 
         def serving_default(content, style, steps, size, content_weight, style_weight):
@@ -262,16 +311,24 @@ class ExportedModule(tf.Module):
             return {"image": graph.run(content, style, steps, size, content_weight, style_weight)}
 
         encoded = [tf.TensorSpec([None], tf.string, "content"), tf.TensorSpec([None], tf.string, "style")]
-        tensors = [tf.TensorSpec([None, None, None, 3], tf.float32, "content"),
-                   tf.TensorSpec([None, None, None, 3], tf.float32, "style")]
+        tensors = [
+            tf.TensorSpec([None, None, None, 3], tf.float32, "content"),
+            tf.TensorSpec([None, None, None, 3], tf.float32, "style"),
+        ]
         self.serving_default = tf.function(serving_default, input_signature=encoded + scalars)
         self.serving_rest = tf.function(serving_rest, input_signature=encoded + scalars)
         self.stylize_tensor = tf.function(stylize_tensor, input_signature=tensors + scalars)
         self.metadata = tf.function(lambda: tf.constant(info_json), input_signature=[])
 
 
-def export_saved_model(export_dir: str, version: int = 1, config: Optional[Config] = None,
-                       limits: Optional[Limits] = None, overwrite: bool = False, **options) -> str:
+def export_saved_model(
+    export_dir: str,
+    version: int = 1,
+    config: Optional[Config] = None,
+    limits: Optional[Limits] = None,
+    overwrite: bool = False,
+    **options,
+) -> str:
     """Writes the style transfer as a SavedModel at `<export_dir>/<version>/`; returns that path.
 
     options: `Config` fields, as for `stylize` (size, steps, optimizer, weights, ...): they set the
@@ -287,11 +344,15 @@ def export_saved_model(export_dir: str, version: int = 1, config: Optional[Confi
     limits = limits or Limits()
     if cfg.init not in INITS:
         raise NstError(f"init={cfg.init!r}: an init image file is not exported; use one of {', '.join(INITS)}")
-    for name, value in (("preserve_colors", cfg.preserve_colors != "none"), ("style_mask", cfg.style_mask),
-                        ("style_blend", cfg.style_blend and len(cfg.style_blend) > 1)):
+    for name, value in (
+        ("preserve_colors", cfg.preserve_colors != "none"),
+        ("style_mask", cfg.style_mask),
+        ("style_blend", cfg.style_blend and len(cfg.style_blend) > 1),
+    ):
         if value:
-            raise NstError(f"{name} is not exported: a request carries one style image and no masks; "
-                           "stylise locally for it")
+            raise NstError(
+                f"{name} is not exported: a request carries one style image and no masks; stylise locally for it"
+            )
     for name, value in limits._asdict().items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise NstError(f"{name} must be a positive integer, got {value!r}")
@@ -309,11 +370,15 @@ def export_saved_model(export_dir: str, version: int = 1, config: Optional[Confi
     module = ExportedModule(cfg, limits, choice)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
     try:
-        tf.saved_model.save(module, staging, signatures={
-            "serving_default": module.serving_default,
-            "serving_rest": module.serving_rest,
-            "stylize_tensor": module.stylize_tensor,
-        })
+        tf.saved_model.save(
+            module,
+            staging,
+            signatures={
+                "serving_default": module.serving_default,
+                "serving_rest": module.serving_rest,
+                "stylize_tensor": module.stylize_tensor,
+            },
+        )
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         with open(os.path.join(staging, "assets.extra", METADATA_FILE), "w") as f:
             json.dump(module.info, f, indent=2, sort_keys=True)

@@ -40,8 +40,11 @@ def resize(images, hw):
     images = tf.convert_to_tensor(images, tf.float32)
     hw = tf.convert_to_tensor(hw, tf.int32)
     same = tf.reduce_all(tf.equal(tf.shape(images)[1:3], hw))
-    return tf.cond(same, lambda: images,
-                   lambda: tf.clip_by_value(tf.image.resize(images, hw, method="lanczos3", antialias=True), 0.0, 1.0))
+    return tf.cond(
+        same,
+        lambda: images,
+        lambda: tf.clip_by_value(tf.image.resize(images, hw, method="lanczos3", antialias=True), 0.0, 1.0),
+    )
 
 
 def to_rgb(image):
@@ -70,7 +73,9 @@ def decode(data, name: str, max_pixels: int):
     IHDR, JPEG's frame header) before decoding, so a decompression bomb is refused unread; any
     failure is an `InvalidArgument` naming `name`. EXIF orientation is not applied.
     """
-    count = check(tf.equal(tf.size(data), 1), f"{name}: send exactly one image (a batch of one), got {{}}", [tf.size(data)])
+    count = check(
+        tf.equal(tf.size(data), 1), f"{name}: send exactly one image (a batch of one), got {{}}", [tf.size(data)]
+    )
     data = after([count], tf.reshape(data, [-1])[0])
     is_png = tf.equal(tf.strings.substr(data, 0, 8), _PNG_MAGIC)
     is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), _JPEG_MAGIC)
@@ -82,15 +87,20 @@ def decode(data, name: str, max_pixels: int):
             return tf.stack([_big_endian_u32(data, 20), _big_endian_u32(data, 16)])
 
     hw = tf.cond(is_png, png_hw, lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64))
-    small = check(hw[0] * hw[1] <= max_pixels,
-                  f"{name}: the image is {{}}x{{}}, over this model's limit of {max_pixels} pixels per input", [hw[1], hw[0]])
+    small = check(
+        hw[0] * hw[1] <= max_pixels,
+        f"{name}: the image is {{}}x{{}}, over this model's limit of {max_pixels} pixels per input",
+        [hw[1], hw[0]],
+    )
     data = after([small], data)
 
     def png():
         sixteen_bit = tf.equal(tf.io.decode_raw(tf.strings.substr(data, 24, 1), tf.uint8)[0], 16)
-        return tf.cond(sixteen_bit,
-                       lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint16), tf.float32) / 65535.0,
-                       lambda: tf.cast(tf.io.decode_png(data), tf.float32) / 255.0)
+        return tf.cond(
+            sixteen_bit,
+            lambda: tf.cast(tf.io.decode_png(data, dtype=tf.uint16), tf.float32) / 65535.0,
+            lambda: tf.cast(tf.io.decode_png(data), tf.float32) / 255.0,
+        )
 
     def jpeg():  # Pillow's decoding: accurate integer DCT, fancy chroma upsampling
         return tf.cast(tf.io.decode_jpeg(data, dct_method="INTEGER_ACCURATE", fancy_upscaling=True), tf.float32) / 255.0

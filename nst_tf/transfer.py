@@ -61,8 +61,17 @@ class StyleTransfer:
     Targets are computed once, here.
     """
 
-    def __init__(self, content, style, config: Optional[Config] = None, model=None, init_image=None, masks=None,
-                 scale: int = 0, **options):
+    def __init__(
+        self,
+        content,
+        style,
+        config: Optional[Config] = None,
+        model=None,
+        init_image=None,
+        masks=None,
+        scale: int = 0,
+        **options,
+    ):
         # "auto" precision and jit become what this machine runs fastest (measured once, cached).
         cfg, self.choice = autotune.concrete(make_config(config, **options))
         self.config = cfg
@@ -79,14 +88,20 @@ class StyleTransfer:
         self.styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]
         for name, image in [("content", self.content_rgb)] + [("style", s) for s in self.styles]:
             if min(image.shape[:2]) < MIN_SIDE:
-                raise NstError(f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
-                               f"least {MIN_SIDE} px on each side: choose a larger size")
+                raise NstError(
+                    f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
+                    f"least {MIN_SIDE} px on each side: choose a larger size"
+                )
         sizes = sorted({f"{c.shape[1]}x{c.shape[0]}" for c in self.contents_rgb})
         if len(sizes) > 1:
-            raise NstError(f"a batch's content images must have the same size at --size={cfg.size}; got {', '.join(sizes)}")
+            raise NstError(
+                f"a batch's content images must have the same size at --size={cfg.size}; got {', '.join(sizes)}"
+            )
         if len(self.contents_rgb) > 1 and cfg.preserve_colors != "none":
-            raise NstError("preserve_colors needs one content image per run (the style is matched to the content): "
-                           "stylise these one at a time")
+            raise NstError(
+                "preserve_colors needs one content image per run (the style is matched to the content): "
+                "stylise these one at a time"
+            )
         self.content = self.content_rgb
         if cfg.preserve_colors == "histogram":
             self.styles = [color.match_color(s, self.content_rgb) for s in self.styles]
@@ -101,8 +116,9 @@ class StyleTransfer:
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
         contents = tf.constant(np.stack([self.content, *self.contents_rgb[1:]]), tf.float32)  # a batch is never grey
-        self.targets = losses.compute_targets(self.model, contents, [_batch(s) for s in self.styles], cfg,
-                                              blend=cfg.style_blend, masks=self.masks)
+        self.targets = losses.compute_targets(
+            self.model, contents, [_batch(s) for s in self.styles], cfg, blend=cfg.style_blend, masks=self.masks
+        )
         # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
         self.optimizer = optimizer = optimize.make_optimizer(cfg, variable_rate=True)
@@ -219,8 +235,17 @@ def _numpy(value) -> np.ndarray:
     return value.numpy()
 
 
-def stylize(content, style, config: Optional[Config] = None, callbacks: Optional[Sequence[Callback]] = None,
-            progress: bool = False, model=None, masks=None, strategy=None, **options):
+def stylize(
+    content,
+    style,
+    config: Optional[Config] = None,
+    callbacks: Optional[Sequence[Callback]] = None,
+    progress: bool = False,
+    model=None,
+    masks=None,
+    strategy=None,
+    **options,
+):
     """Paints `content` in the manner of `style`; returns the result as uint8 `[H, W, 3]`.
 
     content: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]); or a list of
@@ -242,7 +267,10 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
     batched = isinstance(content, (list, tuple))
-    contents, style = [image_io.load_image(c) for c in as_list(content)], [image_io.load_image(s) for s in as_list(style)]
+    contents, style = (
+        [image_io.load_image(c) for c in as_list(content)],
+        [image_io.load_image(s) for s in as_list(style)],
+    )
     masks = None if masks is None else [image_io.load_image(m) for m in as_list(masks)]
     if cfg.memory_check and contents:
         planner.check(planner.plan(cfg, contents[0].shape[:2], [s.shape[:2] for s in style], len(contents)), cfg)
@@ -266,9 +294,18 @@ def stylize(content, style, config: Optional[Config] = None, callbacks: Optional
     for index, (size, style_size, steps) in enumerate(cfg.scale_plan()):
         if resume is not None and index < resume.scale:
             continue
-        scale_cfg = cfg.replace(size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None)
-        transfer = StyleTransfer(contents if batched else contents[0], style, scale_cfg, model=model, init_image=image,
-                                 masks=masks, scale=index)
+        scale_cfg = cfg.replace(
+            size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None
+        )
+        transfer = StyleTransfer(
+            contents if batched else contents[0],
+            style,
+            scale_cfg,
+            model=model,
+            init_image=image,
+            masks=masks,
+            scale=index,
+        )
         model = transfer.model
         if resume is not None and index == resume.scale:
             resume.restore(transfer)

@@ -225,7 +225,7 @@ class _TensorRef:
         flat = buffers[key]
         item = flat.itemsize
         view = np.lib.stride_tricks.as_strided(
-            flat[self.offset:], shape=self.size, strides=tuple(s * item for s in self.stride)
+            flat[self.offset :], shape=self.size, strides=tuple(s * item for s in self.stride)
         )
         return np.array(view, dtype=dtype, copy=True)
 

@@ -83,8 +83,12 @@ flags.DEFINE_list("sizes", ["128", "256", "384", "512"], "Memory: output sizes t
 flags.DEFINE_boolean("statistics", False, "Time each style statistic instead (see the module doc).")
 flags.DEFINE_boolean("serving", False, "Benchmark the SavedModel export instead (see the module doc).")
 flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
-flags.DEFINE_list("variants", None, "Serving: export variants to run (default: all), and/or 'local' for "
-                  "nst_tf.stylize with the same settings (1 scale; XLA off and on) in this process.")
+flags.DEFINE_list(
+    "variants",
+    None,
+    "Serving: export variants to run (default: all), and/or 'local' for "
+    "nst_tf.stylize with the same settings (1 scale; XLA off and on) in this process.",
+)
 flags.DEFINE_boolean("scale", False, "Measure images per minute of the batch paths instead (see the module doc).")
 flags.DEFINE_boolean("profile", False, "Profile the reference and --modes op by op instead (see the module doc).")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
@@ -103,8 +107,11 @@ SERVING_VARIANTS = {
 MODES = {
     "reference": ({}, "reference"),
     "adam auto": ({"precision": "auto", "jit": "auto"}, "check"),
-    **{f"adam {short}{' xla' if xla else ''}": ({"precision": precision, "jit": "on" if xla else "off"}, "check")
-       for precision, short in (("float32", "f32"), ("bfloat16", "bf16"), ("float16", "f16")) for xla in (False, True)},
+    **{
+        f"adam {short}{' xla' if xla else ''}": ({"precision": precision, "jit": "on" if xla else "off"}, "check")
+        for precision, short in (("float32", "f32"), ("bfloat16", "bf16"), ("float16", "f16"))
+        for xla in (False, True)
+    },
     "lbfgs auto": ({"precision": "auto", "jit": "auto", "optimizer": "lbfgs"}, "target"),
     "lbfgs f32 xla": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs"}, "target"),
     "lbfgs f32 xla 2 scales": ({"precision": "float32", "jit": "on", "optimizer": "lbfgs", "scales": 2}, "target"),
@@ -124,8 +131,10 @@ def tutorial_config(**options):
 def images(cfg):
     from nst_tf import image_io
 
-    return (image_io.load_image(image_io.example_path("boston"), cfg.size),
-            image_io.load_image(image_io.example_path("the_scream"), cfg.size))
+    return (
+        image_io.load_image(image_io.example_path("boston"), cfg.size),
+        image_io.load_image(image_io.example_path("the_scream"), cfg.size),
+    )
 
 
 def reference_step(cfg):
@@ -160,8 +169,11 @@ def reference_step(cfg):
         grams, feats = extract(x)
         style_loss = tf.add_n([tf.reduce_mean(tf.square(g - t)) for g, t in zip(grams, style_targets)]) / n_style
         content_loss = tf.add_n([tf.reduce_mean(tf.square(f - t)) for f, t in zip(feats, content_targets)]) / len(feats)
-        return (cfg.style_weight * style_loss + cfg.content_weight * content_loss
-                + cfg.tv_weight * tf.reduce_sum(tf.image.total_variation(x)))
+        return (
+            cfg.style_weight * style_loss
+            + cfg.content_weight * content_loss
+            + cfg.tv_weight * tf.reduce_sum(tf.image.total_variation(x))
+        )
 
     image = tf.Variable(content)
     opt = keras.optimizers.Adam(learning_rate=cfg.learning_rate, beta_1=cfg.beta_1, epsilon=cfg.epsilon)
@@ -223,8 +235,9 @@ def float32_loss(cfg, image):
     import nst_tf
 
     content, style = images(cfg)
-    run = nst_tf.StyleTransfer(content, style, cfg.replace(precision="float32", jit="off", optimizer="adam", scales=1),
-                               init_image=image)
+    run = nst_tf.StyleTransfer(
+        content, style, cfg.replace(precision="float32", jit="off", optimizer="adam", scales=1), init_image=image
+    )
     return run.evaluate()[0]
 
 
@@ -234,7 +247,9 @@ def mode_kind(mode):
 
     options, kind = MODES[mode]
     if kind == "check" and options["precision"] != "auto":
-        why = autotune.skip_reason(options["precision"], options["jit"] == "on", autotune.cpu_flags(), autotune.gpu_name())
+        why = autotune.skip_reason(
+            options["precision"], options["jit"] == "on", autotune.cpu_flags(), autotune.gpu_name()
+        )
         kind = "slow" if why else kind
     return kind
 
@@ -245,14 +260,19 @@ def child(mode):
     options, _ = MODES[mode]
     kind = mode_kind(mode)
     cfg, _ = autotune.concrete(tutorial_config(**options))  # auto: from the cache the parent filled
-    steps = {"reference": FLAGS.steps, "check": FLAGS.check_steps, "slow": FLAGS.slow_steps, "target": FLAGS.steps}[kind]
+    steps = {"reference": FLAGS.steps, "check": FLAGS.check_steps, "slow": FLAGS.slow_steps, "target": FLAGS.steps}[
+        kind
+    ]
     if kind == "reference":
         losses, ends, image = run_reference(cfg, steps)
     else:
         losses, ends, image = run_nst(cfg, steps, FLAGS.target if kind == "target" else None)
     step_times = np.diff([0.0] + ends)
     result = {
-        "mode": mode, "steps": len(losses), "losses": losses, "ends": ends,
+        "mode": mode,
+        "steps": len(losses),
+        "losses": losses,
+        "ends": ends,
         "s_per_step": float(np.median(step_times[1:])) if len(step_times) > 1 else float(step_times[0]),
         "f32_loss": float32_loss(cfg, image) if kind != "slow" else None,
         "peak_rss": planner.peak_memory_bytes(),
@@ -264,9 +284,17 @@ def child(mode):
 def spawn(mode, target=None):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
-    args = [sys.executable, os.path.abspath(__file__), f"--child={path}", f"--modes={mode}", f"--size={FLAGS.size}",
-            f"--steps={FLAGS.steps}", f"--check_steps={FLAGS.check_steps}", f"--slow_steps={FLAGS.slow_steps}",
-            f"--weights={FLAGS.weights}"] + ([f"--target={target!r}"] if target is not None else [])
+    args = [
+        sys.executable,
+        os.path.abspath(__file__),
+        f"--child={path}",
+        f"--modes={mode}",
+        f"--size={FLAGS.size}",
+        f"--steps={FLAGS.steps}",
+        f"--check_steps={FLAGS.check_steps}",
+        f"--slow_steps={FLAGS.slow_steps}",
+        f"--weights={FLAGS.weights}",
+    ] + ([f"--target={target!r}"] if target is not None else [])
     subprocess.run(args, check=True)
     with open(path) as f:
         result = json.load(f)
@@ -286,8 +314,10 @@ def serving_child(path):
     request = {
         "content": tf.constant([open(os.path.join(assets, "boston.jpg"), "rb").read()]),
         "style": tf.constant([open(os.path.join(assets, "the_scream.jpg"), "rb").read()]),
-        "steps": tf.constant(FLAGS.steps), "size": tf.constant(FLAGS.size),
-        "content_weight": tf.constant(-1.0), "style_weight": tf.constant(-1.0),
+        "steps": tf.constant(FLAGS.steps),
+        "size": tf.constant(FLAGS.size),
+        "content_weight": tf.constant(-1.0),
+        "style_weight": tf.constant(-1.0),
     }
     latencies = []
     for _ in range(FLAGS.requests):
@@ -301,8 +331,11 @@ def serving_child(path):
 def serving_main():
     from nst_tf import serving
 
-    print(f"serving_default: boston x the_scream, size {FLAGS.size}, {FLAGS.steps} steps per scale, "
-          f"{FLAGS.requests} requests per export", flush=True)
+    print(
+        f"serving_default: boston x the_scream, size {FLAGS.size}, {FLAGS.steps} steps per scale, "
+        f"{FLAGS.requests} requests per export",
+        flush=True,
+    )
     rows = []
     variants = FLAGS.variants or list(SERVING_VARIANTS) + ["local"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -312,9 +345,19 @@ def serving_main():
             start = time.perf_counter()
             path = serving.export_saved_model(os.path.join(tmp, str(len(rows))), 1, weights=FLAGS.weights, **options)
             export_s = time.perf_counter() - start
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--serving_child={path}",
-                                  f"--size={FLAGS.size}", f"--steps={FLAGS.steps}", f"--requests={FLAGS.requests}"],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    f"--serving_child={path}",
+                    f"--size={FLAGS.size}",
+                    f"--steps={FLAGS.steps}",
+                    f"--requests={FLAGS.requests}",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             r = json.loads(out.strip().splitlines()[-1])
             rows.append((name, serving.directory_bytes(path), export_s, r))
     if "local" in variants:
@@ -325,17 +368,33 @@ def serving_main():
             latencies = []
             for _ in range(FLAGS.requests):
                 start = time.perf_counter()
-                image = nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"),
-                                       size=FLAGS.size, steps=FLAGS.steps, scales=1, jit=jit, weights=FLAGS.weights)
+                image = nst_tf.stylize(
+                    image_io.example_path("boston"),
+                    image_io.example_path("the_scream"),
+                    size=FLAGS.size,
+                    steps=FLAGS.steps,
+                    scales=1,
+                    jit=jit,
+                    weights=FLAGS.weights,
+                )
                 latencies.append(time.perf_counter() - start)
-            rows.append((f"stylize, 1 scale, XLA {jit}", None, None, {"load_s": None, "latencies": latencies,
-                                                                   "shape": list(image.shape)}))
+            rows.append(
+                (
+                    f"stylize, 1 scale, XLA {jit}",
+                    None,
+                    None,
+                    {"load_s": None, "latencies": latencies, "shape": list(image.shape)},
+                )
+            )
     cell = lambda value, spec: f"{value:{spec}}" if value is not None else f"{'-':>{spec.split('.')[0]}}"
     print(f"\n{'export':<26}{'MB':>6}{'export s':>9}{'load s':>8}{'first s':>9}{'median s':>9}  output")
     for name, size, export_s, r in rows:
         rest = r["latencies"][1:] or r["latencies"]
-        print(f"{name:<26}{cell(size and size / 1e6, '6.1f')}{cell(export_s, '9.1f')}{cell(r['load_s'], '8.2f')}"
-              f"{r['latencies'][0]:>9.1f}{float(np.median(rest)):>9.1f}  {r['shape'][1]}x{r['shape'][0]}", flush=True)
+        print(
+            f"{name:<26}{cell(size and size / 1e6, '6.1f')}{cell(export_s, '9.1f')}{cell(r['load_s'], '8.2f')}"
+            f"{r['latencies'][0]:>9.1f}{float(np.median(rest)):>9.1f}  {r['shape'][1]}x{r['shape'][0]}",
+            flush=True,
+        )
 
 
 MEMORY_CHILD = """
@@ -349,8 +408,13 @@ print(planner.peak_memory_bytes())
 
 def measured_peak(size: int, weights: str, *options: str) -> int:
     """Peak RSS of a one-scale, 3-step run at `size` px in a fresh process (options: "name=value")."""
-    out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(size), weights, *options], check=True,
-                         capture_output=True, text=True, env=dict(os.environ, NST_TF_OFFLINE="1")).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(size), weights, *options],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, NST_TF_OFFLINE="1"),
+    ).stdout
     return int(out.strip().splitlines()[-1])
 
 
@@ -364,8 +428,11 @@ def memory_main():
         cfg = config.Config(size=size, scales=1, steps=3, precision="float32")
         estimate = planner.plan(cfg, content, [style])[-1]
         peak = measured_peak(size, FLAGS.weights)
-        print(f"{size:>6}{planner.activation_bytes(estimate.size, cfg) / 2**20:>10.0f} MiB"
-              f"{estimate.peak_bytes / 2**30:>6.2f} GiB{peak / 2**30:>6.2f} GiB{estimate.peak_bytes / peak:>7.2f}", flush=True)
+        print(
+            f"{size:>6}{planner.activation_bytes(estimate.size, cfg) / 2**20:>10.0f} MiB"
+            f"{estimate.peak_bytes / 2**30:>6.2f} GiB{peak / 2**30:>6.2f} GiB{estimate.peak_bytes / peak:>7.2f}",
+            flush=True,
+        )
 
 
 def statistics_main():
@@ -381,10 +448,19 @@ def statistics_main():
             self.times.append(now - self.last)
             self.last = now
 
-    variants = [("gram", {}), ("poly", {"style_loss": "poly"}), ("gaussian", {"style_loss": "gaussian"}),
-                ("meanstd", {"style_loss": "meanstd"}), ("w2", {"style_loss": "w2"}), ("gram, avg pool", {"pooling": "avg"})]
+    variants = [
+        ("gram", {}),
+        ("poly", {"style_loss": "poly"}),
+        ("gaussian", {"style_loss": "gaussian"}),
+        ("meanstd", {"style_loss": "meanstd"}),
+        ("w2", {"style_loss": "w2"}),
+        ("gram, avg pool", {"pooling": "avg"}),
+    ]
     content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
-    print(f"default objective, boston x the_scream, {FLAGS.size} px, median of {FLAGS.check_steps} L-BFGS steps", flush=True)
+    print(
+        f"default objective, boston x the_scream, {FLAGS.size} px, median of {FLAGS.check_steps} L-BFGS steps",
+        flush=True,
+    )
     print(f"{'style statistic':<18}{'XLA':>5}{'s/step':>8}{'ratio':>7}")
     base = None
     for name, options in variants:
@@ -393,15 +469,25 @@ def statistics_main():
         run.run(FLAGS.check_steps + 2, callbacks=[timer])
         median = float(np.median(timer.times[2:]))
         base = base or median
-        print(f"{name:<18}{'on' if run.compiled.jit_compile else 'off':>5}{median:>8.3f}{median / base:>7.2f}", flush=True)
+        print(
+            f"{name:<18}{'on' if run.compiled.jit_compile else 'off':>5}{median:>8.3f}{median / base:>7.2f}", flush=True
+        )
 
 
 def scale_main():
     from nst_tf import image_io
 
     contents = ",".join(image_io.example_path(n) for n in ("boston", "seated_nude", "shipwreck", "the_scream"))
-    common = [f"--contents={contents}", f"--styles={image_io.example_path('the_scream')}", f"--size={FLAGS.size}",
-              "--square", f"--steps={FLAGS.steps}", "--scales=1", f"--weights={FLAGS.weights}", "--noevaluate"]
+    common = [
+        f"--contents={contents}",
+        f"--styles={image_io.example_path('the_scream')}",
+        f"--size={FLAGS.size}",
+        "--square",
+        f"--steps={FLAGS.steps}",
+        "--scales=1",
+        f"--weights={FLAGS.weights}",
+        "--noevaluate",
+    ]
     batch_cmd = [sys.executable, os.path.join(REPO, "scripts", "batch.py"), "--noprogress"]
     beam_cmd = [sys.executable, "-m", "nst_tf.beam", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     variants = [
@@ -507,15 +593,20 @@ def main(argv):
     start = time.perf_counter()
     choice = autotune.resolve(weights=FLAGS.weights)  # measured here if not cached, so no child times it
     entry = next(iter(autotune.cached_entries().values()), {})
-    print(f"auto: {choice.describe()}; calibration took {entry.get('calibration_seconds', '?')} s when measured "
-          f"({entry.get('measured', 'not cached')}), {time.perf_counter() - start:.1f} s now", flush=True)
+    print(
+        f"auto: {choice.describe()}; calibration took {entry.get('calibration_seconds', '?')} s when measured "
+        f"({entry.get('measured', 'not cached')}), {time.perf_counter() - start:.1f} s now",
+        flush=True,
+    )
     print(f"tutorial objective, boston x the_scream at {w}x{h}; reference: {FLAGS.steps} steps", flush=True)
     ref = spawn("reference")
     target, ref_time = ref["f32_loss"], ref["ends"][-1]  # its loss after --steps steps, and their time
     results = [ref] + [spawn(mode, target) for mode in modes if mode != "reference"]
 
-    print(f"\n{'mode':<24}{'steps':>6}{'s/step':>8}{'ratio':>7}{'to ref (s)':>11}{'ratio':>7}"
-          f"{'f32 loss':>11}{'vs ref':>8}{'peak RSS':>10}")
+    print(
+        f"\n{'mode':<24}{'steps':>6}{'s/step':>8}{'ratio':>7}{'to ref (s)':>11}{'ratio':>7}"
+        f"{'f32 loss':>11}{'vs ref':>8}{'peak RSS':>10}"
+    )
     for r in results:
         # losses[k] is the loss after k updates: reached when it is at or below the target.
         reached = next((k for k, loss in enumerate(r["losses"]) if loss <= target), None)
@@ -534,8 +625,10 @@ def main(argv):
     adam = {r["mode"]: r["s_per_step"] for r in results if r["mode"].startswith("adam ")}
     if "adam auto" in adam and len(adam) > 1:
         fastest = min((s, m) for m, s in adam.items() if m != "adam auto")
-        print(f"adam auto ({choice.precision}, XLA {'on' if choice.xla else 'off'}): {adam['adam auto']:.3f} s/step, "
-              f"{adam['adam auto'] / fastest[0]:.2f}x the fastest Adam mode ({fastest[1]}, {fastest[0]:.3f} s/step)")
+        print(
+            f"adam auto ({choice.precision}, XLA {'on' if choice.xla else 'off'}): {adam['adam auto']:.3f} s/step, "
+            f"{adam['adam auto'] / fastest[0]:.2f}x the fastest Adam mode ({fastest[1]}, {fastest[0]:.3f} s/step)"
+        )
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump({"target": target, "reference_time": ref_time, "results": results}, f)

@@ -23,15 +23,22 @@ GALLERY = [
     ("blend", "two styles, half each", ["--flagfile=configs/blend.cfg"]),
     ("regions", "one style per region (masks)", ["--flagfile=configs/regions.cfg"]),
     ("style_scale", "the style at 1.5x the output's size: larger strokes", ["--flagfile=configs/style_scale.cfg"]),
-    ("preserve_luminance", "luminance-only transfer, the photo's colours", ["--flagfile=configs/preserve_luminance.cfg"]),
+    (
+        "preserve_luminance",
+        "luminance-only transfer, the photo's colours",
+        ["--flagfile=configs/preserve_luminance.cfg"],
+    ),
     ("preserve_histogram", "the style's colours matched to the photo's", ["--flagfile=configs/preserve_histogram.cfg"]),
     ("style_poly", "MMD, polynomial kernel", ["--flagfile=configs/style_poly.cfg"]),
     ("style_gaussian", "MMD, Gaussian kernel", ["--flagfile=configs/style_gaussian.cfg"]),
     ("style_meanstd", "mean and standard deviation", ["--flagfile=configs/style_meanstd.cfg"]),
     ("style_w2", "2-Wasserstein between Gaussian fits", ["--flagfile=configs/style_w2.cfg"]),
     ("avg_pool", "average pooling", ["--flagfile=configs/avg_pool.cfg"]),
-    ("contact_sheet", "progress: a contact sheet of the default run, and its loss plot",
-     ["--contact_sheet=configs/gallery/contact_sheet.jpg", "--loss_plot=configs/gallery/loss_plot.png"]),
+    (
+        "contact_sheet",
+        "progress: a contact sheet of the default run, and its loss plot",
+        ["--contact_sheet=configs/gallery/contact_sheet.jpg", "--loss_plot=configs/gallery/loss_plot.png"],
+    ),
 ]
 MASKS = ("configs/masks/boston_sky.png", "configs/masks/boston_water.png")
 
@@ -47,7 +54,9 @@ def make_masks():
 
 
 def command(name, flags):
-    output = "stylized.png" if name == "contact_sheet" else f"configs/gallery/{name}.jpg"  # its sheet and plot are the point
+    output = (
+        "stylized.png" if name == "contact_sheet" else f"configs/gallery/{name}.jpg"
+    )  # its sheet and plot are the point
     return ["nst-tf", *flags, f"--size={SIZE}", "--weights=embedded", f"--output={output}"]
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Stylise an image from the command line: the same as the installed `nst-tf` command.
 
-    python scripts/stylize.py --content=photo.jpg --style=painting.jpg --output=out.png
-    python scripts/stylize.py --flagfile=configs/tutorial.cfg
+python scripts/stylize.py --content=photo.jpg --style=painting.jpg --output=out.png
+python scripts/stylize.py --flagfile=configs/tutorial.cfg
 """
 
 import os

@@ -13,7 +13,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALL_DEFAULT_LAYERS = ["block4_conv2", "block5_conv2", "block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
+ALL_DEFAULT_LAYERS = [
+    "block4_conv2",
+    "block5_conv2",
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block4_conv1",
+    "block5_conv1",
+]
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ KINDS = ("gram", "poly", "gaussian", "meanstd", "w2")
 
 # ---- NumPy references of each statistic's error on position sets: x [n, c] (image), s [m, c] (style).
 
+
 def np_gram_error(x, s, norm):
     gx, gs = x.T @ x / len(x), s.T @ s / len(s)
     raw = np.mean((gx - gs) ** 2)
@@ -60,7 +61,9 @@ def np_gaussian_error(x, s, norm, target):
 def np_error(kind, x, s, norm, target):
     if kind == "gaussian":
         return np_gaussian_error(x, s, norm, target)
-    return {"gram": np_gram_error, "poly": np_poly_error, "meanstd": np_meanstd_error, "w2": np_w2_error}[kind](x, s, norm)
+    return {"gram": np_gram_error, "poly": np_poly_error, "meanstd": np_meanstd_error, "w2": np_w2_error}[kind](
+        x, s, norm
+    )
 
 
 def statistic(kind):
@@ -92,7 +95,7 @@ def test_statistics_are_per_image(rng, kind):
     stat = statistic(kind)
     target = stat.target(tf.constant(s), seed=(0, 2))
     both = stat.error(tf.constant(x), target, "relative").numpy()
-    alone = [stat.error(tf.constant(x[i:i + 1]), target, "relative").numpy()[0] for i in range(2)]
+    alone = [stat.error(tf.constant(x[i : i + 1]), target, "relative").numpy()[0] for i in range(2)]
     assert both.shape == (2,) and both[0] != both[1]
     np.testing.assert_allclose(both, alone, rtol=1e-9)
 
@@ -144,14 +147,22 @@ def test_soft_masked_gram_weights_each_position(rng):
     soft = rng.uniform(size=(1, 4, 5))
     flat, w = f.reshape(2, 20, 3), soft.reshape(20)
     expected = np.einsum("bnc,n,bnd->bcd", flat, w, flat) / w.sum()
-    np.testing.assert_allclose(losses.gram_matrix(tf.constant(f), "hw", tf.constant(soft)).numpy(), expected, rtol=1e-12)
-    np.testing.assert_allclose(losses.gram_matrix(tf.constant(f), "chw", tf.constant(soft)).numpy(), expected / 3, rtol=1e-12)
+    np.testing.assert_allclose(
+        losses.gram_matrix(tf.constant(f), "hw", tf.constant(soft)).numpy(), expected, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        losses.gram_matrix(tf.constant(f), "chw", tf.constant(soft)).numpy(), expected / 3, rtol=1e-12
+    )
     for norm in ("hw", "chw"):  # a mask of ones is no mask
-        np.testing.assert_allclose(losses.gram_matrix(tf.constant(f), norm, tf.ones((1, 4, 5), tf.float64)).numpy(),
-                                   losses.gram_matrix(tf.constant(f), norm).numpy(), rtol=1e-12)
+        np.testing.assert_allclose(
+            losses.gram_matrix(tf.constant(f), norm, tf.ones((1, 4, 5), tf.float64)).numpy(),
+            losses.gram_matrix(tf.constant(f), norm).numpy(),
+            rtol=1e-12,
+        )
 
 
 # ---- The objective with several styles and masks, on the real weights.
+
 
 def test_empty_mask_leaves_its_style_loss_at_zero(vgg19, small_pair):
     content, style = (tf.constant(a[None]) for a in small_pair)
@@ -204,9 +215,12 @@ def test_masks_paint_each_style_in_its_region(vgg19):
     left = np.zeros((h, w), np.float32)
     left[:, : w // 2] = 1
     out = nst_tf.stylize(boston, [scream, ship], masks=[left, 1 - left], size=96, scales=1, steps=40, model=vgg19)
-    halves = {"left": out[:, : w // 2 - 8], "right": out[:, w // 2 + 8:]}
-    errors = {(half, name): nst_tf.evaluate(img, content, image_io.load_image(style, 96), model=vgg19)["style"]["mean"]
-              for half, img in halves.items() for name, style in (("scream", scream), ("ship", ship))}
+    halves = {"left": out[:, : w // 2 - 8], "right": out[:, w // 2 + 8 :]}
+    errors = {
+        (half, name): nst_tf.evaluate(img, content, image_io.load_image(style, 96), model=vgg19)["style"]["mean"]
+        for half, img in halves.items()
+        for name, style in (("scream", scream), ("ship", ship))
+    }
     assert errors["left", "scream"] < errors["left", "ship"]
     assert errors["right", "ship"] < errors["right", "scream"]
 
@@ -229,12 +243,14 @@ def test_style_scale_sizes_the_style_images():
     assert cfg.scale_plan() == ((100, 50, 3), (200, 100, 3))
     assert Config(size=200, style_scale=0.5, scales=1).scale_plan() == ((200, 100, 60),)
     assert Config(size=200, style_size=80, style_scale=0.5).effective_style_size == 80  # style_size wins
-    run = nst_tf.StyleTransfer(image_io.example_path("boston"), image_io.example_path("the_scream"), size=64,
-                               style_scale=0.5, weights="random")
+    run = nst_tf.StyleTransfer(
+        image_io.example_path("boston"), image_io.example_path("the_scream"), size=64, style_scale=0.5, weights="random"
+    )
     assert max(run.style.shape[:2]) == 32 and max(run.content.shape[:2]) == 64
 
 
 # ---- Colour.
+
 
 def test_histogram_matching_moves_the_colour_moments(rng):
     style = image_io.load_image(image_io.example_path("the_scream"), 128)
@@ -278,6 +294,7 @@ def test_luminance_mode_keeps_the_content_chroma(vgg19):
 
 # ---- Pooling.
 
+
 def test_average_pooling_averages(embedded_weights, rng):
     model = features.build_feature_model(["block1_conv2", "block1_pool"], layer_weights=embedded_weights, pooling="avg")
     out = model(tf.constant(rng.uniform(size=(1, 10, 12, 3)), tf.float32))
@@ -285,13 +302,15 @@ def test_average_pooling_averages(embedded_weights, rng):
     expected = conv.reshape(1, 5, 2, 6, 2, 64).mean(axis=(2, 4))
     np.testing.assert_allclose(out["block1_pool"].numpy(), expected, rtol=1e-5, atol=1e-4)
     max_model = features.build_feature_model(["block1_conv2", "block1_pool"], layer_weights=embedded_weights)
-    assert not np.allclose(max_model(tf.constant(rng.uniform(size=(1, 10, 12, 3)), tf.float32))["block1_pool"].numpy(),
-                           expected)
+    assert not np.allclose(
+        max_model(tf.constant(rng.uniform(size=(1, 10, 12, 3)), tf.float32))["block1_pool"].numpy(), expected
+    )
     with pytest.raises(nst_tf.NstError, match="pooling"):
         features.build_feature_model(["block1_pool"], layer_weights=embedded_weights, pooling="min")
 
 
 # ---- Reports: TensorBoard, contact sheet, loss plot.
+
 
 def read_events(logdir):
     """{tag: [step, ...]} and {tag: TensorBoard plugin name} from the event files."""
@@ -311,10 +330,24 @@ def test_reports_tensorboard_contact_sheet_and_loss_plot(vgg19, tmp_path):
     logdir, sheet, plot = tmp_path / "logs", tmp_path / "sheet.png", tmp_path / "loss.png"
     boston, scream = image_io.example_path("boston"), image_io.example_path("the_scream")
     # Two scales (32 and 64 px) of 4 and 3 steps: 7 steps; frames at steps 0, 1, ..., 7.
-    nst_tf.stylize(boston, scream, size=64, scales=2, start_size=32, scale_steps=(4, 3), model=vgg19,
-                   logdir=str(logdir), log_every=2, contact_sheet=str(sheet), contact_sheet_frames=8, loss_plot=str(plot))
+    nst_tf.stylize(
+        boston,
+        scream,
+        size=64,
+        scales=2,
+        start_size=32,
+        scale_steps=(4, 3),
+        model=vgg19,
+        logdir=str(logdir),
+        log_every=2,
+        contact_sheet=str(sheet),
+        contact_sheet_frames=8,
+        loss_plot=str(plot),
+    )
     tags, plugins = read_events(logdir)
-    expected_scalars = {"loss/total", "loss/content", "loss/style", "loss/tv"} | {f"loss/style/{n}" for n in config.DEFAULT_STYLE_LAYERS}
+    expected_scalars = {"loss/total", "loss/content", "loss/style", "loss/tv"} | {
+        f"loss/style/{n}" for n in config.DEFAULT_STYLE_LAYERS
+    }
     assert expected_scalars <= set(tags)
     for name in expected_scalars:
         assert sorted(tags[name]) == list(range(1, 8)), name  # every step, counted on across the scales
@@ -328,7 +361,7 @@ def test_reports_tensorboard_contact_sheet_and_loss_plot(vgg19, tmp_path):
     # 8 frames, 4 columns x 2 rows of 64x43 cells (the 64x43 output), 4 px apart.
     assert image.size == (4 * 64 + 5 * 4, 2 * 43 + 3 * 4)
     cells = np.asarray(image).astype(int)
-    first, last = cells[4:4 + 30, 4:4 + 64], cells[4 + 47:4 + 47 + 30, 4 + 3 * 68:4 + 3 * 68 + 64]
+    first, last = cells[4 : 4 + 30, 4 : 4 + 64], cells[4 + 47 : 4 + 47 + 30, 4 + 3 * 68 : 4 + 3 * 68 + 64]
     assert np.abs(first - last).mean() > 3  # the start and the end differ
 
     image = Image.open(plot)
@@ -338,8 +371,17 @@ def test_reports_tensorboard_contact_sheet_and_loss_plot(vgg19, tmp_path):
 
 def test_a_one_frame_sheet_over_two_scales(vgg19, tmp_path):
     sheet = tmp_path / "one.png"
-    nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"), size=48, scales=2, start_size=32,
-                   steps=2, model=vgg19, contact_sheet=str(sheet), contact_sheet_frames=1)
+    nst_tf.stylize(
+        image_io.example_path("boston"),
+        image_io.example_path("the_scream"),
+        size=48,
+        scales=2,
+        start_size=32,
+        steps=2,
+        model=vgg19,
+        contact_sheet=str(sheet),
+        contact_sheet_frames=1,
+    )
     assert Image.open(sheet).size == (48 + 2 * 4, 32 + 2 * 4)  # the final image alone
 
 

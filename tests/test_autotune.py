@@ -18,11 +18,23 @@ from nst_tf.errors import NstError
 AVX2 = frozenset({"avx2", "fma"})
 AVX512_BF16 = frozenset({"avx2", "fma", "avx512f", "avx512_bf16"})
 ENTRY = {  # a measurement as the cache holds it (seconds per step)
-    "seconds": {"float32/xla-off": 0.115, "float32/xla-on": 0.149, "bfloat16/xla-off": 0.068,
-                "bfloat16/xla-on": 0.147, "float16/xla-on": 0.132},
-    "loss_ratio": {"float32/xla-off": 1.0, "float32/xla-on": 1.0, "bfloat16/xla-off": 0.9986,
-                   "bfloat16/xla-on": 0.9995, "float16/xla-on": 1.0001},
-    "skipped": {"float16/xla-off": "no float16 instructions"}, "size": "192x129", "gpu": None,
+    "seconds": {
+        "float32/xla-off": 0.115,
+        "float32/xla-on": 0.149,
+        "bfloat16/xla-off": 0.068,
+        "bfloat16/xla-on": 0.147,
+        "float16/xla-on": 0.132,
+    },
+    "loss_ratio": {
+        "float32/xla-off": 1.0,
+        "float32/xla-on": 1.0,
+        "bfloat16/xla-off": 0.9986,
+        "bfloat16/xla-on": 0.9995,
+        "float16/xla-on": 1.0001,
+    },
+    "skipped": {"float16/xla-off": "no float16 instructions"},
+    "size": "192x129",
+    "gpu": None,
 }
 
 
@@ -114,16 +126,23 @@ def test_concrete_config_carries_the_choice_into_the_run(cache, monkeypatch, vgg
     monkeypatch.setattr(autotune, "gpu_name", lambda: None)
     cfg, choice = autotune.concrete(nst_tf.Config())
     assert (cfg.precision, cfg.jit) == ("bfloat16", "off") and choice.reason.startswith("auto: measured")
-    run = nst_tf.StyleTransfer(image_io.example_path("boston"), image_io.example_path("the_scream"), size=32,
-                               weights="embedded")
+    run = nst_tf.StyleTransfer(
+        image_io.example_path("boston"), image_io.example_path("the_scream"), size=32, weights="embedded"
+    )
     assert (run.config.precision, run.config.jit, run.compiled.jit_compile) == ("bfloat16", "off", False)
     assert run.model.get_layer("block1_conv1").compute_dtype == "bfloat16"
 
 
 def _cli(args, tmp_path, cache_dir, mode="cached"):
     env = dict(os.environ, NST_TF_OFFLINE="1", NST_TF_CACHE_DIR=str(cache_dir), NST_TF_AUTOTUNE=mode)
-    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "stylize.py"), *args], capture_output=True,
-                          text=True, env=env, cwd=str(tmp_path), timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "stylize.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
 
 
 def test_dry_run_and_the_last_line_say_what_auto_chose(tmp_path):
@@ -138,11 +157,17 @@ def test_dry_run_and_the_last_line_say_what_auto_chose(tmp_path):
     assert "measured when the run starts" in empty.stdout
     assert "float32, XLA on (autotune off" in _cli(["--dry_run", "--autotune=off"], tmp_path, cache_dir).stdout
     out = tmp_path / "out.png"
-    run = _cli(["--size=32", "--steps=2", "--scales=1", "--weights=embedded", "--noprogress", f"--output={out}"],
-               tmp_path, cache_dir)
+    run = _cli(
+        ["--size=32", "--steps=2", "--scales=1", "--weights=embedded", "--noprogress", f"--output={out}"],
+        tmp_path,
+        cache_dir,
+    )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1].endswith("bfloat16, XLA off (auto: measured fastest of 5 at 192x129: "
-                                                        "0.068 s/step, 0.46x float32 with XLA))")
+    assert (
+        run.stdout.strip()
+        .splitlines()[-1]
+        .endswith("bfloat16, XLA off (auto: measured fastest of 5 at 192x129: 0.068 s/step, 0.46x float32 with XLA))")
+    )
     bad = _cli(["--autotune=sometimes"], tmp_path, cache_dir)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
@@ -165,8 +190,10 @@ def test_bfloat16_run_ends_within_2_percent_of_float32(embedded_weights, small_p
         run.run(20)
         ends[precision] = float(losses.objective(f32, f32_targets, cfg, tf.constant(run.images))[0])
     progress = {p: start - end for p, end in ends.items()}
-    print(f"start {start:.6g}, float32 {ends['float32']:.6g}, bfloat16 {ends['bfloat16']:.6g}; "
-          f"bfloat16's progress {progress['bfloat16'] / progress['float32']:.4f} of float32's")
+    print(
+        f"start {start:.6g}, float32 {ends['float32']:.6g}, bfloat16 {ends['bfloat16']:.6g}; "
+        f"bfloat16's progress {progress['bfloat16'] / progress['float32']:.4f} of float32's"
+    )
     assert ends["float32"] < 0.95 * start  # the steps did something to compare
     assert abs(ends["bfloat16"] / ends["float32"] - 1) < 0.02
     assert abs(progress["bfloat16"] / progress["float32"] - 1) < 0.05  # the loss fell as far

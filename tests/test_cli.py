@@ -40,7 +40,11 @@ def test_no_flags_stylises_the_bundled_example(tmp_path):
 
 def test_flagfile_then_overrides_and_snapshots(tmp_path):
     out = tmp_path / "out.jpg"
-    args = [f"--flagfile={REPO}/configs/tutorial.cfg"] + TINY + [f"--output={out}", "--save_every=1", f"--snapshot_dir={tmp_path}/snaps"]
+    args = (
+        [f"--flagfile={REPO}/configs/tutorial.cfg"]
+        + TINY
+        + [f"--output={out}", "--save_every=1", f"--snapshot_dir={tmp_path}/snaps"]
+    )
     result = run_cli(args, tmp_path)
     assert result.returncode == 0, result.stderr
     assert Image.open(out).format == "JPEG"
@@ -54,7 +58,9 @@ def test_console_script_is_the_same_command(tmp_path):
     result = run_cli(TINY + ["--output=a.png"], tmp_path, script=exe)
     assert result.returncode == 0, result.stderr
     assert run_cli(TINY + ["--output=b.png"], tmp_path).returncode == 0
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png"))
+    )
 
 
 def test_styles_masks_and_reports(tmp_path):
@@ -62,9 +68,19 @@ def test_styles_masks_and_reports(tmp_path):
     Image.fromarray(np.tile(np.uint8([255] * 24 + [0] * 24), (32, 1))).save(tmp_path / "left.png")
     Image.fromarray(np.tile(np.uint8([0] * 24 + [255] * 24), (32, 1))).save(tmp_path / "right.png")
     scream, ship = (os.path.join(REPO, "nst_tf", "assets", n) for n in ("the_scream.jpg", "shipwreck.jpg"))
-    result = run_cli(TINY + [f"--style={scream},{ship}", "--style_mask=left.png,right.png", "--style_loss=meanstd",
-                             "--logdir=logs", "--contact_sheet=sheet.jpg", "--loss_plot=plot.png", "--output=out.png"],
-                     tmp_path)
+    result = run_cli(
+        TINY
+        + [
+            f"--style={scream},{ship}",
+            "--style_mask=left.png,right.png",
+            "--style_loss=meanstd",
+            "--logdir=logs",
+            "--contact_sheet=sheet.jpg",
+            "--loss_plot=plot.png",
+            "--output=out.png",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "out.png").size == (48, 32)
     assert Image.open(tmp_path / "sheet.jpg").format == "JPEG" and Image.open(tmp_path / "plot.png").size == (800, 450)

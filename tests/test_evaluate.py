@@ -27,8 +27,14 @@ def numpy_vgg19(rgb, weights, wanted):
         else:
             kernel, bias = weights[name]
             padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-            patches = np.stack([padded[i : i + x.shape[0], j : j + x.shape[1]] for i in range(3) for j in range(3)], axis=2)
-            x = np.maximum(np.einsum("hwkc,kcd->hwd", patches, np.asarray(kernel, np.float64).reshape(9, *kernel.shape[2:])) + bias, 0)
+            patches = np.stack(
+                [padded[i : i + x.shape[0], j : j + x.shape[1]] for i in range(3) for j in range(3)], axis=2
+            )
+            x = np.maximum(
+                np.einsum("hwkc,kcd->hwd", patches, np.asarray(kernel, np.float64).reshape(9, *kernel.shape[2:]))
+                + bias,
+                0,
+            )
         if name in wanted:
             out[name] = x
         if set(out) == set(wanted):
@@ -72,25 +78,37 @@ def test_identical_images_score_zero(embedded_weights, small_pair):
 
 def _cli(*args):
     env = dict(os.environ, NST_TF_OFFLINE="1")
-    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_prints_json(embedded_weights, tmp_path):
     image = tmp_path / "out.png"
     image_io.save_image(str(image), image_io.to_uint8(image_io.load_image(image_io.example_path("boston"), 48)))
-    done = _cli(f"--image={image}", f"--content={image_io.example_path('boston')}",
-                f"--style={image_io.example_path('the_scream')}", "--weights=embedded")
+    done = _cli(
+        f"--image={image}",
+        f"--content={image_io.example_path('boston')}",
+        f"--style={image_io.example_path('the_scream')}",
+        "--weights=embedded",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert set(report["style"]) == set(metrics.STYLE_LAYERS) | {"mean"}
     assert report["content"]["block4_conv2"] < 0.05  # the content itself, resized twice
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "--image is required"),
-    (["--image=/nonexistent.png", "--content=/x.png", "--style=/y.png"], "/nonexistent.png"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "--image is required"),
+        (["--image=/nonexistent.png", "--content=/x.png", "--style=/y.png"], "/nonexistent.png"),
+    ],
+)
 def test_cli_bad_input(args, message):
     done = _cli(*args)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr

@@ -58,7 +58,7 @@ def test_preprocessing_is_folded_in(embedded_weights, rng):
     ref = np.zeros((6, 5, 64))
     for i in range(6):
         for j in range(5):
-            ref[i, j] = np.einsum("hwc,hwco->o", padded[i:i + 3, j:j + 3], kernel) + bias
+            ref[i, j] = np.einsum("hwc,hwco->o", padded[i : i + 3, j : j + 3], kernel) + bias
     np.testing.assert_allclose(model(rgb)["block1_conv1"].numpy()[0], np.maximum(ref, 0), rtol=1e-4, atol=1e-3)
 
 

@@ -21,9 +21,22 @@ def _valid_images():
     out = {}
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)
-    for fmt, mode in (("PNG", "RGB"), ("JPEG", "RGB"), ("GIF", "P"), ("BMP", "RGB"), ("TIFF", "RGB"), ("WEBP", "RGB"),
-                      ("PNG", "RGBA"), ("PNG", "LA"), ("TIFF", "I;16")):
-        image = Image.fromarray(pixels).convert(mode) if mode != "I;16" else Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
+    for fmt, mode in (
+        ("PNG", "RGB"),
+        ("JPEG", "RGB"),
+        ("GIF", "P"),
+        ("BMP", "RGB"),
+        ("TIFF", "RGB"),
+        ("WEBP", "RGB"),
+        ("PNG", "RGBA"),
+        ("PNG", "LA"),
+        ("TIFF", "I;16"),
+    ):
+        image = (
+            Image.fromarray(pixels).convert(mode)
+            if mode != "I;16"
+            else Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
+        )
         buffer = io.BytesIO()
         image.save(buffer, format=fmt)
         out[f"{fmt}-{mode}"] = buffer.getvalue()
@@ -60,7 +73,11 @@ def test_random_bytes(tmp_path, data):
 
 
 @FUZZ
-@given(name=st.sampled_from(sorted(VALID)), cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=6))
+@given(
+    name=st.sampled_from(sorted(VALID)),
+    cut=st.integers(0, 4000),
+    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=6),
+)
 def test_damaged_real_images(tmp_path, name, cut, flips):
     """Valid files of 9 kinds, truncated and with bytes overwritten."""
     data = bytearray(VALID[name][: max(cut, 1)] if cut < len(VALID[name]) else VALID[name])
@@ -73,8 +90,12 @@ def test_damaged_real_images(tmp_path, name, cut, flips):
 
 
 @FUZZ
-@given(array=hnp.arrays(dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_, np.complex64]),
-                        shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=6)))
+@given(
+    array=hnp.arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_, np.complex64]),
+        shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=6),
+    )
+)
 def test_arrays(array):
     try:
         rgb = image_io.load_image(array)
@@ -84,15 +105,23 @@ def test_arrays(array):
 
 
 OPTION_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=20), st.lists(st.one_of(st.integers(-5, 5), st.floats(), st.text(max_size=5)), max_size=4),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.lists(st.one_of(st.integers(-5, 5), st.floats(), st.text(max_size=5)), max_size=4),
     st.sampled_from(["block1_conv1", "avg", "gram", "luminance", "lbfgs", "1,2", "0", "-1", "nan", "1e9"]),
 )
 
 
 @FUZZ
-@given(field=st.sampled_from(config.field_names()), value=OPTION_VALUES, other=st.sampled_from(config.field_names()),
-       other_value=OPTION_VALUES)
+@given(
+    field=st.sampled_from(config.field_names()),
+    value=OPTION_VALUES,
+    other=st.sampled_from(config.field_names()),
+    other_value=OPTION_VALUES,
+)
 def test_options(field, value, other, other_value):
     """Any value for any option (and a second one), as `stylize(**options)` takes them."""
     try:

@@ -31,7 +31,6 @@ def test_gram_rejects_unknown_norm(rng):
         losses.gram_matrix(tf.zeros((1, 2, 2, 3)), "bogus")
 
 
-
 @pytest.mark.parametrize("weighted", [False, True])
 def test_second_moment_gradient_is_the_analytic_one(rng, weighted):
     """The hand-written gradient of `second_moment` against NumPy's d/dx of sum(A * G) for an
@@ -49,12 +48,14 @@ def test_second_moment_gradient_is_the_analytic_one(rng, weighted):
     expected = w[..., None] * np.einsum("bnd,bcd->bnc", x, a + np.swapaxes(a, 1, 2))
     np.testing.assert_allclose(tape.gradient(loss, xt).numpy(), expected, rtol=1e-12)
 
+
 def test_content_loss_is_mean_over_layers_of_mse(rng):
     a = {"x": rng.normal(size=(1, 4, 4, 3)), "y": rng.normal(size=(1, 2, 3, 8))}
     b = {"x": rng.normal(size=(1, 4, 4, 3)), "y": rng.normal(size=(1, 2, 3, 8))}
     expected = np.mean([np.mean((a[k] - b[k]) ** 2) for k in "xy"])
-    got = losses.content_loss({k: tf.constant(v, tf.float32) for k, v in a.items()},
-                              {k: tf.constant(v, tf.float32) for k, v in b.items()})
+    got = losses.content_loss(
+        {k: tf.constant(v, tf.float32) for k, v in a.items()}, {k: tf.constant(v, tf.float32) for k, v in b.items()}
+    )
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
 
 
@@ -77,7 +78,9 @@ def test_total_variation_matches_numpy(rng):
 
 def test_squared_total_variation_matches_numpy(rng):
     x = rng.uniform(size=(2, 6, 5, 3)).astype(np.float32)
-    expected = 0.5 * (np.square(np.diff(x, axis=1)).sum(axis=(1, 2, 3)) + np.square(np.diff(x, axis=2)).sum(axis=(1, 2, 3)))
+    expected = 0.5 * (
+        np.square(np.diff(x, axis=1)).sum(axis=(1, 2, 3)) + np.square(np.diff(x, axis=2)).sum(axis=(1, 2, 3))
+    )
     np.testing.assert_allclose(losses.total_variation(tf.constant(x), "squared").numpy(), expected, rtol=1e-5)
 
 
@@ -87,13 +90,21 @@ def test_relative_layer_error_is_scale_free(rng):
     for scale in (1.0, 1e3):
         got = losses.layer_error(tf.constant(scale * x), tf.constant(scale * t), "relative")
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
-    np.testing.assert_allclose(losses.content_loss({"a": tf.constant(x)}, {"a": tf.constant(t)}, "relative").numpy(), expected, rtol=1e-9)
+    np.testing.assert_allclose(
+        losses.content_loss({"a": tf.constant(x)}, {"a": tf.constant(t)}, "relative").numpy(), expected, rtol=1e-9
+    )
 
 
 def test_objective_composes_terms_with_weights(vgg19, small_pair):
     content, style = (tf.constant(x[None]) for x in small_pair)
-    cfg = Config(content_layers=("block5_conv2",), loss_norm="mean", content_weight=3.0, style_weight=5.0, tv_weight=7.0,
-                 style_layer_weights=(1, 2, 3, 4, 0))
+    cfg = Config(
+        content_layers=("block5_conv2",),
+        loss_norm="mean",
+        content_weight=3.0,
+        style_weight=5.0,
+        tv_weight=7.0,
+        style_layer_weights=(1, 2, 3, 4, 0),
+    )
     targets = losses.compute_targets(vgg19, content, style, cfg)
     image = tf.constant(np.clip(small_pair[0][None] + 0.1, 0, 1))
     total, terms = losses.objective(vgg19, targets, cfg, image)
@@ -120,7 +131,9 @@ def float64_vgg19(embedded_weights):
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     try:
-        yield features.build_feature_model(list(Config().content_layers) + list(Config().style_layers), layer_weights=embedded_weights)
+        yield features.build_feature_model(
+            list(Config().content_layers) + list(Config().style_layers), layer_weights=embedded_weights
+        )
     finally:
         keras.config.set_floatx("float32")
         keras.config.set_dtype_policy("float32")

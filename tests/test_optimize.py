@@ -30,7 +30,9 @@ def test_lbfgs_solves_rosenbrock_where_adam_does_not():
     lbfgs = losses_of(optimize.Lbfgs(memory=5), rosenbrock, x0, 100)
     assert lbfgs[0] == pytest.approx(532.4)  # f(x0)
     assert lbfgs[-1] < 1e-12  # measured 5e-30
-    best_adam = min(losses_of(optimize.Adam(lr, epsilon=1e-8), rosenbrock, x0, 100)[-1] for lr in (0.01, 0.03, 0.1, 0.3))
+    best_adam = min(
+        losses_of(optimize.Adam(lr, epsilon=1e-8), rosenbrock, x0, 100)[-1] for lr in (0.01, 0.03, 0.1, 0.3)
+    )
     assert best_adam > 1.0  # measured 2.25 at the best rate
     assert min(lbfgs) == lbfgs[-1]
 
@@ -50,9 +52,23 @@ def tiny_transfer(vgg19, small_pair):
     content, style = small_pair
 
     def make(**options):
-        return nst_tf.StyleTransfer(content, style, **{"size": 32, "model": vgg19, "init": "noise", "jit": "off", "precision": "float32",
-                                                       "loss_norm": "mean", "content_layers": ("block5_conv2",),
-                                                       "content_weight": 1e4, "style_weight": 1e-2, "tv_weight": 30.0, **options})
+        return nst_tf.StyleTransfer(
+            content,
+            style,
+            **{
+                "size": 32,
+                "model": vgg19,
+                "init": "noise",
+                "jit": "off",
+                "precision": "float32",
+                "loss_norm": "mean",
+                "content_layers": ("block5_conv2",),
+                "content_weight": 1e4,
+                "style_weight": 1e-2,
+                "tv_weight": 30.0,
+                **options,
+            },
+        )
 
     return make
 
@@ -75,8 +91,14 @@ def test_lbfgs_matches_scipy_and_beats_adam_on_a_style_problem(tiny_transfer):
 
     x0 = ref.image.ravel().astype(np.float64)
     start = value_and_grad(x0)[0]
-    scipy = scipy_optimize.minimize(value_and_grad, x0, jac=True, method="L-BFGS-B", bounds=[(0, 1)] * x0.size,
-                                    options={"maxfun": evaluations, "maxcor": 10})
+    scipy = scipy_optimize.minimize(
+        value_and_grad,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0, 1)] * x0.size,
+        options={"maxfun": evaluations, "maxcor": 10},
+    )
     lbfgs_loss, adam_loss = ours.evaluate()[0], adam.evaluate()[0]
     # Measured (mean-squared losses): start 3.86e9, ours 6.69e8, SciPy 6.70e8, Adam 6.95e8.
     assert lbfgs_loss < 0.25 * start

@@ -21,8 +21,14 @@ SCRIPT = os.path.join(REPO, "scripts", "stylize.py")
 
 def start_cli(args, tmp_path):
     env = dict(os.environ, NST_TF_OFFLINE="1")
-    return subprocess.Popen([sys.executable, SCRIPT, "--weights=embedded", "--noprogress", *args], cwd=str(tmp_path),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, SCRIPT, "--weights=embedded", "--noprogress", *args],
+        cwd=str(tmp_path),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path, process, timeout=240):
@@ -36,8 +42,10 @@ def wait_for(path, process, timeout=240):
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_run_saves_the_image_and_exits_128_plus_signal(tmp_path, sig, status):
     out = tmp_path / "out.png"
-    process = start_cli(["--size=64", "--scales=1", "--steps=500", "--save_every=2", "--snapshot_dir=snaps",
-                         f"--output={out}"], tmp_path)
+    process = start_cli(
+        ["--size=64", "--scales=1", "--steps=500", "--save_every=2", "--snapshot_dir=snaps", f"--output={out}"],
+        tmp_path,
+    )
     wait_for(tmp_path / "snaps" / "step_00004.png", process)
     process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=120)
@@ -78,9 +86,12 @@ def test_nan_in_the_gradient_is_survived(vgg19, monkeypatch):
 
 def test_repeated_faults_give_up_with_a_clear_error(vgg19, monkeypatch):
     objective = losses.objective
-    monkeypatch.setattr(losses, "objective", lambda *a, **k: (objective(*a, **k)[0] * float("nan"), objective(*a, **k)[1]))
-    run = nst_tf.StyleTransfer(image_io.example_path("boston"), image_io.example_path("the_scream"), size=48,
-                               model=vgg19, optimizer="adam")
+    monkeypatch.setattr(
+        losses, "objective", lambda *a, **k: (objective(*a, **k)[0] * float("nan"), objective(*a, **k)[1])
+    )
+    run = nst_tf.StyleTransfer(
+        image_io.example_path("boston"), image_io.example_path("the_scream"), size=48, model=vgg19, optimizer="adam"
+    )
     with pytest.raises(nst_tf.NstError, match="non-finite 6 times"):
         run.run(3)
     assert len(run.recoveries) == 5
@@ -90,12 +101,24 @@ def test_identical_seeded_runs_give_byte_identical_pngs(tmp_path):
     args = ["--size=48", "--steps=4", "--init=noise", "--seed=7", "--weights=embedded", "--noprogress"]
     env = dict(os.environ, NST_TF_OFFLINE="1")
     for name in ("a.png", "b.png"):
-        subprocess.run([sys.executable, SCRIPT, *args, f"--output={name}"], cwd=str(tmp_path), env=env, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, SCRIPT, *args, f"--output={name}"],
+            cwd=str(tmp_path),
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     other = tmp_path / "c.png"
-    subprocess.run([sys.executable, SCRIPT, *args, "--seed=8", f"--output={other}"],
-                   cwd=str(tmp_path), env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, SCRIPT, *args, "--seed=8", f"--output={other}"],
+        cwd=str(tmp_path),
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert other.read_bytes() != (tmp_path / "a.png").read_bytes()  # the seed matters
 
 
@@ -110,7 +133,9 @@ def test_kill_and_resume_equals_the_uninterrupted_run(tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
     assert not (tmp_path / "resumed.png").exists()
-    resumed = start_cli(args + ["--checkpoint_dir=ck", "--checkpoint_every=10", "--resume", "--output=resumed.png"], tmp_path)
+    resumed = start_cli(
+        args + ["--checkpoint_dir=ck", "--checkpoint_every=10", "--resume", "--output=resumed.png"], tmp_path
+    )
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert (tmp_path / "resumed.png").read_bytes() == (tmp_path / "whole.png").read_bytes()
@@ -141,11 +166,19 @@ def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, vgg19):
 
 # ---- Input hardening.
 
+
 def test_animated_gif_and_webp_use_the_first_frame_with_a_note(tmp_path, capsys):
     frames = [Image.new("RGB", (20, 16), color) for color in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
     for ext in ("gif", "webp"):
         path = tmp_path / f"anim.{ext}"
-        frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, **({"lossless": True} if ext == "webp" else {}))
+        frames[0].save(
+            path,
+            save_all=True,
+            append_images=frames[1:],
+            duration=100,
+            loop=0,
+            **({"lossless": True} if ext == "webp" else {}),
+        )
         rgb = image_io.load_image(path)
         np.testing.assert_allclose(rgb.mean(axis=(0, 1)), [1, 0, 0], atol=0.02)
         assert f"{path} has 3 frames (an animation); using the first" in capsys.readouterr().err
@@ -176,7 +209,9 @@ def test_paths_with_spaces_and_unicode(tmp_path):
     Image.open(image_io.example_path("boston")).save(content)
     Image.open(image_io.example_path("the_scream")).save(style)
     out = folder / "résultat final.png"
-    process = start_cli([f"--content={content}", f"--style={style}", "--size=32", "--steps=2", f"--output={out}"], tmp_path)
+    process = start_cli(
+        [f"--content={content}", f"--style={style}", "--size=32", "--steps=2", f"--output={out}"], tmp_path
+    )
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     assert Image.open(out).size == (32, 21) and str(out) in stdout
@@ -201,8 +236,14 @@ def test_planner_estimate_is_within_30_percent_of_the_measured_peak():
     content = image_io.load_image(image_io.example_path("boston")).shape[:2]
     style = image_io.load_image(image_io.example_path("the_scream")).shape[:2]
     for size in (128, 256, 512):
-        out = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(size)], check=True, capture_output=True, text=True,
-                             env=dict(os.environ, NST_TF_OFFLINE="1"), timeout=300).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_CHILD, str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, NST_TF_OFFLINE="1"),
+            timeout=300,
+        ).stdout
         peak = int(out.strip().splitlines()[-1])
         estimate = planner.plan(config.Config(size=size, scales=1, steps=3, precision="float32"), content, [style])
         assert 0.7 <= estimate[-1].peak_bytes / peak <= 1.3, (size, estimate[-1].peak_bytes, peak)
@@ -227,7 +268,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     lines = stdout.strip().splitlines()
-    assert lines[0].split()[:3] == ["scale", "output", "style"] and len(lines) == 6  # header, 3 scales, total, precision
+    assert (
+        lines[0].split()[:3] == ["scale", "output", "style"] and len(lines) == 6
+    )  # header, 3 scales, total, precision
     assert lines[3].split()[1] == "1024x686" and "GiB" in lines[4]
     assert lines[5].startswith("precision/XLA: float32, XLA on (autotune off")  # the suite's NST_TF_AUTOTUNE=off
     assert not (tmp_path / "out.png").exists()
@@ -243,8 +286,17 @@ def test_an_interruption_is_checkpointed(tmp_path, vgg19):
                 raise Interrupted(signal.SIGINT, transfer)
 
     with pytest.raises(Interrupted) as caught:
-        nst_tf.stylize(image_io.example_path("boston"), image_io.example_path("the_scream"), size=48, scales=1, steps=20,
-                       model=vgg19, checkpoint_dir=str(tmp_path), checkpoint_every=50, callbacks=[Signal()])
+        nst_tf.stylize(
+            image_io.example_path("boston"),
+            image_io.example_path("the_scream"),
+            size=48,
+            scales=1,
+            steps=20,
+            model=vgg19,
+            checkpoint_dir=str(tmp_path),
+            checkpoint_every=50,
+            callbacks=[Signal()],
+        )
     assert caught.value.transfer.step_count == 5
     found = checkpoint.latest(str(tmp_path), settings="", force=True)
     assert (found.scale, found.step) == (0, 5)

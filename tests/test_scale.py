@@ -58,8 +58,9 @@ def test_a_batch_needs_one_size_and_no_colour_matching(vgg19):
     with pytest.raises(NstError, match="same size"):
         nst_tf.StyleTransfer([boston, nude], image_io.example_path("the_scream"), model=vgg19, size=48)
     with pytest.raises(NstError, match="one content image"):
-        nst_tf.StyleTransfer([boston, boston], image_io.example_path("the_scream"), model=vgg19, size=48,
-                             preserve_colors="luminance")
+        nst_tf.StyleTransfer(
+            [boston, boston], image_io.example_path("the_scream"), model=vgg19, size=48, preserve_colors="luminance"
+        )
 
 
 def test_two_logical_devices_equal_one_device():
@@ -138,8 +139,12 @@ def test_manifest_drops_lines_of_missing_outputs_and_a_torn_line(tmp_path):
 def test_jobs_and_groups(tmp_path):
     contents, styles = small_inputs(tmp_path)
     jobs = batch.plan_jobs(batch.expand(contents), batch.expand(",".join(styles)))
-    assert [j.output for j in jobs] == ["boston__the_scream.png", "boston__shipwreck.png",
-                                        "seated_nude__the_scream.png", "seated_nude__shipwreck.png"]
+    assert [j.output for j in jobs] == [
+        "boston__the_scream.png",
+        "boston__shipwreck.png",
+        "seated_nude__the_scream.png",
+        "seated_nude__shipwreck.png",
+    ]
     cfg = nst_tf.Config(size=48)
     # boston is landscape, seated_nude portrait: different sizes never share a batch.
     assert [len(g) for g in batch.groups(jobs, cfg, 4)] == [1, 1, 1, 1]
@@ -152,18 +157,26 @@ def test_jobs_and_groups(tmp_path):
         batch.plan_jobs([image_io.example_path("boston"), os.path.join(contents, "boston.png")], styles)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--styles=x.jpg", "--output_dir=o"], "contents"),
-    (["--contents=/nonexistent", "--styles=/nonexistent", "--output_dir=o"], "names no image"),
-    (["--contents={boston}", "--styles={scream}", "--output_dir=o", "--logdir=l"], "logdir"),
-    (["--contents={boston}", "--styles={scream}", "--output_dir={boston}"], "is a file"),
-    (["--contents={boston}", "--styles={scream}", "--output_dir=o", "--batch_size=0"], "batch_size"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--styles=x.jpg", "--output_dir=o"], "contents"),
+        (["--contents=/nonexistent", "--styles=/nonexistent", "--output_dir=o"], "names no image"),
+        (["--contents={boston}", "--styles={scream}", "--output_dir=o", "--logdir=l"], "logdir"),
+        (["--contents={boston}", "--styles={scream}", "--output_dir={boston}"], "is a file"),
+        (["--contents={boston}", "--styles={scream}", "--output_dir=o", "--batch_size=0"], "batch_size"),
+    ],
+)
 def test_batch_command_bad_input_exits_2(tmp_path, args, message):
     names = {"boston": image_io.example_path("boston"), "scream": image_io.example_path("the_scream")}
     args = [a.format(**names) for a in args]
-    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "batch.py"), *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "batch.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -179,9 +192,20 @@ def test_beam_pipeline_with_two_workers_writes_each_file_once(tmp_path):
         image_io.save_image(str(folder / f"{name}.png"), image_io.load_image(image_io.example_path(name), 64))
     out = tmp_path / "out"
     styles = ",".join(image_io.example_path(n) for n in ("the_scream", "shipwreck"))
-    command = [sys.executable, "-m", "nst_tf.beam", f"--contents={folder}", f"--styles={styles}",
-               f"--output_dir={out}", "--size=64", "--steps=3", "--scales=1", "--weights=embedded",
-               "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    command = [
+        sys.executable,
+        "-m",
+        "nst_tf.beam",
+        f"--contents={folder}",
+        f"--styles={styles}",
+        f"--output_dir={out}",
+        "--size=64",
+        "--steps=3",
+        "--scales=1",
+        "--weights=embedded",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = sorted(f"{c}__{s}.png" for c in CONTENTS for s in ("the_scream", "shipwreck"))

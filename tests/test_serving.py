@@ -30,7 +30,7 @@ DEFAULTS = {"steps": -1, "size": -1, "content_weight": -1.0, "style_weight": -1.
 
 # Runs in a fresh interpreter whose import system cannot see nst_tf (the checkout and the
 # editable install's finder are removed), as on a model server.
-CLIENT = r'''
+CLIENT = r"""
 import importlib.util, json, os, sys
 sys.path = [p for p in sys.path if p and os.path.abspath(p) != REPO]
 sys.meta_path = [f for f in sys.meta_path if "nst_tf" not in getattr(f, "__module__", "")]
@@ -73,7 +73,7 @@ for name, changes in BAD.items():
 results["metadata"] = json.loads(model.metadata().numpy())
 results["nst_tf_imported"] = "nst_tf" in sys.modules
 json.dump(results, open(os.path.join(OUT, "results.json"), "w"))
-'''
+"""
 
 # Requests that must fail with InvalidArgument, and words their message must hold.
 BAD = {
@@ -109,9 +109,21 @@ def exported(tmp_path_factory, embedded_weights):
     path = serving.export_saved_model(str(tmp / "models"), 1, limits=LIMITS, **OPTIONS)
     out = tmp / "client"
     out.mkdir()
-    script = "".join(f"{name} = {value!r}\n" for name, value in [
-        ("REPO", REPO), ("EXPORT", path), ("CONTENT", paths["content"]), ("STYLE", paths["style"]),
-        ("BOMB", paths["bomb"]), ("OUT", str(out)), ("BAD_JSON", json.dumps({k: v[0] for k, v in BAD.items()}))]) + CLIENT
+    script = (
+        "".join(
+            f"{name} = {value!r}\n"
+            for name, value in [
+                ("REPO", REPO),
+                ("EXPORT", path),
+                ("CONTENT", paths["content"]),
+                ("STYLE", paths["style"]),
+                ("BOMB", paths["bomb"]),
+                ("OUT", str(out)),
+                ("BAD_JSON", json.dumps({k: v[0] for k, v in BAD.items()})),
+            ]
+        )
+        + CLIENT
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out / "results.json") as f:
@@ -168,8 +180,12 @@ def test_weights_are_stored_as_the_8bit_table(exported):
     dtypes = reader.get_variable_to_dtype_map()
     indices = [name for name in dtypes if "indices" in name]
     assert len(indices) == 13 and all(dtypes[name] == tf.uint8 for name in indices)
-    assert not any(dtypes[name] == tf.float32 and reader.get_variable_to_shape_map()[name][-1:] == [512]
-                   and len(reader.get_variable_to_shape_map()[name]) == 4 for name in dtypes)  # no float kernels
+    assert not any(
+        dtypes[name] == tf.float32
+        and reader.get_variable_to_shape_map()[name][-1:] == [512]
+        and len(reader.get_variable_to_shape_map()[name]) == 4
+        for name in dtypes
+    )  # no float kernels
 
 
 def _saved_model_cli(*args):
@@ -185,12 +201,25 @@ def test_saved_model_cli_show_lists_the_signatures(exported):
         name = block.split("'", 1)[0]
         tensors = re.findall(r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)", block)
         signatures[name] = {(kind, tensor): dtype for kind, tensor, dtype in tensors}
-    scalars = {("inputs", "steps"): "DT_INT32", ("inputs", "size"): "DT_INT32",
-               ("inputs", "content_weight"): "DT_FLOAT", ("inputs", "style_weight"): "DT_FLOAT"}
-    assert signatures["serving_default"] == {("inputs", "content"): "DT_STRING", ("inputs", "style"): "DT_STRING",
-                                             **scalars, ("outputs", "image"): "DT_UINT8", ("outputs", "png"): "DT_STRING"}
-    assert signatures["stylize_tensor"] == {("inputs", "content"): "DT_FLOAT", ("inputs", "style"): "DT_FLOAT",
-                                            **scalars, ("outputs", "image"): "DT_FLOAT"}
+    scalars = {
+        ("inputs", "steps"): "DT_INT32",
+        ("inputs", "size"): "DT_INT32",
+        ("inputs", "content_weight"): "DT_FLOAT",
+        ("inputs", "style_weight"): "DT_FLOAT",
+    }
+    assert signatures["serving_default"] == {
+        ("inputs", "content"): "DT_STRING",
+        ("inputs", "style"): "DT_STRING",
+        **scalars,
+        ("outputs", "image"): "DT_UINT8",
+        ("outputs", "png"): "DT_STRING",
+    }
+    assert signatures["stylize_tensor"] == {
+        ("inputs", "content"): "DT_FLOAT",
+        ("inputs", "style"): "DT_FLOAT",
+        **scalars,
+        ("outputs", "image"): "DT_FLOAT",
+    }
     assert signatures["serving_rest"][("outputs", "png_bytes")] == "DT_STRING"
 
 
@@ -198,18 +227,37 @@ def test_saved_model_cli_run_with_input_exprs(exported, tmp_path):
     def literal(path):  # every byte escaped: the flag splits on ';'
         return "b'" + "".join(f"\\x{b:02x}" for b in open(path, "rb").read()) + "'"
 
-    exprs = (f"content=[{literal(exported['content'])}];style=[{literal(exported['style'])}];"
-             "steps=-1;size=-1;content_weight=-1.0;style_weight=-1.0")
-    result = _saved_model_cli("run", "--dir", exported["path"], "--tag_set", "serve", "--signature_def",
-                              "serving_default", "--input_exprs", exprs, "--outdir", str(tmp_path))
+    exprs = (
+        f"content=[{literal(exported['content'])}];style=[{literal(exported['style'])}];"
+        "steps=-1;size=-1;content_weight=-1.0;style_weight=-1.0"
+    )
+    result = _saved_model_cli(
+        "run",
+        "--dir",
+        exported["path"],
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        "--input_exprs",
+        exprs,
+        "--outdir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_array_equal(np.load(tmp_path / "image.npy"), np.load(exported["out"] / "served.npy"))
 
 
 def test_plan_matches_config_scale_plan():
-    for options in [dict(size=512, scales=3), dict(size=100, scales=3), dict(size=300, scales=4, start_size=40),
-                    dict(size=257, scales=2, style_size=300, scale_steps=(7, 9)), dict(size=64, scales=1),
-                    dict(size=200, scales=2, style_scale=0.5), dict(size=96, scales=1, style_scale=1.5)]:
+    for options in [
+        dict(size=512, scales=3),
+        dict(size=100, scales=3),
+        dict(size=300, scales=4, start_size=40),
+        dict(size=257, scales=2, style_size=300, scale_steps=(7, 9)),
+        dict(size=64, scales=1),
+        dict(size=200, scales=2, style_scale=0.5),
+        dict(size=96, scales=1, style_scale=1.5),
+    ]:
         cfg = config.Config(**options)
         plan = [(int(s), int(t), n) for s, t, n, runs in serving.scale_plan(cfg, tf.constant(cfg.size)) if bool(runs)]
         expected = [(s, t if t is not None else s, n) for s, t, n in cfg.scale_plan()]
@@ -222,8 +270,11 @@ def test_multiscale_jpeg_export_matches_stylize(tmp_path, embedded_weights):
     options = dict(size=96, scales=3, steps=4, optimizer="adam", weights="embedded", jit="off", precision="float32")
     model = tf.saved_model.load(serving.export_saved_model(str(tmp_path), 1, **options))
     content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
-    request = {"content": tf.constant([open(content, "rb").read()]), "style": tf.constant([open(style, "rb").read()]),
-               **{k: tf.constant(v, tf.int32 if isinstance(v, int) else tf.float32) for k, v in DEFAULTS.items()}}
+    request = {
+        "content": tf.constant([open(content, "rb").read()]),
+        "style": tf.constant([open(style, "rb").read()]),
+        **{k: tf.constant(v, tf.int32 if isinstance(v, int) else tf.float32) for k, v in DEFAULTS.items()},
+    }
     served = model.signatures["serving_default"](**request)["image"].numpy()
     local = nst_tf.stylize(content, style, **options)  # scales 24 (skipped), 48, 96
     assert served.shape == local.shape == (64, 96, 3)
@@ -234,12 +285,25 @@ def test_multiscale_jpeg_export_matches_stylize(tmp_path, embedded_weights):
 def test_style_statistics_and_pooling_export_match_stylize(tmp_path, embedded_weights, style_loss):
     """The random features (gaussian) and the eigendecompositions (w2) in the served graph, with
     average pooling and a scaled style image. Adam, 4 steps at 64 px."""
-    options = dict(size=64, scales=1, steps=4, optimizer="adam", epsilon=1e-4, weights="embedded", jit="off", precision="float32", style_loss=style_loss,
-                   pooling="avg", style_scale=0.75)
+    options = dict(
+        size=64,
+        scales=1,
+        steps=4,
+        optimizer="adam",
+        epsilon=1e-4,
+        weights="embedded",
+        jit="off",
+        precision="float32",
+        style_loss=style_loss,
+        pooling="avg",
+        style_scale=0.75,
+    )
     model = tf.saved_model.load(serving.export_saved_model(str(tmp_path), 1, **options))
     content, style = (image_io.load_image(image_io.example_path(n)) for n in ("boston", "the_scream"))
     scalars = {k: tf.constant(v, tf.int32 if isinstance(v, int) else tf.float32) for k, v in DEFAULTS.items()}
-    served = model.signatures["stylize_tensor"](content=tf.constant(content[None]), style=tf.constant(style[None]), **scalars)
+    served = model.signatures["stylize_tensor"](
+        content=tf.constant(content[None]), style=tf.constant(style[None]), **scalars
+    )
     served = image_io.to_uint8(served["image"].numpy())
     local = nst_tf.stylize(content, style, **options)
     assert served.shape == local.shape == (43, 64, 3)
@@ -247,14 +311,17 @@ def test_style_statistics_and_pooling_export_match_stylize(tmp_path, embedded_we
     assert np.abs(local.astype(int) - image_io.to_uint8(image_io.resize(content, (43, 64)))).mean() > 1  # it did move
 
 
-@pytest.mark.parametrize("options, match", [
-    (dict(preserve_colors="luminance"), "preserve_colors is not exported"),
-    (dict(style_blend=(1, 1)), "style_blend is not exported"),
-    (dict(style_mask=(image_io.example_path("boston"),)), "style_mask is not exported"),
-    (dict(init="noise", version=0), "version must be a positive integer"),
-    (dict(steps=50, limits=config.Limits(max_steps=20)), "exceed max_steps"),
-    (dict(limits=config.Limits(max_pixels=0)), "max_pixels must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(preserve_colors="luminance"), "preserve_colors is not exported"),
+        (dict(style_blend=(1, 1)), "style_blend is not exported"),
+        (dict(style_mask=(image_io.example_path("boston"),)), "style_mask is not exported"),
+        (dict(init="noise", version=0), "version must be a positive integer"),
+        (dict(steps=50, limits=config.Limits(max_steps=20)), "exceed max_steps"),
+        (dict(limits=config.Limits(max_pixels=0)), "max_pixels must be a positive integer"),
+    ],
+)
 def test_export_option_errors(tmp_path, options, match):
     with pytest.raises(NstError, match=match):
         serving.export_saved_model(str(tmp_path), **{"version": 1, **options})
@@ -270,8 +337,16 @@ def test_existing_version_is_kept(exported):
 def test_export_command(tmp_path):
     script = os.path.join(REPO, "scripts", "export_savedmodel.py")
     env = dict(os.environ, NST_TF_OFFLINE="1")
-    args = [sys.executable, script, f"--export_dir={tmp_path}", "--weights=embedded", "--size=48", "--scales=1",
-            "--steps=2", "--max_steps=10"]
+    args = [
+        sys.executable,
+        script,
+        f"--export_dir={tmp_path}",
+        "--weights=embedded",
+        "--size=48",
+        "--scales=1",
+        "--steps=2",
+        "--max_steps=10",
+    ]
     first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout.startswith(f"wrote {tmp_path}/1 (") and "10 steps per scale" in first.stdout

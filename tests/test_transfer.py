@@ -40,14 +40,36 @@ def test_presets_parse_to_valid_configs(name):
     cfg = preset(name)
     assert cfg.style_layers == config.DEFAULT_STYLE_LAYERS
     if name == "tutorial":
-        assert (cfg.size, cfg.effective_style_size, cfg.steps, cfg.learning_rate, cfg.beta_1, cfg.epsilon) == (512, 512, 1000, 0.02, 0.99, 0.1)
+        assert (cfg.size, cfg.effective_style_size, cfg.steps, cfg.learning_rate, cfg.beta_1, cfg.epsilon) == (
+            512,
+            512,
+            1000,
+            0.02,
+            0.99,
+            0.1,
+        )
         assert (cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.gram_norm) == (1e4, 1e-2, 30, "hw")
     if name == "seed_vgg16":
-        assert (cfg.backbone, cfg.size, cfg.style_size, cfg.square, cfg.learning_rate, cfg.steps, cfg.init) == ("vgg16", 384, 256, True, 0.01, 1000, "content")
+        assert (cfg.backbone, cfg.size, cfg.style_size, cfg.square, cfg.learning_rate, cfg.steps, cfg.init) == (
+            "vgg16",
+            384,
+            256,
+            True,
+            0.01,
+            1000,
+            "content",
+        )
     if name == "seed_vgg19_noise":
         assert cfg.init == "noise" and len(cfg.content_layers) > 1 and cfg.tv_weight == 0
     if name == "neural_style":
-        assert (cfg.optimizer, cfg.steps, cfg.lbfgs_memory, cfg.init, cfg.size, cfg.effective_style_size) == ("lbfgs", 1000, 100, "noise", 512, 512)
+        assert (cfg.optimizer, cfg.steps, cfg.lbfgs_memory, cfg.init, cfg.size, cfg.effective_style_size) == (
+            "lbfgs",
+            1000,
+            100,
+            "noise",
+            512,
+            512,
+        )
         assert (cfg.content_layers, cfg.content_weight, cfg.gram_norm) == (("block4_conv2",), 5, "chw")
         # Lua sums 5 style layers at weight 100; its TV 1e-3 is on 0..255 pixels.
         assert (cfg.style_weight, cfg.tv_loss, cfg.tv_weight) == (500, "squared", pytest.approx(1e-3 * 255**2))
@@ -94,7 +116,10 @@ def _tutorial_reference(content, style, layer_weights, steps):
 
     def extract(inputs):
         outputs = model(keras.applications.vgg19.preprocess_input(inputs * 255.0))
-        return ({n: gram_matrix(o) for n, o in zip(style_layers, outputs[:5])}, {n: o for n, o in zip(content_layers, outputs[5:])})
+        return (
+            {n: gram_matrix(o) for n, o in zip(style_layers, outputs[:5])},
+            {n: o for n, o in zip(content_layers, outputs[5:])},
+        )
 
     style_targets = extract(tf.constant(style[None]))[0]
     content_targets = extract(tf.constant(content[None]))[1]
@@ -136,8 +161,10 @@ def test_tutorial_preset_matches_the_tutorial_loop(embedded_weights, content_sty
     run.run(30)
     loss, _ = run.evaluate()
     diff = np.abs(run.image - ref_image)
-    print(f"tutorial preset loss {loss:.6g} vs reference loop {ref_loss:.6g} (rel {abs(loss / ref_loss - 1):.2e}); "
-          f"image diff mean {diff.mean():.2e}, max {diff.max():.2e}")
+    print(
+        f"tutorial preset loss {loss:.6g} vs reference loop {ref_loss:.6g} (rel {abs(loss / ref_loss - 1):.2e}); "
+        f"image diff mean {diff.mean():.2e}, max {diff.max():.2e}"
+    )
     assert loss == pytest.approx(ref_loss, rel=2e-3)
     assert diff.mean() < 1e-3 and diff.max() < 0.05  # the same path, not just the same loss
 
@@ -237,7 +264,11 @@ def test_comma_strings_become_layer_tuples():
 
 
 def test_scale_plan():
-    assert config.Config(size=512, scales=3, steps=100).scale_plan() == ((128, None, 100), (256, None, 100), (512, None, 100))
+    assert config.Config(size=512, scales=3, steps=100).scale_plan() == (
+        (128, None, 100),
+        (256, None, 100),
+        (512, None, 100),
+    )
     plan = config.Config(size=512, style_size=256, scales=2, start_size=200, scale_steps=(50, 20)).scale_plan()
     assert plan == ((200, 100, 50), (512, 256, 20))
     assert config.Config(size=300, steps=7, scales=1).scale_plan() == ((300, None, 7),)
@@ -254,19 +285,37 @@ def test_coarse_to_fine_ends_at_the_exact_size(vgg19, content_style):
 
     class Record(nst_tf.Callback):
         def on_run_begin(self, transfer, steps):
-            seen.append({"content": transfer.content.shape, "style": transfer.style.shape, "steps": steps,
-                         "start": transfer.image.copy(), "targets": transfer.targets})
+            seen.append(
+                {
+                    "content": transfer.content.shape,
+                    "style": transfer.style.shape,
+                    "steps": steps,
+                    "start": transfer.image.copy(),
+                    "targets": transfer.targets,
+                }
+            )
 
         def on_run_end(self, transfer):
             seen[-1]["end"] = transfer.image.copy()
 
-    out = nst_tf.stylize(*content_style, size=75, scales=3, start_size=32, scale_steps=(3, 2, 2), model=vgg19,
-                         jit="off", callbacks=[Record()])
+    out = nst_tf.stylize(
+        *content_style,
+        size=75,
+        scales=3,
+        start_size=32,
+        scale_steps=(3, 2, 2),
+        model=vgg19,
+        jit="off",
+        callbacks=[Record()],
+    )
     assert out.shape == image_io.load_image(content_style[0], 75).shape == (50, 75, 3)
     assert [s["content"][:2] for s in seen] == [(21, 32), (33, 49), (50, 75)]
     assert [max(s["style"][:2]) for s in seen] == [32, 49, 75]
     assert [s["steps"] for s in seen] == [3, 2, 2]
     for before, after in zip(seen, seen[1:]):
         np.testing.assert_allclose(after["start"], image_io.resize(before["end"], after["content"][:2]), atol=1e-6)
-        coarse, fine = before["targets"].styles[0].stats["block1_conv1"]["gram"], after["targets"].styles[0].stats["block1_conv1"]["gram"]
+        coarse, fine = (
+            before["targets"].styles[0].stats["block1_conv1"]["gram"],
+            after["targets"].styles[0].stats["block1_conv1"]["gram"],
+        )
         assert not np.allclose(coarse.numpy(), fine.numpy())  # recomputed from the resized style

@@ -60,7 +60,9 @@ def test_restricted_unpickler_refuses_code():
 
 def test_partial_weights_file_is_an_error(tmp_path):
     """A file holding only some layers must not leave the rest random (Keras only warns)."""
-    small = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(64, 3, padding="same", name="block1_conv1")])
+    small = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.Conv2D(64, 3, padding="same", name="block1_conv1")]
+    )
     path = str(tmp_path / "partial.weights.h5")
     small.save_weights(path)
     with pytest.raises(NstError, match="not a Keras vgg19"):
