@@ -14,7 +14,9 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from nst_tf import schedule
 from nst_tf.errors import NstError
+from nst_tf.schedule import MIN_SCALE_SIZE  # noqa: F401  (re-exported)
 from nst_tf.vgg import BACKBONES, layer_names  # noqa: F401  (BACKBONES: the backbone option's choices)
 
 OPTIMIZERS = ("adam", "lbfgs")
@@ -31,8 +33,6 @@ DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 # Stylising more pixels than this (about 8K x 8K) is refused before any work starts.
 MAX_SIZE = 8192
-# Coarse to fine skips scales smaller than this unless start_size asks for them.
-MIN_SCALE_SIZE = 64
 
 
 KINDS = ("shapes", "output", "runtime")
@@ -258,23 +258,9 @@ class Config:
         return tuple(float(w) / total for w in weights)
 
     def scale_plan(self) -> Tuple[Tuple[int, Optional[int], int], ...]:
-        """Coarse to fine: `(size, style_size, steps)` per scale, the last at `size`."""
-        if self.scales == 1:
-            style_size = self.style_size if self.style_size or self.style_scale == 1 else self.effective_style_size
-            return ((self.size, style_size, self.steps),)
-        start = self.start_size or max(1, round(self.size / 2 ** (self.scales - 1)))
-        ratio = self.size / start
-        plan = []
-        for i in range(self.scales):
-            size = self.size if i == self.scales - 1 else round(start * ratio ** (i / (self.scales - 1)))
-            if self.start_size is None and size < MIN_SCALE_SIZE and i < self.scales - 1:
-                continue  # too coarse to carry style: small outputs get fewer scales
-            if self.style_size is not None:
-                style_size = max(1, round(self.style_size * size / self.size))
-            else:
-                style_size = None if self.style_scale == 1 else max(1, round(size * self.style_scale))
-            plan.append((size, style_size, self.scale_steps[i] if self.scale_steps else self.steps))
-        return tuple(plan)
+        """Coarse to fine: `(size, style_size, steps)` per scale that runs, the last at `size`
+        (`nst_tf.schedule`, which the export runs on tensors)."""
+        return tuple((s.size, s.style_size, s.steps) for s in schedule.scale_plan(self, self.size) if s.runs)
 
     def replace(self, **changes) -> "Config":
         return make_config(self, **changes)

@@ -17,6 +17,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from nst_tf import schedule
 from nst_tf.errors import NstError
 
 # Larger inputs are refused before decoding (a guard against decompression bombs): 100 megapixels.
@@ -172,10 +173,8 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def fit_size(hw: Tuple[int, int], max_side: int) -> Tuple[int, int]:
-    """(height, width) scaled so the longest side is `max_side`, aspect kept."""
-    h, w = hw
-    scale = max_side / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
+    """(height, width) scaled so the longest side is `max_side`, aspect kept (`nst_tf.schedule`)."""
+    return schedule.fit_size(hw, max_side)
 
 
 def resize(rgb: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:

@@ -31,9 +31,9 @@ from typing import Optional
 
 import tensorflow as tf
 
-from nst_tf import __version__, autotune, features, losses, optimize, weights
+from nst_tf import __version__, autotune, features, losses, optimize, schedule, weights
 from nst_tf.tensor_image import after, check, decode, fit_size, resize, to_uint8
-from nst_tf.config import INITS, MIN_SCALE_SIZE, Config, Limits, make_config
+from nst_tf.config import INITS, Config, Limits, make_config
 from nst_tf.errors import NstError
 from nst_tf.transfer import MIN_SIDE, noise_image
 
@@ -95,33 +95,13 @@ class GraphWeights(tf.Module):
 
 
 def scale_plan(cfg: Config, size):
-    """`Config.scale_plan` for a requested size (a tensor): `[(size, style_size, steps, runs)]`
-    per scale, where `runs` is False (a tensor) for a coarse scale under 64 px, which `stylize`
-    skips. At `cfg.size` the sizes and steps are `cfg.scale_plan()`'s (a test checks)."""
-    n = cfg.scales
-    size64 = tf.cast(size, tf.float64)
-    start = (
-        tf.constant(float(cfg.start_size), tf.float64)
-        if cfg.start_size
-        else tf.maximum(tf.constant(1.0, tf.float64), tf.round(size64 / 2.0 ** (n - 1)))
-    )
-    plan = []
-    for i in range(n):
-        if i == n - 1:
-            scale_size, runs = tf.cast(size, tf.int32), True
-        else:
-            scale_size = tf.cast(tf.round(start * (size64 / start) ** (i / (n - 1))), tf.int32)
-            runs = True if cfg.start_size else scale_size >= MIN_SCALE_SIZE
-        if cfg.style_size is not None:
-            style_size = tf.maximum(
-                1, tf.cast(tf.round(cfg.style_size * tf.cast(scale_size, tf.float64) / cfg.size), tf.int32)
-            )
-        elif cfg.style_scale != 1:
-            style_size = tf.maximum(1, tf.cast(tf.round(tf.cast(scale_size, tf.float64) * cfg.style_scale), tf.int32))
-        else:
-            style_size = scale_size
-        plan.append((scale_size, style_size, cfg.scale_steps[i] if cfg.scale_steps else cfg.steps, runs))
-    return plan
+    """`nst_tf.schedule.scale_plan` for a requested size (a tensor): `[(size, style_size, steps,
+    runs)]` per scale, where `runs` is False (a tensor) for a coarse scale under 64 px, which
+    `stylize` skips; the same function `Config.scale_plan` runs on Python numbers."""
+    return [
+        (s.size, s.size if s.style_size is None else s.style_size, s.steps, s.runs)
+        for s in schedule.scale_plan(cfg, tf.cast(size, tf.int32), schedule.TF)
+    ]
 
 
 class _Graph:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from nst_tf import schedule
+
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -29,9 +31,7 @@ def after(checks, tensor):
 def fit_size(hw, max_side):
     """(height, width) scaled so the longest side is `max_side`, aspect kept (as
     `image_io.fit_size`, on tensors)."""
-    hw64 = tf.cast(hw, tf.float64)
-    scale = tf.cast(max_side, tf.float64) / tf.reduce_max(hw64)
-    return tf.maximum(1, tf.cast(tf.round(hw64 * scale), tf.int32))
+    return tf.stack(schedule.fit_size(hw, max_side, schedule.TF))
 
 
 def resize(images, hw):
