@@ -32,10 +32,10 @@ from typing import Optional
 import tensorflow as tf
 
 from nst_tf import __version__, autotune, features, losses, optimize, schedule, weights
-from nst_tf.tensor_image import after, check, decode, fit_size, resize, to_uint8
+from nst_tf.tensor_image import after, check, decode, fit_size, resize, start_image, to_uint8
 from nst_tf.config import INITS, Config, Limits, make_config
 from nst_tf.errors import NstError
-from nst_tf.transfer import MIN_SIDE, noise_image
+from nst_tf.vgg import MIN_SIDE
 
 METADATA_FILE = "nst_tf.json"  # in <version>/assets.extra/, next to the SavedModel
 
@@ -147,11 +147,7 @@ class _Graph:
         return tf.stack([side, side]) if self.cfg.square else fit_size(hw, side)
 
     def initial(self, content, style):
-        if self.cfg.init == "noise":
-            return noise_image(tf.shape(content)[1:3], self.cfg.seed)
-        if self.cfg.init == "style":
-            return resize(style, tf.shape(content)[1:3])
-        return content
+        return start_image(self.cfg.init, content, style, self.cfg.seed)
 
     def run(self, content, style, steps, size, content_weight, style_weight):
         """The whole transfer of `[1, H, W, 3]` images in [0, 1]: `[1, h, w, 3]` in [0, 1]."""

@@ -47,6 +47,23 @@ def resize(images, hw):
     )
 
 
+def noise_image(hw, seed: int) -> tf.Tensor:
+    """The "noise" init: uniform in [0, 1], `[1, H, W, 3]`, a function of `hw` and `seed` only
+    (stateless Philox), so the run and the export draw exactly the same image."""
+    return tf.random.stateless_uniform(tf.concat([[1], hw, [3]], axis=0), seed=tf.stack([seed, 0]), dtype=tf.float32)
+
+
+def start_image(init: str, content, style, seed: int) -> tf.Tensor:
+    """The starting image that `init` ("content", "noise" or "style") names, at the content's size,
+    `[1, H, W, 3]`, for `[1, h, w, 3]` content and style: the run's and the export's."""
+    hw = tf.shape(content)[1:3]
+    if init == "noise":
+        return noise_image(hw, seed)
+    if init == "style":
+        return resize(style, hw)
+    return tf.convert_to_tensor(content, tf.float32)
+
+
 def to_rgb(image):
     """Decoded `[H, W, 1..4]` float in [0, 1] as RGB `[H, W, 3]`, alpha composited onto white
     (as `image_io.array_to_rgb`)."""

@@ -11,24 +11,15 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import autotune, color, driver, features, image_io, losses, optimize, planner
+from nst_tf import autotune, color, driver, features, image_io, losses, optimize, planner, tensor_image
 from nst_tf.callbacks import Callback, default_callbacks
-from nst_tf.config import Config, make_config
+from nst_tf.config import INITS, Config, make_config
 from nst_tf.errors import Interrupted, NstError
+from nst_tf.vgg import MIN_SIDE
 
 
 def _batch(rgb: np.ndarray) -> tf.Tensor:
     return tf.constant(rgb[None], dtype=tf.float32)
-
-
-# VGG halves the image four times before block5: smaller sides pool away to nothing.
-MIN_SIDE = 16
-
-
-def noise_image(hw, seed: int) -> tf.Tensor:
-    """The "noise" init: uniform in [0, 1], `[1, H, W, 3]`, a function of `hw` and `seed` only
-    (stateless Philox), so the serving graph draws exactly the same image."""
-    return tf.random.stateless_uniform(tf.concat([[1], hw, [3]], axis=0), seed=tf.stack([seed, 0]), dtype=tf.float32)
 
 
 def as_list(images) -> list:
@@ -161,12 +152,9 @@ class StyleTransfer:
         cfg, hw = self.config, self.content.shape[:2]
         if init_image is not None:
             image = image_io.resize(image_io.load_image(init_image), hw)
-        elif cfg.init == "content":
-            image = self.content if content is None else content
-        elif cfg.init == "noise":
-            image = noise_image(hw, cfg.seed).numpy()[0]
-        elif cfg.init == "style":
-            image = image_io.resize(self.style, hw)
+        elif cfg.init in INITS:  # as the export starts
+            base = self.content if content is None else content
+            image = tensor_image.start_image(cfg.init, base[None], self.style[None], cfg.seed).numpy()[0]
         else:
             image = image_io.resize(image_io.load_image(cfg.init), hw)
         return color.luminance_rgb(image) if cfg.preserve_colors == "luminance" else image

@@ -18,6 +18,8 @@ BACKBONES = ("vgg19", "vgg16")
 # ImageNet means in BGR order, 0..255 scale (keras.applications.vgg19.preprocess_input, mode "caffe").
 MEAN_BGR = (103.939, 116.779, 123.68)
 PRECISIONS = ("float32", "bfloat16", "float16")
+# VGG halves the image four times before block5: smaller sides pool away to nothing.
+MIN_SIDE = 16
 
 
 @functools.lru_cache(maxsize=None)
