@@ -56,6 +56,7 @@ CACHE_FORMAT = 1  # bumped when the calibration changes what it measures
 _FAST_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
 _FAST_F16 = frozenset({"avx512_fp16", "amx_fp16"})
 _KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
+_RULE = "float32 with XLA where not given"  # what "auto" is without a measurement
 _measured: Dict[str, dict] = {}  # this process's own measurements (so "remeasure" measures once)
 
 
@@ -220,9 +221,10 @@ def measure(weights: str = "auto", log: Callable[[str], None] = None) -> dict:
         "steps": WARMUP_STEPS + TIMED_STEPS,
     }
     reference = None  # (float32 loss function, its loss after the steps)
+    flags = cpu_flags()
     for precision, xla in CANDIDATES:
         key = name(precision, xla)
-        why = skip_reason(precision, xla, cpu_flags(), gpu)
+        why = skip_reason(precision, xla, flags, gpu)
         if why:
             entry["skipped"][key] = why
             continue
@@ -276,7 +278,7 @@ def choose(entry: dict, precision: str = "auto", jit: str = "auto", style_loss: 
     if not fits:
         p = "float32" if precision == "auto" else precision
         x = True if xla_pin is None else xla_pin
-        return Choice(p, x, "no measured candidate fits; the rule: float32, XLA on")
+        return Choice(p, x, f"no measured candidate fits; the rule, {_RULE}")
     seconds, p, x = min(fits)
     baseline = entry["seconds"].get(name("float32", True)) or entry["seconds"].get(name("float32", False))
     speed = f", {seconds / baseline:.2f}x float32 with XLA" if baseline and (p, x) != ("float32", True) else ""
@@ -285,10 +287,14 @@ def choose(entry: dict, precision: str = "auto", jit: str = "auto", style_loss: 
     return Choice(p, x, reason + (f"; {pinned_by}" if pinned_by else ""))
 
 
-def mode_from_env() -> str:
-    mode = os.environ.get(ENV, "cached") or "cached"
-    if mode not in MODES:
-        raise NstError(f"{ENV}={mode!r}; choose one of: {', '.join(MODES)}")
+def _mode(mode: Optional[str]) -> str:
+    """`mode`, or `$NST_TF_AUTOTUNE` when it is None (default "cached"), checked."""
+    if mode is None:
+        mode = os.environ.get(ENV) or "cached"
+        if mode not in MODES:
+            raise NstError(f"{ENV}={mode!r}; choose one of: {', '.join(MODES)}")
+    elif mode not in MODES:
+        raise NstError(f"unknown autotune mode {mode!r}; choose one of: {', '.join(MODES)}")
     return mode
 
 
@@ -301,14 +307,12 @@ def resolve(
 ) -> Choice:
     """The concrete (precision, XLA) for these settings: given values pass through; "auto" is
     measured (see the module docstring) or, with mode "off", the safe rule (float32, XLA on)."""
-    mode = mode or mode_from_env()
-    if mode not in MODES:
-        raise NstError(f"unknown autotune mode {mode!r}; choose one of: {', '.join(MODES)}")
+    mode = _mode(mode)
     if precision != "auto" and jit != "auto":
         return Choice(precision, jit == "on", "as given")
     if mode == "off":
         xla = {"on": True, "off": False}.get(jit, style_loss != "w2")
-        return Choice("float32" if precision == "auto" else precision, xla, "autotune off: the rule, float32 with XLA")
+        return Choice("float32" if precision == "auto" else precision, xla, f"autotune off: the rule, {_RULE}")
     key = machine_key(gpu_name())
     entry = _measured.get(key)
     if entry is None and mode == "cached":
@@ -340,7 +344,7 @@ def describe_cached(
     """What "auto" will be on this machine, from the cache only (no TensorFlow): for `--dry_run`."""
     if precision != "auto" and jit != "auto":
         return f"precision {precision}, XLA {jit} (as given)"
-    mode = mode or mode_from_env()
+    mode = _mode(mode)
     if mode == "off":
         return "precision/XLA: " + resolve(precision, jit, style_loss, "off").describe()
     entries = cached_entries()

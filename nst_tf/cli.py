@@ -43,7 +43,7 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
         )
     flags.DEFINE_enum(
         "autotune",
-        os.environ.get(autotune.ENV) or "cached",
+        None,  # unset: $NST_TF_AUTOTUNE, read (and checked) when the run resolves "auto"
         autotune.MODES,
         "How --precision=auto and --jit=auto are chosen: cached (time each candidate once per machine, "
         f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",

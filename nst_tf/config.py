@@ -92,9 +92,9 @@ class Config:
     backbone: "vgg19" or "vgg16".
     save_every, snapshot_dir: write the image every N steps into the folder (0: never).
     precision: compute dtype of the VGG convolutions: "float32", "bfloat16", "float16", or
-        "auto" (bfloat16 where the GPU or CPU has fast bfloat16, else float32). Gram matrices,
+        "auto" (the fastest on this machine, measured once: `nst_tf.autotune`). Gram matrices,
         losses and the image stay float32.
-    jit: compile the step with XLA: "on", "off", or "auto" (on; see `optimize.use_xla`).
+    jit: compile the step with XLA: "on", "off", or "auto" (measured with precision).
     logdir: a folder for TensorBoard summaries: every term of the loss each step, the image
         every `log_every` steps.
     contact_sheet: write a PNG grid of `contact_sheet_frames` snapshots through the run here.

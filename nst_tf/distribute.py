@@ -83,21 +83,20 @@ def split(transfer, strategy: tf.distribute.Strategy):
 
     def pure_step(image, state, content):
         mine = losses.Targets(content=content, styles=targets.styles)
-        image, state, loss, terms = optimize.make_step(
-            lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True), optimizer
-        )(image, state)
-        finite = tf.reduce_all(tf.math.is_finite(loss)) & tf.reduce_all(tf.math.is_finite(image))
-        return image, state, loss, terms, tf.reshape(finite, [1])  # [1]: gathered per replica
+        return optimize.make_step(lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True), optimizer)(
+            image, state
+        )
 
-    # XLA compiles each replica's step for its own device (as `optimize.CompiledStep` does on one):
-    # one function per replica, so no compiled step reaches for another device's variables.
+    # XLA compiles each replica's step for its own device, as on one: one compiled step per
+    # replica, so no compiled step reaches for another device's variables.
     compiled_steps = {}
 
     def replica_step(image, state, content):
         replica = int(tf.get_static_value(tf.distribute.get_replica_context().replica_id_in_sync_group))
         if replica not in compiled_steps:
-            compiled_steps[replica] = tf.function(pure_step, jit_compile=cfg.jit == "on")
-        return compiled_steps[replica](image, state, content)
+            compiled_steps[replica] = optimize.CompiledStep(pure_step, jit_compile=cfg.jit == "on")
+        image, state, loss, terms, finite = compiled_steps[replica](image, state, content)
+        return image, state, loss, terms, tf.reshape(finite, [1])  # [1]: each replica's, gathered
 
     content = {name: shard(value) for name, value in targets.content.items()}
     compiled = tf.function(lambda x, state: strategy.run(replica_step, args=(x, state, content)))

@@ -81,11 +81,10 @@ def second_moment(flat: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Te
     return moment(flat)
 
 
-def _mean_outer(features: tf.Tensor, mask: Optional[tf.Tensor] = None) -> tf.Tensor:
-    """`E[x x^T]` over the positions of `[B, h, w, c]` features (each weighted by the normalised
-    `mask` if given): `[B, c, c]`, float32 for half-precision features."""
-    flat, p = _positions(features, mask)
-    if mask is None:
+def _mean_outer(flat: tf.Tensor, p: tf.Tensor, masked: bool) -> tf.Tensor:
+    """`E[x x^T]` over `_positions`' `[B, n, c]` positions, each weighted by its probability `p`
+    when `masked` (else uniform): `[B, c, c]`."""
+    if not masked:
         return second_moment(flat) / tf.cast(tf.shape(flat)[1], flat.dtype)
     return second_moment(flat, p)
 
@@ -96,7 +95,7 @@ def gram_matrix(features: tf.Tensor, norm: str = "hw", mask: Optional[tf.Tensor]
     total instead of h*w."""
     if norm not in ("hw", "chw"):
         raise ValueError(f"unknown gram norm {norm!r}")
-    gram = _mean_outer(features, mask)
+    gram = _mean_outer(*_positions(features, mask), masked=mask is not None)
     if norm == "chw":
         gram = gram / tf.cast(tf.shape(features)[3], gram.dtype)
     return gram
@@ -179,7 +178,7 @@ class Poly:
     @staticmethod
     def moments(features, mask=None):
         flat, p = _positions(features, mask)
-        return _mean_outer(features, mask), tf.einsum("bn,bnc->bc", p, flat)
+        return _mean_outer(flat, p, mask is not None), tf.einsum("bn,bnc->bc", p, flat)
 
     def target(self, features, seed=None):
         gram, mean = self.moments(features)

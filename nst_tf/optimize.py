@@ -288,8 +288,9 @@ def make_step(loss_fn: Callable, optimizer) -> Callable:
 
 
 class CompiledStep:
-    """A pure step compiled once per image shape: `(image, state) -> (image, state, loss, terms,
-    finite)`, where `finite` (a bool tensor) says whether the loss and the new image are finite.
+    """A pure step compiled once per image shape: `(image, state, *args) -> (image, state, loss,
+    terms, finite)`, where `finite` (a bool tensor) says whether the loss and the new image are
+    finite; `args` are passed to the step (a replica's own content targets, for example).
 
     `trace_count` counts how often the step was traced; it should stay 1 for a fixed shape.
     jit_compile: compile the step with XLA (`nst_tf.autotune` chooses for "auto").
@@ -301,11 +302,11 @@ class CompiledStep:
         self.jit_compile = jit_compile
         self._compiled = tf.function(self._traced, jit_compile=jit_compile)
 
-    def _traced(self, image, state):
+    def _traced(self, image, state, *args):
         self.trace_count += 1  # Python side effect: runs at trace time only
-        image, state, loss, terms = self._step(image, state)
+        image, state, loss, terms = self._step(image, state, *args)
         finite = tf.reduce_all(tf.math.is_finite(loss)) & tf.reduce_all(tf.math.is_finite(image))
         return image, state, loss, terms, finite
 
-    def __call__(self, image, state):
-        return self._compiled(image, state)
+    def __call__(self, image, state, *args):
+        return self._compiled(image, state, *args)

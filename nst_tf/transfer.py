@@ -101,7 +101,6 @@ class StyleTransfer:
             self.content = color.luminance_rgb(self.content_rgb)
         self.masks = None if masks is None else [image_io.load_mask(m, self.content.shape[:2]) for m in masks]
         layers = list(cfg.content_layers) + list(cfg.style_layers)
-        self.precision = cfg.precision
         self.model = model or features.model_for(cfg)
         missing = [name for name in layers if name not in self.model.output]
         if missing:

@@ -197,3 +197,11 @@ def test_bfloat16_run_ends_within_2_percent_of_float32(embedded_weights, small_p
     assert ends["float32"] < 0.95 * start  # the steps did something to compare
     assert abs(ends["bfloat16"] / ends["float32"] - 1) < 0.02
     assert abs(progress["bfloat16"] / progress["float32"] - 1) < 0.05  # the loss fell as far
+
+
+def test_a_bad_autotune_environment_is_one_line_and_exit_2(tmp_path):
+    bad = _cli(["--dry_run"], tmp_path, tmp_path / "cache", mode="sometimes")
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        "nst-tf: error: NST_TF_AUTOTUNE='sometimes'; choose one of: cached, remeasure, off"
+    ]
