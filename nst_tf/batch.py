@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, NamedTuple, Sequence
 
 from nst_tf import image_io
 from nst_tf.callbacks import Callback
-from nst_tf.config import Config, fields_of_kind
+from nst_tf.config import INITS, Config, fields_of_kind
 from nst_tf.errors import NstError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -281,6 +281,8 @@ def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Pla
     """The one plan of the batch command and the Beam pipeline; checks the options and the output
     folder, writes nothing."""
     check_config(cfg)
+    if cfg.init not in INITS:
+        image_io.load_init_image(cfg.init)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NstError(f"--output_dir {output_dir} is a file, not a folder")
     jobs = plan_jobs(expand(contents), expand(styles))
@@ -297,7 +299,7 @@ def run_batch(
     styles,
     output_dir: str,
     cfg: Config,
-    batch_size: int = 1,
+    batch_size: int = 4,
     devices: int = 1,
     evaluate: bool = True,
     progress: bool = True,

@@ -67,18 +67,7 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
 
 def config_from_flags(fv=flags.FLAGS) -> config_lib.Config:
     """The parsed flags as a validated `Config`."""
-    values = {name: fv[name].value for name in config_lib.field_names()}
-    for name, kind, what in (
-        ("style_layer_weights", float, "numbers"),
-        ("style_blend", float, "numbers"),
-        ("scale_steps", int, "whole numbers"),
-    ):
-        if values[name] is not None:
-            try:
-                values[name] = tuple(kind(v) for v in values[name])
-            except ValueError:
-                raise NstError(f"--{name} must be {what}, got {','.join(values[name])}") from None
-    return config_lib.Config(**values)
+    return config_lib.Config(**{name: fv[name].value for name in config_lib.field_names()})
 
 
 def _import_tensorflow_quietly():
@@ -164,6 +153,8 @@ def main(argv) -> int:
         image_io.check_not_an_input(output, [fv.content, *fv.style, *(cfg.style_mask or ()), cfg.init])
         content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
         masks = [image_io.load_image(path) for path in cfg.style_mask or ()] or None
+        if cfg.init not in config_lib.INITS:
+            image_io.load_init_image(cfg.init)  # a bad start image fails here, before any work
         from nst_tf import callbacks, planner
 
         if fv.dry_run:

@@ -217,25 +217,10 @@ class Config:
     )
 
     def __post_init__(self):
-        # Lists from callers become tuples so the config stays hashable and comparable.
-        for name in (
-            "content_layers",
-            "style_layers",
-            "style_layer_weights",
-            "scale_steps",
-            "style_blend",
-            "style_mask",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, (str, os.PathLike)) and not isinstance(value, bool):
-                value = tuple(v.strip() for v in os.fspath(value).split(",") if v.strip())
-                if name == "scale_steps":
-                    value = tuple(int(v) if v.isdigit() else v for v in value)
-                elif name in ("style_layer_weights", "style_blend"):
-                    value = tuple(_number(name, v) for v in value)
-            if isinstance(value, list):
-                value = tuple(value)
-            object.__setattr__(self, name, value)
+        # Comma lists ("1,2" from a caller, ["1", "2"] from a flag, or numbers) become tuples, parsed
+        # here only, so the config stays hashable and comparable.
+        for name, kind in _LISTS.items():
+            object.__setattr__(self, name, _parse_list(name, getattr(self, name), kind))
         _check_types(self)
         _validate(self)
 
@@ -345,11 +330,29 @@ def _check_types(cfg: Config) -> None:
             raise NstError(f"{field.name} must be {what}, got {value!r}"[:300])
 
 
-def _number(name, text):
-    try:
-        return float(text)
-    except ValueError:
-        raise NstError(f"{name} must be comma-separated numbers, got {text!r}") from None
+# The list options and how their items are parsed (text items are converted, other values type-checked).
+_LISTS = {
+    "content_layers": str,
+    "style_layers": str,
+    "style_layer_weights": float,
+    "scale_steps": int,
+    "style_blend": float,
+    "style_mask": str,
+}
+_LIST_WORDS = {float: "numbers", int: "whole numbers"}
+
+
+def _parse_list(name, value, kind):
+    if isinstance(value, (str, os.PathLike)):
+        value = [v.strip() for v in os.fspath(value).split(",") if v.strip()]
+    if not isinstance(value, list):
+        return value  # a tuple, None or a wrong type (_check_types says which)
+    if kind is not str and all(isinstance(v, str) for v in value):
+        try:
+            value = [kind(v) for v in value]
+        except ValueError:
+            raise NstError(f"{name} must be {_LIST_WORDS[kind]}, got {','.join(value)}") from None
+    return tuple(value)
 
 
 def _positive(cfg, name, allow_none=False):
@@ -385,9 +388,6 @@ def _validate(cfg: Config) -> None:
     if cfg.style_blend is not None:
         if any(not w >= 0 for w in cfg.style_blend) or not sum(cfg.style_blend) > 0:
             raise NstError("style_blend must be non-negative numbers, not all zero (one per style image)")
-    for path in cfg.style_mask or ():
-        if not os.path.isfile(path):
-            raise NstError(f"style_mask {path}: no such file")
     if cfg.lbfgs_memory > 1000:
         raise NstError(f"lbfgs_memory={cfg.lbfgs_memory} is too large; 5 to 100 is usual")
     if cfg.start_size is not None and cfg.scales < 2:
@@ -439,8 +439,8 @@ def _validate(cfg: Config) -> None:
             )
         if any(not w >= 0 for w in cfg.style_layer_weights) or not sum(cfg.style_layer_weights) > 0:
             raise NstError("style_layer_weights must be non-negative and not all zero")
-    if cfg.init not in INITS and not os.path.isfile(cfg.init):
-        raise NstError(f"init must be one of {', '.join(INITS)} or an image file; {cfg.init!r} is neither")
+    if not cfg.init:
+        raise NstError(f"init must be one of {', '.join(INITS)} or an image file")
 
 
 def _choice(cfg, name, choices):

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from nst_tf import schedule
+from nst_tf.config import INITS
 from nst_tf.errors import NstError
 
 # Larger inputs are refused before decoding (a guard against decompression bombs): 100 megapixels.
@@ -44,6 +45,13 @@ def example_path(name: str) -> str:
         names = sorted(os.path.splitext(f)[0] for f in os.listdir(_ASSETS) if f.endswith(".jpg"))
         raise NstError(f"no bundled image {name!r}; bundled: {', '.join(names)}")
     return path
+
+
+def load_init_image(init: str) -> np.ndarray:
+    """The starting image that `--init` names when it is not one of `config.INITS`: an image file."""
+    if not os.path.isfile(init):
+        raise NstError(f"init must be one of {', '.join(INITS)} or an image file; {init!r} is neither")
+    return load_image(init)
 
 
 def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = False) -> np.ndarray:

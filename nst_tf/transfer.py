@@ -155,7 +155,7 @@ class StyleTransfer:
             base = self.content if content is None else content
             image = tensor_image.start_image(cfg.init, base[None], self.style[None], cfg.seed).numpy()[0]
         else:
-            image = image_io.resize(image_io.load_image(cfg.init), hw)
+            image = image_io.resize(image_io.load_init_image(cfg.init), hw)
         return color.luminance_rgb(image) if cfg.preserve_colors == "luminance" else image
 
     @property

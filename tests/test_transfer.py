@@ -263,6 +263,24 @@ def test_comma_strings_become_layer_tuples():
     assert cfg.style_layers == ("block1_conv1", "block2_conv1") and cfg.layer_weights == (0.25, 0.75)
 
 
+def test_list_options_parse_alike_from_text_flag_lists_and_numbers():
+    # One parser: a caller's "1,3", a flag's ["1", "3"] and numbers give the same config.
+    for given in ("1, 3", ["1", "3"], (1, 3), [1.0, 3.0]):
+        cfg = config.Config(style_layers=("block1_conv1", "block2_conv1"), style_layer_weights=given)
+        assert cfg.style_layer_weights == (1.0, 3.0)
+    assert config.Config(scales=2, scale_steps=["5", "7"]).scale_steps == (5, 7)
+    with pytest.raises(NstError, match="style_blend must be numbers, got 1,x"):
+        config.Config(style_blend="1,x")
+    with pytest.raises(NstError, match="scale_steps must be whole numbers, got 1.5,2"):
+        config.Config(scales=2, scale_steps=["1.5", "2"])
+
+
+def test_file_options_are_checked_where_files_are_read(content_style):
+    cfg = config.Config(init="missing.png", style_mask=("missing.png",))  # no file is opened here
+    with pytest.raises(NstError, match="'missing.png' is neither"):
+        nst_tf.StyleTransfer(*content_style, config=cfg.replace(style_mask=None), size=32, weights="random")
+
+
 def test_scale_plan():
     assert config.Config(size=512, scales=3, steps=100).scale_plan() == (
         (128, None, 100),
