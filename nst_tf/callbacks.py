@@ -101,6 +101,33 @@ class History(Callback):
             self.terms.setdefault(name, []).append(value)
 
 
+def write_summary(tag, value, step, plugin, data_class):
+    """One summary in the default writer with TensorBoard plugin `plugin`'s metadata (written by
+    `tf.summary.write`, so no TensorBoard install is needed)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(data_class=data_class)
+    metadata.plugin_data.plugin_name = plugin
+    tf.summary.write(tag, value, step=step, metadata=metadata)
+
+
+def write_scalar(tag, value, step):
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    write_summary(tag, tf.constant(value, tf.float32), step, "scalars", summary_pb2.DATA_CLASS_SCALAR)
+
+
+def write_image(tag, image, step):
+    """A uint8 `[H, W, 3]` image as TensorBoard's image plugin stores it (width, height, PNG)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    value = tf.stack([str(image.shape[1]), str(image.shape[0]), tf.io.encode_png(image)])
+    write_summary(tag, value, step, "images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+
+
 class TensorBoard(AcrossScales):
     """TensorBoard summaries in `logdir`: each step the scalars `loss/total` and `loss/<term>` for
     every term of the objective (content, style, tv, style/<layer>, style_<k>), and the image
@@ -116,20 +143,10 @@ class TensorBoard(AcrossScales):
         self.logdir, self.image_every, self.writer = logdir, image_every, None
 
     def _write(self, tag, value, plugin, data_class):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        metadata = summary_pb2.SummaryMetadata(data_class=data_class)
-        metadata.plugin_data.plugin_name = plugin
-        tf.summary.write(tag, value, step=self.done, metadata=metadata)
+        write_summary(tag, value, self.done, plugin, data_class)
 
     def _image(self, transfer):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        image = transfer.image_uint8()
-        value = tf.stack([str(image.shape[1]), str(image.shape[0]), tf.io.encode_png(image)])  # width, height, PNG
-        self._write("image", value, "images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+        write_image("image", transfer.image_uint8(), self.done)
 
     def on_run_begin(self, transfer, steps):
         import tensorflow as tf
@@ -150,13 +167,11 @@ class TensorBoard(AcrossScales):
                 self._image(transfer)
 
     def on_step_end(self, transfer, step, loss, terms):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
 
         super().on_step_end(transfer, step, loss, terms)
         with self.writer.as_default():
             for name, value in [("total", loss)] + list(terms.items()):
-                self._write(f"loss/{name}", tf.constant(value, tf.float32), "scalars", summary_pb2.DATA_CLASS_SCALAR)
+                write_scalar(f"loss/{name}", value, self.done)
             if self.done % self.image_every == 0 or step == self.steps:
                 self._image(transfer)
 

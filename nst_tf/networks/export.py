@@ -1,0 +1,160 @@
+"""A trained network for TF Serving (a SavedModel: bytes in, image and PNG out, one forward pass)
+and for devices (the TF Lite pair `style_predict.tflite` and `style_transform.tflite`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Dict
+
+import tensorflow as tf
+
+from nst_tf.errors import NstError
+from nst_tf.networks import models, use
+from nst_tf.tensor_image import decode, fit_size, resize, to_uint8
+
+PREDICT_SHAPE = (1, 256, 256, 3)  # the TF Lite pair's shapes (as Magenta's)
+TRANSFORM_SHAPE = (1, 384, 384, 3)
+QUANTIZATIONS = ("float32", "float16", "int8")
+
+
+def _tf_variables(painter):
+    """The TensorFlow variables under the network's Keras 3 variables: a `tf.Module` holding them
+    is what the TF Lite converter freezes (without it, it reads uninitialised memory)."""
+    models_ = [painter.network] + ([painter.statistics] if painter.statistics is not None else [])
+    return [v.value for m in models_ for v in m.weights]
+
+
+class _Served(tf.Module):
+    def __init__(self, painter: use.Painter, size: int, max_input_pixels: int):
+        super().__init__()
+        self.network, self.statistics = painter.network, painter.statistics
+        self.variables_ = _tf_variables(painter)
+        net = self.network
+
+        def paint(content_bytes, embedding_of, size_):
+            content = decode(content_bytes, "content", max_input_pixels)
+            side = tf.where(size_ > 0, size_, size)
+            content = resize(content, fit_size(tf.shape(content)[1:3], side))
+            image = to_uint8(net([content, embedding_of(content)])[0])
+            return {"image": image, "png": tf.io.encode_png(image)}
+
+        if net.predict:
+
+            def predicted(image):
+                return net.head(self.statistics(resize(image, PREDICT_SHAPE[1:3])))
+
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec([None], tf.string, "content"),
+                    tf.TensorSpec([None], tf.string, "style"),
+                    tf.TensorSpec([], tf.float32, "strength"),
+                    tf.TensorSpec([], tf.int32, "size"),
+                ]
+            )
+            def serving_default(content, style, strength, size_):
+                style_embedding = predicted(decode(style, "style", max_input_pixels))
+                strength = tf.clip_by_value(strength, 0.0, 1.0)
+                mix = lambda c: strength * style_embedding + (1.0 - strength) * predicted(c)  # noqa: E731
+                return paint(content, mix, size_)
+
+        else:
+
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec([None], tf.string, "content"),
+                    tf.TensorSpec([], tf.int32, "style_index"),
+                    tf.TensorSpec([], tf.int32, "size"),
+                ]
+            )
+            def serving_default(content, style_index, size_):
+                ok = tf.debugging.assert_less(style_index, net.num_styles, "style_index is out of range")
+                with tf.control_dependencies([ok, tf.debugging.assert_non_negative(style_index)]):
+                    row = tf.gather(tf.convert_to_tensor(net.table), style_index)[None]
+                return paint(content, lambda c: row, size_)
+
+        self.serving_default = serving_default
+
+
+def export_saved_model(
+    network, export_dir: str, version: int = 1, weights: str = "auto", size: int = 512, max_input_pixels=25_000_000
+) -> str:
+    """Writes `<export_dir>/<version>/`, a SavedModel whose `serving_default` paints in one forward
+    pass: content bytes (a batch of one JPEG or PNG), style bytes and `strength` in [0, 1] (a
+    predict network) or `style_index` (fixed styles), and `size` (the longest side; <= 0: `size`)
+    -> `image` (uint8 `[H, W, 3]`) and `png`. Loadable with `tf.saved_model.load` alone."""
+    painter = use.Painter(network, weights=weights)
+    path = os.path.join(export_dir, str(version))
+    if os.path.exists(path):
+        raise NstError(f"{path} exists; choose another version")
+    os.makedirs(export_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
+    try:
+        module = _Served(painter, size, max_input_pixels)
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serving_default})
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _convert(function, module, quantization: str) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], module)
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":  # dynamic range: int8 weights, float activations
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def export_tflite(network, folder: str, weights: str = "auto", quantization: str = "float16") -> Dict[str, str]:
+    """Writes `style_predict.tflite` (style `[1, 256, 256, 3]` float in [0, 1] -> bottleneck
+    `[1, 1, 1, D]`) and `style_transform.tflite` (content `[1, 384, 384, 3]` + bottleneck -> image)
+    into `folder`, quantised as `quantization` ("float32", "float16" or dynamic-range "int8").
+    A fixed-style network writes the transform and `style_table.npy` (its embeddings) instead of
+    the predict model. Returns `{name: path}`."""
+    if quantization not in QUANTIZATIONS:
+        raise NstError(f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}")
+    painter = use.Painter(network, weights=weights)
+    net, d = painter.network, painter.network.embedding_size
+    module = tf.Module()
+    module.network, module.statistics, module.variables_ = net, painter.statistics, _tf_variables(painter)
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+
+    @tf.function(input_signature=[tf.TensorSpec(TRANSFORM_SHAPE, tf.float32), tf.TensorSpec([1, 1, 1, d], tf.float32)])
+    def style_transform(content, bottleneck):
+        return net([content, tf.reshape(bottleneck, [1, d])])
+
+    models_ = {"style_transform": style_transform}
+    if net.predict:
+
+        @tf.function(input_signature=[tf.TensorSpec(PREDICT_SHAPE, tf.float32)])
+        def style_predict(style):
+            return tf.reshape(net.head(painter.statistics(style)), [1, 1, 1, d])
+
+        models_["style_predict"] = style_predict
+    else:
+        import numpy as np
+
+        paths["style_table"] = os.path.join(folder, "style_table.npy")
+        np.save(paths["style_table"], np.asarray(net.table).reshape(net.num_styles, 1, 1, d))
+    for name, function in models_.items():
+        paths[name] = os.path.join(folder, f"{name}.tflite")
+        with open(paths[name], "wb") as f:
+            f.write(_convert(function, module, quantization))
+    return paths
+
+
+def run_tflite(path: str, *inputs):
+    """Runs a `.tflite` file on `inputs` (NumPy arrays, matched to the model's inputs by shape)
+    with `tf.lite.Interpreter`; returns the first output."""
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        value = next(v for v in inputs if tuple(v.shape) == tuple(detail["shape"]))
+        interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])

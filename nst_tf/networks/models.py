@@ -1,0 +1,226 @@
+"""The two feed-forward networks (Keras 3 models) and the bundle that joins them.
+
+- `build_transform`: content `[B, H, W, 3]` in [0, 1] + style embedding `[B, D]` -> styled image,
+  the layout of Magenta's arbitrary stylization network (Ghiasi et al. 2017): reflect-padded conv
+  9x9/32, 3x3 stride 2 to 64 and to 128; five residual blocks at 128; nearest-neighbour x2 + 3x3
+  conv to 64 and to 32 (no transposed convolutions: no checkerboard); 9x9 conv to 3 and a sigmoid.
+  The downsampling layers use plain instance norm (Magenta uses batch norm there: with the batches
+  of 2 to 8 a CPU trains with, batch statistics are noise); the residual and upsampling layers and
+  the last conv use `ConditionalInstanceNorm`, whose gamma and beta are two linear maps of the
+  embedding. `alpha` multiplies every width. Any input size works: the image is reflect-padded to
+  a multiple of 4 and the output cropped back.
+- The embedding comes from one of two sources (a `StyleNetwork` holds either or both):
+  a learned table of N fixed styles (`[N, D]`; a one-hot row through the linear maps is
+  Dumoulin et al.'s conditional instance norm table), or the predict head: the per-channel mean
+  and standard deviation of the style image's frozen VGG19 activations (`style_statistics`) mapped
+  to D by a dense layer. Magenta uses InceptionV3 to Mixed_6e; no ImageNet Inception weights can
+  be had offline, while the VGG19 nst_tf already loads carries the same kind of information (the
+  statistics the "meanstd" style loss and AdaIN use).
+- Mixing: embeddings blend convexly (several styles), and strength `s` paints with
+  `s * style + (1 - s) * content's own embedding` (needs the predict head).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from nst_tf import features, vgg
+from nst_tf.errors import NstError
+
+EMBEDDING = 100
+MULTIPLE = 4  # two stride-2 convolutions: inputs are padded to a multiple of this
+MIN_SIDE = 16  # below this the reflect padding of the first 9x9 conv cannot be formed
+PREDICT_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
+EPSILON = 1e-5
+
+
+def _moments(x, keepdims=True):
+    """Per image and channel mean and variance; the variance clipped at 0 (TF Lite computes it as
+    E[x^2] - E[x]^2, which rounds below zero on VGG's large activations)."""
+    mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=keepdims)
+    return mean, tf.nn.relu(var)
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class InstanceNorm(keras.layers.Layer):
+    """Per image and channel normalisation with a learned scale and offset (Ulyanov et al.)."""
+
+    def build(self, shape):
+        self.gamma = self.add_weight(name="gamma", shape=(shape[-1],), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(shape[-1],), initializer="zeros")
+
+    def call(self, x):
+        mean, var = _moments(x)
+        return (x - mean) * tf.math.rsqrt(var + EPSILON) * self.gamma + self.beta
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class ConditionalInstanceNorm(keras.layers.Layer):
+    """Instance norm whose gamma `[B, C]` and beta `[B, C]` are linear maps of a style embedding
+    `[B, D]`: `call([x, embedding])`. gamma's bias starts at 1, beta's at 0."""
+
+    def build(self, shapes):
+        x_shape, e_shape = shapes
+        c, d = x_shape[-1], e_shape[-1]
+        self.gamma = keras.layers.Dense(c, bias_initializer="ones", name="gamma")
+        self.beta = keras.layers.Dense(c, name="beta")
+        self.gamma.build((None, d))
+        self.beta.build((None, d))
+
+    def call(self, inputs):
+        x, embedding = inputs
+        mean, var = _moments(x)
+        gamma = self.gamma(embedding)[:, None, None, :]
+        beta = self.beta(embedding)[:, None, None, :]
+        return (x - mean) * tf.math.rsqrt(var + EPSILON) * gamma + beta
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class ReflectPad(keras.layers.Layer):
+    """Reflect padding by `pad` pixels on each side, or (`multiple`) up to a multiple of it."""
+
+    def __init__(self, pad: int = 0, multiple: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.pad, self.multiple = pad, multiple
+
+    def call(self, x):
+        if self.multiple:
+            shape = tf.shape(x)
+            extra = [(-shape[1]) % self.multiple, (-shape[2]) % self.multiple]
+            return tf.pad(x, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]], mode="REFLECT")
+        p = self.pad
+        return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad, "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class CropLike(keras.layers.Layer):
+    """`call([x, like])`: `x` cropped to `like`'s height and width (top-left)."""
+
+    def call(self, inputs):
+        x, like = inputs
+        shape = tf.shape(like)
+        return x[:, : shape[1], : shape[2], :]
+
+
+def _conv(x, filters, kernel, stride=1, name=None):
+    x = ReflectPad(kernel // 2, name=f"{name}_pad")(x)
+    return keras.layers.Conv2D(filters, kernel, stride, padding="valid", name=name)(x)
+
+
+def build_transform(alpha: float = 1.0, embedding_size: int = EMBEDDING, residual_blocks: int = 5) -> keras.Model:
+    """The style transform network (see the module docstring): inputs `content` `[B, H, W, 3]` in
+    [0, 1] (any H, W >= `MIN_SIDE`) and `embedding` `[B, D]`; output `[B, H, W, 3]` in [0, 1]."""
+    width = lambda c: max(4, int(round(c * alpha)))  # noqa: E731
+    content = keras.Input((None, None, 3), name="content")
+    embedding = keras.Input((embedding_size,), name="embedding")
+    x = ReflectPad(multiple=MULTIPLE, name="pad_to_multiple")(content)
+    for i, (filters, kernel, stride) in enumerate(((32, 9, 1), (64, 3, 2), (128, 3, 2))):
+        x = _conv(x, width(filters), kernel, stride, name=f"contract{i}")
+        x = keras.layers.ReLU()(InstanceNorm(name=f"contract{i}_norm")(x))
+    cin = lambda x, name: ConditionalInstanceNorm(name=name)([x, embedding])  # noqa: E731
+    for i in range(residual_blocks):
+        y = keras.layers.ReLU()(cin(_conv(x, width(128), 3, name=f"residual{i}a"), f"residual{i}a_norm"))
+        y = cin(_conv(y, width(128), 3, name=f"residual{i}b"), f"residual{i}b_norm")
+        x = keras.layers.Add()([x, y])
+    for i, filters in enumerate((64, 32)):
+        x = keras.layers.UpSampling2D(2, interpolation="nearest")(x)
+        x = keras.layers.ReLU()(cin(_conv(x, width(filters), 3, name=f"expand{i}"), f"expand{i}_norm"))
+    x = cin(_conv(x, 3, 9, name="output"), "output_norm")
+    x = CropLike(name="crop")([keras.layers.Activation("sigmoid", dtype="float32")(x), content])
+    return keras.Model([content, embedding], x, name="style_transform")
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class MeanStd(keras.layers.Layer):
+    """`[B, h, w, c]` activations -> `[B, 2c]`: `log(1 + x)` of the per-channel mean and standard
+    deviation (float32)."""
+
+    def call(self, x):
+        x = tf.cast(x, tf.float32)
+        mean, var = _moments(x, keepdims=False)
+        return tf.math.log1p(tf.concat([tf.nn.relu(mean), tf.sqrt(var + EPSILON)], axis=-1))
+
+
+def style_statistics(
+    weights="embedded", layers: Sequence[str] = PREDICT_LAYERS, precision: str = "float32", layer_weights=None
+) -> keras.Model:
+    """The frozen half of the predict network: RGB `[B, H, W, 3]` in [0, 1] -> `[B, S]`, each
+    layer's per-channel mean and standard deviation (S = 2 x the layers' channels) as `log(1 + x)`:
+    VGG's activations (ReLU outputs on the 0-255 scale) span four decades across layers, and the
+    logarithm keeps any one layer from dominating the dense bottleneck."""
+    vgg_model = features.build_feature_model(layers, "vgg19", weights, layer_weights=layer_weights, precision=precision)
+    image = keras.Input((None, None, 3), name="style")
+    activations = vgg_model(image)
+    parts = [MeanStd(name=f"{name}_meanstd")(activations[name]) for name in layers]
+    stats = keras.layers.Concatenate(name="statistics")(parts)
+    model = keras.Model(image, stats, name="style_statistics")
+    model.trainable = False
+    return model
+
+
+def statistics_size(layers: Sequence[str] = PREDICT_LAYERS) -> int:
+    return 2 * sum(vgg.channels(name) for name in layers)
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class StyleNetwork(keras.Model):
+    """The trainable parts of a network, saved as one `.keras` file: the transform network, and the
+    embedding sources: a table of `num_styles` fixed styles and/or the predict head (statistics ->
+    embedding; the frozen VGG19 statistics are not saved: they are rebuilt from the weights at load
+    time, so a network file holds no VGG weights). `call([content, embedding])` runs the transform.
+    """
+
+    def __init__(
+        self,
+        num_styles: int = 0,
+        predict: bool = True,
+        alpha: float = 1.0,
+        embedding_size: int = EMBEDDING,
+        predict_layers: Sequence[str] = PREDICT_LAYERS,
+        style_names: Sequence[str] = (),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not num_styles and not predict:
+            raise NstError("a network needs a style table (num_styles >= 1) or the predict head")
+        self.num_styles, self.predict, self.alpha = int(num_styles), bool(predict), float(alpha)
+        self.embedding_size, self.predict_layers = int(embedding_size), tuple(predict_layers)
+        self.style_names = tuple(style_names)
+        self.transform = build_transform(self.alpha, self.embedding_size)
+        self.table = None
+        if self.num_styles:
+            self.table = self.add_weight(
+                name="style_table",
+                shape=(self.num_styles, self.embedding_size),
+                initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0),
+            )
+        self.head = None
+        if self.predict:
+            self.head = keras.layers.Dense(self.embedding_size, name="bottleneck")
+            self.head.build((None, statistics_size(self.predict_layers)))
+        self.built = True
+
+    def call(self, inputs):
+        content, embedding = inputs
+        return self.transform([content, embedding])
+
+    def table_embedding(self, weights) -> tf.Tensor:
+        """A convex blend of the table's rows: `weights` `[B, N]` (rows sum to one) -> `[B, D]`."""
+        return tf.matmul(tf.convert_to_tensor(weights, tf.float32), tf.convert_to_tensor(self.table))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_styles": self.num_styles,
+            "predict": self.predict,
+            "alpha": self.alpha,
+            "embedding_size": self.embedding_size,
+            "predict_layers": list(self.predict_layers),
+            "style_names": list(self.style_names),
+        }

@@ -1,0 +1,328 @@
+"""Training a `StyleNetwork` with nst_tf's own objective, through the same driver as an optimisation.
+
+The loss of a batch is `losses.objective` on the frozen VGG19 (content, any style statistic, TV),
+with each image's content target from its own content crop and its style target from its own style
+crop: one implementation for optimising an image and for training a network. The step (a
+`tf.function`, XLA and the VGG's precision as this machine's `auto` chose, or as pinned) computes
+the gradient of the transform network and the embedding source, and applies it only when the loss
+and every gradient are finite; `nst_tf.driver.drive` runs it with callbacks (progress, TensorBoard,
+checkpoints, signal stop) and counts the skipped steps as recoveries. Across devices a
+`tf.distribute` strategy runs the step on each replica's share of the batch.
+
+Checkpoints (`tf.train.CheckpointManager`: the network, the optimiser, the step) every
+`checkpoint_every` steps and on Ctrl-C; `resume=True` continues from the latest, and the data
+stream (`data.batches(start=step)`) gives the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import autotune, callbacks as callbacks_lib, driver, features, losses
+from nst_tf.config import Config
+from nst_tf.errors import NstError, Interrupted
+from nst_tf.networks import data, models
+
+MODES = ("table", "predict")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What a training run is. The loss options (layers, weights, style statistic, norms, VGG
+    weights, precision, XLA, pooling) are `objective`'s, a `Config`.
+
+    contents, styles: specs for `data.scan` (folders, globs, files, TFRecord shards).
+    output: the network file (`.keras`) written at the end (and on Ctrl-C).
+    mode: "table" (one learned embedding per style image: fixed styles) or "predict" (the predict
+        head: any style image).
+    size, style_size: training crop sides; batch_size: images per step (across all devices).
+    alpha: the transform network's width multiplier.
+    held_out: content images kept out of training, styled for TensorBoard and the final report.
+    """
+
+    contents: Tuple[str, ...]
+    styles: Tuple[str, ...]
+    output: str
+    objective: Config = Config()
+    mode: str = "table"
+    steps: int = 2000
+    batch_size: int = 4
+    size: int = 256
+    style_size: int = 256
+    learning_rate: float = 1e-3
+    alpha: float = 1.0
+    seed: int = 0
+    checkpoint_dir: Optional[str] = None
+    checkpoint_every: int = 200
+    resume: bool = False
+    logdir: Optional[str] = None
+    log_every: int = 50
+    held_out: Tuple[str, ...] = ()
+    devices: int = 1
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "size", "style_size", "checkpoint_every", "log_every", "devices"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise NstError(f"{name} must be a positive integer, got {value!r}")
+        if self.mode not in MODES:
+            raise NstError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.size < models.MIN_SIDE or self.style_size < models.MIN_SIDE:
+            raise NstError(f"size and style_size must be {models.MIN_SIDE} or more")
+        if not self.learning_rate > 0 or not self.alpha > 0:
+            raise NstError("learning_rate and alpha must be positive")
+        if self.batch_size % self.devices:
+            raise NstError(f"batch_size {self.batch_size} does not split across {self.devices} devices")
+        if self.resume and not self.checkpoint_dir:
+            raise NstError("resume needs checkpoint_dir, the folder the checkpoints are in")
+        if not str(self.output).endswith(".keras"):
+            raise NstError(f"output {self.output}: a network file ends in .keras")
+
+
+class Trainer:
+    """One training run: the network, its optimiser, the data and the compiled step. `state` is
+    the driver's `RunState` (image: the last batch's outputs; step: steps taken)."""
+
+    def __init__(self, tc: TrainConfig, strategy=None):
+        self.tc = tc
+        self.cfg, self.choice = autotune.concrete(tc.objective)
+        self.contents = data.scan(tc.contents, "content")
+        self.styles = data.scan(tc.styles, "style")
+        if tc.mode == "table" and not self.styles.files:
+            raise NstError("a table of styles needs style image files (TFRecords have no style index)")
+        self.strategy = strategy or tf.distribute.get_strategy()
+        names = tuple(os.path.splitext(os.path.basename(p))[0] for p in self.styles.files)
+        keras.utils.set_random_seed(tc.seed)  # the initial weights follow the seed (so do Python's and NumPy's)
+        with self.strategy.scope():
+            self.network = models.StyleNetwork(
+                num_styles=len(self.styles.files) if tc.mode == "table" else 0,
+                predict=tc.mode == "predict",
+                alpha=tc.alpha,
+                style_names=names if tc.mode == "table" else (),
+            )
+            # Keras' loss-scale wrapper skips an update whose gradients are not finite (on every
+            # replica alike); at scale 1 and no growth it changes nothing else.
+            self.optimizer = keras.optimizers.LossScaleOptimizer(
+                keras.optimizers.Adam(tc.learning_rate), initial_scale=1.0, dynamic_growth_steps=2**31 - 1
+            )
+            self.optimizer.build(self.network.trainable_variables)
+            self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        layers = list(self.cfg.content_layers) + list(self.cfg.style_layers)
+        self.vgg = features.build_feature_model(
+            layers, self.cfg.backbone, self.cfg.weights, precision=self.cfg.precision, pooling=self.cfg.pooling
+        )
+        self.statistics = models.style_statistics(self.cfg.weights) if tc.mode == "predict" else None
+        self.checkpoint = tf.train.Checkpoint(network=self.network, optimizer=self.optimizer, step=self.step_var)
+        self.manager = None
+        if tc.checkpoint_dir:
+            self.manager = tf.train.CheckpointManager(self.checkpoint, tc.checkpoint_dir, max_to_keep=2)
+            if tc.resume and self.manager.latest_checkpoint:
+                self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        self.state = driver.RunState(image=None, opt_state=(), step=int(self.step_var.numpy()))
+        self.recoveries = []
+        self._step = self._compiled_step()
+
+    def embedding(self, style, label):
+        if self.network.table is not None:
+            return tf.gather(tf.convert_to_tensor(self.network.table), label)
+        return self.network.head(self.statistics(style))
+
+    def loss(self, content, style, label):
+        output = self.network([content, self.embedding(style, label)])
+        targets = losses.compute_targets(self.vgg, content, style, self.cfg)
+        total, terms = losses.objective(self.vgg, targets, self.cfg, output)
+        return output, total, terms
+
+    def _replica_step(self, content, style, label):
+        variables = self.network.trainable_variables
+        with tf.GradientTape() as tape:
+            output, total, terms = self.loss(content, style, label)
+            scaled = self.optimizer.scale_loss(total / self.strategy.num_replicas_in_sync)
+        grads = tape.gradient(scaled, variables)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads] + [tf.math.is_finite(total)])
+        self.optimizer.apply_gradients(zip(grads, variables))  # skipped when not finite
+        self.step_var.assign_add(tf.cast(finite, tf.int64))
+        return output, total, terms, finite
+
+    def _compiled_step(self):
+        if self.strategy.num_replicas_in_sync == 1:
+            return tf.function(self._replica_step, jit_compile=self.cfg.jit == "on")
+        # The whole strategy.run in one tf.function: the gradients' all-reduce is a
+        # synchronisation point, which a nested tf.function may not hold.
+        return tf.function(lambda *batch: self.strategy.run(self._replica_step, batch))
+
+    def dataset(self):
+        tc = self.tc
+        ds = data.batches(self.contents, self.styles, tc.batch_size, tc.size, tc.style_size, tc.seed, self.state.step)
+        return self.strategy.experimental_distribute_dataset(ds) if self.strategy.num_replicas_in_sync > 1 else ds
+
+    def to_host(self, value):
+        if self.strategy.num_replicas_in_sync > 1:
+            parts = self.strategy.experimental_local_results(value)
+            return np.concatenate([np.atleast_1d(np.asarray(p)) for p in parts])
+        return np.asarray(value)
+
+    def stepper(self) -> driver.Stepper:
+        batches = iter(self.dataset())
+
+        def step(image, opt_state):
+            output, total, terms, finite = self._step(*next(batches))
+            return output, opt_state, total, terms, finite
+
+        return driver.Stepper(step, self.to_host, lambda opt_state: (opt_state, "skipped that batch's update"))
+
+    def run(self, callbacks=()) -> driver.RunState:
+        remaining = self.tc.steps - self.state.step
+        if remaining > 0:
+            driver.drive(self, remaining, self.stepper(), callbacks)
+        return self.state
+
+    def save_checkpoint(self):
+        if self.manager:
+            self.manager.save(checkpoint_number=self.state.step)
+
+    def save_network(self, path: Optional[str] = None) -> str:
+        """The network (trainable parts only) as a `.keras` file, written atomically."""
+        path = path or self.tc.output
+        folder = os.path.dirname(os.path.abspath(path))
+        tmp = os.path.join(folder, f".{os.path.basename(path)[:-6]}.partial.keras")
+        self.network.save(tmp)
+        os.replace(tmp, path)
+        return path
+
+
+class Checkpoints(callbacks_lib.Callback):
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_step_end(self, trainer, step, loss, terms):
+        if trainer.state.step % self.every == 0:
+            trainer.save_checkpoint()
+
+
+class TrainProgress(callbacks_lib.Callback):
+    """One line on stderr, rewritten: step, loss, images/s and ETA."""
+
+    def __init__(self, batch_size: int, stream=None, min_interval: float = 0.5):
+        self.batch_size, self.stream, self.min_interval = batch_size, stream or sys.stderr, min_interval
+
+    def on_run_begin(self, trainer, steps):
+        self.steps, self.start, self.last, self.first = steps, time.perf_counter(), 0.0, trainer.state.step
+
+    def on_step_end(self, trainer, step, loss, terms):
+        now = time.perf_counter()
+        if now - self.last < self.min_interval and step < self.steps:
+            return
+        self.last, elapsed = now, now - self.start
+        rate = step * self.batch_size / elapsed
+        eta = (self.steps - step) * elapsed / step
+        self.stream.write(
+            f"\rstep {trainer.state.step}/{self.first + self.steps}  loss {loss:.4g}  {rate:.1f} images/s  "
+            f"elapsed {elapsed:.0f} s  eta {eta:.0f} s "
+        )
+        self.stream.flush()
+
+    def on_run_end(self, trainer):
+        self.stream.write("\n")
+
+
+class TrainBoard(callbacks_lib.Callback):
+    """TensorBoard: the loss terms every `every` steps; the held-back contents styled with the
+    first style (a table's first row, or the first style file) every `image_every` steps."""
+
+    def __init__(self, logdir: str, every: int, held_out, image_every: int):
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.every, self.image_every, self.held_out = every, image_every, held_out
+
+    def on_step_end(self, trainer, step, loss, terms):
+        n = trainer.state.step
+        with self.writer.as_default(step=n):
+            if n % self.every == 0:
+                for name, value in [("total", loss)] + list(terms.items()):
+                    callbacks_lib.write_scalar(f"loss/{name}", value, n)
+            if self.held_out and n % self.image_every == 0:
+                for k, image in enumerate(sample_outputs(trainer, self.held_out)):
+                    callbacks_lib.write_image(f"held_out/{k}", image, n)
+        self.writer.flush()
+
+
+def sample_outputs(trainer: Trainer, contents, size: int = 256):
+    from nst_tf.networks import use
+
+    painter = use.Painter(trainer.network, trainer.statistics)
+    style = trainer.styles.files[0] if trainer.styles.files else None
+    return [painter.paint(c, style if trainer.network.predict else None, size=size) for c in contents]
+
+
+def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy=None) -> dict:
+    """Trains (or resumes) the network `tc` describes, writes it to `tc.output`, and returns the
+    report: steps, seconds, seconds per step, images/s, skipped files and steps, and the evaluate
+    report of the held-back images (`nst_tf.metrics.evaluate` of each output)."""
+    trainer = Trainer(tc, strategy=strategy)
+    for path, why in trainer.contents.skipped + trainer.styles.skipped:
+        sys.stderr.write(f"nst-tf-train: skipped {path}: {why}\n")
+    cbs = list(callbacks)
+    if progress:
+        cbs.append(TrainProgress(tc.batch_size))
+    if trainer.manager:
+        cbs.append(Checkpoints(tc.checkpoint_every))
+    if tc.logdir:
+        cbs.append(TrainBoard(tc.logdir, tc.log_every, tc.held_out, max(tc.log_every, tc.steps // 10)))
+    first = trainer.state.step
+    start = time.perf_counter()
+    try:
+        trainer.run(cbs)
+    except (Interrupted, KeyboardInterrupt):
+        trainer.save_checkpoint()
+        trainer.save_network()
+        raise
+    seconds = time.perf_counter() - start
+    trainer.save_checkpoint()
+    trainer.save_network()
+    steps = trainer.state.step - first
+    report = {
+        "network": tc.output,
+        "steps": trainer.state.step,
+        "seconds": round(seconds, 1),
+        "seconds_per_step": round(seconds / max(steps, 1), 4),
+        "images_per_second": round(steps * tc.batch_size / seconds, 2) if seconds else None,
+        "skipped_files": len(trainer.contents.skipped) + len(trainer.styles.skipped),
+        "skipped_steps": len(trainer.recoveries),
+        "precision": trainer.cfg.precision,
+        "held_out": evaluate_held_out(trainer, tc.held_out),
+    }
+    return report
+
+
+def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256) -> list:
+    """`nst_tf.metrics.evaluate` of the network's output for each held-back content with each style."""
+    if not contents:
+        return []
+    from nst_tf import image_io, metrics
+    from nst_tf.networks import use
+
+    painter = use.Painter(trainer.network, trainer.statistics)
+    rows = []
+    for content in contents:
+        for k, style in enumerate(trainer.styles.files):
+            kwargs = {"style_index": k} if trainer.network.table is not None else {}
+            image = painter.paint(content, None if trainer.network.table is not None else style, size=size, **kwargs)
+            report = metrics.evaluate(
+                image_io.load_image(image), image_io.load_image(content), image_io.load_image(style)
+            )
+            rows.append({"content": content, "style": style, **report})
+    return rows
+
+
+def write_report(report: dict, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
