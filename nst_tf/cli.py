@@ -49,7 +49,12 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
         f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",
         flag_values=fv,
     )
-    for field in dataclasses.fields(config_lib.Config):  # each option's flag, from its field (`config._option`)
+    define_field_flags(dataclasses.fields(config_lib.Config), fv)
+
+
+def define_field_flags(fields, fv=flags.FLAGS):
+    """A flag for each dataclass field made by `config.option` (its help, choices and type)."""
+    for field in fields:
         name, default, help_, choices = field.name, field.default, field.metadata["help"], field.metadata["choices"]
         if choices:
             flags.DEFINE_enum(name, default, choices, help_, flag_values=fv)
@@ -147,11 +152,25 @@ def main(argv) -> int:
         # Flags, output folder and input files are checked before TensorFlow loads.
         cfg = config_from_flags(fv)
         output = image_io.check_output_path(fv.output)
-        if not fv.style:
+        style_paths = [] if cfg.network and not fv["style"].present else fv.style  # a fixed-style network
+        if not style_paths and not cfg.network:
             raise NstError("--style is required: one style image, or several comma-separated")
-        cfg.check_styles(len(fv.style))
-        image_io.check_not_an_input(output, [fv.content, *fv.style, *(cfg.style_mask or ()), cfg.init])
-        content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
+        if style_paths:
+            cfg.check_styles(len(style_paths))
+        image_io.check_not_an_input(output, [fv.content, *style_paths, *(cfg.style_mask or ()), cfg.init])
+        content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in style_paths]
+        if cfg.network and cfg.init != "network":  # one forward pass
+            _import_tensorflow_quietly()
+            from nst_tf.networks import use
+
+            start = time.perf_counter()
+            image = use.paint_with_config(cfg, content, styles)
+            image_io.save_image(output, image)
+            print(
+                f"wrote {output} ({image.shape[1]}x{image.shape[0]}, one forward pass of {cfg.network} in "
+                f"{time.perf_counter() - start:.1f} s)"
+            )
+            return 0
         masks = [image_io.load_image(path) for path in cfg.style_mask or ()] or None
         if cfg.init not in config_lib.INITS:
             image_io.load_init_image(cfg.init)  # a bad start image fails here, before any work
@@ -354,6 +373,115 @@ def run_batch():
     flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
     flags.mark_flags_as_required(["contents", "styles", "output_dir"])
     app.run(batch_main, flags_parser=_parse)
+
+
+# The objective's options that a training run takes from `Config` (the rest are TrainConfig's).
+TRAIN_OBJECTIVE = (
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "style_loss",
+    "gram_norm",
+    "loss_norm",
+    "tv_loss",
+    "weights",
+    "backbone",
+    "precision",
+    "jit",
+    "pooling",
+)
+
+
+@exits_2
+def train_main(argv) -> int:
+    """Trains a network (`nst_tf.networks.train_network`), writes it and its report (JSON)."""
+
+    fv = flags.FLAGS
+    try:
+        _no_arguments(argv)
+        objective = config_lib.Config(**{name: fv[name].value for name in TRAIN_OBJECTIVE})
+        from nst_tf.networks.options import TrainConfig
+
+        values = {f.name: fv[f.name].value for f in dataclasses.fields(TrainConfig) if f.name != "objective"}
+        values.update({k: tuple(v) for k, v in values.items() if isinstance(v, list)})
+        tc = TrainConfig(objective=objective, **values)
+        image_io.check_output_path(tc.output, (".keras",))
+        _import_tensorflow_quietly()
+        import tensorflow as tf
+
+        from nst_tf import callbacks, distribute
+        from nst_tf.networks import train
+
+        tf.get_logger().setLevel("ERROR")
+        tc = dataclasses.replace(tc, objective=autotune.concrete(objective, fv.autotune)[0])
+        strategy = distribute.strategy(tc.devices) if tc.devices > 1 else None
+        with callbacks.StopOnSignal() as stop:
+            report = train.train_network(tc, progress=fv.progress, callbacks=[stop], strategy=strategy)
+    except Interrupted as err:
+        sys.stderr.write(f"\nnst-tf-train: {err}: saved a checkpoint (if --checkpoint_dir) and the network so far\n")
+        return 128 + err.signum
+    except KeyboardInterrupt:
+        fail("stopped before a step finished; nothing written")
+        return 130
+    report_path = os.path.splitext(tc.output)[0] + ".report.json"
+    train.write_report(report, report_path)
+    print(
+        f"wrote {tc.output} after {report['steps']} steps ({report['seconds_per_step']} s/step, "
+        f"{report['images_per_second']} images/s); report: {report_path}"
+    )
+    return 0
+
+
+def run_train():
+    """Console entry point (`nst-tf-train`)."""
+    from nst_tf.networks.options import TrainConfig
+
+    define_field_flags([f for f in dataclasses.fields(TrainConfig) if f.name != "objective"])
+    define_field_flags([f for f in dataclasses.fields(config_lib.Config) if f.name in TRAIN_OBJECTIVE])
+    flags.DEFINE_enum("autotune", None, autotune.MODES, "How --precision=auto and --jit=auto are chosen.")
+    flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")
+    app.run(train_main, flags_parser=_parse)
+
+
+@exits_2
+def export_network_main(argv) -> int:
+    """Writes a network's SavedModel (--export_dir) and/or its TF Lite pair (--tflite_dir)."""
+    fv = flags.FLAGS
+    _no_arguments(argv)
+    if not fv.network or not (fv.export_dir or fv.tflite_dir):
+        raise NstError("--network and one of --export_dir, --tflite_dir are required")
+    _import_tensorflow_quietly()
+    import tensorflow as tf
+
+    from nst_tf.networks import export, use
+    from nst_tf.serving import directory_bytes
+
+    tf.get_logger().setLevel("ERROR")
+    network = use.load_network(fv.network)
+    if fv.export_dir:
+        path = export.export_saved_model(network, fv.export_dir, fv.version, fv.weights, fv.size)
+        print(f"wrote {path} ({directory_bytes(path) / 1e6:.1f} MB)")
+    if fv.tflite_dir:
+        for name, path in export.export_tflite(network, fv.tflite_dir, fv.weights, fv.quantization).items():
+            print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+    return 0
+
+
+def run_export_network():
+    """Console entry point (`nst-tf-export-network`)."""
+    from nst_tf.networks.options import QUANTIZATIONS
+
+    flags.DEFINE_string("network", None, "The network (.keras from nst-tf-train, or demo).")
+    flags.DEFINE_string("export_dir", None, "SavedModel base path: the model goes to <export_dir>/<version>/.")
+    flags.DEFINE_integer("version", 1, "Model version.", lower_bound=1)
+    flags.DEFINE_integer("size", 512, "Default longest side of the painting (a request may ask another).")
+    flags.DEFINE_string("tflite_dir", None, "Folder for style_predict.tflite and style_transform.tflite.")
+    flags.DEFINE_enum("quantization", "float16", QUANTIZATIONS, "TF Lite weights: float32, float16, int8.")
+    flags.DEFINE_string("weights", "auto", config_lib.option_help("weights"))
+    app.run(export_network_main, flags_parser=_parse)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 JIT_MODES = ("auto", "on", "off")
 TV_LOSSES = ("abs", "squared")
 LOSS_NORMS = ("mean", "relative")
-INITS = ("content", "noise", "style")
+INITS = ("content", "noise", "style", "network")
 GRAM_NORMS = ("hw", "chw")
 STYLE_LOSSES = ("gram", "poly", "gaussian", "meanstd", "w2")  # see nst_tf.losses
 PRESERVE_COLORS = ("none", "luminance", "histogram")
@@ -38,7 +38,7 @@ MAX_SIZE = 8192
 KINDS = ("shapes", "output", "runtime")
 
 
-def _option(default, help: str, choices: Optional[Tuple[str, ...]] = None, kind: str = "shapes"):
+def option(default, help: str, choices: Optional[Tuple[str, ...]] = None, kind: str = "shapes"):
     """A `Config` field with what is known about it, in one place: its flag's `help`, its allowed
     values (`choices`), and its `kind`: "shapes" (changes the result: part of the checkpoint hash
     and of a batch manifest's settings), "output" (writes files of one run: not hashed, refused by
@@ -114,105 +114,112 @@ class Config:
         every scale).
     """
 
-    size: int = _option(512, "Output size: longest side in pixels.")
-    style_size: Optional[int] = _option(None, "Style images' longest side in pixels (default: --size x --style_scale).")
-    style_scale: float = _option(
+    size: int = option(512, "Output size: longest side in pixels.")
+    style_size: Optional[int] = option(None, "Style images' longest side in pixels (default: --size x --style_scale).")
+    style_scale: float = option(
         1.0,
         "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.",
     )
-    square: bool = _option(
+    square: bool = option(
         False, "Resize content and style to squares, ignoring aspect (as some published pipelines do)."
     )
-    steps: int = _option(60, "Optimiser steps.")
-    optimizer: str = _option(
+    steps: int = option(60, "Optimiser steps.")
+    optimizer: str = option(
         "lbfgs",
         "Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).",
         choices=OPTIMIZERS,
     )
-    learning_rate: float = _option(0.06, "Optimiser step size, in [0, 1] image units.")
-    beta_1: float = _option(0.9, "Adam beta_1.")
-    beta_2: float = _option(0.999, "Adam beta_2.")
-    epsilon: float = _option(0.1, "Adam epsilon.")
-    lbfgs_memory: int = _option(10, "How many past steps L-BFGS remembers.")
-    content_weight: float = _option(1.0, "Weight of the content term.")
-    style_weight: float = _option(5.0, "Weight of the style term.")
-    tv_weight: float = _option(0.0, "Weight of the total-variation (smoothness) term.")
-    tv_loss: str = _option(
+    learning_rate: float = option(0.06, "Optimiser step size, in [0, 1] image units.")
+    beta_1: float = option(0.9, "Adam beta_1.")
+    beta_2: float = option(0.999, "Adam beta_2.")
+    epsilon: float = option(0.1, "Adam epsilon.")
+    lbfgs_memory: int = option(10, "How many past steps L-BFGS remembers.")
+    content_weight: float = option(1.0, "Weight of the content term.")
+    style_weight: float = option(5.0, "Weight of the style term.")
+    tv_weight: float = option(0.0, "Weight of the total-variation (smoothness) term.")
+    tv_loss: str = option(
         "abs",
         "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
         choices=TV_LOSSES,
     )
-    content_layers: Tuple[str, ...] = _option(
-        DEFAULT_CONTENT_LAYERS, "Comma-separated VGG layers for the content term."
-    )
-    style_layers: Tuple[str, ...] = _option(DEFAULT_STYLE_LAYERS, "Comma-separated VGG layers for the style term.")
-    style_layer_weights: Optional[Tuple[float, ...]] = _option(
+    content_layers: Tuple[str, ...] = option(DEFAULT_CONTENT_LAYERS, "Comma-separated VGG layers for the content term.")
+    style_layers: Tuple[str, ...] = option(DEFAULT_STYLE_LAYERS, "Comma-separated VGG layers for the style term.")
+    style_layer_weights: Optional[Tuple[float, ...]] = option(
         None, "Comma-separated relative weight per style layer (default: equal)."
     )
-    style_blend: Optional[Tuple[float, ...]] = _option(
+    style_blend: Optional[Tuple[float, ...]] = option(
         None, "Comma-separated share of each style image in the style term (default: equal)."
     )
-    style_mask: Optional[Tuple[str, ...]] = _option(
+    style_mask: Optional[Tuple[str, ...]] = option(
         None, "Comma-separated mask images, one per style: each style paints only where its mask is bright."
     )
-    style_loss: str = _option(
+    style_loss: str = option(
         "gram",
         "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",
         choices=STYLE_LOSSES,
     )
-    gram_norm: str = _option("hw", "Gram normaliser: h*w or c*h*w.", choices=GRAM_NORMS)
-    loss_norm: str = _option(
+    gram_norm: str = option("hw", "Gram normaliser: h*w or c*h*w.", choices=GRAM_NORMS)
+    loss_norm: str = option(
         "relative",
         "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).",
         choices=LOSS_NORMS,
     )
-    preserve_colors: str = _option(
+    preserve_colors: str = option(
         "none",
         "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).",
         choices=PRESERVE_COLORS,
     )
-    pooling: str = _option("max", "Feature network pooling: max (VGG's) or avg (Gatys et al.).", choices=POOLINGS)
-    init: str = _option("content", "Starting image: content, noise, style, or an image path.")
-    seed: int = _option(0, "Seed of the noise init.")
-    weights: str = _option(
+    pooling: str = option("max", "Feature network pooling: max (VGG's) or avg (Gatys et al.).", choices=POOLINGS)
+    init: str = option(
+        "content", "Starting image: content, noise, style, network (the --network's painting), or an image path."
+    )
+    network: Optional[str] = option(
+        None,
+        "A trained network (.keras from nst-tf-train, or demo): paint in one forward pass; with "
+        "--init=network, start the optimisation from its painting.",
+    )
+    strength: float = option(1.0, "With --network: how much of the style, in [0, 1] (needs a predict network).")
+    style_index: Optional[int] = option(None, "With --network and no --style: which of its fixed styles (from 0).")
+    seed: int = option(0, "Seed of the noise init.")
+    weights: str = option(
         "auto", "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path."
     )
-    backbone: str = _option("vgg19", "Feature network.", choices=BACKBONES)
-    save_every: int = _option(0, "Write a snapshot every N steps into --snapshot_dir (0: never).", kind="output")
-    snapshot_dir: Optional[str] = _option(None, "Folder for snapshots.", kind="runtime")
-    logdir: Optional[str] = _option(
+    backbone: str = option("vgg19", "Feature network.", choices=BACKBONES)
+    save_every: int = option(0, "Write a snapshot every N steps into --snapshot_dir (0: never).", kind="output")
+    snapshot_dir: Optional[str] = option(None, "Folder for snapshots.", kind="runtime")
+    logdir: Optional[str] = option(
         None, "Write TensorBoard summaries (losses each step, the image every --log_every steps) here.", kind="output"
     )
-    log_every: int = _option(50, "TensorBoard image interval in steps.", kind="runtime")
-    contact_sheet: Optional[str] = _option(None, "Write a PNG grid of snapshots through the run here.", kind="output")
-    contact_sheet_frames: int = _option(8, "Snapshots in the contact sheet (first and last included).", kind="runtime")
-    loss_plot: Optional[str] = _option(
+    log_every: int = option(50, "TensorBoard image interval in steps.", kind="runtime")
+    contact_sheet: Optional[str] = option(None, "Write a PNG grid of snapshots through the run here.", kind="output")
+    contact_sheet_frames: int = option(8, "Snapshots in the contact sheet (first and last included).", kind="runtime")
+    loss_plot: Optional[str] = option(
         None, "Write a PNG plot of the loss curves here (needs matplotlib).", kind="output"
     )
-    memory_check: bool = _option(
+    memory_check: bool = option(
         True, "Stop before the run if its estimated peak memory exceeds what is available.", kind="runtime"
     )
-    checkpoint_dir: Optional[str] = _option(
+    checkpoint_dir: Optional[str] = option(
         None, "Save checkpoints (image, optimiser state, step, settings hash) into this folder.", kind="output"
     )
-    checkpoint_every: int = _option(
+    checkpoint_every: int = option(
         50, "Checkpoint interval in steps (also at the end of each scale and on interruption).", kind="runtime"
     )
-    resume: bool = _option(False, "Continue from the latest checkpoint in --checkpoint_dir.", kind="output")
-    force: bool = _option(False, "Resume even from a checkpoint made with other settings or images.", kind="runtime")
-    precision: str = _option(
+    resume: bool = option(False, "Continue from the latest checkpoint in --checkpoint_dir.", kind="output")
+    force: bool = option(False, "Resume even from a checkpoint made with other settings or images.", kind="runtime")
+    precision: str = option(
         "auto",
         "Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.",
         choices=PRECISIONS,
     )
-    jit: str = _option(
+    jit: str = option(
         "auto",
         "Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.",
         choices=JIT_MODES,
     )
-    scales: int = _option(3, "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.")
-    start_size: Optional[int] = _option(None, "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).")
-    scale_steps: Optional[Tuple[int, ...]] = _option(
+    scales: int = option(3, "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.")
+    start_size: Optional[int] = option(None, "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).")
+    scale_steps: Optional[Tuple[int, ...]] = option(
         None, "Coarse to fine: comma-separated steps per scale (default: --steps at each)."
     )
 
@@ -273,7 +280,7 @@ def option_help(name: str) -> str:
 
 
 def fields_of_kind(*kinds: str) -> Tuple[str, ...]:
-    """The names of the options of these kinds (see `_option`), in declaration order."""
+    """The names of the options of these kinds (see `option`), in declaration order."""
     return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["kind"] in kinds)
 
 
@@ -441,6 +448,12 @@ def _validate(cfg: Config) -> None:
             raise NstError("style_layer_weights must be non-negative and not all zero")
     if not cfg.init:
         raise NstError(f"init must be one of {', '.join(INITS)} or an image file")
+    if cfg.init == "network" and not cfg.network:
+        raise NstError("init=network needs network, the trained network to start from")
+    if not 0.0 <= cfg.strength <= 1.0:
+        raise NstError(f"strength must be in [0, 1], got {cfg.strength!r}")
+    if cfg.style_index is not None and cfg.style_index < 0:
+        raise NstError(f"style_index must be 0 or more, got {cfg.style_index}")
 
 
 def _choice(cfg, name, choices):

@@ -206,12 +206,13 @@ def to_uint8(rgb) -> np.ndarray:
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def check_output_path(path) -> str:
-    """Fails early, before any work, if `path` cannot receive an image."""
+def check_output_path(path, extensions=SAVE_FORMATS) -> str:
+    """Fails early, before any work, if `path` cannot receive an image (or a file with one of
+    `extensions`)."""
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    if ext not in SAVE_FORMATS:
-        raise NstError(f"{path}: unknown image extension {ext or '(none)'}; use one of {', '.join(SAVE_FORMATS)}")
+    if ext not in extensions:
+        raise NstError(f"{path}: unknown extension {ext or '(none)'}; use one of {', '.join(extensions)}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise NstError(f"the output folder {folder} does not exist; create it or choose another output path")

@@ -318,8 +318,11 @@ def export_saved_model(
     """
     cfg = make_config(config, **options)
     limits = limits or Limits()
-    if cfg.init not in INITS:
-        raise NstError(f"init={cfg.init!r}: an init image file is not exported; use one of {', '.join(INITS)}")
+    if cfg.init not in INITS or cfg.init == "network" or cfg.network:
+        raise NstError(
+            f"init={cfg.init!r}: an init image file or network is not exported here (export a network with "
+            "nst-tf-export-network); use content, noise or style"
+        )
     for name, value in (
         ("preserve_colors", cfg.preserve_colors != "none"),
         ("style_mask", cfg.style_mask),

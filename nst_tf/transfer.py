@@ -151,6 +151,12 @@ class StyleTransfer:
         cfg, hw = self.config, self.content.shape[:2]
         if init_image is not None:
             image = image_io.resize(image_io.load_image(init_image), hw)
+        elif cfg.init == "network":  # the warm start: the network's painting
+            from nst_tf.networks import use
+
+            base = self.content if content is None else content
+            image = image_io.load_image(use.paint_with_config(cfg.replace(size=max(hw)), base, self.styles))
+            image = image_io.resize(image, hw)
         elif cfg.init in INITS:  # as the export starts
             base = self.content if content is None else content
             image = tensor_image.start_image(cfg.init, base[None], self.style[None], cfg.seed).numpy()[0]
@@ -251,6 +257,10 @@ def stylize(
     starting from the previous result upsampled; the feature model is shared between them.
     """
     cfg, _ = autotune.concrete(make_config(config, **options))  # once: every scale and the plan agree
+    if cfg.network and cfg.init != "network":  # one forward pass of a trained network
+        from nst_tf.networks import use
+
+        return use.paint_with_config(cfg, content, [] if style is None else as_list(style))
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
     batched = isinstance(content, (list, tuple))

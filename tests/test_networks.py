@@ -1,6 +1,7 @@
 """The feed-forward networks: shapes, conditional instance norm, embeddings, training, resume,
 devices, exports and bad input."""
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from nst_tf.networks import Painter, StyleNetwork, TrainConfig, build_transform,
 from conftest import REPO
 
 ASSETS = os.path.join(REPO, "nst_tf", "assets")
+SCRIPT = os.path.join(REPO, "scripts", "stylize.py")
 CONTENTS = (os.path.join(ASSETS, "boston.jpg"), os.path.join(ASSETS, "photos", "rocket.jpg"))
 STYLES = (os.path.join(ASSETS, "the_scream.jpg"), os.path.join(ASSETS, "shipwreck.jpg"))
 OBJECTIVE = Config(weights="embedded", precision="float32", jit="off")
@@ -243,3 +245,72 @@ def test_unreadable_training_files_are_skipped_and_counted(tmp_path):
     (folder / "good.png").unlink()
     with pytest.raises(NstError, match="no readable content image"):
         train.data.scan([str(folder)], "content")
+
+
+# The command line: nst-tf-train writes a network, nst-tf paints with it; bad input exits 2.
+TRAIN = os.path.join(REPO, "scripts", "train.py")
+TINY_TRAIN = ["--size=32", "--style_size=32", "--steps=3", "--batch_size=2", "--alpha=0.25", "--weights=embedded"]
+
+
+def run_script(script, args, cwd):
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=str(cwd), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def table_network(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    args = [f"--contents={CONTENTS[0]}", f"--styles={','.join(STYLES)}", "--output=styles.keras", "--noprogress"]
+    result = run_script(TRAIN, args + TINY_TRAIN, tmp)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp / "styles.report.json").read_text())
+    assert report["steps"] == 3 and report["skipped_files"] == 0
+    return tmp / "styles.keras"
+
+
+def test_cli_paints_with_a_fixed_style_network(table_network, tmp_path):
+    result = run_script(
+        SCRIPT, [f"--network={table_network}", "--style_index=1", "--size=40", "--output=o.png"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "one forward pass" in result.stdout
+    assert image_io.load_image(str(tmp_path / "o.png")).shape == (27, 40, 3)
+
+
+def _network_bad_files(tmp_path):
+    (tmp_path / "notes.keras").write_text("not a network")
+    image_io.save_image(str(tmp_path / "thin.png"), np.zeros((8, 40, 3), np.float32))
+    (tmp_path / "no_images").mkdir()
+    (tmp_path / "no_images" / "readme.txt").write_text("hello")
+    (tmp_path / "empty").mkdir()
+
+
+NETWORK_BAD = [
+    (SCRIPT, ["--style_index=5"], "style_index 5 is out of range: this network has 2"),
+    (SCRIPT, ["--strength=1.5"], "strength must be in [0, 1]"),
+    (SCRIPT, ["--style_blend=1,1,1"], "needs 2 non-negative weights"),
+    (SCRIPT, ["--strength=0.5"], "has no predict head"),
+    (SCRIPT, ["--content=thin.png"], "needs 16 px or more"),
+    (SCRIPT, ["--network=notes.keras"], "not a .keras network file"),
+    (SCRIPT, ["--network=missing.keras"], "no such file"),
+    (SCRIPT, ["--init=network", "--network="], "init=network needs network"),
+    (TRAIN, ["--contents=no_images", f"--styles={STYLES[0]}"], "no readable content image"),
+    (TRAIN, [f"--contents={CONTENTS[0]}", "--styles=empty"], "the style folder empty is empty"),
+    (TRAIN, [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--size=8"], "size and style_size must be 16"),
+    (
+        TRAIN,
+        [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--output=net.png"],
+        "a network file ends in .keras",
+    ),
+    (TRAIN, [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--batch_size=3", "--devices=2"], "does not split"),
+]
+
+
+@pytest.mark.parametrize("script,args,match", NETWORK_BAD, ids=[" ".join(a) for _, a, _ in NETWORK_BAD])
+def test_bad_network_input_exits_2_with_one_line(table_network, tmp_path, script, args, match):
+    _network_bad_files(tmp_path)
+    common = [f"--network={table_network}", "--output=out.png"] if script == SCRIPT else ["--output=net.keras"]
+    result = run_script(script, common + args + ["--size=40"] * (script == SCRIPT), tmp_path)
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nst-tf: error: ") and match in lines[0], result.stderr
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "net.keras").exists()

@@ -51,6 +51,8 @@ def scan(specs: Sequence[str], what: str) -> Source:
     files, records, skipped = [], [], []
     for spec in specs:
         found = _candidates(spec)
+        if os.path.isdir(spec) and not found:
+            raise NstError(f"the {what} folder {spec} is empty")
         if not found or (len(found) == 1 and not os.path.exists(found[0])):
             raise NstError(f"{what} {spec}: no such file, folder or pattern")
         for path in found:

@@ -11,12 +11,12 @@ from typing import Dict
 import tensorflow as tf
 
 from nst_tf.errors import NstError
-from nst_tf.networks import models, use
+from nst_tf.networks import use
+from nst_tf.networks.options import QUANTIZATIONS
 from nst_tf.tensor_image import decode, fit_size, resize, to_uint8
 
 PREDICT_SHAPE = (1, 256, 256, 3)  # the TF Lite pair's shapes (as Magenta's)
 TRANSFORM_SHAPE = (1, 384, 384, 3)
-QUANTIZATIONS = ("float32", "float16", "int8")
 
 
 def _tf_variables(painter):

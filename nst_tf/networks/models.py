@@ -29,10 +29,10 @@ import tensorflow as tf
 
 from nst_tf import features, vgg
 from nst_tf.errors import NstError
+from nst_tf.networks.options import MIN_SIDE  # noqa: F401  (re-exported)
 
 EMBEDDING = 100
 MULTIPLE = 4  # two stride-2 convolutions: inputs are padded to a multiple of this
-MIN_SIDE = 16  # below this the reflect padding of the first 9x9 conv cannot be formed
 PREDICT_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 EPSILON = 1e-5
 

@@ -16,76 +16,20 @@ stream (`data.batches(start=step)`) gives the batches an uninterrupted run would
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 import time
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from nst_tf import autotune, callbacks as callbacks_lib, driver, features, losses
-from nst_tf.config import Config
 from nst_tf.errors import NstError, Interrupted
 from nst_tf.networks import data, models
-
-MODES = ("table", "predict")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """What a training run is. The loss options (layers, weights, style statistic, norms, VGG
-    weights, precision, XLA, pooling) are `objective`'s, a `Config`.
-
-    contents, styles: specs for `data.scan` (folders, globs, files, TFRecord shards).
-    output: the network file (`.keras`) written at the end (and on Ctrl-C).
-    mode: "table" (one learned embedding per style image: fixed styles) or "predict" (the predict
-        head: any style image).
-    size, style_size: training crop sides; batch_size: images per step (across all devices).
-    alpha: the transform network's width multiplier.
-    held_out: content images kept out of training, styled for TensorBoard and the final report.
-    """
-
-    contents: Tuple[str, ...]
-    styles: Tuple[str, ...]
-    output: str
-    objective: Config = Config()
-    mode: str = "table"
-    steps: int = 2000
-    batch_size: int = 4
-    size: int = 256
-    style_size: int = 256
-    learning_rate: float = 1e-3
-    alpha: float = 1.0
-    seed: int = 0
-    checkpoint_dir: Optional[str] = None
-    checkpoint_every: int = 200
-    resume: bool = False
-    logdir: Optional[str] = None
-    log_every: int = 50
-    held_out: Tuple[str, ...] = ()
-    devices: int = 1
-
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "size", "style_size", "checkpoint_every", "log_every", "devices"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise NstError(f"{name} must be a positive integer, got {value!r}")
-        if self.mode not in MODES:
-            raise NstError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
-        if self.size < models.MIN_SIDE or self.style_size < models.MIN_SIDE:
-            raise NstError(f"size and style_size must be {models.MIN_SIDE} or more")
-        if not self.learning_rate > 0 or not self.alpha > 0:
-            raise NstError("learning_rate and alpha must be positive")
-        if self.batch_size % self.devices:
-            raise NstError(f"batch_size {self.batch_size} does not split across {self.devices} devices")
-        if self.resume and not self.checkpoint_dir:
-            raise NstError("resume needs checkpoint_dir, the folder the checkpoints are in")
-        if not str(self.output).endswith(".keras"):
-            raise NstError(f"output {self.output}: a network file ends in .keras")
+from nst_tf.networks.options import MODES, TrainConfig  # noqa: F401  (re-exported)
 
 
 class Trainer:

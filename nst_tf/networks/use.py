@@ -136,3 +136,11 @@ class Painter:
 def paint(content, style=None, network="demo", size: Optional[int] = 512, **options) -> np.ndarray:
     """One-call form of `Painter(network).paint(...)`: uint8 `[H, W, 3]`."""
     return Painter(network, weights=options.pop("weights", "auto")).paint(content, style, size, **options)
+
+
+def paint_with_config(cfg, content, styles=()) -> np.ndarray:
+    """`cfg.network`'s painting of `content` at `cfg.size` with `styles` (for a predict network)
+    and `cfg.style_blend`, `cfg.style_index`, `cfg.strength`: uint8 `[H, W, 3]`."""
+    painter = Painter(cfg.network, weights=cfg.weights)
+    styles = list(styles) if painter.network.predict else []  # a fixed-style network: style_index
+    return painter.paint(content, styles or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength)

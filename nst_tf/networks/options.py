@@ -1,0 +1,72 @@
+"""What a training run is (`TrainConfig`) and the exports' choices: no TensorFlow here, so the
+command line can define its flags and check them before TensorFlow loads."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+from nst_tf.config import Config, option
+from nst_tf.errors import NstError
+
+MIN_SIDE = 16  # below this the reflect padding of the transform network's first 9x9 conv cannot be formed
+QUANTIZATIONS = ("float32", "float16", "int8")  # TF Lite weights
+
+MODES = ("table", "predict")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What a training run is. The loss options (layers, weights, style statistic, norms, VGG
+    weights, precision, XLA, pooling) are `objective`'s, a `Config`.
+
+    contents, styles: specs for `data.scan` (folders, globs, files, TFRecord shards).
+    output: the network file (`.keras`) written at the end (and on Ctrl-C).
+    mode: "table" (one learned embedding per style image: fixed styles) or "predict" (the predict
+        head: any style image).
+    size, style_size: training crop sides; batch_size: images per step (across all devices).
+    alpha: the transform network's width multiplier.
+    held_out: content images kept out of training, styled for TensorBoard and the final report.
+    """
+
+    contents: Tuple[str, ...] = option(
+        (), "Content photos: folders, globs, files or .tfrecord shards, comma-separated."
+    )
+    styles: Tuple[str, ...] = option((), "Style images: folders, globs, files or .tfrecord shards, comma-separated.")
+    output: str = option("network.keras", "The network file written at the end (and on Ctrl-C).")
+    objective: Config = Config()
+    mode: str = option("table", "table: one learned embedding per style image; predict: any style image.", MODES)
+    steps: int = option(2000, "Training steps.")
+    batch_size: int = option(4, "Images per step (across all devices).")
+    size: int = option(256, "Side of the square content crops.")
+    style_size: int = option(256, "Side of the square style crops.")
+    learning_rate: float = option(1e-3, "Adam's learning rate.")
+    alpha: float = option(1.0, "Width multiplier of the transform network (0.5: a quarter of the weights).")
+    seed: int = option(0, "Seed of the initial weights and of the data stream.")
+    checkpoint_dir: Optional[str] = option(None, "Folder for checkpoints (and --resume).")
+    checkpoint_every: int = option(200, "Steps between checkpoints.")
+    resume: bool = option(False, "Continue from the latest checkpoint in --checkpoint_dir.")
+    logdir: Optional[str] = option(None, "TensorBoard logs: losses and the held-out images painted.")
+    log_every: int = option(50, "Steps between TensorBoard scalars.")
+    held_out: Tuple[str, ...] = option((), "Content images kept out of training: TensorBoard and the report.")
+    devices: int = option(1, "Split each batch across this many devices (GPUs, or logical CPU devices).")
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "size", "style_size", "checkpoint_every", "log_every", "devices"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise NstError(f"{name} must be a positive integer, got {value!r}")
+        if not self.contents or not self.styles:
+            raise NstError("contents and styles are required: folders, globs, files or .tfrecord shards")
+        if self.mode not in MODES:
+            raise NstError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.size < MIN_SIDE or self.style_size < MIN_SIDE:
+            raise NstError(f"size and style_size must be {MIN_SIDE} or more")
+        if not self.learning_rate > 0 or not self.alpha > 0:
+            raise NstError("learning_rate and alpha must be positive")
+        if self.batch_size % self.devices:
+            raise NstError(f"batch_size {self.batch_size} does not split across {self.devices} devices")
+        if self.resume and not self.checkpoint_dir:
+            raise NstError("resume needs checkpoint_dir, the folder the checkpoints are in")
+        if not str(self.output).endswith(".keras"):
+            raise NstError(f"output {self.output}: a network file ends in .keras")
