@@ -224,6 +224,16 @@ class Runner:
             self.model = features.model_for(cfg)
         self.evaluator = metrics.feature_model(cfg.weights) if evaluate else None
         self.settings = settings(cfg)
+        self.painter = None
+        if cfg.network and cfg.init != "network":  # one forward pass per image, no optimisation
+            from nst_tf.networks import use
+
+            self.painter = use.Painter(cfg.network, weights=cfg.weights)
+            if not self.painter.network.predict:
+                raise NstError(
+                    "a batch paints each content with each --styles image: that needs a predict network; "
+                    "paint a fixed-style network's styles with nst-tf --style_index"
+                )
 
     def run(self, group: Sequence[Job], callbacks=()) -> List[dict]:
         """Stylises one group (same style, same size), writes each image atomically and returns
@@ -237,11 +247,17 @@ class Runner:
             self.strategy if self.strategy is not None and len(group) >= self.strategy.num_replicas_in_sync else None
         )
         start = time.perf_counter()
-        images = transfer.stylize(
-            contents, style, self.cfg, callbacks=[last, *callbacks], model=self.model, strategy=strategy
-        )
-        seconds = time.perf_counter() - start
-        loss, terms = last.run.evaluate(per_image=True)
+        if self.painter is not None:
+            cfg = self.cfg
+            images = [self.painter.paint(c, style, cfg.size, strength=cfg.strength) for c in contents]
+            seconds = time.perf_counter() - start
+            loss, terms = [None] * len(group), {}  # a network's painting has no optimisation loss
+        else:
+            images = transfer.stylize(
+                contents, style, self.cfg, callbacks=[last, *callbacks], model=self.model, strategy=strategy
+            )
+            seconds = time.perf_counter() - start
+            loss, terms = last.run.evaluate(per_image=True)
         records = []
         for k, (job, image) in enumerate(zip(group, images)):
             path = image_io.save_image(os.path.join(self.output_dir, job.output), image)

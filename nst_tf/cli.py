@@ -409,6 +409,10 @@ def train_main(argv) -> int:
         values.update({k: tuple(v) for k, v in values.items() if isinstance(v, list)})
         tc = TrainConfig(objective=objective, **values)
         image_io.check_output_path(tc.output, (".keras",))
+        from nst_tf import planner
+
+        if fv.memory_check:
+            planner.check_training(tc)
         _import_tensorflow_quietly()
         import tensorflow as tf
 
@@ -443,6 +447,7 @@ def run_train():
     define_field_flags([f for f in dataclasses.fields(config_lib.Config) if f.name in TRAIN_OBJECTIVE])
     flags.DEFINE_enum("autotune", None, autotune.MODES, "How --precision=auto and --jit=auto are chosen.")
     flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")
+    flags.DEFINE_boolean("memory_check", True, "Refuse training that will not fit the available memory.")
     app.run(train_main, flags_parser=_parse)
 
 

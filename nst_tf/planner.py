@@ -136,6 +136,29 @@ def check(scales: Sequence[ScalePlan], cfg: Config, available: Optional[int] = N
         )
 
 
+# Peak bytes per content pixel of a training batch (float32, width 1), fitted to VmHWM of 3-step
+# runs on a 2-core CPU: 256 px x 4 measured 2.64 GiB (estimate 2.68), 384 px x 2 measured 2.81
+# GiB (2.88). bfloat16 and narrower networks use less (192 px x 4, bfloat16, width 0.5: measured
+# 1.60 GiB, estimate 1.99), so for them the estimate errs high.
+TRAINING_BYTES_PER_PIXEL = 6500
+
+
+def training_bytes(tc) -> int:
+    """Estimated peak resident bytes of training `tc` (`nst_tf.networks.options.TrainConfig`)."""
+    return int(BASE_BYTES + WEIGHT_BYTES[tc.objective.backbone] + TRAINING_BYTES_PER_PIXEL * tc.batch_size * tc.size**2)
+
+
+def check_training(tc, available: Optional[int] = None) -> None:
+    """An `NstError` when a training step will not fit the available memory (before any work)."""
+    available = available_bytes() if available is None else available
+    need = training_bytes(tc)
+    if available is not None and need > available:
+        raise NstError(
+            f"training needs about {need / GIB:.1f} GiB per step (estimated) but {available / GIB:.1f} GiB is "
+            "available; choose a smaller --batch_size, --size or --style_size, or --precision=bfloat16"
+        )
+
+
 def describe(scales: Sequence[ScalePlan], cfg: Config) -> str:
     """The plan as text: one line per scale and a total."""
     lines = [f"{'scale':<7}{'output':>11}{'style':>11}{'steps':>7}{'peak (est.)':>13}{'time (est.)':>13}"]

@@ -302,6 +302,7 @@ NETWORK_BAD = [
         "a network file ends in .keras",
     ),
     (TRAIN, [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--batch_size=3", "--devices=2"], "does not split"),
+    (TRAIN, [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--batch_size=4096"], "training needs about"),
 ]
 
 
@@ -314,3 +315,17 @@ def test_bad_network_input_exits_2_with_one_line(table_network, tmp_path, script
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("nst-tf: error: ") and match in lines[0], result.stderr
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "net.keras").exists()
+
+
+def test_batch_command_paints_with_a_predict_network(trained, tmp_path):
+    batch_script = os.path.join(REPO, "scripts", "batch.py")
+    args = [f"--network={trained}", f"--contents={','.join(CONTENTS)}", f"--styles={STYLES[0]}", "--size=40"]
+    result = run_script(batch_script, args + ["--output_dir=out", "--noprogress", "--weights=embedded"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(r["output"] for r in records) == ["boston__the_scream.png", "rocket__the_scream.png"]
+    painter = Painter(str(trained), weights="embedded")
+    expected = painter.paint(CONTENTS[0], STYLES[0], 40)
+    np.testing.assert_array_equal(
+        image_io.to_uint8(image_io.load_image(str(tmp_path / "out" / "boston__the_scream.png"))), expected
+    )
