@@ -12,6 +12,10 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
 - `export_saved_model(export_dir, version, **options)`: the whole transfer as a SavedModel for TF
   Serving (signatures `serving_default`, `serving_rest`, `stylize_tensor`).
 - `NstError`: the one exception type a user can cause.
+- Feed-forward networks (`nst_tf.networks`): `train_network(TrainConfig(...)) -> report` trains a
+  `StyleNetwork` (transform network + fixed-style table and/or predict head) on nst_tf's own
+  objective; `Painter(network).paint(content, style) -> uint8 [H, W, 3]` paints in one forward pass
+  (also `stylize(content, style, network=path)`); `load_network(path)`.
 Also: `nst_tf.autotune.resolve()` says what `precision="auto"` and `jit="auto"` are on this machine
 (each candidate timed once, cached; `Choice(precision, xla, reason)`).
 """
@@ -40,6 +44,11 @@ _EXPORTS = {
     "stylize": "nst_tf.transfer",
     "evaluate": "nst_tf.metrics",
     "export_saved_model": "nst_tf.serving",
+    "StyleNetwork": "nst_tf.networks.models",
+    "TrainConfig": "nst_tf.networks.options",
+    "train_network": "nst_tf.networks.train",
+    "Painter": "nst_tf.networks.use",
+    "load_network": "nst_tf.networks.use",
 }
 
 __all__ = sorted(_EXPORTS)

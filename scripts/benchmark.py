@@ -27,6 +27,13 @@ Timings on shared machines are noisy: read the ratios, from one run.
 measures the peak resident memory of a one-scale run (default objective, 3 steps) at each size,
 each in a fresh process, against `nst_tf.planner`'s estimate.
 
+    python scripts/benchmark.py --networks --weights=embedded
+
+times a trained network (--network, default the bundled demo): one forward pass against stylize's
+default optimisation at 256, 512 and 1024 px (--network_sizes), the SavedModel's request latency,
+the TF Lite pair's sizes and latency (float32, float16, int8), and training seconds per step at 256
+px (batch 4, width 1, this machine's auto precision).
+
     python scripts/benchmark.py --statistics --size=256 --weights=embedded
 
 times one L-BFGS step (the loss and its gradient) of the default objective with each style
@@ -90,6 +97,11 @@ flags.DEFINE_list(
     "nst_tf.stylize with the same settings (1 scale; XLA off and on) in this process.",
 )
 flags.DEFINE_boolean("scale", False, "Measure images per minute of the batch paths instead (see the module doc).")
+flags.DEFINE_boolean("networks", False, "Time a trained network (--network): inference, SavedModel, TF Lite, training.")
+flags.DEFINE_string("network", "demo", "The network for --networks.")
+flags.DEFINE_list("network_sizes", ["256", "512", "1024"], "Sizes for --networks.")
+flags.DEFINE_integer("warm_size", 512, "Size of the --networks warm-start measurement.")
+flags.DEFINE_integer("train_steps", 20, "Training steps timed by --networks.")
 flags.DEFINE_boolean("profile", False, "Profile the reference and --modes op by op instead (see the module doc).")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 FLAGS = flags.FLAGS
@@ -570,7 +582,119 @@ def profile_main():
             print(f"  {op:<40}{seconds * 1000:>8.1f}", flush=True)
 
 
+def networks_main():
+    """A network's one forward pass against stylize's default optimisation at 256, 512 and 1024 px,
+    the SavedModel's request latency, the TF Lite pair's sizes and latency, and training speed."""
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+
+    from nst_tf import autotune, image_io, transfer
+    from nst_tf.config import Config
+    from nst_tf import Painter, train_network
+    from nst_tf.networks import export
+    from nst_tf.networks.options import TrainConfig
+
+    print(f"machine: {autotune.machine_key(autotune.gpu_name())}", flush=True)
+    median = lambda f, n=5: float(np.median([_timed(f) for _ in range(n)]))  # noqa: E731
+    content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
+    painter = Painter(FLAGS.network, weights=FLAGS.weights)
+    rows = []
+    for size in map(int, FLAGS.network_sizes):
+        painter.paint(content, style, size)  # traces this size
+        net_s = median(lambda: painter.paint(content, style, size))
+        opt_s = _timed(lambda: transfer.stylize(content, style, weights=FLAGS.weights, size=size))
+        rows.append((size, net_s, opt_s))
+        print(
+            f"{size} px: network {net_s:.3f} s, stylize default {opt_s:.1f} s, ratio {opt_s / net_s:.0f}x", flush=True
+        )
+    warm_start(content, style, FLAGS.warm_size)
+    tmp = tempfile.mkdtemp()
+    path = export.export_saved_model(painter.network, f"{tmp}/served", weights=FLAGS.weights, size=512)
+    model = tf.saved_model.load(path)
+    request = dict(
+        content=tf.constant([open(content, "rb").read()]),
+        style=tf.constant([open(style, "rb").read()]),
+        strength=tf.constant(1.0),
+        size=tf.constant(512),
+    )
+    model.signatures["serving_default"](**request)
+    print(f"SavedModel request at 512 px: {median(lambda: model.signatures['serving_default'](**request)):.3f} s")
+    rng = np.random.default_rng(0)
+    s_in = rng.uniform(size=export.PREDICT_SHAPE).astype(np.float32)
+    c_in = rng.uniform(size=export.TRANSFORM_SHAPE).astype(np.float32)
+    for quantization in export.QUANTIZATIONS:
+        paths = export.export_tflite(painter.network, f"{tmp}/{quantization}", FLAGS.weights, quantization)
+        b = export.run_tflite(paths["style_predict"], s_in)
+        sizes = {k: os.path.getsize(p) / 1e6 for k, p in paths.items()}
+        t_pred = median(lambda: export.run_tflite(paths["style_predict"], s_in), 3)
+        t_tran = median(lambda: export.run_tflite(paths["style_transform"], c_in, b), 3)
+        print(
+            f"TF Lite {quantization}: style_predict {sizes['style_predict']:.2f} MB {t_pred:.3f} s, "
+            f"style_transform {sizes['style_transform']:.2f} MB {t_tran:.3f} s (load + run)",
+            flush=True,
+        )
+    a = os.path.join(os.path.dirname(image_io.example_path("boston")), "")
+    tc = TrainConfig(
+        (content, a + "photos/astronaut.jpg"),
+        (style, a + "shipwreck.jpg"),
+        f"{tmp}/t.keras",
+        objective=autotune.concrete(Config(weights=FLAGS.weights))[0],
+        mode="predict",
+        steps=FLAGS.train_steps,
+        batch_size=4,
+        size=256,
+    )
+    report = train_network(tc, progress=False)
+    print(
+        f"training at 256 px, batch 4, width 1, {report['precision']}: {report['seconds_per_step']} s/step, "
+        f"{report['images_per_second']} images/s ({FLAGS.train_steps} steps, the first's tracing included)"
+    )
+
+
+def warm_start(content, style, size, most=180):
+    """Steps and seconds `--init=network` (one scale, L-BFGS) needs to reach the loss of stylize's
+    default (coarse to fine, its last scale at `size`), both evaluated at `size`."""
+    from nst_tf import StyleTransfer, stylize
+    from nst_tf.config import Config
+
+    start = time.perf_counter()
+    default = stylize(content, style, weights=FLAGS.weights, size=size)
+    default_s = time.perf_counter() - start
+    cfg = Config(weights=FLAGS.weights, size=size, scales=1)
+    judge = StyleTransfer(content, style, cfg, init_image=default)
+    target = judge.evaluate()[0]
+    start = time.perf_counter()
+    warm = StyleTransfer(content, style, cfg.replace(init="network", network=FLAGS.network), model=judge.model)
+    losses = [warm.evaluate()[0]]
+    while losses[-1] > target and len(losses) <= most:
+        warm.run(1)
+        losses.append(warm.evaluate()[0])
+    warm_s = time.perf_counter() - start  # includes an evaluation per step, which the default did not pay
+    steps = len(losses) - 1
+    total = sum(n for _, _, n in cfg.replace(scales=3).scale_plan())
+    print(
+        f"warm start at {size} px: the default's loss {target:.4g} ({total} steps over 3 scales, {default_s:.0f} s); "
+        f"from the network's painting (loss {losses[0]:.4g}) "
+        + (
+            f"reached in {steps} L-BFGS steps, {warm_s:.0f} s"
+            if losses[-1] <= target
+            else f"not reached in {most} steps"
+        ),
+        flush=True,
+    )
+
+
+def _timed(f):
+    start = time.perf_counter()
+    f()
+    return time.perf_counter() - start
+
+
 def main(argv):
+    if FLAGS.networks:
+        return networks_main()
     if FLAGS.profile:
         return profile_main()
     if FLAGS.scale:

@@ -128,7 +128,7 @@ BAD = [
     (["--style=full.png,full.png", "--style_mask=full.png"], {}, "style_mask has 1 values for 2 style"),
     (["--style_mask=missing.png"], {}, "no such file"),
     (["--style_mask=cut.png"], {}, "truncated"),
-    (["--init=nosie"], {}, "init must be one of content, noise, style or an image file; 'nosie' is neither"),
+    (["--init=nosie"], {}, "init must be one of content, noise, style, network or an image file; 'nosie' is neither"),
     (["--init=cut.png"], {}, "truncated"),
     (["--scales=2", "--scale_steps=5,x"], {}, "scale_steps must be whole numbers"),
     (["--style_loss=kl"], {}, "style_loss"),

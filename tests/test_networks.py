@@ -14,7 +14,9 @@ import tensorflow as tf
 from nst_tf import image_io
 from nst_tf.config import Config
 from nst_tf.errors import NstError
-from nst_tf.networks import Painter, StyleNetwork, TrainConfig, build_transform, export, models, train, train_network
+from nst_tf import Painter, StyleNetwork, TrainConfig, train_network
+from nst_tf.networks import export, models, train
+from nst_tf.networks.models import build_transform
 
 from conftest import REPO
 
@@ -116,7 +118,7 @@ def test_thirty_training_steps_lower_the_loss(tmp_path):
 
 
 def _weights(path):
-    from nst_tf.networks import load_network
+    from nst_tf import load_network
 
     return [w.numpy() for w in load_network(path).weights]
 
@@ -138,7 +140,7 @@ def test_two_logical_devices_train_as_one(tmp_path):
         import sys, numpy as np, tensorflow as tf
         sys.path.insert(0, {os.path.join(REPO, "tests")!r})
         from nst_tf import distribute
-        from nst_tf.networks import train_network, load_network
+        from nst_tf import train_network, load_network
         from test_networks import tiny
         import pathlib
         tmp = pathlib.Path({str(tmp_path)!r})

@@ -60,13 +60,17 @@ class InstanceNorm(keras.layers.Layer):
 @keras.saving.register_keras_serializable("nst_tf")
 class ConditionalInstanceNorm(keras.layers.Layer):
     """Instance norm whose gamma `[B, C]` and beta `[B, C]` are linear maps of a style embedding
-    `[B, D]`: `call([x, embedding])`. gamma's bias starts at 1, beta's at 0."""
+    `[B, D]`: `call([x, embedding])`. gamma's bias starts at 1, beta's at 0, and both kernels
+    near 0, so every style starts as plain instance norm: with default (Glorot) kernels an
+    embedding of norm ~10 gives gammas of +-5 at once, and the predict network's first steps
+    saturated the output to white."""
 
     def build(self, shapes):
         x_shape, e_shape = shapes
         c, d = x_shape[-1], e_shape[-1]
-        self.gamma = keras.layers.Dense(c, bias_initializer="ones", name="gamma")
-        self.beta = keras.layers.Dense(c, name="beta")
+        small = keras.initializers.RandomNormal(stddev=0.01, seed=0)
+        self.gamma = keras.layers.Dense(c, kernel_initializer=small, bias_initializer="ones", name="gamma")
+        self.beta = keras.layers.Dense(c, kernel_initializer=small, name="beta")
         self.gamma.build((None, d))
         self.beta.build((None, d))
 
@@ -201,9 +205,15 @@ class StyleNetwork(keras.Model):
                 initializer=keras.initializers.RandomNormal(stddev=1.0, seed=0),
             )
         self.head = None
-        if self.predict:
-            self.head = keras.layers.Dense(self.embedding_size, name="bottleneck")
-            self.head.build((None, statistics_size(self.predict_layers)))
+        if self.predict:  # statistics standardised per style image, then the dense bottleneck
+            self.head = keras.Sequential(
+                [
+                    keras.Input((statistics_size(self.predict_layers),)),
+                    keras.layers.LayerNormalization(center=False, scale=False, name="standardise"),
+                    keras.layers.Dense(self.embedding_size, name="bottleneck"),
+                ],
+                name="predict_head",
+            )
         self.built = True
 
     def call(self, inputs):
