@@ -263,7 +263,7 @@ def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256
             report = metrics.evaluate(
                 image_io.load_image(image), image_io.load_image(content), image_io.load_image(style)
             )
-            rows.append({"content": content, "style": style, **report})
+            rows.append({"content_image": content, "style_image": style, **report})
     return rows
 
 
