@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Iterable, Optional, Sequence
 
@@ -251,16 +252,23 @@ def stylize(
     callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr; the config's
         snapshot_dir, logdir, contact_sheet and loss_plot add theirs.
     model: a feature model to reuse (see `StyleTransfer`).
+    network (an option): a trained network's path, "demo" or a loaded `StyleNetwork`: the result
+        is its one forward pass (with `strength`, `style_index`, `style_blend`), unless
+        `init="network"` makes it the optimisation's starting image.
     strategy: a `tf.distribute` strategy to split a batch across devices (`nst_tf.distribute`);
         the feature model is then built in its scope.
     Coarse to fine (`scales` > 1): one `StyleTransfer` per size of `config.scale_plan()`, each
     starting from the previous result upsampled; the feature model is shared between them.
     """
+    network = options.get("network")
+    if network is not None and not isinstance(network, (str, os.PathLike)):  # a loaded StyleNetwork
+        options = {**options, "network": "(model)"}
     cfg, _ = autotune.concrete(make_config(config, **options))  # once: every scale and the plan agree
     if cfg.network and cfg.init != "network":  # one forward pass of a trained network
         from nst_tf.networks import use
 
-        return use.paint_with_config(cfg, content, [] if style is None else as_list(style))
+        styles = [] if style is None else as_list(style)
+        return use.paint_with_config(cfg, content, styles, network if cfg.network == "(model)" else None)
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
     batched = isinstance(content, (list, tuple))

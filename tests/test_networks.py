@@ -355,3 +355,14 @@ def test_tfrecord_shards_feed_the_same_stream_and_resume_skips_whole_batches(tmp
     for a, b in zip(first[2:], again):
         np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
         np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
+
+
+def test_stylize_takes_a_network_path_or_model(trained, small_pair):
+    import nst_tf
+
+    content, style = small_pair
+    painter = Painter(str(trained), weights="embedded")
+    expected = painter.paint(content, style, 48)
+    for network in (str(trained), painter.network):
+        got = nst_tf.stylize(content, style, network=network, size=48, weights="embedded")
+        np.testing.assert_array_equal(got, expected)

@@ -138,9 +138,10 @@ def paint(content, style=None, network="demo", size: Optional[int] = 512, **opti
     return Painter(network, weights=options.pop("weights", "auto")).paint(content, style, size, **options)
 
 
-def paint_with_config(cfg, content, styles=()) -> np.ndarray:
-    """`cfg.network`'s painting of `content` at `cfg.size` with `styles` (for a predict network)
-    and `cfg.style_blend`, `cfg.style_index`, `cfg.strength`: uint8 `[H, W, 3]`."""
-    painter = Painter(cfg.network, weights=cfg.weights)
+def paint_with_config(cfg, content, styles=(), network=None) -> np.ndarray:
+    """`cfg.network`'s (or `network`'s: a loaded `StyleNetwork`) painting of `content` at
+    `cfg.size` with `styles` (for a predict network) and `cfg.style_blend`, `cfg.style_index`,
+    `cfg.strength`: uint8 `[H, W, 3]`."""
+    painter = Painter(cfg.network if network is None else network, weights=cfg.weights)
     styles = list(styles) if painter.network.predict else []  # a fixed-style network: style_index
     return painter.paint(content, styles or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength)
