@@ -15,7 +15,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement runs)
 from nst_tf import config as config_lib  # noqa: E402
@@ -420,6 +420,7 @@ def train_main(argv) -> int:
         from nst_tf.networks import train
 
         tf.get_logger().setLevel("ERROR")
+        logging.set_verbosity(logging.ERROR)  # the checkpoint writer logs each save at INFO
         tc = dataclasses.replace(tc, objective=autotune.concrete(objective, fv.autotune)[0])
         strategy = distribute.strategy(tc.devices) if tc.devices > 1 else None
         with callbacks.StopOnSignal() as stop:
