@@ -366,3 +366,18 @@ def test_stylize_takes_a_network_path_or_model(trained, small_pair):
     for network in (str(trained), painter.network):
         got = nst_tf.stylize(content, style, network=network, size=48, weights="embedded")
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_non_finite_training_step_leaves_the_weights_and_is_counted(tmp_path, monkeypatch):
+    calls = tf.Variable(0)
+    original = train.Trainer.loss
+
+    def poisoned(self, content, style, label):  # the second step's loss is NaN
+        output, total, terms = original(self, content, style, label)
+        calls.assign_add(1)
+        return output, tf.where(tf.equal(calls, 2), tf.constant(float("nan")), total), terms
+
+    monkeypatch.setattr(train.Trainer, "loss", poisoned)
+    report = train_network(tiny(tmp_path, steps=3), progress=False)
+    assert report["steps"] == 3 and report["skipped_steps"] == 1 and int(calls.numpy()) == 4
+    assert all(np.all(np.isfinite(w)) for w in _weights(tmp_path / "net.keras"))
