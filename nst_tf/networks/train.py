@@ -16,6 +16,7 @@ stream (`data.batches(start=step)`) gives the batches an uninterrupted run would
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -74,6 +75,13 @@ class Trainer:
         self.state = driver.RunState(image=None, opt_state=(), step=int(self.step_var.numpy()))
         self.recoveries = []
         self._step = self._compiled_step()
+
+    @functools.cached_property
+    def painter(self):
+        """The network being trained, ready to paint (for TensorBoard and the held-out report)."""
+        from nst_tf.networks import use
+
+        return use.Painter(self.network, self.statistics)
 
     def embedding(self, style, label):
         if self.network.table is not None:
@@ -200,9 +208,7 @@ class TrainBoard(callbacks_lib.Callback):
 
 
 def sample_outputs(trainer: Trainer, contents, size: int = 256):
-    from nst_tf.networks import use
-
-    painter = use.Painter(trainer.network, trainer.statistics)
+    painter = trainer.painter
     style = trainer.styles.files[0] if trainer.styles.files else None
     return [painter.paint(c, style if trainer.network.predict else None, size=size) for c in contents]
 
@@ -252,9 +258,8 @@ def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256
     if not contents:
         return []
     from nst_tf import image_io, metrics
-    from nst_tf.networks import use
 
-    painter = use.Painter(trainer.network, trainer.statistics)
+    painter = trainer.painter
     rows = []
     for content in contents:
         for k, style in enumerate(trainer.styles.files):
