@@ -152,19 +152,18 @@ def main(argv) -> int:
         # Flags, output folder and input files are checked before TensorFlow loads.
         cfg = config_from_flags(fv)
         output = image_io.check_output_path(fv.output)
-        style_paths = [] if cfg.network and not fv["style"].present else fv.style  # a fixed-style network
-        if not style_paths and not cfg.network:
+        if not fv.style:
             raise NstError("--style is required: one style image, or several comma-separated")
-        if style_paths:
-            cfg.check_styles(len(style_paths))
-        image_io.check_not_an_input(output, [fv.content, *style_paths, *(cfg.style_mask or ()), cfg.init])
-        content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in style_paths]
+        if not (cfg.network and cfg.init != "network" and not fv["style"].present):
+            cfg.check_styles(len(fv.style))  # (a network's blend may weigh its fixed styles instead)
+        image_io.check_not_an_input(output, [fv.content, *fv.style, *(cfg.style_mask or ()), cfg.init])
+        content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
         if cfg.network and cfg.init != "network":  # one forward pass
             _import_tensorflow_quietly()
             from nst_tf.networks import use
 
             start = time.perf_counter()
-            image = use.paint_with_config(cfg, content, styles)
+            image = use.paint_with_config(cfg, content, styles, default_styles=not fv["style"].present)
             image_io.save_image(output, image)
             print(
                 f"wrote {output} ({image.shape[1]}x{image.shape[0]}, one forward pass of {cfg.network} in "

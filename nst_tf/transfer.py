@@ -156,7 +156,8 @@ class StyleTransfer:
             from nst_tf.networks import use
 
             base = self.content if content is None else content
-            image = image_io.load_image(use.paint_with_config(cfg.replace(size=max(hw)), base, self.styles))
+            painted = use.paint_with_config(cfg.replace(size=max(hw)), base, self.styles, default_styles=True)
+            image = image_io.load_image(painted)
             image = image_io.resize(image, hw)
         elif cfg.init in INITS:  # as the export starts
             base = self.content if content is None else content

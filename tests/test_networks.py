@@ -284,6 +284,13 @@ def test_cli_paints_with_a_fixed_style_network(table_network, tmp_path):
     assert image_io.load_image(str(tmp_path / "o.png")).shape == (27, 40, 3)
 
 
+def test_cli_paints_with_the_bundled_network_and_the_bundled_painting(tmp_path):
+    # make demo-network: the demo is a predict network; the style defaults to the bundled painting
+    result = run_script(SCRIPT, ["--network=demo", "--size=40", "--output=o.png", "--weights=embedded"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert image_io.load_image(str(tmp_path / "o.png")).shape == (27, 40, 3)
+
+
 def _network_bad_files(tmp_path):
     (tmp_path / "notes.keras").write_text("not a network")
     image_io.save_image(str(tmp_path / "thin.png"), np.zeros((8, 40, 3), np.float32))
@@ -294,6 +301,7 @@ def _network_bad_files(tmp_path):
 
 NETWORK_BAD = [
     (SCRIPT, ["--style_index=5"], "style_index 5 is out of range: this network has 2"),
+    (SCRIPT, [f"--style={STYLES[0]}"], "cannot take a style image"),
     (SCRIPT, ["--strength=1.5"], "strength must be in [0, 1]"),
     (SCRIPT, ["--style_blend=1,1,1"], "needs 2 non-negative weights"),
     (SCRIPT, ["--strength=0.5"], "has no predict head"),

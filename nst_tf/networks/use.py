@@ -138,10 +138,13 @@ def paint(content, style=None, network="demo", size: Optional[int] = 512, **opti
     return Painter(network, weights=options.pop("weights", "auto")).paint(content, style, size, **options)
 
 
-def paint_with_config(cfg, content, styles=(), network=None) -> np.ndarray:
+def paint_with_config(cfg, content, styles=(), network=None, default_styles=False) -> np.ndarray:
     """`cfg.network`'s (or `network`'s: a loaded `StyleNetwork`) painting of `content` at
     `cfg.size` with `styles` (for a predict network) and `cfg.style_blend`, `cfg.style_index`,
-    `cfg.strength`: uint8 `[H, W, 3]`."""
+    `cfg.strength`: uint8 `[H, W, 3]`. `default_styles`: the styles are a default the user did not
+    choose (the command line's bundled painting, the optimisation's styles for the warm start),
+    which a fixed-style network ignores; styles a user gave it are an error."""
     painter = Painter(cfg.network if network is None else network, weights=cfg.weights)
-    styles = list(styles) if painter.network.predict else []  # a fixed-style network: style_index
-    return painter.paint(content, styles or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength)
+    if default_styles and not painter.network.predict:
+        styles = []
+    return painter.paint(content, list(styles) or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength)
