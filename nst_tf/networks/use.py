@@ -133,11 +133,6 @@ class Painter:
         return image_io.to_uint8(out.numpy()[0])
 
 
-def paint(content, style=None, network="demo", size: Optional[int] = 512, **options) -> np.ndarray:
-    """One-call form of `Painter(network).paint(...)`: uint8 `[H, W, 3]`."""
-    return Painter(network, weights=options.pop("weights", "auto")).paint(content, style, size, **options)
-
-
 def paint_with_config(cfg, content, styles=(), network=None, default_styles=False) -> np.ndarray:
     """`cfg.network`'s (or `network`'s: a loaded `StyleNetwork`) painting of `content` at
     `cfg.size` with `styles` (for a predict network) and `cfg.style_blend`, `cfg.style_index`,
