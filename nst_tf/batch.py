@@ -217,14 +217,9 @@ class Runner:
         check_config(cfg)
         cfg, _ = autotune.concrete(cfg)  # once for every group
         self.cfg, self.output_dir, self.strategy, self.worker = cfg, output_dir, strategy, worker
-        if strategy is not None:
-            with strategy.scope():
-                self.model = features.model_for(cfg)
-        else:
-            self.model = features.model_for(cfg)
         self.evaluator = metrics.feature_model(cfg.weights) if evaluate else None
         self.settings = settings(cfg)
-        self.painter = None
+        self.painter = self.model = None
         if cfg.network and cfg.init != "network":  # one forward pass per image, no optimisation
             from nst_tf.networks import use
 
@@ -234,6 +229,11 @@ class Runner:
                     "a batch paints each content with each --styles image: that needs a predict network; "
                     "paint a fixed-style network's styles with nst-tf --style_index"
                 )
+        elif strategy is not None:
+            with strategy.scope():
+                self.model = features.model_for(cfg)
+        else:
+            self.model = features.model_for(cfg)
 
     def run(self, group: Sequence[Job], callbacks=()) -> List[dict]:
         """Stylises one group (same style, same size), writes each image atomically and returns

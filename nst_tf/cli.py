@@ -41,6 +41,11 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
         flags.DEFINE_boolean(
             "dry_run", False, "Print the plan (sizes per scale, estimated memory and time) and exit.", flag_values=fv
         )
+    define_autotune_flag(fv)
+    define_field_flags(dataclasses.fields(config_lib.Config), fv)
+
+
+def define_autotune_flag(fv=flags.FLAGS):
     flags.DEFINE_enum(
         "autotune",
         None,  # unset: $NST_TF_AUTOTUNE, read (and checked) when the run resolves "auto"
@@ -49,7 +54,6 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
         f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",
         flag_values=fv,
     )
-    define_field_flags(dataclasses.fields(config_lib.Config), fv)
 
 
 def define_field_flags(fields, fv=flags.FLAGS):
@@ -445,7 +449,7 @@ def run_train():
 
     define_field_flags([f for f in dataclasses.fields(TrainConfig) if f.name != "objective"])
     define_field_flags([f for f in dataclasses.fields(config_lib.Config) if f.name in TRAIN_OBJECTIVE])
-    flags.DEFINE_enum("autotune", None, autotune.MODES, "How --precision=auto and --jit=auto are chosen.")
+    define_autotune_flag()
     flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")
     flags.DEFINE_boolean("memory_check", True, "Refuse training that will not fit the available memory.")
     app.run(train_main, flags_parser=_parse)

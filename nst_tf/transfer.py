@@ -263,6 +263,8 @@ def stylize(
     """
     network = options.get("network")
     if network is not None and not isinstance(network, (str, os.PathLike)):  # a loaded StyleNetwork
+        if options.get("init") == "network" or getattr(config, "init", None) == "network":
+            raise NstError("init=network takes the network's file (a path or demo), not a loaded network")
         options = {**options, "network": "(model)"}
     cfg, _ = autotune.concrete(make_config(config, **options))  # once: every scale and the plan agree
     if cfg.network and cfg.init != "network":  # one forward pass of a trained network

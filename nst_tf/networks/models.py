@@ -27,7 +27,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from nst_tf import features, vgg
+from nst_tf import features, losses, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks.options import MIN_SIDE  # noqa: F401  (re-exported)
 
@@ -37,10 +37,10 @@ PREDICT_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"
 EPSILON = 1e-5
 
 
-def _moments(x, keepdims=True):
+def _moments(x):
     """Per image and channel mean and variance; the variance clipped at 0 (TF Lite computes it as
-    E[x^2] - E[x]^2, which rounds below zero on VGG's large activations)."""
-    mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=keepdims)
+    E[x^2] - E[x]^2, which rounds below zero on large activations)."""
+    mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
     return mean, tf.nn.relu(var)
 
 
@@ -146,9 +146,8 @@ class MeanStd(keras.layers.Layer):
     deviation (float32)."""
 
     def call(self, x):
-        x = tf.cast(x, tf.float32)
-        mean, var = _moments(x, keepdims=False)
-        return tf.math.log1p(tf.concat([tf.nn.relu(mean), tf.sqrt(var + EPSILON)], axis=-1))
+        mean, std = losses.MeanStd.moments(x)  # the "meanstd" style statistic's own moments
+        return tf.math.log1p(tf.concat([tf.nn.relu(mean), std], axis=-1))
 
 
 def style_statistics(

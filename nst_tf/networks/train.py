@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import autotune, callbacks as callbacks_lib, driver, features, losses
+from nst_tf import weights as weights_lib
 from nst_tf.errors import NstError, Interrupted
 from nst_tf.networks import data, models
 from nst_tf.networks.options import MODES, TrainConfig  # noqa: F401  (re-exported)
@@ -62,10 +63,14 @@ class Trainer:
             self.optimizer.build(self.network.trainable_variables)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         layers = list(self.cfg.content_layers) + list(self.cfg.style_layers)
+        arrays = weights_lib.load(self.cfg.weights, self.cfg.backbone)  # read and decoded once
         self.vgg = features.build_feature_model(
-            layers, self.cfg.backbone, self.cfg.weights, precision=self.cfg.precision, pooling=self.cfg.pooling
+            layers, self.cfg.backbone, layer_weights=arrays, precision=self.cfg.precision, pooling=self.cfg.pooling
         )
-        self.statistics = models.style_statistics(self.cfg.weights) if tc.mode == "predict" else None
+        self.statistics = None
+        if tc.mode == "predict":  # the predict head's VGG19 (the loss's arrays when it is VGG19 too)
+            vgg19 = arrays if self.cfg.backbone == "vgg19" else weights_lib.load(self.cfg.weights, "vgg19")
+            self.statistics = models.style_statistics(layer_weights=vgg19)
         self.checkpoint = tf.train.Checkpoint(network=self.network, optimizer=self.optimizer, step=self.step_var)
         self.manager = None
         if tc.checkpoint_dir:
@@ -257,17 +262,15 @@ def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256
     """`nst_tf.metrics.evaluate` of the network's output for each held-back content with each style."""
     if not contents:
         return []
-    from nst_tf import image_io, metrics
+    from nst_tf import metrics
 
-    painter = trainer.painter
+    painter, model = trainer.painter, metrics.feature_model(trainer.cfg.weights)  # one model for every row
     rows = []
     for content in contents:
         for k, style in enumerate(trainer.styles.files):
             kwargs = {"style_index": k} if trainer.network.table is not None else {}
             image = painter.paint(content, None if trainer.network.table is not None else style, size=size, **kwargs)
-            report = metrics.evaluate(
-                image_io.load_image(image), image_io.load_image(content), image_io.load_image(style)
-            )
+            report = metrics.evaluate(image, content, style, model=model)  # evaluate reads the files
             rows.append({"content_image": content, "style_image": style, **report})
     return rows
 
