@@ -39,11 +39,26 @@ class ProgressBar(Callback):
         self.width, self.min_interval = width, min_interval
 
     def on_run_begin(self, transfer, steps):
-        self.steps, self.start, self.last = steps, time.perf_counter(), 0.0
+        self.steps, self.start, self.last, self.step = steps, time.perf_counter(), 0.0, 0
         self.label = "{}x{}".format(*transfer.content.shape[1::-1])
+        if getattr(transfer, "tiled", None) is not None:  # a slow step shows its tiles
+            transfer.tiled.on_tile = self.on_tile
+
+    def on_tile(self, stage, done, total):
+        """After each tile of a tiled step: the step under way, its pass and tile."""
+        now = time.perf_counter()
+        if now - self.last < max(self.min_interval, 1.0) and done < total:
+            return
+        self.last = now
+        self.stream.write(
+            f"\r{self.label} step {self.step + 1}/{self.steps}: {stage}, tile {done}/{total}  "
+            f"{now - self.start:.0f}s elapsed".ljust(72)
+        )
+        self.stream.flush()
 
     def on_step_end(self, transfer, step, loss, terms):
         now = time.perf_counter()
+        self.step = step
         if now - self.last < self.min_interval and step < self.steps:
             return
         self.last = now

@@ -33,6 +33,8 @@ DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 # Stylising more pixels than this (about 8K x 8K) is refused before any work starts.
 MAX_SIZE = 8192
+# The smallest tile side `tile` takes (VGG19's deepest layers pool by 16; smaller tiles are mostly halo).
+MIN_TILE = 32
 
 
 KINDS = ("shapes", "output", "runtime")
@@ -106,6 +108,10 @@ class Config:
         on an interruption (see `nst_tf.checkpoint`).
     resume: continue from the latest checkpoint in checkpoint_dir (from the start if there is
         none); one made with other settings or images is an error unless `force`.
+    tile: "auto", "off" or a tile side in pixels (a number or its text): compute each step's loss
+        and gradient tile by tile (`nst_tf.tiling`; exact, so the result is the untiled run's up
+        to rounding). "auto" tiles only the scales whose untiled run would not fit in the memory
+        available (`nst_tf.planner`), with the largest tile that fits.
     scales, start_size, scale_steps: coarse-to-fine. With scales=N > 1 the image is optimised
         at N sizes growing geometrically from `start_size` (default: size / 2**(N-1)) to `size`,
         each scale starting from the previous result upsampled, with style targets recomputed
@@ -217,6 +223,12 @@ class Config:
         "Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.",
         choices=JIT_MODES,
     )
+    tile: str = option(
+        "auto",
+        "Tile the objective for images beyond memory (exact: the same gradient, no seams): auto (only scales "
+        "that would not fit), off, or a tile side in pixels.",
+        kind="runtime",
+    )
     scales: int = option(3, "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.")
     start_size: Optional[int] = option(None, "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).")
     scale_steps: Optional[Tuple[int, ...]] = option(
@@ -228,6 +240,8 @@ class Config:
         # here only, so the config stays hashable and comparable.
         for name, kind in _LISTS.items():
             object.__setattr__(self, name, _parse_list(name, getattr(self, name), kind))
+        if isinstance(self.tile, numbers.Integral) and not isinstance(self.tile, bool):
+            object.__setattr__(self, "tile", str(int(self.tile)))
         _check_types(self)
         _validate(self)
 
@@ -241,6 +255,11 @@ class Config:
             value = getattr(self, name)
             if value is not None and len(value) != count:
                 raise NstError(f"{name} has {len(value)} values for {count} style image(s); give one per style")
+
+    @property
+    def tile_pixels(self) -> Optional[int]:
+        """`tile` as a number: None for "auto", 0 for "off", else the tile side in pixels."""
+        return {"auto": None, "off": 0}[self.tile] if self.tile in ("auto", "off") else int(self.tile)
 
     @property
     def layer_weights(self) -> Tuple[float, ...]:
@@ -452,6 +471,8 @@ def _validate(cfg: Config) -> None:
         raise NstError("init=network needs network, the trained network to start from")
     if not 0.0 <= cfg.strength <= 1.0:
         raise NstError(f"strength must be in [0, 1], got {cfg.strength!r}")
+    if cfg.tile not in ("auto", "off") and not (cfg.tile.isdigit() and int(cfg.tile) >= MIN_TILE):
+        raise NstError(f"tile must be auto, off or a tile side of {MIN_TILE} px or more, got {cfg.tile!r}")
     if cfg.style_index is not None and cfg.style_index < 0:
         raise NstError(f"style_index must be 0 or more, got {cfg.style_index}")
 

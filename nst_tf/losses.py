@@ -39,18 +39,35 @@ def _wide(x: tf.Tensor) -> tf.Tensor:
     return tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
 
 
-def _positions(features: tf.Tensor, mask: Optional[tf.Tensor] = None):
-    """`[B, h, w, c]` as `[B, h*w, c]` (widened) and each position's probability `[B or 1, h*w]`:
-    uniform, or `mask` normalised to sum to one (all zero where the mask is empty)."""
+class Positions(NamedTuple):
+    """An activation's positions and what each counts for in a statistic: `flat` `[B, n, c]`
+    (widened), `p` `[B, n]` each position's probability, `count` the number of positions the
+    statistic averages over (a float scalar), and whether a mask weighs them."""
+
+    flat: tf.Tensor
+    p: tf.Tensor
+    count: tf.Tensor
+    masked: bool
+
+
+def positions(features: tf.Tensor, mask: Optional[tf.Tensor] = None, total=None) -> Positions:
+    """`[B, h, w, c]` features as `Positions`: uniform, or `mask` (`[B or 1, h, w]`) normalised to
+    sum to one (all zero where the mask is empty).
+
+    total: when these features are part of a larger image (a tile's positions, see
+        `nst_tf.tiling`), the whole image's position count (no mask) or mask total, so that the
+        probabilities are the whole image's and a statistic's sums over the parts add up to it.
+    """
     x = _wide(features)
     shape = tf.shape(x)
     flat = tf.reshape(x, [shape[0], -1, shape[3]])
     if mask is None:
-        n = tf.cast(shape[1] * shape[2], x.dtype)
-        return flat, tf.ones(tf.shape(flat)[:2], x.dtype) / n
+        n = tf.cast(shape[1] * shape[2], x.dtype) if total is None else tf.cast(total, x.dtype)
+        return Positions(flat, tf.ones(tf.shape(flat)[:2], x.dtype) / n, n, False)
     m = tf.reshape(tf.cast(mask, x.dtype), [tf.shape(mask)[0], -1])
-    p = m / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1e-12)
-    return flat, tf.broadcast_to(p, tf.shape(flat)[:2])
+    weight = tf.reduce_sum(m, axis=1, keepdims=True) if total is None else tf.cast(total, x.dtype)
+    p = m / tf.maximum(weight, 1e-12)
+    return Positions(flat, tf.broadcast_to(p, tf.shape(flat)[:2]), tf.cast(tf.shape(flat)[1], x.dtype), True)
 
 
 def mask_present(mask: tf.Tensor, dtype=tf.float32) -> tf.Tensor:
@@ -81,24 +98,23 @@ def second_moment(flat: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Te
     return moment(flat)
 
 
-def _mean_outer(flat: tf.Tensor, p: tf.Tensor, masked: bool) -> tf.Tensor:
-    """`E[x x^T]` over `_positions`' `[B, n, c]` positions, each weighted by its probability `p`
-    when `masked` (else uniform): `[B, c, c]`."""
-    if not masked:
-        return second_moment(flat) / tf.cast(tf.shape(flat)[1], flat.dtype)
-    return second_moment(flat, p)
+def _mean_outer(pos: Positions) -> tf.Tensor:
+    """`E[x x^T]` over the positions, each weighted by its probability: `[B, c, c]`."""
+    if not pos.masked:
+        return second_moment(pos.flat) / pos.count
+    return second_moment(pos.flat, pos.p)
+
+
+def _mean(pos: Positions) -> tf.Tensor:
+    """`E[x]` over the positions: `[B, c]`."""
+    return tf.einsum("bn,bnc->bc", pos.p, pos.flat)
 
 
 def gram_matrix(features: tf.Tensor, norm: str = "hw", mask: Optional[tf.Tensor] = None) -> tf.Tensor:
     """`F^T F` of `[B, h, w, c]` features, divided by h*w ("hw") or c*h*w ("chw"): `[B, c, c]`.
     With a `mask`, each position counts by its weight and the sum is divided by the weights'
     total instead of h*w."""
-    if norm not in ("hw", "chw"):
-        raise ValueError(f"unknown gram norm {norm!r}")
-    gram = _mean_outer(*_positions(features, mask), masked=mask is not None)
-    if norm == "chw":
-        gram = gram / tf.cast(tf.shape(features)[3], gram.dtype)
-    return gram
+    return Gram(norm).sums(positions(features, mask))["gram"]
 
 
 def _per_image_mean(x: tf.Tensor) -> tf.Tensor:
@@ -114,7 +130,11 @@ def mean_squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 def layer_error(x: tf.Tensor, target: tf.Tensor, norm: str = "mean") -> tf.Tensor:
     """ "mean": the mean squared error; "relative": ||x - target||^2 / ||target||^2 (scale-free);
     per image, `[B]`."""
-    error = mean_squared_error(x, target)
+    return _relative_to(mean_squared_error(x, target), target, norm)
+
+
+def _relative_to(error, target, norm):
+    """A mean squared error against `target` as `layer_error`'s `norm` asks."""
     if norm == "relative":
         return error / (_per_image_mean(tf.square(_wide(target))) + 1e-30)
     if norm != "mean":
@@ -135,113 +155,151 @@ def _sum_sq(x, axes):
     return tf.reduce_sum(tf.square(x), axis=axes)
 
 
-class Gram:
+class Statistic:
+    """A style statistic, written so that it can be computed in parts (`nst_tf.tiling`):
+
+    - `sums(pos, target)`: the activation's moments, each a sum over positions weighted by their
+      probabilities (`Positions.p`), so the moments of a whole image are the sums of its parts';
+    - `error_from(sums, target, norm)`: the layer's error `[B]` from the whole image's moments;
+    - `target_from(sums, params)`: the style's target from its own moments. A statistic with
+      `params` (random features, say) draws them first from `param_sums`' moments.
+    `target(features)` and `error(features, target)` compose them for a whole activation.
+    """
+
+    def params(self, param_sums, seed):
+        return {}
+
+    def param_sums(self, pos: Positions):
+        return {}
+
+    def target(self, features, seed=(0, 0)):
+        pos = positions(features)
+        params = self.params(self.param_sums(pos), seed)
+        return self.target_from(self.sums(pos, params), params)
+
+    def error(self, features, target, norm="mean", mask=None):
+        return self.error_from(self.sums(positions(features, mask), target), target, norm)
+
+
+class Gram(Statistic):
     """Gram matrices compared by `layer_error` (the classic style loss)."""
 
     def __init__(self, norm: str = "hw"):
+        if norm not in ("hw", "chw"):
+            raise ValueError(f"unknown gram norm {norm!r}")
         self.norm = norm
 
-    def target(self, features, seed=None):
-        return {"gram": gram_matrix(features, self.norm)}
+    def sums(self, pos, target=None):
+        gram = _mean_outer(pos)
+        if self.norm == "chw":
+            gram = gram / tf.cast(tf.shape(pos.flat)[2], gram.dtype)
+        return {"gram": gram}
 
-    def error(self, features, target, norm="mean", mask=None):
-        return layer_error(gram_matrix(features, self.norm, mask), target["gram"], norm)
+    def target_from(self, sums, params=None):
+        return {"gram": sums["gram"]}
+
+    def error_from(self, sums, target, norm="mean"):
+        return layer_error(sums["gram"], target["gram"], norm)
 
 
-class MeanStd:
+class MeanStd(Statistic):
     """Per-channel mean and standard deviation; "mean" averages the squared differences over
     channels (Li et al.'s 1/N_l), "relative" divides by the style's sum of squares."""
 
-    @staticmethod
-    def moments(features, mask=None):
-        flat, p = _positions(features, mask)
-        mean = tf.einsum("bn,bnc->bc", p, flat)
-        var = tf.maximum(tf.einsum("bn,bnc->bc", p, tf.square(flat)) - tf.square(mean), 0.0)
-        return mean, tf.sqrt(var + STD_EPSILON)
+    def sums(self, pos, target=None):
+        return {"mean": _mean(pos), "square": tf.einsum("bn,bnc->bc", pos.p, tf.square(pos.flat))}
 
-    def target(self, features, seed=None):
-        mean, std = self.moments(features)
+    @staticmethod
+    def mean_std(sums):
+        var = tf.maximum(sums["square"] - tf.square(sums["mean"]), 0.0)
+        return sums["mean"], tf.sqrt(var + STD_EPSILON)
+
+    @classmethod
+    def moments(cls, features, mask=None):
+        """`(mean, std)` per channel, `[B, c]` each."""
+        return cls.mean_std(cls().sums(positions(features, mask)))
+
+    def target_from(self, sums, params=None):
+        mean, std = self.mean_std(sums)
         return {"mean": mean, "std": std}
 
-    def error(self, features, target, norm="mean", mask=None):
-        mean, std = self.moments(features, mask)
+    def error_from(self, sums, target, norm="mean"):
+        mean, std = self.mean_std(sums)
         raw = _sum_sq(mean - target["mean"], [1]) + _sum_sq(std - target["std"], [1])
         scale = _sum_sq(target["mean"], [1]) + _sum_sq(target["std"], [1])
         channels = tf.cast(tf.shape(mean)[1], raw.dtype)
         return _normalised(raw, scale, norm, channels)
 
 
-class Poly:
+class Poly(Statistic):
     """MMD^2 with k(x, y) = (x.y / s + 1)^2: from the moments G = E[x x^T] and mu = E[x],
     MMD^2 = |G_x - G_s|^2 / s^2 + 2 |mu_x - mu_s|^2 / s (exact)."""
 
-    @staticmethod
-    def moments(features, mask=None):
-        flat, p = _positions(features, mask)
-        return _mean_outer(flat, p, mask is not None), tf.einsum("bn,bnc->bc", p, flat)
+    def sums(self, pos, target=None):
+        return {"gram": _mean_outer(pos), "mean": _mean(pos)}
 
-    def target(self, features, seed=None):
-        gram, mean = self.moments(features)
-        scale = tf.linalg.trace(gram)  # E|s|^2
-        return {"gram": gram, "mean": mean, "scale": scale}
+    def target_from(self, sums, params=None):
+        return {**sums, "scale": tf.linalg.trace(sums["gram"])}  # scale: E|s|^2
 
-    def error(self, features, target, norm="mean", mask=None):
-        gram, mean = self.moments(features, mask)
-        s = target["scale"]
+    def error_from(self, sums, target, norm="mean"):
+        gram, mean, s = sums["gram"], sums["mean"], target["scale"]
         raw = _sum_sq(gram - target["gram"], [1, 2]) / s**2 + 2.0 * _sum_sq(mean - target["mean"], [1]) / s
         own = _sum_sq(target["gram"], [1, 2]) / s**2 + 2.0 * _sum_sq(target["mean"], [1]) / s
         return _normalised(raw, own, norm)
 
 
-class Gaussian:
+class Gaussian(Statistic):
     """MMD^2 with the Gaussian kernel, through random Fourier features phi (fixed per layer):
     |mean phi(x) - mean phi(s)|^2; "relative" divides by |mean phi(s)|^2 (about E k(s, s'))."""
 
     def __init__(self, features: int = RFF_FEATURES):
         self.features = features
 
-    def embed(self, features, target, mask=None):
-        flat, p = _positions(features, mask)
-        phi = math.sqrt(2.0 / self.features) * tf.cos(tf.einsum("bnc,cd->bnd", flat, target["w"]) + target["b"])
-        return tf.einsum("bn,bnd->bd", p, phi)
+    def param_sums(self, pos):
+        return {"mean": _mean(pos), "square": tf.einsum("bn,bnc->b", pos.p, tf.square(pos.flat))}
 
-    def target(self, features, seed=(0, 0)):
-        flat, p = _positions(features)
-        mean = tf.einsum("bn,bnc->bc", p, flat)
+    def params(self, param_sums, seed):
         # The style's mean squared distance between positions: 2 (E|s|^2 - |E s|^2).
-        sigma2 = 2.0 * (tf.einsum("bn,bnc->b", p, tf.square(flat)) - _sum_sq(mean, [1]))[0]
+        mean = param_sums["mean"]
+        sigma2 = 2.0 * (param_sums["square"] - _sum_sq(mean, [1]))[0]
         sigma = tf.sqrt(tf.maximum(sigma2, 1e-12))
-        c = tf.shape(flat)[2]
         seed = tf.cast(tf.stack(seed), tf.int32)
-        w = tf.random.stateless_normal(tf.stack([c, self.features]), seed, dtype=flat.dtype) / sigma
-        b = tf.random.stateless_uniform([self.features], seed + 1, 0.0, 2.0 * math.pi, dtype=flat.dtype)
-        target = {"w": w, "b": b}
-        target["embedding"] = self.embed(features, target)
-        return target
+        w = tf.random.stateless_normal(tf.stack([tf.shape(mean)[1], self.features]), seed, dtype=mean.dtype) / sigma
+        b = tf.random.stateless_uniform([self.features], seed + 1, 0.0, 2.0 * math.pi, dtype=mean.dtype)
+        return {"w": w, "b": b}
 
-    def error(self, features, target, norm="mean", mask=None):
-        raw = _sum_sq(self.embed(features, target, mask) - target["embedding"], [1])
+    def sums(self, pos, target):
+        phi = math.sqrt(2.0 / self.features) * tf.cos(tf.einsum("bnc,cd->bnd", pos.flat, target["w"]) + target["b"])
+        return {"embedding": tf.einsum("bn,bnd->bd", pos.p, phi)}
+
+    def target_from(self, sums, params):
+        return {**params, "embedding": sums["embedding"]}
+
+    def error_from(self, sums, target, norm="mean"):
+        raw = _sum_sq(sums["embedding"] - target["embedding"], [1])
         return _normalised(raw, _sum_sq(target["embedding"], [1]), norm)
 
 
-class Wasserstein:
+class Wasserstein(Statistic):
     """W2^2 between Gaussian fits N(mu, C): |mu_x - mu_s|^2 + tr C_x + tr C_s
     - 2 tr (C_s^1/2 C_x C_s^1/2)^1/2, the matrix square root by an eigendecomposition in float64;
     "mean" divides by the channels, "relative" by the style's |mu_s|^2 + tr C_s."""
 
-    @staticmethod
-    def moments(features, mask=None):
-        gram, mean = Poly.moments(features, mask)
-        return mean, gram - tf.einsum("bc,bd->bcd", mean, mean)
+    sums = Poly.sums
 
-    def target(self, features, seed=None):
-        mean, cov = self.moments(features)
+    @staticmethod
+    def mean_cov(sums):
+        mean = sums["mean"]
+        return mean, sums["gram"] - tf.einsum("bc,bd->bcd", mean, mean)
+
+    def target_from(self, sums, params=None):
+        mean, cov = self.mean_cov(sums)
         e, v = tf.linalg.eigh(tf.cast(cov, tf.float64))
         root = tf.einsum("bij,bj,bkj->bik", v, tf.sqrt(tf.maximum(e, 0.0)), v)
         return {"mean": mean, "cov": cov, "root": root}
 
-    def error(self, features, target, norm="mean", mask=None):
-        mean, cov = self.moments(features, mask)
+    def error_from(self, sums, target, norm="mean"):
+        mean, cov = self.mean_cov(sums)
         root = target["root"]
         inner = tf.linalg.eigvalsh(root @ tf.cast(cov, tf.float64) @ root)
         floor = 1e-12 * tf.maximum(tf.reduce_max(inner, axis=-1, keepdims=True), 1e-30)
@@ -271,8 +329,12 @@ def style_statistic(cfg):
 
 def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor], norm: str = "mean") -> tf.Tensor:
     """Mean over the target layers of the activations' `layer_error`, per image `[B]`."""
-    terms = [layer_error(features[name], targets[name], norm) for name in targets]
-    return tf.add_n(terms) / float(len(terms))
+    return content_loss_of([layer_error(features[name], targets[name], norm) for name in targets])
+
+
+def content_loss_of(layer_errors: Sequence[tf.Tensor]) -> tf.Tensor:
+    """The content term from its layers' errors: their mean."""
+    return tf.add_n(layer_errors) / float(len(layer_errors))
 
 
 def style_loss(layer_losses: Mapping[str, tf.Tensor], layer_weights: Sequence[float]) -> tf.Tensor:
@@ -363,22 +425,70 @@ def objective(
     per_image: return the total and every term per image (`[B]` vectors) rather than averaged over
         the batch. The content targets hold one image per batch image (or one for all); the
         style targets are shared.
+    Computed as `objective_from_sums(objective_sums(...))`, the form `nst_tf.tiling` adds up
+    over tiles.
     """
-    features = model(image, training=False)
-    zero = tf.zeros(tf.shape(image)[:1], image.dtype)
+    sums = objective_sums(model(image, training=False), targets, cfg)
+    tv = total_variation(image, cfg.tv_loss)
+    return objective_from_sums(sums, targets, cfg, tv, content_weight, style_weight, per_image)
+
+
+class Counts(NamedTuple):
+    """The whole image's position counts, when the features given are a part of it (a tile's
+    positions): per layer, its positions; per style and layer, its mask's total."""
+
+    positions: Dict[str, tf.Tensor]
+    masks: Tuple[Optional[Dict[str, tf.Tensor]], ...]
+
+
+def objective_sums(features: Mapping[str, tf.Tensor], targets: Targets, cfg, counts: Optional[Counts] = None):
+    """Every term's moments: `{"content": {layer: [B]}, "style": ({layer: statistic sums}, ...)}`
+    (one dict per style image), each a sum over positions (see `Statistic`).
+
+    counts: None for a whole image; for a part of one, the whole image's `Counts` (then
+        `targets` holds the content targets and masks of the part's positions, and the parts'
+        sums add up to the whole image's)."""
+    content = {}
+    for name, target in targets.content.items():
+        error = tf.square(_wide(features[name]) - _wide(target))
+        if counts is None:
+            content[name] = _per_image_mean(error)
+        else:
+            values = tf.cast(counts.positions[name], error.dtype) * tf.cast(tf.shape(error)[3], error.dtype)
+            content[name] = tf.reduce_sum(error, axis=[1, 2, 3]) / values
+    styles = []
+    if cfg.style_layers:
+        statistic = style_statistic(cfg)
+        for k, style in enumerate(targets.styles):
+            own = {}
+            for name in cfg.style_layers:
+                mask = None if style.masks is None else style.masks[name]
+                total = None
+                if counts is not None:
+                    total = counts.positions[name] if mask is None else counts.masks[k][name]
+                own[name] = statistic.sums(positions(features[name], mask, total), style.stats[name])
+            styles.append(own)
+    return {"content": content, "style": tuple(styles)}
+
+
+def objective_from_sums(
+    sums, targets: Targets, cfg, tv: tf.Tensor, content_weight=None, style_weight=None, per_image: bool = False
+):
+    """`objective` from the whole image's `objective_sums` and its total variation `tv` (`[B]`)."""
+    zero = tf.zeros_like(tv)
     terms = {}
-    terms["content"] = content_loss(features, targets.content, cfg.loss_norm) if targets.content else zero
+    content = [_relative_to(sums["content"][name], target, cfg.loss_norm) for name, target in targets.content.items()]
+    terms["content"] = content_loss_of(content) if content else zero
     terms["style"] = zero
     if targets.styles and cfg.style_layers:
         statistic = style_statistic(cfg)
         per_layer = {}
-        for k, style in enumerate(targets.styles):
+        for k, (style, own_sums) in enumerate(zip(targets.styles, sums["style"])):
             errors = {}
             for name in cfg.style_layers:
-                mask = None if style.masks is None else style.masks[name]
-                errors[name] = statistic.error(features[name], style.stats[name], cfg.loss_norm, mask)
-                if mask is not None:  # an empty region: no pull at all (its statistic is undefined)
-                    errors[name] *= mask_present(mask)
+                errors[name] = statistic.error_from(own_sums[name], style.stats[name], cfg.loss_norm)
+                if style.masks is not None:  # an empty region: no pull at all (its statistic is undefined)
+                    errors[name] *= mask_present(style.masks[name])
             own = style_loss(errors, cfg.layer_weights)
             if len(targets.styles) > 1:
                 terms[f"style_{k + 1}"] = own
@@ -386,7 +496,7 @@ def objective(
             for name, value in errors.items():
                 per_layer[name] = value * style.weight if k == 0 else per_layer[name] + value * style.weight
         terms.update({f"style/{name}": value for name, value in per_layer.items()})
-    terms["tv"] = total_variation(image, cfg.tv_loss)
+    terms["tv"] = tv
     content_weight = cfg.content_weight if content_weight is None else content_weight
     style_weight = cfg.style_weight if style_weight is None else style_weight
     total = content_weight * terms["content"] + style_weight * terms["style"] + cfg.tv_weight * terms["tv"]

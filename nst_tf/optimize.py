@@ -278,13 +278,24 @@ def make_optimizer(cfg, variable_rate: bool = False):
 
 def make_step(loss_fn: Callable, optimizer) -> Callable:
     """The pure step: `(image, state) -> (image in [0, 1], state, loss before the update, terms)`."""
+    update = make_update(optimizer)
 
     def step(image, state):
         loss, terms, grad = loss_and_grad(loss_fn, image)
+        return update(image, state, grad, loss, terms)
+
+    return step
+
+
+def make_update(optimizer) -> Callable:
+    """The step's second half, for a loss and gradient computed elsewhere (`nst_tf.tiling`):
+    `(image, state, grad, loss, terms) -> (image in [0, 1], state, loss, terms)`."""
+
+    def update(image, state, grad, loss, terms):
         image, state = optimizer.update(image, grad, state, loss)
         return tf.clip_by_value(image, 0.0, 1.0), state, loss, terms
 
-    return step
+    return update
 
 
 class CompiledStep:

@@ -21,7 +21,7 @@ import sys
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from nst_tf.config import Config
-from nst_tf.vgg import channels, layer_names
+from nst_tf.vgg import channels, footprint, layer_hw, layer_names
 from nst_tf.errors import NstError
 
 GIB = 2**30
@@ -29,17 +29,21 @@ BASE_BYTES = int(1.00 * GIB)  # fitted (see the module docstring)
 ACTIVATION_FACTOR = 3.0  # fitted
 WEIGHT_BYTES = {"vgg19": 80_100_000, "vgg16": 58_900_000}  # float32 conv weights, no top
 SECONDS_PER_PIXEL_STEP = 1.4e-5  # one L-BFGS step of the default objective, 2-core AVX2 CPU, float32
+# Whole-image float32 copies a tiled step keeps besides the optimiser's state: the image as NumPy
+# and as a tensor, the gradient being added up, its tensor, the update's result (fitted later).
+TILED_IMAGE_COPIES = 5
 
 
 class ScalePlan(NamedTuple):
     """One scale: output (height, width), style (height, width), steps, estimated peak bytes and
-    seconds."""
+    seconds, and its tile side in pixels (0: untiled)."""
 
     size: Tuple[int, int]
     style_size: Tuple[int, int]
     steps: int
     peak_bytes: int
     seconds: float
+    tile: int = 0
 
 
 def activation_bytes(hw: Tuple[int, int], cfg: Config) -> int:
@@ -63,11 +67,16 @@ def optimizer_bytes(hw: Tuple[int, int], cfg: Config) -> int:
 
 
 def plan(
-    cfg: Config, content_hw: Tuple[int, int], style_hws: Sequence[Tuple[int, int]] = (), batch: int = 1
+    cfg: Config,
+    content_hw: Tuple[int, int],
+    style_hws: Sequence[Tuple[int, int]] = (),
+    batch: int = 1,
+    available: Optional[int] = None,
 ) -> List[ScalePlan]:
     """The scales of a run on a content image of (height, width) `content_hw` (and style images
     of `style_hws`), each with its estimated peak memory and time; `batch` content images of
-    that size optimised together multiply the image's activations, state and time."""
+    that size optimised together multiply the image's activations, state and time. Each scale's
+    tile is `choose_tile`'s (with `available` bytes, default what is available now)."""
     from nst_tf.image_io import fit_size
 
     out = []
@@ -75,13 +84,86 @@ def plan(
         hw = (size, size) if cfg.square else fit_size(content_hw, size)
         side = style_size or size
         style_hw = [(side, side) if cfg.square else fit_size(s, side) for s in style_hws] or [hw]
-        activations = max([batch * activation_bytes(hw, cfg)] + [activation_bytes(s, cfg) for s in style_hw])
-        peak = (
-            BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + batch * optimizer_bytes(hw, cfg)
-        )
+        tile = choose_tile(cfg, hw, style_hw, batch, available)
         seconds = SECONDS_PER_PIXEL_STEP * hw[0] * hw[1] * steps * batch  # a step is one loss and gradient either way
-        out.append(ScalePlan(hw, style_hw[0], steps, int(peak), seconds))
+        if tile:
+            seconds *= tiling_cost(cfg, hw, tile)
+        out.append(ScalePlan(hw, style_hw[0], steps, peak_bytes(cfg, hw, style_hw, batch, tile), seconds, tile))
     return out
+
+
+def peak_bytes(cfg: Config, hw, style_hws, batch: int = 1, tile: int = 0) -> int:
+    """Estimated peak resident bytes of one scale (see the module docstring), untiled or with
+    tiles of `tile` px (`tiled_bytes`)."""
+    if tile:
+        return tiled_bytes(cfg, hw, style_hws, batch, tile)
+    activations = max([batch * activation_bytes(hw, cfg)] + [activation_bytes(s, cfg) for s in style_hws])
+    return int(
+        BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + batch * optimizer_bytes(hw, cfg)
+    )
+
+
+def tile_margin(cfg: Config) -> int:
+    """The halo `nst_tf.tiling` grows each tile by, in pixels (see `vgg.footprint`)."""
+    align, reach = footprint(cfg.content_layers + cfg.style_layers, cfg.backbone)
+    return -(-reach // align) * align
+
+
+def _grown(hw, tile: int, margin: int) -> Tuple[int, int]:
+    """The largest grown tile over an image of `hw`."""
+    return min(hw[0], tile + 2 * margin), min(hw[1], tile + 2 * margin)
+
+
+def tiled_bytes(cfg: Config, hw, style_hws, batch: int, tile: int) -> int:
+    """A tiled scale's estimated peak: the untiled formula over the largest grown tile (for the
+    content and the style images alike), plus what lives at the whole image's size in host
+    memory: the optimiser's state, the gradient and the image's copies (`TILED_IMAGE_COPIES`),
+    and the content target's activations in float32."""
+    margin = tile_margin(cfg)
+    activations = max(
+        [batch * activation_bytes(_grown(hw, tile, margin), cfg)]
+        + [activation_bytes(_grown(s, tile, margin), cfg) for s in style_hws]
+    )
+    image = hw[0] * hw[1] * 3 * 4
+    content = sum(h * w * channels(name) * 4 for name in cfg.content_layers for h, w in [layer_hw(hw, name, cfg.backbone)])
+    whole = batch * (optimizer_bytes(hw, cfg) + TILED_IMAGE_COPIES * image + content)
+    return int(BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + whole)
+
+
+def tiling_cost(cfg: Config, hw, tile: int) -> float:
+    """A tiled step's time over an untiled one's, estimated: the tiles' grown pixels over the
+    image's, times 4/3 (a tile runs forward for the sums, then forward and backward; an untiled
+    step runs forward and backward once, and a backward pass costs about two forwards)."""
+    margin = tile_margin(cfg)
+    grown = 0
+    for y0 in range(0, hw[0], tile):
+        for x0 in range(0, hw[1], tile):
+            rows = min(hw[0], y0 + tile + margin) - max(0, y0 - margin)
+            cols = min(hw[1], x0 + tile + margin) - max(0, x0 - margin)
+            grown += rows * cols
+    return 4 / 3 * grown / (hw[0] * hw[1])
+
+
+# Tile sides `choose_tile` tries for "auto", largest first (multiples of 16: VGG19's deepest stride).
+AUTO_TILES = (4096, 3072, 2048, 1536, 1024, 768, 512, 384, 256)
+
+
+def choose_tile(cfg: Config, hw, style_hws, batch: int = 1, available: Optional[int] = None) -> int:
+    """The tile side of a scale at (height, width) `hw`, in pixels, 0 for untiled: `cfg.tile`'s
+    number (untiled when one tile holds the whole image); for "auto", 0 when the untiled run's
+    estimate fits in `available` bytes (default: what is available now, unknown counts as
+    fitting), else the largest of `AUTO_TILES` whose estimate fits (the smallest if none does:
+    `check` then reports the shortfall)."""
+    if cfg.tile_pixels is not None:
+        return cfg.tile_pixels if cfg.tile_pixels < max(hw) else 0
+    available = available_bytes() if available is None else available
+    if available is None or peak_bytes(cfg, hw, style_hws, batch) <= available:
+        return 0
+    sizes = [t for t in AUTO_TILES if t < max(hw)] or [AUTO_TILES[-1]]
+    for tile in sizes:
+        if tiled_bytes(cfg, hw, style_hws, batch, tile) <= available:
+            return tile
+    return sizes[-1]
 
 
 def _proc_bytes(path: str, key: str) -> Optional[int]:
@@ -130,7 +212,7 @@ def check(scales: Sequence[ScalePlan], cfg: Config, available: Optional[int] = N
         h, w = scales[-1].size
         raise NstError(
             f"this run needs about {peak / GIB:.1f} GiB at {w}x{h} (estimated) but {available / GIB:.1f} GiB is "
-            f"available; choose a smaller --size, --precision=bfloat16 (halves the activations)"
+            f"available; choose a smaller --size or --tile, --precision=bfloat16 (halves the activations)"
             + (", --optimizer=adam or a smaller --lbfgs_memory" if cfg.optimizer == "lbfgs" else "")
             + ", or pass --nomemory_check to try anyway"
         )
@@ -161,11 +243,11 @@ def check_training(tc, available: Optional[int] = None) -> None:
 
 def describe(scales: Sequence[ScalePlan], cfg: Config) -> str:
     """The plan as text: one line per scale and a total."""
-    lines = [f"{'scale':<7}{'output':>11}{'style':>11}{'steps':>7}{'peak (est.)':>13}{'time (est.)':>13}"]
+    lines = [f"{'scale':<7}{'output':>11}{'style':>11}{'steps':>7}{'tile':>7}{'peak (est.)':>13}{'time (est.)':>13}"]
     for i, s in enumerate(scales, 1):
         lines.append(
             f"{i:<7}{s.size[1]:>5}x{s.size[0]:<5}{s.style_size[1]:>5}x{s.style_size[0]:<5}{s.steps:>7}"
-            f"{s.peak_bytes / GIB:>9.2f} GiB{s.seconds:>11.0f} s"
+            f"{s.tile or 'off':>7}{s.peak_bytes / GIB:>9.2f} GiB{s.seconds:>11.0f} s"
         )
     available = available_bytes()
     lines.append(

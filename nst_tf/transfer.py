@@ -12,7 +12,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import autotune, color, driver, features, image_io, losses, optimize, planner, tensor_image
+from nst_tf import autotune, color, driver, features, image_io, losses, optimize, planner, tensor_image, tiling
 from nst_tf.callbacks import Callback, default_callbacks
 from nst_tf.config import INITS, Config, make_config
 from nst_tf.errors import Interrupted, NstError
@@ -46,6 +46,8 @@ class StyleTransfer:
         configured layers); by default one is built from `config.weights` at `config.precision`.
     init_image: a starting image (any size; resized to the content's), overriding `config.init`.
     scale: which scale of a coarse-to-fine run this is (`stylize` counts them; checkpoints record it).
+    tile: the tile side in pixels for the exact tiled objective (`nst_tf.tiling`), 0 for none;
+        None: as `config.tile` says (`planner.choose_tile`). `tile` and `tiled` tell which ran.
     masks: one region mask per style (paths, PIL images or arrays), overriding `config.style_mask`.
     The content image is resized to `config.size` (longest side) and sets the output's shape; the
     style images to `config.effective_style_size`. With `preserve_colors="luminance"` the run sees
@@ -62,6 +64,7 @@ class StyleTransfer:
         init_image=None,
         masks=None,
         scale: int = 0,
+        tile: Optional[int] = None,
         **options,
     ):
         # "auto" precision and jit become what this machine runs fastest (measured once, cached).
@@ -106,14 +109,28 @@ class StyleTransfer:
         missing = [name for name in layers if name not in self.model.output]
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
-        contents = tf.constant(np.stack([self.content, *self.contents_rgb[1:]]), tf.float32)  # a batch is never grey
-        self.targets = losses.compute_targets(
-            self.model, contents, [_batch(s) for s in self.styles], cfg, blend=cfg.style_blend, masks=self.masks
-        )
-        # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
-        self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
+        contents = np.stack([self.content, *self.contents_rgb[1:]])  # a batch is never grey
         self.optimizer = optimizer = optimize.make_optimizer(cfg, variable_rate=True)
-        self.compiled = optimize.CompiledStep(optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on")
+        if tile is None:
+            tile = planner.choose_tile(cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents))
+        self.tile = tile
+        if tile:  # the exact tiled objective, and the same update of the whole image
+            self.tiled = tiling.TiledObjective(self.model, cfg, tile)
+            self.targets = self.tiled.targets(contents, self.styles, cfg.style_blend, self.masks)
+            self.loss_fn = self.tiled.loss
+            self.compiled = optimize.CompiledStep(optimize.make_update(optimizer))
+            self._step = self.tiled.step(self.compiled)
+        else:
+            self.tiled = None
+            self.targets = losses.compute_targets(
+                self.model, tf.constant(contents), [_batch(s) for s in self.styles], cfg, cfg.style_blend, self.masks
+            )
+            # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
+            self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
+            self.compiled = optimize.CompiledStep(
+                optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on"
+            )
+            self._step = self.compiled
         init = tf.constant(self.initial_images(init_image), tf.float32)
         self.state = driver.RunState(init, optimizer.init(init), step=0, scale=scale)
         self._to_host = _numpy  # where the state's tensors live (`run` across devices changes it)
@@ -214,9 +231,12 @@ class StyleTransfer:
         if strategy is not None and strategy.num_replicas_in_sync > 1:
             from nst_tf import distribute
 
+            if self.tiled is not None:
+                raise NstError("a tiled run takes one device: pass --tile=off, or leave out --devices")
+
             stepper, self.state, join = distribute.split(self, strategy)
         else:
-            stepper = driver.Stepper(self.compiled, _numpy, self.optimizer.recover)
+            stepper = driver.Stepper(self._step, _numpy, self.optimizer.recover)
         self._to_host = stepper.to_host
         try:
             driver.drive(self, steps, stepper, callbacks)
@@ -280,8 +300,12 @@ def stylize(
         [image_io.load_image(s) for s in as_list(style)],
     )
     masks = None if masks is None else [image_io.load_image(m) for m in as_list(masks)]
-    if cfg.memory_check and contents:
-        planner.check(planner.plan(cfg, contents[0].shape[:2], [s.shape[:2] for s in style], len(contents)), cfg)
+    if not contents:
+        raise NstError("no content image given")
+    # The plan fixes each scale's tile once, from the memory available before the run.
+    scale_plans = planner.plan(cfg, contents[0].shape[:2], [s.shape[:2] for s in style], len(contents))
+    if cfg.memory_check:
+        planner.check(scale_plans, cfg)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
     resume = None
     if strategy is not None and model is None:
@@ -313,6 +337,7 @@ def stylize(
             init_image=image,
             masks=masks,
             scale=index,
+            tile=scale_plans[index].tile,
         )
         model = transfer.model
         if resume is not None and index == resume.scale:

@@ -82,3 +82,31 @@ def preprocess_layer_class():
             return preprocess(rgb)
 
     return VggPreprocess
+
+
+def layer_hw(hw: Tuple[int, int], layer: str, backbone: str = "vgg19") -> Tuple[int, int]:
+    """A layer's activation (height, width) for an input of (height, width) `hw`: each pooling
+    before it halves the sides, rounding down."""
+    names = layer_names(backbone)
+    pools = sum(1 for name in names[: names.index(layer)] if name.endswith("pool"))
+    return hw[0] // 2**pools, hw[1] // 2**pools
+
+
+def footprint(layers, backbone: str = "vgg19") -> Tuple[int, int]:
+    """`(align, reach)` of the deepest of `layers`: `align` is its stride (2 to the number of
+    poolings before it: a crop that starts at a multiple of it pools exactly as the whole image
+    does), `reach` the most input pixels beyond its own stride cell that one of its positions
+    depends on, on either side (its receptive field's half width: 70 for VGG19's block5_conv1).
+
+    Walks the layer table down from the deepest layer, growing one position's input interval:
+    a 3x3 convolution adds one position on each side, a 2x2 pooling doubles the interval."""
+    names = layer_names(backbone)
+    deepest = max(names.index(name) for name in layers)
+    lo, hi, stride = 0, 0, 1
+    for name in reversed(names[: deepest + 1]):
+        if name.endswith("pool"):
+            lo, hi, stride = 2 * lo, 2 * hi + 1, 2 * stride
+        else:
+            lo, hi = lo - 1, hi + 1
+    # One position at `stride` covers input [0, stride - 1] itself; beyond that it reaches:
+    return stride, max(-lo, hi - (stride - 1))
