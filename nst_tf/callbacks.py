@@ -32,11 +32,12 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A one-line progress bar on a stream: step, loss, elapsed time and ETA."""
+    """A one-line progress bar on a stream: step, loss, elapsed time and ETA; during a tiled
+    run's steps, the pass and tile under way (at most every `tile_interval` seconds)."""
 
-    def __init__(self, stream=None, width: int = 24, min_interval: float = 0.2):
+    def __init__(self, stream=None, width: int = 24, min_interval: float = 0.2, tile_interval: float = 1.0):
         self.stream = stream or sys.stderr
-        self.width, self.min_interval = width, min_interval
+        self.width, self.min_interval, self.tile_interval = width, min_interval, tile_interval
 
     def on_run_begin(self, transfer, steps):
         self.steps, self.start, self.last, self.step = steps, time.perf_counter(), 0.0, 0
@@ -47,7 +48,7 @@ class ProgressBar(Callback):
     def on_tile(self, stage, done, total):
         """After each tile of a tiled step: the step under way, its pass and tile."""
         now = time.perf_counter()
-        if now - self.last < max(self.min_interval, 1.0) and done < total:
+        if now - self.last < self.tile_interval:
             return
         self.last = now
         self.stream.write(

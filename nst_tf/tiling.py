@@ -77,6 +77,17 @@ def owned_window(tile: Tile, layer_hw: Tuple[int, int], stride: int) -> Tuple[in
     return y0 // stride, min(up(y1), layer_hw[0]), x0 // stride, min(up(x1), layer_hw[1])
 
 
+def _open(value):
+    """A tensor's spec with its batch and pixel dimensions left open: all but the channels of a
+    rank 4 tensor (`[B, h, w, c]`), all of a rank 3 one (a mask's `[B, h, w]`)."""
+    if not isinstance(value, (tf.Tensor, np.ndarray)):
+        return value
+    shape = list(value.shape)
+    if len(shape) >= 3:
+        shape[:3] = [None] * 3
+    return tf.TensorSpec(shape, tf.as_dtype(value.dtype))
+
+
 class Part(NamedTuple):
     """What one tile's compiled pass takes: the grown tile's pixels are cut per call; these are
     fixed for the run."""
@@ -101,11 +112,13 @@ class TiledObjective:
         names = vgg.layer_names(cfg.backbone)
         self.strides = {name: 2 ** sum(n.endswith("pool") for n in names[: names.index(name)]) for name in self.layers}
         self.on_tile = None
-        self.trace_count = 0
-        self._owned = tf.function(self._owned_features, reduce_retracing=True)
-        self._sums = tf.function(self._tile_sums, reduce_retracing=True)
-        self._grad = tf.function(self._tile_grad, reduce_retracing=True)
-        self._head = tf.function(self._head_and_cotangents)
+        self._functions = {
+            "features": tf.function(self._owned_features),
+            "sums": tf.function(self._tile_sums),
+            "gradient": tf.function(self._tile_grad),
+            "head": tf.function(self._head_and_cotangents),
+        }
+        self._concrete = {}
 
     # -- geometry -------------------------------------------------------------------------
     def grid(self, hw) -> List[Tile]:
@@ -128,8 +141,20 @@ class TiledObjective:
         return local
 
     # -- compiled passes ------------------------------------------------------------------
+    @property
+    def trace_counts(self) -> Dict[str, int]:
+        """How often each compiled pass was traced: once each (per image size for the head)."""
+        return {name: fn.experimental_get_tracing_count() for name, fn in self._functions.items()}
+
+    def _call(self, name, *args):
+        """A compiled pass, traced once for every tile: the tiles' pixel dimensions are left open
+        (they differ at the image's edges)."""
+        if name not in self._concrete:
+            specs = tf.nest.map_structure(_open, args)
+            self._concrete[name] = self._functions[name].get_concrete_function(*specs)
+        return self._concrete[name](*args)
+
     def _owned_features(self, image, windows):
-        self.trace_count += 1
         features = self.model(image, training=False)
         return {name: features[name][:, w[0] : w[1], w[2] : w[3], :] for name, w in windows.items()}
 
@@ -175,7 +200,7 @@ class TiledObjective:
         for k, tile in enumerate(grid):
             gy0, gy1, gx0, gx1 = tile.grown
             windows = self._local(tile, self._windows(tile, image.shape[1:3]))
-            owned = self._owned(tf.constant(image[:, gy0:gy1, gx0:gx1]), windows)
+            owned = self._call("features", tf.constant(image[:, gy0:gy1, gx0:gx1]), windows)
             value = fn(tile, owned)
             if value is not None:
                 total = value if total is None else tf.nest.map_structure(tf.add, total, value)
@@ -276,7 +301,7 @@ class TiledObjective:
         """Pass 1: the whole image's `losses.objective_sums`, added up over the tiles."""
         total = None
         for k, (tile, part, crop) in enumerate(self._crops(image)):
-            sums = self._sums(crop, part)
+            sums = self._call("sums", crop, part)
             total = sums if total is None else tf.nest.map_structure(tf.add, total, sums)
             self._report("pass 1", k + 1, len(self._parts))
         return total
@@ -291,11 +316,11 @@ class TiledObjective:
         """`(loss [B], terms, gradient)` as `optimize.loss_and_grad` gives them for the untiled
         objective: the two passes of the module docstring."""
         image = np.asarray(image, np.float32)
-        loss, terms, cotangents, tv_grad, scale = self._head(self.sums(image), tf.constant(image))
+        loss, terms, cotangents, tv_grad, scale = self._functions["head"](self.sums(image), tf.constant(image))
         grad = np.array(tv_grad, np.float32)
         for k, (tile, part, crop) in enumerate(self._crops(image)):
             gy0, gy1, gx0, gx1 = tile.grown
-            grad[:, gy0:gy1, gx0:gx1] += self._grad(crop, part, cotangents).numpy()
+            grad[:, gy0:gy1, gx0:gx1] += self._call("gradient", crop, part, cotangents).numpy()
             self._report("pass 2", k + 1, len(self._parts))
         grad *= scale.numpy().reshape(-1, 1, 1, 1)
         return loss, terms, tf.constant(grad)

@@ -46,8 +46,8 @@ class StyleTransfer:
         configured layers); by default one is built from `config.weights` at `config.precision`.
     init_image: a starting image (any size; resized to the content's), overriding `config.init`.
     scale: which scale of a coarse-to-fine run this is (`stylize` counts them; checkpoints record it).
-    tile: the tile side in pixels for the exact tiled objective (`nst_tf.tiling`), 0 for none;
-        None: as `config.tile` says (`planner.choose_tile`). `tile` and `tiled` tell which ran.
+    `config.tile` says whether the loss and gradient are computed tile by tile (`nst_tf.tiling`,
+    through `planner.choose_tile`); `tile` (pixels, 0 for untiled) and `tiled` tell which.
     masks: one region mask per style (paths, PIL images or arrays), overriding `config.style_mask`.
     The content image is resized to `config.size` (longest side) and sets the output's shape; the
     style images to `config.effective_style_size`. With `preserve_colors="luminance"` the run sees
@@ -64,7 +64,6 @@ class StyleTransfer:
         init_image=None,
         masks=None,
         scale: int = 0,
-        tile: Optional[int] = None,
         **options,
     ):
         # "auto" precision and jit become what this machine runs fastest (measured once, cached).
@@ -111,9 +110,9 @@ class StyleTransfer:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
         contents = np.stack([self.content, *self.contents_rgb[1:]])  # a batch is never grey
         self.optimizer = optimizer = optimize.make_optimizer(cfg, variable_rate=True)
-        if tile is None:
-            tile = planner.choose_tile(cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents))
-        self.tile = tile
+        self.tile = tile = planner.choose_tile(
+            cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents)
+        )
         if tile:  # the exact tiled objective, and the same update of the whole image
             self.tiled = tiling.TiledObjective(self.model, cfg, tile)
             self.targets = self.tiled.targets(contents, self.styles, cfg.style_blend, self.masks)
@@ -327,7 +326,13 @@ def stylize(
         if resume is not None and index < resume.scale:
             continue
         scale_cfg = cfg.replace(
-            size=size, style_size=style_size, steps=steps, scales=1, start_size=None, scale_steps=None
+            size=size,
+            style_size=style_size,
+            steps=steps,
+            scales=1,
+            start_size=None,
+            scale_steps=None,
+            tile=str(scale_plans[index].tile or "off"),
         )
         transfer = StyleTransfer(
             contents if batched else contents[0],
@@ -337,7 +342,6 @@ def stylize(
             init_image=image,
             masks=masks,
             scale=index,
-            tile=scale_plans[index].tile,
         )
         model = transfer.model
         if resume is not None and index == resume.scale:
