@@ -174,7 +174,10 @@ class Lbfgs:
         """The two-loop recursion: `-H grad` for each image's inverse Hessian estimate `H`.
 
         Written as `tf.while_loop`s over the ring buffer (empty slots have rho = 0 and change
-        nothing), so the graph, and XLA's compile time, do not grow with the memory.
+        nothing), so the graph, and XLA's compile time, do not grow with the memory. One
+        iteration at a time: each needs the last one's result anyway, and TensorFlow's default
+        (10 in flight) gathers ten history rows at once, image-sized each (measured on a
+        4096x2744 image, memory 10: 12.7 GiB peak against 8.5 GiB one at a time).
         """
         m = self.memory
         slot = lambda i: tf.math.floormod(state.pairs - 1 - i, m)  # [B]; i = 0 is the newest pair
@@ -193,6 +196,7 @@ class Lbfgs:
             lambda i, q, a: i < m,
             newest_first,
             (tf.constant(0), q0, tf.zeros_like(state.rho)),
+            parallel_iterations=1,
         )
         newest = slot(0)
         s_new, y_new = _row(state.s, newest), _row(state.y, newest)
@@ -204,7 +208,9 @@ class Lbfgs:
             beta = _row(state.rho, j) * _dot(_row(state.y, j), r)
             return i - 1, r + (tf.gather(alphas, i, axis=1) - beta)[:, None] * _row(state.s, j)
 
-        _, r = tf.while_loop(lambda i, r: i >= 0, oldest_first, (tf.constant(m - 1), gamma[:, None] * q))
+        _, r = tf.while_loop(
+            lambda i, r: i >= 0, oldest_first, (tf.constant(m - 1), gamma[:, None] * q), parallel_iterations=1
+        )
         shape = grad.shape if grad.shape.is_fully_defined() else tf.shape(grad)
         return -tf.reshape(r, shape)
 

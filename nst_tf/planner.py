@@ -30,8 +30,15 @@ ACTIVATION_FACTOR = 3.0  # fitted
 WEIGHT_BYTES = {"vgg19": 80_100_000, "vgg16": 58_900_000}  # float32 conv weights, no top
 SECONDS_PER_PIXEL_STEP = 1.4e-5  # one L-BFGS step of the default objective, 2-core AVX2 CPU, float32
 # Whole-image float32 copies a tiled step keeps besides the optimiser's state: the image as NumPy
-# and as a tensor, the gradient being added up, its tensor, the update's result (fitted later).
+# and as a tensor, the gradient being added up, its tensor, the update's result.
 TILED_IMAGE_COPIES = 5
+# A tiled pass's peak over its grown tile's float32 activation bytes, whatever the precision (the
+# passes run without XLA), and an update's temporaries over the optimiser's state. Fitted to VmHWM
+# of a 2-core AVX-512 CPU, bfloat16, 4096x2744 px in tiles of 1024 (see the README's tiling section
+# for the runs that check them): Adam 4.31 GiB (the tile's pass is the larger phase), L-BFGS
+# (memory 10) 10.0 GiB after 2 steps (the update is).
+TILE_ACTIVATION_FACTOR = 0.95
+UPDATE_EXTRA = {"adam": 1.0, "lbfgs": 1.6}
 
 
 class ScalePlan(NamedTuple):
@@ -46,11 +53,12 @@ class ScalePlan(NamedTuple):
     tile: int = 0
 
 
-def activation_bytes(hw: Tuple[int, int], cfg: Config) -> int:
-    """Bytes of one forward pass's activations, up to the deepest configured layer."""
+def activation_bytes(hw: Tuple[int, int], cfg: Config, itemsize: Optional[int] = None) -> int:
+    """Bytes of one forward pass's activations, up to the deepest configured layer (at the
+    precision's item size unless `itemsize` is given)."""
     names = layer_names(cfg.backbone)
     deepest = max(names.index(n) for n in cfg.content_layers + cfg.style_layers)
-    itemsize = 4 if cfg.precision in ("auto", "float32") else 2
+    itemsize = itemsize or (4 if cfg.precision in ("auto", "float32") else 2)
     total, (h, w) = 0, hw
     for name in names[: deepest + 1]:
         if name.endswith("pool"):
@@ -115,19 +123,23 @@ def _grown(hw, tile: int, margin: int) -> Tuple[int, int]:
 
 
 def tiled_bytes(cfg: Config, hw, style_hws, batch: int, tile: int) -> int:
-    """A tiled scale's estimated peak: the untiled formula over the largest grown tile (for the
-    content and the style images alike), plus what lives at the whole image's size in host
-    memory: the optimiser's state, the gradient and the image's copies (`TILED_IMAGE_COPIES`),
-    and the content target's activations in float32."""
+    """A tiled scale's estimated peak: BASE and the weights; what lives at the whole image's size
+    (the optimiser's state, the gradient and the image's copies, `TILED_IMAGE_COPIES`, and the
+    content target's activations in float32, twice: whole, and cut into the tiles' parts); and
+    the larger of two phases of a step: a tile's pass (`TILE_ACTIVATION_FACTOR` x the largest grown
+    tile's activations in float32, the content's or a style image's) and the update of the whole
+    image (`UPDATE_EXTRA` x the optimiser's state, its temporaries)."""
     margin = tile_margin(cfg)
     activations = max(
-        [batch * activation_bytes(_grown(hw, tile, margin), cfg)]
-        + [activation_bytes(_grown(s, tile, margin), cfg) for s in style_hws]
+        [batch * activation_bytes(_grown(hw, tile, margin), cfg, itemsize=4)]
+        + [activation_bytes(_grown(s, tile, margin), cfg, itemsize=4) for s in style_hws]
     )
     image = hw[0] * hw[1] * 3 * 4
     content = sum(h * w * channels(name) * 4 for name in cfg.content_layers for h, w in [layer_hw(hw, name, cfg.backbone)])
-    whole = batch * (optimizer_bytes(hw, cfg) + TILED_IMAGE_COPIES * image + content)
-    return int(BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + whole)
+    state = batch * optimizer_bytes(hw, cfg)
+    whole = state + batch * (TILED_IMAGE_COPIES * image + 2 * content)
+    phase = max(TILE_ACTIVATION_FACTOR * activations, UPDATE_EXTRA[cfg.optimizer] * state)
+    return int(BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + whole + phase)
 
 
 def tiling_cost(cfg: Config, hw, tile: int) -> float:

@@ -25,7 +25,8 @@ Timings on shared machines are noisy: read the ratios, from one run.
     python scripts/benchmark.py --memory --sizes=128,256,384,512 --weights=embedded
 
 measures the peak resident memory of a one-scale run (default objective, 3 steps) at each size,
-each in a fresh process, against `nst_tf.planner`'s estimate.
+each in a fresh process, against `nst_tf.planner`'s estimate; `--memory_options=tile=1024,precision=bfloat16`
+measures tiled runs (or any other option).
 
     python scripts/benchmark.py --networks --weights=embedded
 
@@ -55,6 +56,13 @@ pipeline on the DirectRunner with 2 worker processes. The job: the 4 bundled ima
 (square, --size px) x the_scream, --steps L-BFGS steps at one scale, no evaluation reports. Each
 command runs in a fresh process; "wall" counts everything (start-up, model building, XLA compiling),
 "stylising" only the optimisation (the manifest's batch_seconds).
+
+    python scripts/benchmark.py --tiling --size=1024 --tiles=256,512 --check_steps=20 --weights=embedded
+
+measures the exact tiled objective (`--tile`) against the untiled run at a size where both fit: the
+median seconds per step (float32, XLA off, Adam, after two warm-up steps) untiled and with each tile
+side, their ratio, and how far each tiled run's PNG after --check_steps Adam steps is from the
+untiled one's (largest difference in levels, share of pixels that differ).
 
     python scripts/benchmark.py --profile --modes="adam f32,adam bf16" --size=384 --weights=embedded
 
@@ -87,6 +95,7 @@ flags.DEFINE_string("child", None, "(internal) run one mode and write its JSON r
 flags.DEFINE_float("target", None, "(internal) the reference's loss to reach.")
 flags.DEFINE_boolean("memory", False, "Measure peak memory against the planner's estimate instead.")
 flags.DEFINE_list("sizes", ["128", "256", "384", "512"], "Memory: output sizes to measure.")
+flags.DEFINE_list("memory_options", [], "Memory: options of the measured runs, name=value (e.g. tile=1024).")
 flags.DEFINE_boolean("statistics", False, "Time each style statistic instead (see the module doc).")
 flags.DEFINE_boolean("serving", False, "Benchmark the SavedModel export instead (see the module doc).")
 flags.DEFINE_integer("requests", 3, "Serving: requests per export variant.")
@@ -103,6 +112,8 @@ flags.DEFINE_list("network_sizes", ["256", "512", "1024"], "Sizes for --networks
 flags.DEFINE_integer("warm_size", 512, "Size of the --networks warm-start measurement.")
 flags.DEFINE_integer("train_steps", 20, "Training steps timed by --networks.")
 flags.DEFINE_boolean("profile", False, "Profile the reference and --modes op by op instead (see the module doc).")
+flags.DEFINE_boolean("tiling", False, "Time the tiled objective against the untiled one instead (see the module doc).")
+flags.DEFINE_list("tiles", ["256", "512"], "Tile sides for --tiling.")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 FLAGS = flags.FLAGS
 
@@ -435,13 +446,15 @@ def memory_main():
 
     content = image_io.load_image(image_io.example_path("boston")).shape[:2]
     style = image_io.load_image(image_io.example_path("the_scream")).shape[:2]
-    print(f"{'size':>6}{'activations':>13}{'estimate':>10}{'measured':>10}{'ratio':>7}", flush=True)
+    options = dict({"precision": "float32"}, **dict(o.split("=", 1) for o in FLAGS.memory_options))
+    print(f"options: {options}")
+    print(f"{'size':>6}{'tile':>6}{'activations':>13}{'estimate':>10}{'measured':>10}{'ratio':>7}", flush=True)
     for size in map(int, FLAGS.sizes):
-        cfg = config.Config(size=size, scales=1, steps=3, precision="float32")
+        cfg = config.Config(size=size, scales=1, steps=3, **options)
         estimate = planner.plan(cfg, content, [style])[-1]
-        peak = measured_peak(size, FLAGS.weights)
+        peak = measured_peak(size, FLAGS.weights, *[f"{k}={v}" for k, v in options.items()])
         print(
-            f"{size:>6}{planner.activation_bytes(estimate.size, cfg) / 2**20:>10.0f} MiB"
+            f"{size:>6}{estimate.tile or 'off':>6}{planner.activation_bytes(estimate.size, cfg) / 2**20:>10.0f} MiB"
             f"{estimate.peak_bytes / 2**30:>6.2f} GiB{peak / 2**30:>6.2f} GiB{estimate.peak_bytes / peak:>7.2f}",
             flush=True,
         )
@@ -450,15 +463,6 @@ def memory_main():
 def statistics_main():
     import nst_tf
     from nst_tf import image_io
-
-    class StepTimes(nst_tf.Callback):
-        def on_run_begin(self, transfer, steps):
-            self.times, self.last = [], time.perf_counter()
-
-        def on_step_end(self, transfer, step, loss, terms):
-            now = time.perf_counter()
-            self.times.append(now - self.last)
-            self.last = now
 
     variants = [
         ("gram", {}),
@@ -483,6 +487,47 @@ def statistics_main():
         base = base or median
         print(
             f"{name:<18}{'on' if run.compiled.jit_compile else 'off':>5}{median:>8.3f}{median / base:>7.2f}", flush=True
+        )
+
+
+class StepTimes:
+    """A callback that records each step's seconds."""
+
+    def on_run_begin(self, transfer, steps):
+        self.times, self.last = [], time.perf_counter()
+
+    def on_step_end(self, transfer, step, loss, terms):
+        now = time.perf_counter()
+        self.times.append(now - self.last)
+        self.last = now
+
+    def on_run_end(self, transfer):
+        pass
+
+
+def tiling_main():
+    import nst_tf
+    from nst_tf import image_io
+
+    content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
+    options = dict(size=FLAGS.size, scales=1, optimizer="adam", precision="float32", jit="off", weights=FLAGS.weights)
+    print(f"boston x the_scream, {FLAGS.size} px, Adam, float32, XLA off; {FLAGS.check_steps} steps", flush=True)
+    print(f"{'tile':>6}{'tiles':>7}{'halo':>6}{'s/step':>9}{'ratio':>7}{'max diff':>10}{'differ':>9}")
+    base = reference = None
+    for tile in ["off"] + FLAGS.tiles:
+        run = nst_tf.StyleTransfer(content, style, tile=tile, **options)
+        timer = StepTimes()
+        image = run.run(FLAGS.check_steps + 2, callbacks=[timer])
+        median = float(np.median(timer.times[2:]))
+        count, halo = ("-", "-") if run.tiled is None else (len(run.tiled.grid(run.content.shape[:2])), run.tiled.margin)
+        if reference is None:
+            base, reference = median, image.astype(int)
+            print(f"{tile:>6}{count:>7}{halo:>6}{median:>9.2f}{1.0:>7.2f}", flush=True)
+            continue
+        diff = np.abs(image.astype(int) - reference)
+        print(
+            f"{tile:>6}{count:>7}{halo:>6}{median:>9.2f}{median / base:>7.2f}{diff.max():>10}{(diff > 0).mean():>9.1e}",
+            flush=True,
         )
 
 
@@ -693,6 +738,8 @@ def _timed(f):
 
 
 def main(argv):
+    if FLAGS.tiling:
+        return tiling_main()
     if FLAGS.networks:
         return networks_main()
     if FLAGS.profile:
