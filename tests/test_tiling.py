@@ -197,8 +197,12 @@ def test_auto_tiles_only_the_scales_that_do_not_fit():
     assert planner.tiled_bytes(cfg, scales[2].size, style, 1, larger) > 20 * planner.GIB
     untiled = planner.peak_bytes(cfg, scales[-1].size, style)
     assert untiled > 40 * planner.GIB and scales[-1].peak_bytes < untiled / 2
-    smaller = planner.plan(cfg, (3000, 4000), style, available=8 * planner.GIB)[-1]
-    assert smaller.tile < 2048 and smaller.peak_bytes <= 8 * planner.GIB
+    # In 8 GiB, Adam fits in smaller tiles; L-BFGS's history of the whole image does not fit at all.
+    adam = planner.plan(cfg.replace(optimizer="adam"), (3000, 4000), style, available=8 * planner.GIB)
+    assert 0 < adam[-1].tile < scales[2].tile and adam[-1].peak_bytes <= 8 * planner.GIB
+    lbfgs = planner.plan(cfg, (3000, 4000), style, available=8 * planner.GIB)
+    with pytest.raises(NstError, match="--optimizer=adam or a smaller --lbfgs_memory"):
+        planner.check(lbfgs, cfg, available=8 * planner.GIB)
     assert planner.choose_tile(cfg.replace(tile="512"), (300, 400), style) == 0  # one tile holds it
     assert planner.choose_tile(cfg.replace(tile="512"), (3000, 4000), style) == 512
     assert planner.choose_tile(cfg.replace(tile="off"), (3000, 4000), style, available=1) == 0
