@@ -249,7 +249,7 @@ class Runner:
         start = time.perf_counter()
         if self.painter is not None:
             cfg = self.cfg
-            images = [self.painter.paint(c, style, cfg.size, strength=cfg.strength) for c in contents]
+            images = [self.painter.paint(c, style, cfg.size, strength=cfg.strength, tile=cfg.tile) for c in contents]
             seconds = time.perf_counter() - start
             loss, terms = [None] * len(group), {}  # a network's painting has no optimisation loss
         else:

@@ -31,6 +31,33 @@ class Callback:
         pass
 
 
+class TileProgress:
+    """`on_tile(pass, passes, done, total)` for a network's tiled painting
+    (`nst_tf.networks.tiled`): one line on a stream, at most every `interval` seconds; `close()`
+    ends the line."""
+
+    def __init__(self, stream=None, interval: float = 1.0):
+        self.stream, self.interval = stream or sys.stderr, interval
+        self.start, self.last, self.written = time.perf_counter(), 0.0, False
+
+    def __call__(self, stage: int, stages: int, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.interval and not (stage == stages and done == total):
+            return
+        self.last, self.written = now, True
+        self.stream.write(
+            f"\rpainting tile by tile: pass {stage}/{stages}, tile {done}/{total}  {now - self.start:.0f}s elapsed".ljust(
+                72
+            )
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.written:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 class ProgressBar(Callback):
     """A one-line progress bar on a stream: step, loss, elapsed time and ETA; during a tiled
     run's steps, the pass and tile under way (at most every `tile_interval` seconds)."""

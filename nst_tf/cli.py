@@ -163,14 +163,26 @@ def main(argv) -> int:
         image_io.check_not_an_input(output, [fv.content, *fv.style, *(cfg.style_mask or ()), cfg.init])
         content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
         if cfg.network and cfg.init != "network":  # one forward pass
+            from nst_tf import planner
+
+            if fv.dry_run:
+                print(planner.describe_network(image_io.load_image(fv.content, cfg.size).shape[:2], cfg.tile))
+                return 0
             _import_tensorflow_quietly()
+            from nst_tf import callbacks
             from nst_tf.networks import use
 
-            start = time.perf_counter()
-            image = use.paint_with_config(cfg, content, styles, default_styles=not fv["style"].present)
+            start, on_tile = time.perf_counter(), callbacks.TileProgress() if fv.progress else None
+            try:
+                image = use.paint_with_config(
+                    cfg, content, styles, default_styles=not fv["style"].present, on_tile=on_tile
+                )
+            finally:
+                if on_tile:
+                    on_tile.close()
             image_io.save_image(output, image)
             print(
-                f"wrote {output} ({image.shape[1]}x{image.shape[0]}, one forward pass of {cfg.network} in "
+                f"wrote {output} ({image.shape[1]}x{image.shape[0]}, painted by {cfg.network} in "
                 f"{time.perf_counter() - start:.1f} s)"
             )
             return 0

@@ -259,7 +259,7 @@ class Config:
     @property
     def tile_pixels(self) -> Optional[int]:
         """`tile` as a number: None for "auto", 0 for "off", else the tile side in pixels."""
-        return {"auto": None, "off": 0}[self.tile] if self.tile in ("auto", "off") else int(self.tile)
+        return tile_pixels(self.tile)
 
     @property
     def layer_weights(self) -> Tuple[float, ...]:
@@ -471,10 +471,20 @@ def _validate(cfg: Config) -> None:
         raise NstError("init=network needs network, the trained network to start from")
     if not 0.0 <= cfg.strength <= 1.0:
         raise NstError(f"strength must be in [0, 1], got {cfg.strength!r}")
-    if cfg.tile not in ("auto", "off") and not (cfg.tile.isdigit() and int(cfg.tile) >= MIN_TILE):
-        raise NstError(f"tile must be auto, off or a tile side of {MIN_TILE} px or more, got {cfg.tile!r}")
+    tile_pixels(cfg.tile)
     if cfg.style_index is not None and cfg.style_index < 0:
         raise NstError(f"style_index must be 0 or more, got {cfg.style_index}")
+
+
+def tile_pixels(tile) -> Optional[int]:
+    """A tile option ("auto", "off", or a tile side: a number or its text) as a number: None for
+    "auto", 0 for "off", else the side in pixels; an `NstError` for anything else."""
+    if tile in ("auto", "off"):
+        return {"auto": None, "off": 0}[tile]
+    text = str(tile)
+    if isinstance(tile, bool) or not (text.isdigit() and int(text) >= MIN_TILE):
+        raise NstError(f"tile must be auto, off or a tile side of {MIN_TILE} px or more, got {tile!r}")
+    return int(text)
 
 
 def _choice(cfg, name, choices):

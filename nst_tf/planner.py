@@ -20,7 +20,7 @@ import os
 import sys
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
-from nst_tf.config import Config
+from nst_tf.config import Config, tile_pixels
 from nst_tf.vgg import channels, footprint, layer_hw, layer_names
 from nst_tf.errors import NstError
 
@@ -135,7 +135,9 @@ def tiled_bytes(cfg: Config, hw, style_hws, batch: int, tile: int) -> int:
         + [activation_bytes(_grown(s, tile, margin), cfg, itemsize=4) for s in style_hws]
     )
     image = hw[0] * hw[1] * 3 * 4
-    content = sum(h * w * channels(name) * 4 for name in cfg.content_layers for h, w in [layer_hw(hw, name, cfg.backbone)])
+    content = sum(
+        h * w * channels(name) * 4 for name in cfg.content_layers for h, w in [layer_hw(hw, name, cfg.backbone)]
+    )
     state = batch * optimizer_bytes(hw, cfg)
     whole = state + batch * (TILED_IMAGE_COPIES * image + 2 * content)
     phase = max(TILE_ACTIVATION_FACTOR * activations, UPDATE_EXTRA[cfg.optimizer] * state)
@@ -176,6 +178,54 @@ def choose_tile(cfg: Config, hw, style_hws, batch: int = 1, available: Optional[
         if tiled_bytes(cfg, hw, style_hws, batch, tile) <= available:
             return tile
     return sizes[-1]
+
+
+# A transform network's forward pass (float32), fitted to peak RSS of `nst-tf --network=demo`
+# (width 1) on a 2-core CPU: see `network_bytes`.
+NETWORK_BASE_BYTES = int(0.66 * GIB)
+NETWORK_BYTES_PER_PIXEL = 461  # the untiled pass, per input pixel at width 1
+NETWORK_TILE_BYTES_PER_PIXEL = 418  # a tiled pass, per grown tile pixel at width 1
+NETWORK_IMAGE_BYTES_PER_PIXEL = 72  # a tiled painting's whole-image arrays (decoded, input, padded, output)
+NETWORK_MARGIN = 60  # the default network's reach (57 px) rounded up to its stride (4)
+
+
+def network_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
+    """Estimated peak resident bytes of painting an image of (height, width) `hw` with a transform
+    network of width `alpha`, untiled or with tiles of `tile` px (`nst_tf.networks.tiled`)."""
+    pixels = hw[0] * hw[1]
+    if not tile:
+        return int(NETWORK_BASE_BYTES + alpha * NETWORK_BYTES_PER_PIXEL * pixels)
+    grown = _grown(hw, tile, NETWORK_MARGIN)
+    return int(
+        NETWORK_BASE_BYTES
+        + NETWORK_IMAGE_BYTES_PER_PIXEL * pixels
+        + alpha * NETWORK_TILE_BYTES_PER_PIXEL * grown[0] * grown[1]
+    )
+
+
+def choose_network_tile(hw, tile="auto", alpha: float = 1.0, available: Optional[int] = None) -> int:
+    """The tile side for painting an image of `hw` with a network, 0 for untiled: `tile`'s number
+    (untiled when one tile holds the image), or for "auto" 0 when the untiled pass fits in
+    `available` bytes (default: what is available now), else the largest of `AUTO_TILES` that
+    fits (the smallest if none does)."""
+    side = tile_pixels(tile)
+    if side is not None:
+        return side if side < max(hw) else 0
+    available = available_bytes() if available is None else available
+    if available is None or network_bytes(hw, alpha) <= available:
+        return 0
+    sizes = [t for t in AUTO_TILES if t < max(hw)] or [AUTO_TILES[-1]]
+    return next((t for t in sizes if network_bytes(hw, alpha, t) <= available), sizes[-1])
+
+
+def describe_network(hw, tile="auto", alpha: float = 1.0) -> str:
+    """A network painting's plan as text: its size, tile and estimated peak."""
+    side = choose_network_tile(hw, tile, alpha)
+    available = available_bytes()
+    return (
+        f"network painting {hw[1]}x{hw[0]}: tile {side or 'off'}, peak {network_bytes(hw, alpha, side) / GIB:.2f} GiB "
+        f"(estimated{f'; available now: {available / GIB:.1f} GiB' if available else ''})"
+    )
 
 
 def _proc_bytes(path: str, key: str) -> Optional[int]:

@@ -29,7 +29,6 @@ owned positions, and each style image's statistic from its tiles' sums.
 
 from __future__ import annotations
 
-import time
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -160,9 +159,7 @@ class TiledObjective:
 
     def _tile_sums(self, image, part: Part):
         owned = self._owned_features(image, part.windows)
-        styles = tuple(
-            style._replace(masks=masks) for style, masks in zip(self._targets.styles, part.masks)
-        )
+        styles = tuple(style._replace(masks=masks) for style, masks in zip(self._targets.styles, part.masks))
         return losses.objective_sums(owned, losses.Targets(part.content, styles), self.cfg, self._counts)
 
     def _tile_grad(self, image, part: Part, cotangents):
@@ -187,9 +184,7 @@ class TiledObjective:
             loss, terms = losses.objective_from_sums(sums, self._targets, self.cfg, tv, per_image=True)
             scale = tf.stop_gradient(tf.maximum(tf.abs(loss), 1e-30) / optimize.LOSS_SCALE)
             scaled = tf.reduce_sum(loss / scale)
-        cotangents, tv_grad = tape.gradient(
-            scaled, [sums, image], unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
+        cotangents, tv_grad = tape.gradient(scaled, [sums, image], unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return loss, terms, cotangents, tv_grad, scale
 
     # -- targets --------------------------------------------------------------------------
@@ -217,7 +212,9 @@ class TiledObjective:
         content = {}
         if cfg.content_layers:
             full = {
-                name: np.zeros((contents.shape[0], *vgg.layer_hw(hw, name, cfg.backbone), vgg.channels(name)), np.float32)
+                name: np.zeros(
+                    (contents.shape[0], *vgg.layer_hw(hw, name, cfg.backbone), vgg.channels(name)), np.float32
+                )
                 for name in cfg.content_layers
             }
 
@@ -238,7 +235,9 @@ class TiledObjective:
         self._targets = losses.Targets(content, tuple(style_targets))
         self._counts = losses.Counts(
             {name: float(np.prod(vgg.layer_hw(hw, name, cfg.backbone))) for name in self.layers},
-            tuple(None if t.masks is None else {n: tf.reduce_sum(m) for n, m in t.masks.items()} for t in style_targets),
+            tuple(
+                None if t.masks is None else {n: tf.reduce_sum(m) for n, m in t.masks.items()} for t in style_targets
+            ),
         )
         self._parts = [(tile, self._part(tile)) for tile in self.grid(hw)]
         return self._targets

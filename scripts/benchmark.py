@@ -519,7 +519,9 @@ def tiling_main():
         timer = StepTimes()
         image = run.run(FLAGS.check_steps + 2, callbacks=[timer])
         median = float(np.median(timer.times[2:]))
-        count, halo = ("-", "-") if run.tiled is None else (len(run.tiled.grid(run.content.shape[:2])), run.tiled.margin)
+        count, halo = (
+            ("-", "-") if run.tiled is None else (len(run.tiled.grid(run.content.shape[:2])), run.tiled.margin)
+        )
         if reference is None:
             base, reference = median, image.astype(int)
             print(f"{tile:>6}{count:>7}{halo:>6}{median:>9.2f}{1.0:>7.2f}", flush=True)

@@ -72,8 +72,12 @@ def test_tiles_own_every_pixel_and_every_layer_position_once():
 def _both(cfg, model, content, styles, tile, masks=None, blend=None):
     """`(loss, gradient)` of a perturbed content image, untiled and tiled."""
     x = np.clip(content + 0.1 * np.random.default_rng(0).standard_normal(content.shape), 0, 1).astype(np.float32)
-    targets = losses.compute_targets(model, tf.constant(content), [tf.constant(s[None]) for s in styles], cfg, blend, masks)
-    loss, _, grad = optimize.loss_and_grad(lambda im: losses.objective(model, targets, cfg, im, per_image=True), tf.constant(x))
+    targets = losses.compute_targets(
+        model, tf.constant(content), [tf.constant(s[None]) for s in styles], cfg, blend, masks
+    )
+    loss, _, grad = optimize.loss_and_grad(
+        lambda im: losses.objective(model, targets, cfg, im, per_image=True), tf.constant(x)
+    )
     tiled = tiling.TiledObjective(model, cfg, tile)
     tiled.targets(content, styles, blend, masks)
     tiled_loss, _, tiled_grad = tiled.loss_and_grad(x)
@@ -158,8 +162,14 @@ def test_the_progress_bar_shows_the_tiles_of_a_step(vgg19):
     stream = io.StringIO()
     bar = ProgressBar(stream, min_interval=0.0, tile_interval=0.0)
     nst_tf.stylize(
-        image_io.example_path("boston"), image_io.example_path("the_scream"), size=64, steps=2, tile="32",
-        model=vgg19, callbacks=[bar], **RUN
+        image_io.example_path("boston"),
+        image_io.example_path("the_scream"),
+        size=64,
+        steps=2,
+        tile="32",
+        model=vgg19,
+        callbacks=[bar],
+        **RUN,
     )
     text = stream.getvalue()
     assert "step 1/2: pass 1, tile 1/4" in text and "step 2/2: pass 2, tile 4/4" in text
@@ -170,7 +180,12 @@ def test_a_tiled_run_refuses_several_devices(vgg19):
 
     strategy = SimpleNamespace(num_replicas_in_sync=2)  # refused before the strategy is used
     transfer = nst_tf.StyleTransfer(
-        [image_io.example_path("boston")] * 2, image_io.example_path("the_scream"), size=48, tile="32", model=vgg19, **RUN
+        [image_io.example_path("boston")] * 2,
+        image_io.example_path("the_scream"),
+        size=48,
+        tile="32",
+        model=vgg19,
+        **RUN,
     )
     with pytest.raises(NstError, match="a tiled run takes one device"):
         transfer.run(1, strategy=strategy)
@@ -213,14 +228,80 @@ def test_the_command_line_plans_tiles_and_refuses_a_bad_tile(tmp_path):
     env = dict(os.environ, NST_TF_OFFLINE="1")
     dry = subprocess.run(
         [sys.executable, script, "--size=4096", "--tile=1024", "--dry_run", f"--output={tmp_path / 'x.png'}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert dry.returncode == 0, dry.stderr
     last = dry.stdout.splitlines()[3]
     assert last.split()[1].startswith("4096x") and last.split()[4] == "1024", dry.stdout
     bad = subprocess.run(
         [sys.executable, script, "--tile=huge", f"--output={tmp_path / 'x.png'}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("nst-tf: error: tile must be"), bad.stderr
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("nst-tf: error: tile must be"), (
+        bad.stderr
+    )
     assert not (tmp_path / "x.png").exists()
+
+
+# -- a network's tiled painting (nst_tf.networks.tiled) ----------------------------------------
+
+
+def test_the_network_reach_is_its_measured_receptive_field():
+    """With every norm layer's statistics held fixed, an output pixel's gradient reaches at most
+    `reach` input pixels away, and exactly that far for one of the four pixels of a stride cell."""
+    from nst_tf.networks import models, tiled
+
+    tf.keras.utils.set_random_seed(0)
+    transform = models.build_transform(alpha=0.25)
+    image = tf.constant(np.random.default_rng(0).random((1, 200, 200, 3)), tf.float32)
+    embedding = tf.random.normal([1, models.EMBEDDING], seed=1)
+    fixed = lambda layer, x: (tf.zeros([1, 1, 1, 1]), tf.ones([1, 1, 1, 1]))  # noqa: E731
+    farthest = 0
+    for p in range(100, 104):
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            with models.norm_moments(fixed):
+                chosen = tf.reduce_sum(transform([image, embedding])[0, p, p])
+        rows = np.nonzero(np.abs(tape.gradient(chosen, image).numpy()).sum(axis=(0, 2, 3)))[0]
+        farthest = max(farthest, p - rows.min(), rows.max() - p)
+    assert tiled.reach(transform) == farthest == 57
+    assert planner.NETWORK_MARGIN == -(-farthest // models.MULTIPLE) * models.MULTIPLE
+
+
+def test_a_network_painted_tile_by_tile_equals_the_untiled_painting(embedded_weights):
+    """Uneven tiles (and an image that is not a multiple of 4) give the untiled forward pass within
+    float32 rounding of the norm layers' statistics; the progress hook sees every pass and tile."""
+    from nst_tf.networks import tiled, use
+
+    painter = use.Painter("demo", weights="embedded")
+    assets = os.path.join(REPO, "nst_tf", "assets")
+    content = image_io.load_image(os.path.join(assets, "boston.jpg"), 250)  # 250 x 167
+    style = os.path.join(assets, "the_scream.jpg")
+    embedding = painter.embedding([style])
+    whole = painter.network([tf.constant(content[None]), embedding])[0].numpy()
+    seen = []
+    for side in (64, 100):  # 12 tiles of 64 px; 6 of 100 px, the last row and column narrower
+        part = tiled.paint_tiled(painter.network.transform, content, embedding, side, lambda *a: seen.append(a))
+        assert np.abs(part - whole).max() < 1e-4
+    assert seen[-1] == (17, 17, 6, 6) and len(seen) == 17 * (12 + 6)
+    # Painter.paint: "auto" stays untiled where it fits, a tile side tiles; the same PNG within 1 level.
+    untiled = painter.paint(content, style, size=None)
+    assert np.abs(untiled.astype(int) - painter.paint(content, style, size=None, tile=96).astype(int)).max() <= 1
+
+
+def test_the_planner_tiles_a_network_painting_only_when_it_does_not_fit():
+    hw = (5488, 8192)
+    untiled = planner.network_bytes(hw)
+    assert planner.choose_network_tile(hw, "auto", available=untiled) == 0
+    side = planner.choose_network_tile(hw, "auto", available=4 * planner.GIB)
+    assert side in planner.AUTO_TILES and planner.network_bytes(hw, 1.0, side) <= 4 * planner.GIB < untiled
+    assert planner.choose_network_tile(hw, 1024) == 1024 and planner.choose_network_tile((300, 400), "512") == 0
+    assert planner.choose_network_tile(hw, "off", available=1) == 0
+    with pytest.raises(NstError, match="tile must be"):
+        planner.choose_network_tile(hw, "huge")

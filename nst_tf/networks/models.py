@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Sequence
 
 import keras
@@ -44,6 +46,26 @@ def _moments(x):
     return mean, tf.nn.relu(var)
 
 
+_NORM_MOMENTS = contextvars.ContextVar("nst_tf_norm_moments", default=None)
+
+
+@contextlib.contextmanager
+def norm_moments(hook):
+    """Within the block, the norm layers of a model called eagerly take their mean and variance
+    from `hook(layer_name, x)` instead of from `x` (`nst_tf.networks.tiled`: the whole image's
+    statistics for a tile). A function traced outside the block is not affected."""
+    token = _NORM_MOMENTS.set(hook)
+    try:
+        yield
+    finally:
+        _NORM_MOMENTS.reset(token)
+
+
+def _norm_moments(layer, x):
+    hook = _NORM_MOMENTS.get()
+    return _moments(x) if hook is None else hook(layer.name, x)
+
+
 @keras.saving.register_keras_serializable("nst_tf")
 class InstanceNorm(keras.layers.Layer):
     """Per image and channel normalisation with a learned scale and offset (Ulyanov et al.)."""
@@ -53,7 +75,7 @@ class InstanceNorm(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=(shape[-1],), initializer="zeros")
 
     def call(self, x):
-        mean, var = _moments(x)
+        mean, var = _norm_moments(self, x)
         return (x - mean) * tf.math.rsqrt(var + EPSILON) * self.gamma + self.beta
 
 
@@ -76,7 +98,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
 
     def call(self, inputs):
         x, embedding = inputs
-        mean, var = _moments(x)
+        mean, var = _norm_moments(self, x)
         gamma = self.gamma(embedding)[:, None, None, :]
         beta = self.beta(embedding)[:, None, None, :]
         return (x - mean) * tf.math.rsqrt(var + EPSILON) * gamma + beta

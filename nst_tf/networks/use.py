@@ -10,9 +10,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import image_io
+from nst_tf import image_io, planner
 from nst_tf.errors import NstError
-from nst_tf.networks import models
+from nst_tf.networks import models, tiled
 
 STYLE_SIZE = 256  # the predict network sees the style image at 256 x 256 (as the TF Lite model does)
 BUNDLED = os.path.join(os.path.dirname(__file__), "..", "assets", "networks")
@@ -118,9 +118,22 @@ class Painter:
             embedding = strength * embedding + (1.0 - strength) * self._predicted([content])
         return embedding
 
-    def paint(self, content, styles=None, size: Optional[int] = 512, style_blend=None, style_index=None, strength=1.0):
+    def paint(
+        self,
+        content,
+        styles=None,
+        size: Optional[int] = 512,
+        style_blend=None,
+        style_index=None,
+        strength=1.0,
+        tile="auto",
+        on_tile=None,
+    ):
         """`content` painted in one forward pass: uint8 `[H, W, 3]`, the longest side `size` (None:
-        as given). See `embedding` for the style arguments."""
+        as given). See `embedding` for the style arguments. tile: "auto" (tiled only when the
+        untiled pass would not fit in the memory available), "off", or a tile side in pixels: the
+        exact tiled pass (`nst_tf.networks.tiled`), with `on_tile(pass, passes, done, total)` after
+        each tile."""
         image = image_io.load_image(content, size)
         if min(image.shape[:2]) < models.MIN_SIDE:
             raise NstError(
@@ -129,11 +142,14 @@ class Painter:
         if isinstance(styles, (str, os.PathLike, np.ndarray)) or hasattr(styles, "mode"):
             styles = [styles]
         embedding = self.embedding(styles, style_blend, style_index, strength, content=image)
+        tile = planner.choose_network_tile(image.shape[:2], tile, self.network.alpha)
+        if tile:
+            return image_io.to_uint8(tiled.paint_tiled(self.network.transform, image, embedding, tile, on_tile))
         out = self._forward(tf.constant(image[None]), embedding)
         return image_io.to_uint8(out.numpy()[0])
 
 
-def paint_with_config(cfg, content, styles=(), network=None, default_styles=False) -> np.ndarray:
+def paint_with_config(cfg, content, styles=(), network=None, default_styles=False, on_tile=None) -> np.ndarray:
     """`cfg.network`'s (or `network`'s: a loaded `StyleNetwork`) painting of `content` at
     `cfg.size` with `styles` (for a predict network) and `cfg.style_blend`, `cfg.style_index`,
     `cfg.strength`: uint8 `[H, W, 3]`. `default_styles`: the styles are a default the user did not
@@ -142,4 +158,6 @@ def paint_with_config(cfg, content, styles=(), network=None, default_styles=Fals
     painter = Painter(cfg.network if network is None else network, weights=cfg.weights)
     if default_styles and not painter.network.predict:
         styles = []
-    return painter.paint(content, list(styles) or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength)
+    return painter.paint(
+        content, list(styles) or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength, cfg.tile, on_tile
+    )

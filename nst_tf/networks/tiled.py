@@ -1,0 +1,163 @@
+"""Exact tiled painting with a transform network, for outputs whose activations do not fit in memory.
+
+Instance norm makes every output pixel depend on the whole image: each norm layer uses its input's
+mean and variance over all positions. Those are sums over positions, like the style statistics of
+the tiled objective (`nst_tf.tiling`), but here they chain: each norm layer's input depends on the
+statistics of the norm layers before it. So a painting runs one statistics pass per norm layer, in
+order, and a last pass that paints:
+
+- pass k (k = 1 .. number of norm layers): each tile, grown by the network's reach, runs through the
+  network with the norm layers before k using the whole image's statistics already found; the
+  positions the tile owns add their moments of norm layer k's input (combined exactly, Chan et al.'s
+  pairwise update in float64), and the tile stops there;
+- the last pass runs each grown tile through the whole network with every statistic fixed and writes
+  the pixels it owns.
+
+Exactness needs the tiles to sit on the network's stride grid (the image is reflect-padded to a
+multiple of 4 first, as the network itself does, and tiles start at multiples of 4) and a halo of at
+least the network's reach (`reach`: every owned pixel's receptive field lies inside the grown tile,
+so the reflect padding at a tile's inner edges never reaches it; at the image's edges a tile's edge
+is the image's, padded as the whole image is). The cost: the statistics passes recompute the layers
+before each norm layer, about 8 times one forward pass for the default network (the residual trunk
+holds 10 of the 16 norm layers), plus the halos; `planner.choose_network_tile` tiles only what does
+not fit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import tiling
+from nst_tf.networks import models
+
+
+class _Stop(Exception):
+    """Raised by a statistics pass's hook once its norm layer's moments are taken."""
+
+
+def reach(transform: keras.Model) -> int:
+    """The transform network's reach in input pixels: how far from an output pixel an input pixel
+    can change it when every norm layer's statistics are held fixed. A conv of kernel k on a map of
+    stride s reaches (k // 2) * s pixels further; a x2 nearest upsampling to stride s adds the s
+    pixels by which its parent's cell can exceed the child's. The convolutions form one chain (the
+    residual skips are shorter paths), so the reaches add up."""
+    stride, total = 1, 0
+    for layer in transform.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            total += (layer.kernel_size[0] // 2) * stride
+            stride *= layer.strides[0]
+        elif isinstance(layer, keras.layers.UpSampling2D):
+            stride //= layer.size[0]
+            total += stride
+    return total
+
+
+def norm_layers(transform: keras.Model) -> list:
+    """The names of the transform network's norm layers, in the order they run."""
+    kinds = (models.InstanceNorm, models.ConditionalInstanceNorm)
+    return [layer.name for layer in transform.layers if isinstance(layer, kinds)]
+
+
+class _Moments:
+    """A channel-wise mean and variance accumulated over tiles (pairwise update, float64)."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, count, mean, var) -> None:
+        n = int(count)
+        mean, var = mean.numpy().astype(np.float64), var.numpy().astype(np.float64)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + var * n + delta**2 * (self.count * n / total)
+        self.count = total
+
+    def tensors(self) -> Tuple[tf.Tensor, tf.Tensor]:
+        shape = (1, 1, 1, -1)
+        return (
+            tf.constant(np.reshape(self.mean, shape), tf.float32),
+            tf.constant(np.reshape(self.m2 / self.count, shape), tf.float32),
+        )
+
+
+def _owned(x, tile_hw, window):
+    """The positions of a grown tile's map `x` (of a tile of `tile_hw` pixels) that the tile owns:
+    `window` holds the owned pixel rows and columns within the grown tile (multiples of 4)."""
+    stride = tile_hw[0] // tf.shape(x)[1]
+    return x[:, window[0] // stride : window[1] // stride, window[2] // stride : window[3] // stride]
+
+
+def _compiled_pass(transform: keras.Model, fixed_names, target: Optional[str]):
+    """One pass's tile function, compiled with the tile's size left open: `(tile, embedding, window,
+    fixed)` -> the owned positions' `(count, mean, variance)` of norm layer `target`'s input (the
+    norm layers `fixed_names` using the statistics `fixed`), or (`target` None) the owned pixels of
+    the painting."""
+
+    def run(tile, embedding, window, fixed):
+        stats = dict(zip(fixed_names, fixed))
+        taken = []
+
+        def hook(layer, x):
+            if layer in stats:
+                return stats[layer]
+            x = _owned(x, tf.shape(tile)[1:3], window)
+            taken.append((tf.shape(x)[1] * tf.shape(x)[2], *tf.nn.moments(x, axes=[0, 1, 2])))
+            raise _Stop
+
+        try:
+            with models.norm_moments(hook):
+                painted = transform([tile, embedding])
+        except _Stop:
+            return taken[0]
+        return _owned(painted, tf.shape(tile)[1:3], window)
+
+    stat = tf.TensorSpec([1, 1, 1, None], tf.float32)
+    signature = [
+        tf.TensorSpec([1, None, None, 3], tf.float32),
+        tf.TensorSpec([1, None], tf.float32),
+        tf.TensorSpec([4], tf.int32),
+        [(stat, stat)] * len(fixed_names),
+    ]
+    return tf.function(run, input_signature=signature)
+
+
+def paint_tiled(
+    transform: keras.Model,
+    content: np.ndarray,
+    embedding,
+    tile: int,
+    on_tile: Optional[Callable[[int, int, int, int], None]] = None,
+) -> np.ndarray:
+    """`transform([content, embedding])` computed tile by tile: `content` float32 `[H, W, 3]` in
+    [0, 1], `embedding` `[1, D]`; returns float32 `[H, W, 3]`. `tile`: the owned tile side in
+    pixels (rounded down to a multiple of 4). on_tile: `callable(pass, passes, done, total)` after
+    each tile."""
+    height, width = content.shape[:2]
+    multiple = models.MULTIPLE
+    padded = np.pad(content, [(0, -height % multiple), (0, -width % multiple), (0, 0)], mode="reflect")
+    margin = -(-reach(transform) // multiple) * multiple
+    grid = tiling.tile_grid(padded.shape[:2], tile, multiple, margin)
+    names = norm_layers(transform)
+    embedding = tf.convert_to_tensor(embedding, tf.float32)
+    fixed: list = []
+    out = np.empty(padded.shape, np.float32)
+    for k, target in enumerate(names + [None]):
+        function, moments = _compiled_pass(transform, names[:k], target), _Moments()
+        for i, t in enumerate(grid):
+            (y0, y1, x0, x1), (gy0, gy1, gx0, gx1) = t.owned, t.grown
+            window = tf.constant([y0 - gy0, y1 - gy0, x0 - gx0, x1 - gx0], tf.int32)
+            result = function(tf.constant(padded[None, gy0:gy1, gx0:gx1]), embedding, window, fixed)
+            if target is None:
+                out[y0:y1, x0:x1] = result[0].numpy()
+            else:
+                moments.add(*result)
+            if on_tile:
+                on_tile(k + 1, len(names) + 1, i + 1, len(grid))
+        if target is not None:
+            fixed.append(moments.tensors())
+    return out[:height, :width]
