@@ -32,12 +32,12 @@ SECONDS_PER_PIXEL_STEP = 1.4e-5  # one L-BFGS step of the default objective, 2-c
 # Whole-image float32 copies a tiled step keeps besides the optimiser's state: the image as NumPy
 # and as a tensor, the gradient being added up, its tensor, the update's result.
 TILED_IMAGE_COPIES = 5
-# A tiled pass's peak over its grown tile's float32 activation bytes, whatever the precision (the
-# passes run without XLA), and an update's temporaries over the optimiser's state. Fitted to VmHWM
-# of a 2-core AVX-512 CPU, bfloat16, 4096x2744 px in tiles of 1024 (see the README's tiling section
-# for the runs that check them): Adam 4.31 GiB (the tile's pass is the larger phase), L-BFGS
-# (memory 10) 10.0 GiB after 2 steps (the update is).
-TILE_ACTIVATION_FACTOR = 0.95
+# A tiled pass's peak over its grown tile's float32 activation bytes (the passes run without XLA;
+# a bfloat16 or float16 pass keeps less), and an update's temporaries over the optimiser's state.
+# Fitted to VmHWM of 3-step runs on a 2-core AVX-512 CPU (`benchmark.py --memory`, tiles of 1024
+# and 2048 px at 2048 and 4096 px, Adam and L-BFGS): every estimate within 10% (the README's
+# tiling section lists them).
+TILE_ACTIVATION_FACTOR = {"float32": 1.7, "bfloat16": 1.0, "float16": 1.0}
 UPDATE_EXTRA = {"adam": 1.0, "lbfgs": 1.6}
 
 
@@ -140,7 +140,8 @@ def tiled_bytes(cfg: Config, hw, style_hws, batch: int, tile: int) -> int:
     )
     state = batch * optimizer_bytes(hw, cfg)
     whole = state + batch * (TILED_IMAGE_COPIES * image + 2 * content)
-    phase = max(TILE_ACTIVATION_FACTOR * activations, UPDATE_EXTRA[cfg.optimizer] * state)
+    factor = TILE_ACTIVATION_FACTOR.get(cfg.precision, TILE_ACTIVATION_FACTOR["float32"])  # auto: float32's
+    phase = max(factor * activations, UPDATE_EXTRA[cfg.optimizer] * state)
     return int(BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + whole + phase)
 
 

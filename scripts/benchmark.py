@@ -64,6 +64,12 @@ median seconds per step (float32, XLA off, Adam, after two warm-up steps) untile
 side, their ratio, and how far each tiled run's PNG after --check_steps Adam steps is from the
 untiled one's (largest difference in levels, share of pixels that differ).
 
+    python scripts/benchmark.py --network_tiling --size=4096 --tiles=1024,2048 --weights=embedded
+
+paints boston with the bundled network (--network) and the_scream at --size px untiled and with each
+tile side, each in a fresh process: seconds of the painting, peak RSS against
+`planner.network_bytes`, and the largest difference from the untiled PNG in levels.
+
     python scripts/benchmark.py --profile --modes="adam f32,adam bf16" --size=384 --weights=embedded
 
 traces 5 steps of the reference loop and of each mode with `tf.profiler` (after 2 untimed steps) and
@@ -113,7 +119,8 @@ flags.DEFINE_integer("warm_size", 512, "Size of the --networks warm-start measur
 flags.DEFINE_integer("train_steps", 20, "Training steps timed by --networks.")
 flags.DEFINE_boolean("profile", False, "Profile the reference and --modes op by op instead (see the module doc).")
 flags.DEFINE_boolean("tiling", False, "Time the tiled objective against the untiled one instead (see the module doc).")
-flags.DEFINE_list("tiles", ["256", "512"], "Tile sides for --tiling.")
+flags.DEFINE_list("tiles", ["256", "512"], "Tile sides for --tiling and --network_tiling.")
+flags.DEFINE_boolean("network_tiling", False, "Time a network's tiled painting against the untiled one instead.")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 FLAGS = flags.FLAGS
 
@@ -429,6 +436,51 @@ print(planner.peak_memory_bytes())
 """
 
 
+NETWORK_TILING_CHILD = """
+import sys, time
+import numpy as np
+import nst_tf
+from nst_tf import image_io, planner
+painter = nst_tf.Painter(sys.argv[1], weights=sys.argv[3])
+start = time.perf_counter()
+image = painter.paint(image_io.example_path("boston"), image_io.example_path("the_scream"), int(sys.argv[2]),
+                      tile=sys.argv[4])
+seconds = time.perf_counter() - start
+np.save(sys.argv[5], image)
+print(seconds, planner.peak_memory_bytes())
+"""
+
+
+def network_tiling_main():
+    from nst_tf import image_io, planner
+
+    hw = image_io.load_image(image_io.example_path("boston"), FLAGS.size).shape[:2]
+    print(f"boston x the_scream by {FLAGS.network}, {hw[1]}x{hw[0]}, a fresh process per row", flush=True)
+    print(f"{'tile':>6}{'seconds':>9}{'ratio':>7}{'estimate':>10}{'measured':>10}{'max diff':>10}{'differ':>9}")
+    base = reference = None
+    with tempfile.TemporaryDirectory() as folder:
+        for tile in ["off"] + FLAGS.tiles:
+            path = os.path.join(folder, f"{tile}.npy")
+            out = subprocess.run(
+                [sys.executable, "-c", NETWORK_TILING_CHILD, FLAGS.network, str(FLAGS.size), FLAGS.weights, tile, path],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, NST_TF_OFFLINE="1"),
+            ).stdout
+            seconds, peak = map(float, out.strip().splitlines()[-1].split())
+            image = np.load(path).astype(int)
+            estimate = planner.network_bytes(hw, 1.0, 0 if tile == "off" else int(tile))
+            if reference is None:
+                base, reference = seconds, image
+            diff = np.abs(image - reference)
+            print(
+                f"{tile:>6}{seconds:>9.1f}{seconds / base:>7.2f}{estimate / 2**30:>6.2f} GiB{peak / 2**30:>6.2f} GiB"
+                f"{diff.max():>10}{(diff > 0).mean():>9.1e}",
+                flush=True,
+            )
+
+
 def measured_peak(size: int, weights: str, *options: str) -> int:
     """Peak RSS of a one-scale, 3-step run at `size` px in a fresh process (options: "name=value")."""
     out = subprocess.run(
@@ -740,6 +792,8 @@ def _timed(f):
 
 
 def main(argv):
+    if FLAGS.network_tiling:
+        return network_tiling_main()
     if FLAGS.tiling:
         return tiling_main()
     if FLAGS.networks:
