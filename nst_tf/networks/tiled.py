@@ -106,7 +106,8 @@ def _compiled_pass(transform: keras.Model, fixed_names, target: Optional[str]):
             if layer in stats:
                 return stats[layer]
             x = _owned(x, tf.shape(tile)[1:3], window)
-            taken.append((tf.shape(x)[1] * tf.shape(x)[2], *tf.nn.moments(x, axes=[0, 1, 2])))
+            mean, var = models.instance_moments(x)
+            taken.append((tf.shape(x)[1] * tf.shape(x)[2], tf.reshape(mean, [-1]), tf.reshape(var, [-1])))
             raise _Stop
 
         try:
@@ -146,6 +147,16 @@ def paint_tiled(
     embedding = tf.convert_to_tensor(embedding, tf.float32)
     fixed: list = []
     out = np.empty(padded.shape, np.float32)
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # each pass's function is traced once, by design: no "retracing" warning
+    try:
+        _passes(transform, grid, padded, embedding, names, fixed, out, on_tile)
+    finally:
+        logger.setLevel(level)
+    return out[:height, :width]
+
+
+def _passes(transform, grid, padded, embedding, names, fixed, out, on_tile) -> None:
     for k, target in enumerate(names + [None]):
         function, moments = _compiled_pass(transform, names[:k], target), _Moments()
         for i, t in enumerate(grid):
@@ -160,4 +171,3 @@ def paint_tiled(
                 on_tile(k + 1, len(names) + 1, i + 1, len(grid))
         if target is not None:
             fixed.append(moments.tensors())
-    return out[:height, :width]
