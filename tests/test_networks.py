@@ -280,7 +280,7 @@ def test_cli_paints_with_a_fixed_style_network(table_network, tmp_path):
         SCRIPT, [f"--network={table_network}", "--style_index=1", "--size=40", "--output=o.png"], tmp_path
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "one forward pass" in result.stdout
+    assert "painted by" in result.stdout
     assert image_io.load_image(str(tmp_path / "o.png")).shape == (27, 40, 3)
 
 

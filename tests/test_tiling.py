@@ -305,3 +305,25 @@ def test_the_planner_tiles_a_network_painting_only_when_it_does_not_fit():
     assert planner.choose_network_tile(hw, "off", available=1) == 0
     with pytest.raises(NstError, match="tile must be"):
         planner.choose_network_tile(hw, "huge")
+
+
+def test_the_command_line_plans_a_network_painting(tmp_path):
+    script = os.path.join(REPO, "scripts", "stylize.py")
+    dry = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--network=demo",
+            "--size=8192",
+            "--tile=2048",
+            "--dry_run",
+            f"--output={tmp_path / 'x.png'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, NST_TF_OFFLINE="1"),
+        timeout=300,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("network painting 8192x5488: tile 2048, peak 5.50 GiB"), dry.stdout
+    assert not (tmp_path / "x.png").exists()
