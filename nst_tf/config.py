@@ -35,6 +35,8 @@ DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 MAX_SIZE = 8192
 # The smallest tile side `tile` takes (VGG19's deepest layers pool by 16; smaller tiles are mostly halo).
 MIN_TILE = 32
+# The most coarse-to-fine scales (the default start halves per scale: 16 reach below 1 px at MAX_SIZE).
+MAX_SCALES = 16
 
 
 KINDS = ("shapes", "output", "runtime")
@@ -395,6 +397,8 @@ def _validate(cfg: Config) -> None:
     _positive(cfg, "steps")
     _positive(cfg, "lbfgs_memory")
     _positive(cfg, "scales")
+    if cfg.scales > MAX_SCALES:
+        raise NstError(f"scales must be at most {MAX_SCALES}, got {cfg.scales}")
     _positive(cfg, "start_size", allow_none=True)
     _positive(cfg, "log_every")
     if not 0 <= cfg.seed < 2**31:

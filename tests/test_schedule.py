@@ -3,10 +3,12 @@ the planner, --dry_run) and on tensors (the SavedModel export), over a grid of o
 
 import itertools
 
+import pytest
 import tensorflow as tf
 
-from nst_tf import schedule
+from nst_tf import config, schedule
 from nst_tf.config import Config
+from nst_tf.errors import NstError
 
 
 def _configs():
@@ -42,3 +44,10 @@ def test_coarse_scales_under_64_px_do_not_run_unless_asked_for():
     assert [(s.size, s.runs) for s in plan] == [(50, False), (100, True), (200, True)]
     plan = schedule.scale_plan(Config(size=200, scales=3, start_size=32), 200)
     assert [(s.size, s.runs) for s in plan] == [(32, True), (80, True), (200, True)]
+
+
+def test_too_many_scales_is_a_clear_error():
+    """Hypothesis found scales=1025: the default start size 2**-1024 overflowed a float."""
+    assert 0 < len(config.Config(size=config.MAX_SIZE, scales=config.MAX_SCALES).scale_plan()) <= config.MAX_SCALES
+    with pytest.raises(NstError, match=f"scales must be at most {config.MAX_SCALES}"):
+        config.Config(scales=1025)
