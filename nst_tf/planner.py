@@ -174,15 +174,19 @@ def choose_tile(cfg: Config, hw, style_hws, batch: int = 1, available: Optional[
     available = available_bytes() if available is None else available
     if available is None or peak_bytes(cfg, hw, style_hws, batch) <= available:
         return 0
+    return _largest_tile(hw, lambda tile: tiled_bytes(cfg, hw, style_hws, batch, tile) <= available)
+
+
+def _largest_tile(hw, fits) -> int:
+    """The largest of `AUTO_TILES` smaller than the image's longest side for which `fits(tile)`,
+    the smallest if none does."""
     sizes = [t for t in AUTO_TILES if t < max(hw)] or [AUTO_TILES[-1]]
-    for tile in sizes:
-        if tiled_bytes(cfg, hw, style_hws, batch, tile) <= available:
-            return tile
-    return sizes[-1]
+    return next((t for t in sizes if fits(t)), sizes[-1])
 
 
-# A transform network's forward pass (float32), fitted to peak RSS of `nst-tf --network=demo`
-# (width 1) on a 2-core CPU: see `network_bytes`.
+# A transform network's painting (float32, width 1), fitted to peak RSS of `nst-tf --network=demo`
+# on a 2-core CPU at 4096x2744 (untiled 5.48 GiB, tiles of 1024 1.93, of 2048 3.24) and checked at
+# 8192x5488 (untiled 19.41 GiB, estimate 19.96; tiles of 2048 5.40, estimate 5.50).
 NETWORK_BASE_BYTES = int(0.66 * GIB)
 NETWORK_BYTES_PER_PIXEL = 461  # the untiled pass, per input pixel at width 1
 NETWORK_TILE_BYTES_PER_PIXEL = 418  # a tiled pass, per grown tile pixel at width 1
@@ -215,8 +219,7 @@ def choose_network_tile(hw, tile="auto", alpha: float = 1.0, available: Optional
     available = available_bytes() if available is None else available
     if available is None or network_bytes(hw, alpha) <= available:
         return 0
-    sizes = [t for t in AUTO_TILES if t < max(hw)] or [AUTO_TILES[-1]]
-    return next((t for t in sizes if network_bytes(hw, alpha, t) <= available), sizes[-1])
+    return _largest_tile(hw, lambda tile: network_bytes(hw, alpha, tile) <= available)
 
 
 def describe_network(hw, tile="auto", alpha: float = 1.0) -> str:
