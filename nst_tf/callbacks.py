@@ -24,6 +24,10 @@ class Callback:
     def on_run_begin(self, transfer, steps: int) -> None:
         pass
 
+    def on_tile(self, transfer, stage: str, done: int, total: int) -> None:
+        """After each tile of a tiled run's step (`stage`: "pass 1" or "pass 2"; `done` of `total`
+        tiles). The step under way is not yet taken: `transfer.state` is the last step's."""
+
     def on_step_end(self, transfer, step: int, loss: float, terms: dict) -> None:
         """`step` counts from 1; `loss` and `terms` are of the image before this step's update."""
 
@@ -69,11 +73,9 @@ class ProgressBar(Callback):
     def on_run_begin(self, transfer, steps):
         self.steps, self.start, self.last, self.step = steps, time.perf_counter(), 0.0, 0
         self.label = "{}x{}".format(*transfer.content.shape[1::-1])
-        if getattr(transfer, "tiled", None) is not None:  # a slow step shows its tiles
-            transfer.tiled.on_tile = self.on_tile
 
-    def on_tile(self, stage, done, total):
-        """After each tile of a tiled step: the step under way, its pass and tile."""
+    def on_tile(self, transfer, stage, done, total):
+        """A slow step shows its tiles: the step under way, its pass and tile."""
         now = time.perf_counter()
         if now - self.last < self.tile_interval:
             return
@@ -225,8 +227,9 @@ class TensorBoard(AcrossScales):
 class StopOnSignal(Callback):
     """While active (`with StopOnSignal() as stop:`), SIGINT and SIGTERM do not kill the process:
     the step under way finishes and then `on_step_end` raises `Interrupted`, whose `transfer`
-    holds that step's image, for the caller to save. A second signal stops at once
-    (`KeyboardInterrupt`). Signal handlers can only be set from the main thread."""
+    holds that step's image, for the caller to save. A tiled step (seconds to minutes) is given up
+    at the end of the tile under way instead (`on_tile`): the run's state is still the last step's.
+    A second signal stops at once (`KeyboardInterrupt`). Signal handlers can only be set from the main thread."""
 
     def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)):
         self.signals, self.signum, self._saved = tuple(signals), None, {}
@@ -247,9 +250,15 @@ class StopOnSignal(Callback):
         self._saved.clear()
         return False
 
-    def on_step_end(self, transfer, step, loss, terms):
+    def _stop_if_signalled(self, transfer):
         if self.signum is not None:
             raise Interrupted(self.signum, transfer)
+
+    def on_tile(self, transfer, stage, done, total):
+        self._stop_if_signalled(transfer)
+
+    def on_step_end(self, transfer, step, loss, terms):
+        self._stop_if_signalled(transfer)
 
 
 def frame_steps(total_steps: int, frames: int) -> List[int]:

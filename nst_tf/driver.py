@@ -11,7 +11,8 @@ runs the same pure step in a `tf.while_loop`.
 The run that owns the state (a `StyleTransfer`) is what callbacks receive: `drive` keeps
 `owner.state` current after every step (so a callback, a checkpoint or an interruption sees the
 image of the step just taken) and appends to `owner.recoveries`. A signal stops the run through
-`callbacks.StopOnSignal`, which raises after the step under way.
+`callbacks.StopOnSignal`, which raises after the step under way (or, in a tiled step, after the
+tile under way, leaving the state at the last step).
 """
 
 from __future__ import annotations

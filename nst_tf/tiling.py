@@ -101,7 +101,8 @@ class TiledObjective:
 
     model: the feature model (`features.model_for(cfg)`); tile: the owned tile side in pixels.
     `targets(...)` must be called once (it fixes the content's size) before `loss_and_grad`.
-    on_tile: an optional `callable(pass, done, total)` called after each tile (a progress bar's).
+    on_tile: an optional `callable(pass, done, total)` called after each tile (`StyleTransfer.run`
+    sets it to call its callbacks' `on_tile`).
     """
 
     def __init__(self, model, cfg, tile: int):

@@ -237,11 +237,16 @@ class StyleTransfer:
         else:
             stepper = driver.Stepper(self._step, _numpy, self.optimizer.recover)
         self._to_host = stepper.to_host
+        callbacks = list(callbacks)
+        if self.tiled is not None:  # a tiled step tells the callbacks of each tile it finishes
+            self.tiled.on_tile = lambda *tile: [cb.on_tile(self, *tile) for cb in callbacks]
         try:
             driver.drive(self, steps, stepper, callbacks)
         finally:
             if join is not None:
                 self.state, self._to_host = join(self.state), _numpy
+            if self.tiled is not None:
+                self.tiled.on_tile = None
         return self.images_uint8() if self.batched else self.image_uint8()
 
 

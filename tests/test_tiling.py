@@ -3,6 +3,7 @@ one's, and tiled runs through `stylize`, checkpoints, the planner and the comman
 
 import io
 import os
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import tensorflow as tf
 
 import nst_tf
 from nst_tf import config, features, image_io, losses, optimize, planner, tiling, vgg
-from nst_tf.callbacks import ProgressBar
+from nst_tf.callbacks import ProgressBar, StopOnSignal
 from nst_tf.errors import Interrupted, NstError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,18 +143,21 @@ def test_coarse_to_fine_luminance_and_a_style_blend_run_tiled_as_untiled(vgg19):
     assert np.abs(tiled.astype(int) - untiled.astype(int)).max() <= 1
 
 
-def test_an_interrupted_tiled_run_resumes_to_the_uninterrupted_image(tmp_path, vgg19):
+def test_a_signal_stops_a_tiled_step_at_its_tile_and_the_run_resumes_to_the_uninterrupted_image(tmp_path, vgg19):
     kwargs = dict(size=96, steps=6, tile="32", model=vgg19, **RUN)
     boston, scream = image_io.example_path("boston"), image_io.example_path("the_scream")
     whole = nst_tf.stylize(boston, scream, **kwargs)
+    stop, seen = StopOnSignal(), []
 
-    class Signal(nst_tf.Callback):  # what StopOnSignal does after a SIGINT during step 3
-        def on_step_end(self, transfer, step, loss, terms):
-            if step == 3:
-                raise Interrupted(2, transfer)
+    class Signal(nst_tf.Callback):  # SIGINT arrives during step 3's second pass, at its first tile
+        def on_tile(self, transfer, stage, done, total):
+            seen.append((transfer.step_count, stage, done))
+            if seen[-1] == (2, "pass 2", 1):
+                stop._handle(signal.SIGINT, None)
 
-    with pytest.raises(Interrupted):
-        nst_tf.stylize(boston, scream, checkpoint_dir=str(tmp_path), callbacks=[Signal()], **kwargs)
+    with pytest.raises(Interrupted) as caught:
+        nst_tf.stylize(boston, scream, checkpoint_dir=str(tmp_path), callbacks=[Signal(), stop], **kwargs)
+    assert seen[-1] == (2, "pass 2", 1) and caught.value.transfer.step_count == 2  # the step is given up
     resumed = nst_tf.stylize(boston, scream, checkpoint_dir=str(tmp_path), resume=True, **kwargs)
     np.testing.assert_array_equal(resumed, whole)
 
