@@ -71,15 +71,17 @@ class ProgressBar(Callback):
         self.width, self.min_interval, self.tile_interval = width, min_interval, tile_interval
 
     def on_run_begin(self, transfer, steps):
-        self.steps, self.start, self.last, self.step = steps, time.perf_counter(), 0.0, 0
+        self.steps, self.start, self.step = steps, time.perf_counter(), 0
+        self.last = self.last_tile = 0.0  # when a step's line, and any line, was last written
         self.label = "{}x{}".format(*transfer.content.shape[1::-1])
 
     def on_tile(self, transfer, stage, done, total):
-        """A slow step shows its tiles: the step under way, its pass and tile."""
+        """A slow step shows its tiles: the step under way, its pass and tile (a tile's line
+        waits `tile_interval` after any line; a step's line never waits for a tile's)."""
         now = time.perf_counter()
-        if now - self.last < self.tile_interval:
+        if now - max(self.last, self.last_tile) < self.tile_interval:
             return
-        self.last = now
+        self.last_tile = now
         self.stream.write(
             f"\r{self.label} step {self.step + 1}/{self.steps}: {stage}, tile {done}/{total}  "
             f"{now - self.start:.0f}s elapsed".ljust(72)
