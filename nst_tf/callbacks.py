@@ -60,6 +60,7 @@ class TileProgress:
         if self.written:
             self.stream.write("\n")
             self.stream.flush()
+            self.written = False
 
 
 class ProgressBar(Callback):

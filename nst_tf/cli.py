@@ -177,6 +177,11 @@ def main(argv) -> int:
                 image = use.paint_with_config(
                     cfg, content, styles, default_styles=not fv["style"].present, on_tile=on_tile
                 )
+            except KeyboardInterrupt:  # Ctrl-C: a painting has no image so far to keep
+                if on_tile:
+                    on_tile.close()
+                fail("stopped while painting; nothing written")
+                return 130
             finally:
                 if on_tile:
                     on_tile.close()

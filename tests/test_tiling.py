@@ -332,3 +332,27 @@ def test_the_command_line_plans_a_network_painting(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("network painting 8192x5488: tile 2048, peak 5.50 GiB"), dry.stdout
     assert not (tmp_path / "x.png").exists()
+
+
+def test_ctrl_c_stops_a_tiled_network_painting_with_one_line_and_no_file(tmp_path):
+    out = tmp_path / "x.png"
+    command = [sys.executable, os.path.join(REPO, "scripts", "stylize.py"), "--network=demo", "--size=1536"]
+    process = subprocess.Popen(
+        [*command, "--tile=256", "--progress", f"--output={out}"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, NST_TF_OFFLINE="1"),
+    )
+    seen = ""
+    while "painting tile by tile: pass 1/17" not in seen:  # the first tile is painted
+        char = process.stderr.read(1)
+        assert char, seen
+        seen += char
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert (
+        "Traceback" not in stderr
+        and stderr.splitlines()[-1] == "nst-tf: error: stopped while painting; nothing written"
+    )
+    assert not out.exists() and os.listdir(tmp_path) == []
