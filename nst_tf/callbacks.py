@@ -232,7 +232,8 @@ class StopOnSignal(Callback):
     the step under way finishes and then `on_step_end` raises `Interrupted`, whose `transfer`
     holds that step's image, for the caller to save. A tiled step (seconds to minutes) is given up
     at the end of the tile under way instead (`on_tile`): the run's state is still the last step's.
-    A second signal stops at once (`KeyboardInterrupt`). Signal handlers can only be set from the main thread."""
+    A second signal stops at once (`KeyboardInterrupt`). Signal handlers can only be set from the
+    main thread."""
 
     def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)):
         self.signals, self.signum, self._saved = tuple(signals), None, {}
