@@ -60,7 +60,6 @@ class TileProgress:
         if self.written:
             self.stream.write("\n")
             self.stream.flush()
-            self.written = False
 
 
 class ProgressBar(Callback):
@@ -73,7 +72,7 @@ class ProgressBar(Callback):
 
     def on_run_begin(self, transfer, steps):
         self.steps, self.start, self.step = steps, time.perf_counter(), 0
-        self.last = self.last_tile = 0.0  # when a step's line, and any line, was last written
+        self.last = self.last_tile = 0.0  # when a step's line and a tile's line were last written
         self.label = "{}x{}".format(*transfer.content.shape[1::-1])
 
     def on_tile(self, transfer, stage, done, total):

@@ -178,13 +178,13 @@ def main(argv) -> int:
                     cfg, content, styles, default_styles=not fv["style"].present, on_tile=on_tile
                 )
             except KeyboardInterrupt:  # Ctrl-C: a painting has no image so far to keep
-                if on_tile:
-                    on_tile.close()
-                fail("stopped while painting; nothing written")
-                return 130
+                image = None
             finally:
                 if on_tile:
                     on_tile.close()
+            if image is None:
+                fail("stopped while painting; nothing written")
+                return 130
             image_io.save_image(output, image)
             print(
                 f"wrote {output} ({image.shape[1]}x{image.shape[0]}, painted by {cfg.network} in "

@@ -239,7 +239,12 @@ class StyleTransfer:
         self._to_host = stepper.to_host
         callbacks = list(callbacks)
         if self.tiled is not None:  # a tiled step tells the callbacks of each tile it finishes
-            self.tiled.on_tile = lambda *tile: [cb.on_tile(self, *tile) for cb in callbacks]
+
+            def on_tile(stage, done, total):
+                for cb in callbacks:
+                    cb.on_tile(self, stage, done, total)
+
+            self.tiled.on_tile = on_tile
         try:
             driver.drive(self, steps, stepper, callbacks)
         finally:
