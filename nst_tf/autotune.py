@@ -17,7 +17,8 @@ and is cached per machine (CPU model, instruction flags, cores, GPU, TensorFlow 
   in float32, has a loss within `QUALITY_BOUND` of the float32 run's.
 - Modes (`mode` argument, else the `NST_TF_AUTOTUNE` environment variable; the command line's
   `--autotune`): "cached" (default: measure once, then reuse), "remeasure" (measure now, replace the
-  cached entry), "off" (never measure: the safe rule, float32 with XLA).
+  cached entry), "off" (never measure: the safe rule, float32 without XLA, which was the faster
+  float32 setting on both CPU kinds measured and compiles nothing).
 - What is pinned stays pinned: `precision="bfloat16", jit="auto"` picks the faster XLA setting for
   bfloat16. `style_loss="w2"` pins XLA off (its eigendecompositions ran 10x slower under XLA's CPU
   backend: 20 L-BFGS steps at 128 px, 97.7 s with XLA and 9.5 s without).
@@ -56,7 +57,7 @@ CACHE_FORMAT = 1  # bumped when the calibration changes what it measures
 _FAST_BF16 = frozenset({"avx512_bf16", "amx_bf16"})
 _FAST_F16 = frozenset({"avx512_fp16", "amx_fp16"})
 _KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
-_RULE = "float32 with XLA where not given"  # what "auto" is without a measurement
+_RULE = "float32 without XLA where not given"  # what "auto" is without a measurement
 _measured: Dict[str, dict] = {}  # this process's own measurements (so "remeasure" measures once)
 
 
@@ -277,7 +278,7 @@ def choose(entry: dict, precision: str = "auto", jit: str = "auto", style_loss: 
         fits.append((seconds, p, x))
     if not fits:
         p = "float32" if precision == "auto" else precision
-        x = True if xla_pin is None else xla_pin
+        x = bool(xla_pin)
         return Choice(p, x, f"no measured candidate fits; the rule, {_RULE}")
     seconds, p, x = min(fits)
     baseline = entry["seconds"].get(name("float32", True)) or entry["seconds"].get(name("float32", False))
@@ -306,12 +307,12 @@ def resolve(
     weights: str = "auto",
 ) -> Choice:
     """The concrete (precision, XLA) for these settings: given values pass through; "auto" is
-    measured (see the module docstring) or, with mode "off", the safe rule (float32, XLA on)."""
+    measured (see the module docstring) or, with mode "off", the safe rule (float32, XLA off)."""
     mode = _mode(mode)
     if precision != "auto" and jit != "auto":
         return Choice(precision, jit == "on", "as given")
     if mode == "off":
-        xla = {"on": True, "off": False}.get(jit, style_loss != "w2")
+        xla = jit == "on"
         return Choice("float32" if precision == "auto" else precision, xla, f"autotune off: the rule, {_RULE}")
     key = machine_key(gpu_name())
     entry = _measured.get(key)

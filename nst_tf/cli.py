@@ -51,7 +51,7 @@ def define_autotune_flag(fv=flags.FLAGS):
         None,  # unset: $NST_TF_AUTOTUNE, read (and checked) when the run resolves "auto"
         autotune.MODES,
         "How --precision=auto and --jit=auto are chosen: cached (time each candidate once per machine, "
-        f"then reuse), remeasure, off (float32 with XLA, no timing). Default: ${autotune.ENV}, else cached.",
+        f"then reuse), remeasure, off (float32 without XLA, no timing). Default: ${autotune.ENV}, else cached.",
         flag_values=fv,
     )
 

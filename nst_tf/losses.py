@@ -280,9 +280,29 @@ class Gaussian(Statistic):
         return _normalised(raw, _sum_sq(target["embedding"], [1]), norm)
 
 
+# Eigenvalues of C_s^1/2 C_x C_s^1/2 below this fraction of the largest are rounding noise (C_x comes
+# from float32 sums: its null space holds eigenvalues of +-1e-7..1e-6 of the largest); see `soft_sqrt`.
+W2_FLOOR = 1e-5
+
+
+def soft_sqrt(eigenvalues: tf.Tensor) -> tf.Tensor:
+    """sqrt(l) for the eigenvalues l >= 0 of a PSD matrix (`[..., c]`), exactly for l >= f (f =
+    `W2_FLOOR` x the largest), and below f the quadratic that meets it with the same value and slope,
+    (l / 2 sqrt f) (3 - l / f), whose slope stays within 3/2 and 1 of 1 / sqrt(f) and not the exact
+    root's unbounded 1 / (2 sqrt(l)). With sqrt itself, the gradient of a rank-deficient
+    covariance's W2 (few positions, many channels) came from its null space's rounding noise, and
+    so differed wherever the sums were added in another order (a served graph, XLA, other CPU
+    kernels); here every null-space eigenvalue has nearly the same derivative, so their gradient
+    is close to the null space's projection, whatever the noise."""
+    floor = W2_FLOOR * tf.stop_gradient(tf.maximum(tf.reduce_max(eigenvalues, axis=-1, keepdims=True), 1e-30))
+    low = eigenvalues / (2.0 * tf.sqrt(floor)) * (3.0 - eigenvalues / floor)
+    return tf.where(eigenvalues >= floor, tf.sqrt(tf.maximum(eigenvalues, floor)), low)
+
+
 class Wasserstein(Statistic):
     """W2^2 between Gaussian fits N(mu, C): |mu_x - mu_s|^2 + tr C_x + tr C_s
-    - 2 tr (C_s^1/2 C_x C_s^1/2)^1/2, the matrix square root by an eigendecomposition in float64;
+    - 2 tr (C_s^1/2 C_x C_s^1/2)^1/2, the matrix square roots by eigendecompositions in float64
+    (the outer one's square roots by `soft_sqrt`);
     "mean" divides by the channels, "relative" by the style's |mu_s|^2 + tr C_s."""
 
     sums = Poly.sums
@@ -301,9 +321,8 @@ class Wasserstein(Statistic):
     def error_from(self, sums, target, norm="mean"):
         mean, cov = self.mean_cov(sums)
         root = target["root"]
-        inner = tf.linalg.eigvalsh(root @ tf.cast(cov, tf.float64) @ root)
-        floor = 1e-12 * tf.maximum(tf.reduce_max(inner, axis=-1, keepdims=True), 1e-30)
-        cross = tf.cast(tf.reduce_sum(tf.sqrt(tf.maximum(inner, floor)), axis=-1), mean.dtype)
+        inner = tf.maximum(tf.linalg.eigvalsh(root @ tf.cast(cov, tf.float64) @ root), 0.0)
+        cross = tf.cast(tf.reduce_sum(soft_sqrt(inner), axis=-1), mean.dtype)
         trace_s = tf.linalg.trace(target["cov"])
         raw = _sum_sq(mean - target["mean"], [1]) + tf.linalg.trace(cov) + trace_s - 2.0 * cross
         channels = tf.cast(tf.shape(mean)[1], raw.dtype)

@@ -9,9 +9,11 @@ The estimate of a scale's peak resident memory (CPU) is
     feature network, for the image, at its size and precision) + the optimiser's state,
 
 where BASE is the process with TensorFlow, Keras and a compiled step loaded, and the factor
-covers what the backward pass and XLA keep alive besides the forward activations. BASE and the
-factor were fitted to peak RSS measured on this project's 2-core CPU (float32, XLA, L-BFGS,
-`python scripts/benchmark.py --memory`); a test checks the estimate against measured peaks.
+covers what the backward pass (and XLA, when the step is compiled with it) keeps alive besides
+the forward activations. BASE and the factor were fitted to peak RSS measured on this project's
+2-core CPU (float32, L-BFGS, `python scripts/benchmark.py --memory`), with XLA and without (`jit`
+"auto" is planned as XLA, the larger, until it is resolved); a test checks the estimate against
+measured peaks.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from nst_tf.vgg import channels, footprint, layer_hw, layer_names
 from nst_tf.errors import NstError
 
 GIB = 2**30
-BASE_BYTES = int(1.00 * GIB)  # fitted (see the module docstring)
-ACTIVATION_FACTOR = 3.0  # fitted
+BASE_BYTES = int(1.00 * GIB)  # fitted with XLA (see the module docstring)
+ACTIVATION_FACTOR = 3.0  # fitted with XLA
+# Without XLA, fitted to 3-step runs at 128, 256, 512 and 1024 px (AVX-512 BF16 CPU, measured 0.93,
+# 1.00, 1.37 and 2.71 GiB; these estimate 0.93, 1.03, 1.36 and 2.73).
+NO_XLA_BASE_BYTES = int(0.83 * GIB)
+NO_XLA_ACTIVATION_FACTOR = 1.95
 WEIGHT_BYTES = {"vgg19": 80_100_000, "vgg16": 58_900_000}  # float32 conv weights, no top
 SECONDS_PER_PIXEL_STEP = 1.4e-5  # one L-BFGS step of the default objective, 2-core AVX2 CPU, float32
 # Whole-image float32 copies a tiled step keeps besides the optimiser's state: the image as NumPy
@@ -106,9 +112,10 @@ def peak_bytes(cfg: Config, hw, style_hws, batch: int = 1, tile: int = 0) -> int
     if tile:
         return tiled_bytes(cfg, hw, style_hws, batch, tile)
     activations = max([batch * activation_bytes(hw, cfg)] + [activation_bytes(s, cfg) for s in style_hws])
-    return int(
-        BASE_BYTES + WEIGHT_BYTES[cfg.backbone] + ACTIVATION_FACTOR * activations + batch * optimizer_bytes(hw, cfg)
+    base, factor = (
+        (NO_XLA_BASE_BYTES, NO_XLA_ACTIVATION_FACTOR) if cfg.jit == "off" else (BASE_BYTES, ACTIVATION_FACTOR)
     )
+    return int(base + WEIGHT_BYTES[cfg.backbone] + factor * activations + batch * optimizer_bytes(hw, cfg))
 
 
 def tile_margin(cfg: Config) -> int:

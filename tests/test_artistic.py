@@ -44,7 +44,9 @@ def np_meanstd_error(x, s, norm):
 def np_w2_error(x, s, norm):
     cx, cs = np.cov(x, rowvar=False, bias=True), np.cov(s, rowvar=False, bias=True)
     root = scipy.linalg.sqrtm(cs).real
-    cross = np.trace(scipy.linalg.sqrtm(root @ cx @ root).real)
+    inner = np.maximum(np.linalg.eigvalsh(root @ cx @ root), 0.0)  # square roots, the quadratic below the floor
+    floor = losses.W2_FLOOR * inner.max()
+    cross = np.sum(np.where(inner >= floor, np.sqrt(inner), inner / (2 * np.sqrt(floor)) * (3 - inner / floor)))
     raw = np.sum((x.mean(0) - s.mean(0)) ** 2) + np.trace(cx) + np.trace(cs) - 2 * cross
     return raw / (np.sum(s.mean(0) ** 2) + np.trace(cs)) if norm == "relative" else raw / x.shape[1]
 

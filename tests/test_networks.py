@@ -155,10 +155,15 @@ def test_two_logical_devices_train_as_one(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     # Adam moves a weight by up to lr * (1 - beta_1) / sqrt(1 - beta_2) ~ 3.2 lr per step whatever its
     # gradient's size (Kingma and Ba, 2.1), so a near-zero gradient whose sign rounds differently
-    # (the all-reduce adds in another order) can part a weight by that much; almost every weight
-    # agrees to rounding.
+    # (the all-reduce adds in another order) can part a weight by that much. A typical weight parts
+    # by what rounding does to its gradient's direction over the 4 steps, which depends on the CPU's
+    # kernels: median 2.1e-6 (0.1% of lr) on AVX-512 kernels, 6.9e-5 (3.5% of lr) on AVX2 ones.
+    # A wrong reduction (one replica's gradient, or another batch) changes typical gradients by
+    # tens of percent and so parts a typical weight by a sizeable part of lr: the median is held to
+    # a tenth of lr.
+    lr = 2e-3
     worst, median = map(float, out.stdout.split()[-2:])
-    assert worst <= 4 * 3.2 * 2e-3 and median <= 1e-5, (worst, median)  # measured 1.0e-2 and 2.1e-6
+    assert worst <= 4 * 3.2 * lr and median <= 0.1 * lr, (worst, median)
 
 
 @pytest.fixture(scope="module")
