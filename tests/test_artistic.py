@@ -166,6 +166,7 @@ def test_soft_masked_gram_weights_each_position(rng):
 # ---- The objective with several styles and masks, on the real weights.
 
 
+@pytest.mark.slow
 def test_empty_mask_leaves_its_style_loss_at_zero(vgg19, small_pair):
     content, style = (tf.constant(a[None]) for a in small_pair)
     shipwreck = tf.constant(image_io.load_image(image_io.example_path("shipwreck"), 64)[None])
@@ -199,6 +200,7 @@ def test_masks_are_averaged_down_to_each_layer(vgg19, small_pair):
         assert float(m[0, 0, 0]) == 1.0 and float(m[0, -1, -1]) == 0.0
 
 
+@pytest.mark.slow
 def test_blend_one_zero_equals_the_single_style_run(vgg19):
     boston, scream, ship = (image_io.example_path(n) for n in ("boston", "the_scream", "shipwreck"))
     options = dict(size=64, scales=1, steps=6, model=vgg19, jit="off", precision="float32")
@@ -209,6 +211,7 @@ def test_blend_one_zero_equals_the_single_style_run(vgg19):
     assert np.abs(other.astype(int) - single).mean() > 1  # the second style does change the picture
 
 
+@pytest.mark.slow
 def test_masks_paint_each_style_in_its_region(vgg19):
     """Left half Scream, right half Shipwreck: each half's Gram error is lower against its own style."""
     boston, scream, ship = (image_io.example_path(n) for n in ("boston", "the_scream", "shipwreck"))
@@ -280,6 +283,7 @@ def test_yiq_round_trip_and_luminance_match(rng):
     assert matched[..., 0].std() == pytest.approx(color.luminance(content).std(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_luminance_mode_keeps_the_content_chroma(vgg19):
     boston, scream = image_io.example_path("boston"), image_io.example_path("the_scream")
     out = nst_tf.stylize(boston, scream, preserve_colors="luminance", size=96, scales=1, steps=30, model=vgg19)
@@ -328,6 +332,7 @@ def read_events(logdir):
     return tags, plugins
 
 
+@pytest.mark.slow
 def test_reports_tensorboard_contact_sheet_and_loss_plot(vgg19, tmp_path):
     logdir, sheet, plot = tmp_path / "logs", tmp_path / "sheet.png", tmp_path / "loss.png"
     boston, scream = image_io.example_path("boston"), image_io.example_path("the_scream")
@@ -371,6 +376,7 @@ def test_reports_tensorboard_contact_sheet_and_loss_plot(vgg19, tmp_path):
     assert np.asarray(image).std() > 10  # not blank
 
 
+@pytest.mark.slow
 def test_a_one_frame_sheet_over_two_scales(vgg19, tmp_path):
     sheet = tmp_path / "one.png"
     nst_tf.stylize(

@@ -77,6 +77,7 @@ def test_reduced_precision_without_xla_is_timed_only_where_the_cpu_has_its_instr
         assert autotune.skip_reason(precision, False, flags, "NVIDIA H100 cc9.0") is None
 
 
+@pytest.mark.slow
 @pytest.mark.bfloat16
 @pytest.mark.parametrize("flags", [AVX2, AVX512_BF16], ids=["avx2", "avx512_bf16"])
 def test_measurement_times_each_candidate_once_and_is_cached(cache, monkeypatch, flags):
@@ -147,6 +148,7 @@ def _cli(args, tmp_path, cache_dir, mode="cached"):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.bfloat16
 def test_dry_run_and_the_last_line_say_what_auto_chose(tmp_path):
     cache_dir = tmp_path / "cache"
@@ -175,6 +177,7 @@ def test_dry_run_and_the_last_line_say_what_auto_chose(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.bfloat16
 def test_bfloat16_run_ends_within_2_percent_of_float32(embedded_weights, small_pair):
     """The bfloat16 path on its own (it runs on any CPU; slowly without AVX-512 BF16, so small):
@@ -203,6 +206,7 @@ def test_bfloat16_run_ends_within_2_percent_of_float32(embedded_weights, small_p
     assert abs(progress["bfloat16"] / progress["float32"] - 1) < 0.05  # the loss fell as far
 
 
+@pytest.mark.slow
 def test_a_bad_autotune_environment_is_one_line_and_exit_2(tmp_path):
     bad = _cli(["--dry_run"], tmp_path, tmp_path / "cache", mode="sometimes")
     assert bad.returncode == 2, bad.stderr

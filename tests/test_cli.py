@@ -22,6 +22,7 @@ def run_cli(args, tmp_path, env_extra=None, script=None):
     return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
 
 
+@pytest.mark.slow
 def test_success_writes_the_image(tmp_path):
     out = tmp_path / "out.png"
     result = run_cli(TINY + [f"--output={out}"], tmp_path)
@@ -31,6 +32,7 @@ def test_success_writes_the_image(tmp_path):
     assert image.format == "PNG" and image.size == (48, 32)  # the bundled photo is 512x343
 
 
+@pytest.mark.slow
 def test_no_flags_stylises_the_bundled_example(tmp_path):
     result = run_cli(["--steps=2", "--size=32", "--weights=embedded"], tmp_path)  # output: ./stylized.png
     assert result.returncode == 0, result.stderr
@@ -38,6 +40,7 @@ def test_no_flags_stylises_the_bundled_example(tmp_path):
     assert "2/2" in result.stderr and "ETA" in result.stderr  # the progress bar
 
 
+@pytest.mark.slow
 def test_flagfile_then_overrides_and_snapshots(tmp_path):
     out = tmp_path / "out.jpg"
     args = (
@@ -51,6 +54,7 @@ def test_flagfile_then_overrides_and_snapshots(tmp_path):
     assert sorted(os.listdir(tmp_path / "snaps")) == ["step_00001.png", "step_00002.png", "step_00003.png"]
 
 
+@pytest.mark.slow
 def test_console_script_is_the_same_command(tmp_path):
     exe = shutil.which("nst-tf", path=os.path.dirname(sys.executable))
     if exe is None:
@@ -63,6 +67,7 @@ def test_console_script_is_the_same_command(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_styles_masks_and_reports(tmp_path):
     """Two styles, one per half (masks), with TensorBoard, a contact sheet and a loss plot."""
     Image.fromarray(np.tile(np.uint8([255] * 24 + [0] * 24), (32, 1))).save(tmp_path / "left.png")
@@ -145,6 +150,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,env,match", BAD, ids=[" ".join(a) + (" (no weights)" if e else "") for a, e, _ in BAD])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, env, match):
     _bad_files(tmp_path)

@@ -87,6 +87,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_prints_json(embedded_weights, tmp_path):
     image = tmp_path / "out.png"
     image_io.save_image(str(image), image_io.to_uint8(image_io.load_image(image_io.example_path("boston"), 48)))
@@ -102,6 +103,7 @@ def test_cli_prints_json(embedded_weights, tmp_path):
     assert report["content"]["block4_conv2"] < 0.05  # the content itself, resized twice
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [

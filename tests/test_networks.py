@@ -74,6 +74,7 @@ def predict_painter(embedded_weights):
     return Painter(net, models.style_statistics(layer_weights=embedded_weights))
 
 
+@pytest.mark.slow
 def test_blend_one_zero_is_the_single_style(predict_painter, small_pair):
     content, style = small_pair
     other = image_io.load_image(STYLES[1], 64)
@@ -108,6 +109,7 @@ class Losses:
         pass
 
 
+@pytest.mark.slow
 def test_thirty_training_steps_lower_the_loss(tmp_path):
     # One content and one style, so that every batch asks the same: the loss must fall.
     tc = tiny(tmp_path, contents=CONTENTS[:1], styles=STYLES[:1], steps=30, learning_rate=5e-3)
@@ -123,6 +125,7 @@ def _weights(path):
     return [w.numpy() for w in load_network(path).weights]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_training_ends_with_the_uninterrupted_weights(tmp_path):
     whole = tiny(tmp_path / "a", output=str(tmp_path / "a.keras"), checkpoint_dir=str(tmp_path / "a"))
     train_network(whole, progress=False)
@@ -134,6 +137,7 @@ def test_killed_and_resumed_training_ends_with_the_uninterrupted_weights(tmp_pat
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # measured: equal to the last bit here
 
 
+@pytest.mark.slow
 def test_two_logical_devices_train_as_one(tmp_path):
     script = textwrap.dedent(
         f"""
@@ -174,6 +178,7 @@ def trained(tmp_path_factory):
     return tmp / "predict.keras"
 
 
+@pytest.mark.slow
 def test_tflite_pair_matches_the_keras_model(trained, tmp_path, rng):
     painter = Painter(str(trained), weights="embedded")
     style = rng.uniform(size=export.PREDICT_SHAPE).astype(np.float32)
@@ -193,6 +198,7 @@ def test_tflite_pair_matches_the_keras_model(trained, tmp_path, rng):
     assert sizes["int8"]["style_transform"] < 0.4 * sizes["float32"]["style_transform"]
 
 
+@pytest.mark.slow
 def test_saved_model_paints_without_nst_tf_as_the_keras_model_does(trained, tmp_path):
     path = export.export_saved_model(str(trained), str(tmp_path / "served"), weights="embedded", size=64)
     content, style = tmp_path / "c.png", tmp_path / "s.png"
@@ -217,6 +223,7 @@ def test_saved_model_paints_without_nst_tf_as_the_keras_model_does(trained, tmp_
     assert np.max(np.abs(served.astype(int) - expected.astype(int))) <= 1
 
 
+@pytest.mark.slow
 def test_network_file_round_trips_through_keras(trained, small_pair):
     painter = Painter(str(trained), weights="embedded")
     again = Painter(painter.network, painter.statistics)
@@ -280,6 +287,7 @@ def table_network(tmp_path_factory):
     return tmp / "styles.keras"
 
 
+@pytest.mark.slow
 def test_cli_paints_with_a_fixed_style_network(table_network, tmp_path):
     result = run_script(
         SCRIPT, [f"--network={table_network}", "--style_index=1", "--size=40", "--output=o.png"], tmp_path
@@ -289,6 +297,7 @@ def test_cli_paints_with_a_fixed_style_network(table_network, tmp_path):
     assert image_io.load_image(str(tmp_path / "o.png")).shape == (27, 40, 3)
 
 
+@pytest.mark.slow
 def test_cli_paints_with_the_bundled_network_and_the_bundled_painting(tmp_path):
     # make demo-network: the demo is a predict network; the style defaults to the bundled painting
     result = run_script(SCRIPT, ["--network=demo", "--size=40", "--output=o.png", "--weights=embedded"], tmp_path)
@@ -327,6 +336,7 @@ NETWORK_BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args,match", NETWORK_BAD, ids=[" ".join(a) for _, a, _ in NETWORK_BAD])
 def test_bad_network_input_exits_2_with_one_line(table_network, tmp_path, script, args, match):
     _network_bad_files(tmp_path)
@@ -338,6 +348,7 @@ def test_bad_network_input_exits_2_with_one_line(table_network, tmp_path, script
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "net.keras").exists()
 
 
+@pytest.mark.slow
 def test_batch_command_paints_with_a_predict_network(trained, tmp_path):
     batch_script = os.path.join(REPO, "scripts", "batch.py")
     args = [f"--network={trained}", f"--contents={','.join(CONTENTS)}", f"--styles={STYLES[0]}", "--size=40"]
@@ -370,6 +381,7 @@ def test_tfrecord_shards_feed_the_same_stream_and_resume_skips_whole_batches(tmp
         np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
 
 
+@pytest.mark.slow
 def test_stylize_takes_a_network_path_or_model(trained, small_pair):
     import nst_tf
 
@@ -381,6 +393,7 @@ def test_stylize_takes_a_network_path_or_model(trained, small_pair):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_a_non_finite_training_step_leaves_the_weights_and_is_counted(tmp_path, monkeypatch):
     calls = tf.Variable(0)
     original = train.Trainer.loss

@@ -25,6 +25,7 @@ def losses_of(optimizer, loss_fn, x0, evaluations):
     return seen
 
 
+@pytest.mark.slow
 def test_lbfgs_solves_rosenbrock_where_adam_does_not():
     x0 = np.array([-1.2, 1.0, -1.2, 1.0])  # float64: the classic start
     lbfgs = losses_of(optimize.Lbfgs(memory=5), rosenbrock, x0, 100)
@@ -73,6 +74,7 @@ def tiny_transfer(vgg19, small_pair):
     return make
 
 
+@pytest.mark.slow
 def test_lbfgs_matches_scipy_and_beats_adam_on_a_style_problem(tiny_transfer):
     scipy_optimize = pytest.importorskip("scipy.optimize")
     evaluations = 40
@@ -136,6 +138,7 @@ def test_reduced_precision_model_computes_in_it(embedded_weights):
     assert all(w.dtype == "float32" for w in model.weights)  # mixed: float32 weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_xla_step_agrees_and_traces_once(tiny_transfer, optimizer):
     """The XLA-compiled step and the plain one, each taken from the same state at every step of one

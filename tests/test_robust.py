@@ -39,6 +39,7 @@ def wait_for(path, process, timeout=240):
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_run_saves_the_image_and_exits_128_plus_signal(tmp_path, sig, status):
     out = tmp_path / "out.png"
@@ -61,6 +62,7 @@ def test_signal_mid_run_saves_the_image_and_exits_128_plus_signal(tmp_path, sig,
     assert not any(name.startswith(".nst_tf-") for name in os.listdir(tmp_path))
 
 
+@pytest.mark.slow
 def test_nan_in_the_gradient_is_survived(vgg19, monkeypatch):
     """The objective returns NaN at its 6th evaluation (so the gradient and the next image are
     NaN): the run restores the last good step, halves Adam's rate, and ends finite."""
@@ -97,6 +99,7 @@ def test_repeated_faults_give_up_with_a_clear_error(vgg19, monkeypatch):
     assert len(run.recoveries) == 5
 
 
+@pytest.mark.slow
 def test_identical_seeded_runs_give_byte_identical_pngs(tmp_path):
     args = ["--size=48", "--steps=4", "--init=noise", "--seed=7", "--weights=embedded", "--noprogress"]
     env = dict(os.environ, NST_TF_OFFLINE="1")
@@ -122,6 +125,7 @@ def test_identical_seeded_runs_give_byte_identical_pngs(tmp_path):
     assert other.read_bytes() != (tmp_path / "a.png").read_bytes()  # the seed matters
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_the_uninterrupted_run(tmp_path):
     """A run killed (SIGKILL, no chance to clean up) after its first checkpoint, then resumed,
     ends with the same PNG bytes as a run never stopped: 2 scales (32, 48 px) x 60 steps."""
@@ -141,6 +145,7 @@ def test_kill_and_resume_equals_the_uninterrupted_run(tmp_path):
     assert (tmp_path / "resumed.png").read_bytes() == (tmp_path / "whole.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, vgg19):
     boston, scream = image_io.example_path("boston"), image_io.example_path("the_scream")
     options = dict(size=48, scales=1, steps=6, model=vgg19, checkpoint_dir=str(tmp_path), checkpoint_every=3)
@@ -202,6 +207,7 @@ def test_icc_profiles_are_converted_to_srgb(tmp_path):
     assert image_io.to_srgb(untagged) is untagged
 
 
+@pytest.mark.slow
 def test_paths_with_spaces_and_unicode(tmp_path):
     folder = tmp_path / "my photos ñ 写真"
     folder.mkdir()
@@ -228,6 +234,7 @@ print(planner.peak_memory_bytes())
 """
 
 
+@pytest.mark.slow
 def test_planner_estimate_is_within_30_percent_of_the_measured_peak():
     """Without XLA (the default where `auto` is not measured) at two sizes, with XLA at one. Measured
     when fitted (`scripts/benchmark.py --memory`): estimate / peak with XLA 1.01 at 128, 1.03 at
@@ -265,6 +272,7 @@ def test_planner_refuses_what_does_not_fit():
     assert bf16 < scales[-1].peak_bytes  # half-size activations
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     process = start_cli(["--dry_run", "--size=1024", "--output=out.png"], tmp_path)
     stdout, stderr = process.communicate(timeout=120)

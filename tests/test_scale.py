@@ -25,6 +25,7 @@ def levels(a, b) -> int:
     return int(np.abs(np.asarray(a, int) - np.asarray(b, int)).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_batched_results_equal_single_runs(vgg19, optimizer):
     """Three contents in one [3, H, W, 3] variable: each result equals its run alone. Measured:
@@ -40,6 +41,7 @@ def test_batched_results_equal_single_runs(vgg19, optimizer):
     assert levels(together[0], together[1]) > 50  # different photos stay different
 
 
+@pytest.mark.slow
 def test_a_batch_has_per_image_losses(vgg19):
     paths = [image_io.example_path(n) for n in CONTENTS[:2]]
     run = nst_tf.StyleTransfer(paths, image_io.example_path("the_scream"), model=vgg19, **SMALL)
@@ -63,6 +65,7 @@ def test_a_batch_needs_one_size_and_no_colour_matching(vgg19):
         )
 
 
+@pytest.mark.slow
 def test_two_logical_devices_equal_one_device():
     """The CPU split into 2 logical devices (MirroredStrategy), 4 images, 2 per replica. Measured:
     Adam identical; L-BFGS identical for the images alone on their device, and up to 1 level
@@ -104,6 +107,7 @@ def manifest_outputs(folder):
         return [json.loads(line)["output"] for line in f]
 
 
+@pytest.mark.slow
 def test_batch_skips_existing_outputs_and_lists_each_once(tmp_path):
     contents, styles = small_inputs(tmp_path)
     out = str(tmp_path / "out")
@@ -157,6 +161,7 @@ def test_jobs_and_groups(tmp_path):
         batch.plan_jobs([image_io.example_path("boston"), os.path.join(contents, "boston.png")], styles)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -183,6 +188,7 @@ def test_batch_command_bad_input_exits_2(tmp_path, args, message):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_beam_pipeline_with_two_workers_writes_each_file_once(tmp_path):
     """3 contents x 2 styles at 64 px on the DirectRunner, 2 worker processes."""
     pytest.importorskip("apache_beam")

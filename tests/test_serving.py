@@ -131,6 +131,7 @@ def exported(tmp_path_factory, embedded_weights):
     return {"path": path, "out": out, "results": results, **paths}
 
 
+@pytest.mark.slow
 def test_served_result_equals_stylize(exported):
     served = np.load(exported["out"] / "served.npy")
     local = nst_tf.stylize(exported["content"], exported["style"], **OPTIONS)
@@ -141,6 +142,7 @@ def test_served_result_equals_stylize(exported):
     assert not exported["results"]["nst_tf_imported"]
 
 
+@pytest.mark.slow
 def test_png_outputs_and_tensor_signature_agree(exported):
     served = np.load(exported["out"] / "served.npy")
     for name in ("served.png", "rest.png"):
@@ -154,6 +156,7 @@ def test_png_outputs_and_tensor_signature_agree(exported):
     assert np.abs(image_io.to_uint8(tensor).astype(int) - served.astype(int)).max() <= TOLERANCE_MAX_LEVELS
 
 
+@pytest.mark.slow
 def test_request_inputs_override_the_defaults(exported):
     r = exported["results"]
     assert r["size48"] == [32, 48, 3]
@@ -166,6 +169,7 @@ def test_request_inputs_override_the_defaults(exported):
         assert json.load(f)["limits"] == meta["limits"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_requests_are_invalid_argument(exported, name):
     message = exported["results"][name]
@@ -173,6 +177,7 @@ def test_bad_requests_are_invalid_argument(exported, name):
     assert BAD[name][1] in message.replace("\\'", "'"), message
 
 
+@pytest.mark.slow
 def test_weights_are_stored_as_the_8bit_table(exported):
     variables = os.path.join(exported["path"], "variables")
     assert serving.directory_bytes(variables) < 14e6  # conv1_1..conv5_1: 12.9M 8-bit weights
@@ -193,6 +198,7 @@ def _saved_model_cli(*args):
     return subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_lists_the_signatures(exported):
     result = _saved_model_cli("show", "--all", "--dir", exported["path"])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -223,6 +229,7 @@ def test_saved_model_cli_show_lists_the_signatures(exported):
     assert signatures["serving_rest"][("outputs", "png_bytes")] == "DT_STRING"
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_with_input_exprs(exported, tmp_path):
     def literal(path):  # every byte escaped: the flag splits on ';'
         return "b'" + "".join(f"\\x{b:02x}" for b in open(path, "rb").read()) + "'"
@@ -264,6 +271,7 @@ def test_plan_matches_config_scale_plan():
         assert plan == expected, options
 
 
+@pytest.mark.slow
 def test_multiscale_jpeg_export_matches_stylize(tmp_path, embedded_weights):
     """JPEG decoding, resizing, the skipped coarse scale and the upsampled inits, in-process.
     Adam, whose steps do not amplify last-bit differences as a line search can."""
@@ -281,6 +289,7 @@ def test_multiscale_jpeg_export_matches_stylize(tmp_path, embedded_weights):
     assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_loss", ["gaussian", "w2"])
 def test_style_statistics_and_pooling_export_match_stylize(tmp_path, embedded_weights, style_loss):
     """The random features (gaussian) and the eigendecompositions (w2) in the served graph, with
@@ -333,6 +342,7 @@ def test_export_option_errors(tmp_path, options, match):
         serving.export_saved_model(str(tmp_path), **{"version": 1, **options})
 
 
+@pytest.mark.slow
 def test_existing_version_is_kept(exported):
     before = os.listdir(exported["path"])
     with pytest.raises(NstError, match="already exists"):
@@ -340,6 +350,7 @@ def test_existing_version_is_kept(exported):
     assert os.listdir(exported["path"]) == before
 
 
+@pytest.mark.slow
 def test_export_command(tmp_path):
     script = os.path.join(REPO, "scripts", "export_savedmodel.py")
     env = dict(os.environ, NST_TF_OFFLINE="1")

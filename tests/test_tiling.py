@@ -90,6 +90,7 @@ def _relative(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("statistic", config.STYLE_LOSSES)
 def test_the_tiled_gradient_equals_the_untiled_one_for_every_statistic_with_a_mask(statistic, embedded_weights):
     """214x320 px in tiles of 72 px (three rows of 72, 72, 70; columns 72 x 4 and 32), halo 40
@@ -104,6 +105,7 @@ def test_the_tiled_gradient_equals_the_untiled_one_for_every_statistic_with_a_ma
     assert _relative(grad, tiled_grad) <= 1e-4
 
 
+@pytest.mark.slow
 def test_the_tiled_gradient_equals_the_untiled_one_with_every_default_layer_and_two_masked_styles(vgg19):
     """The default layers (block5_conv1: halo 80) at 214x320 in uneven tiles of 96 px, two styles
     blended 1:2, each painting its own soft half; every term's weight on (TV too)."""
@@ -120,6 +122,7 @@ def test_the_tiled_gradient_equals_the_untiled_one_with_every_default_layer_and_
 # -- runs -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_tiled_run_gives_the_untiled_png_within_one_level_after_20_adam_steps():
     """192x128 px in uneven tiles of 80 (6 tiles); each compiled pass is traced once or twice
     (the first tile's shape, then shapes left open), not once per tile or step."""
@@ -135,6 +138,7 @@ def test_a_tiled_run_gives_the_untiled_png_within_one_level_after_20_adam_steps(
     assert np.abs(tiled.astype(int) - untiled.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_luminance_and_a_style_blend_run_tiled_as_untiled(vgg19):
     kwargs = {**RUN, "scales": 2, "size": 112, "steps": 6, "preserve_colors": "luminance", "style_blend": "1,3"}
     styles = [image_io.example_path("the_scream"), image_io.example_path("shipwreck")]
@@ -143,6 +147,7 @@ def test_coarse_to_fine_luminance_and_a_style_blend_run_tiled_as_untiled(vgg19):
     assert np.abs(tiled.astype(int) - untiled.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 def test_a_signal_stops_a_tiled_step_at_its_tile_and_the_run_resumes_to_the_uninterrupted_image(tmp_path, vgg19):
     kwargs = dict(size=96, steps=6, tile="32", model=vgg19, **RUN)
     boston, scream = image_io.example_path("boston"), image_io.example_path("the_scream")
@@ -228,6 +233,7 @@ def test_auto_tiles_only_the_scales_that_do_not_fit():
     assert planner.choose_tile(cfg.replace(tile="off"), (3000, 4000), style, available=1) == 0
 
 
+@pytest.mark.slow
 def test_the_command_line_plans_tiles_and_refuses_a_bad_tile(tmp_path):
     script = os.path.join(REPO, "scripts", "stylize.py")
     env = dict(os.environ, NST_TF_OFFLINE="1")
@@ -257,6 +263,7 @@ def test_the_command_line_plans_tiles_and_refuses_a_bad_tile(tmp_path):
 # -- a network's tiled painting (nst_tf.networks.tiled) ----------------------------------------
 
 
+@pytest.mark.slow
 def test_the_network_reach_is_its_measured_receptive_field():
     """With every norm layer's statistics held fixed, an output pixel's gradient reaches at most
     `reach` input pixels away, and exactly that far for one of the four pixels of a stride cell."""
@@ -279,6 +286,7 @@ def test_the_network_reach_is_its_measured_receptive_field():
     assert planner.NETWORK_MARGIN == -(-farthest // models.MULTIPLE) * models.MULTIPLE
 
 
+@pytest.mark.slow
 def test_a_network_painted_tile_by_tile_equals_the_untiled_painting(embedded_weights):
     """Uneven tiles (and an image that is not a multiple of 4) give the untiled forward pass within
     float32 rounding of the norm layers' statistics; the progress hook sees every pass and tile."""
@@ -312,6 +320,7 @@ def test_the_planner_tiles_a_network_painting_only_when_it_does_not_fit():
         planner.choose_network_tile(hw, "huge")
 
 
+@pytest.mark.slow
 def test_the_command_line_plans_a_network_painting(tmp_path):
     script = os.path.join(REPO, "scripts", "stylize.py")
     dry = subprocess.run(
@@ -334,6 +343,7 @@ def test_the_command_line_plans_a_network_painting(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_tiled_network_painting_with_one_line_and_no_file(tmp_path):
     out = tmp_path / "x.png"
     command = [sys.executable, os.path.join(REPO, "scripts", "stylize.py"), "--network=demo", "--size=1536"]

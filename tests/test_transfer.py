@@ -75,6 +75,7 @@ def test_presets_parse_to_valid_configs(name):
         assert (cfg.style_weight, cfg.tv_loss, cfg.tv_weight) == (500, "squared", pytest.approx(1e-3 * 255**2))
 
 
+@pytest.mark.slow
 def test_default_style_loss_falls_80_percent_in_50_steps(vgg19, content_style):
     """The default objective and optimiser at one size (measured: to 13.6% of the start)."""
     history = nst_tf.History()
@@ -145,6 +146,7 @@ def _tutorial_reference(content, style, layer_weights, steps):
     return float(tf.squeeze(total_loss(image))), image.numpy()[0]
 
 
+@pytest.mark.slow
 def test_tutorial_preset_matches_the_tutorial_loop(embedded_weights, content_style):
     """At a size other than the preset's 512 px: the style image follows --size, as in the tutorial.
     Both loops run float32 without XLA (the reference's own setting), so only the order of sums
@@ -169,6 +171,7 @@ def test_tutorial_preset_matches_the_tutorial_loop(embedded_weights, content_sty
     assert diff.mean() < 1e-3 and diff.max() < 0.05  # the same path, not just the same loss
 
 
+@pytest.mark.slow
 def test_stylize_accepts_paths_pil_and_arrays(vgg19, content_style):
     from_path = nst_tf.stylize(*content_style, size=48, steps=3, weights="embedded")
     content_pil = Image.open(content_style[0])
@@ -296,6 +299,7 @@ def test_scale_plan():
     assert config.Config(size=75, scales=3, start_size=19, steps=100).scale_plan()[0] == (19, None, 100)
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_ends_at_the_exact_size(vgg19, content_style):
     """Each scale starts from the previous result upsampled, with content and style targets
     recomputed at its own size; the last scale is exactly the single-scale output's shape."""
