@@ -166,3 +166,29 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, env, match):
     assert "Traceback" not in result.stderr
     assert not default_output.exists()
     assert not any(name.startswith(".nst_tf-") for name in os.listdir(tmp_path))
+
+
+def _in_process(monkeypatch, argv):
+    """`nst-tf argv` in this process (the fast tier's door: no interpreter to start): its own
+    flags, parsed as the console script parses them; returns main's exit status."""
+    from absl import flags
+
+    from nst_tf import cli
+
+    fv = flags.FlagValues()
+    cli.define_flags(fv)
+    monkeypatch.setattr(cli.flags, "FLAGS", fv)
+    fv(["nst-tf", *argv])
+    return cli.main(["nst-tf"])
+
+
+def test_the_command_paints_in_process_and_refuses_bad_input_with_one_line(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "o.png"
+    args = ["--size=32", "--scales=1", "--steps=2", "--weights=embedded", "--noprogress", f"--output={out}"]
+    assert _in_process(monkeypatch, args) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out} (32x21, 2 steps")
+    assert np.asarray(Image.open(out)).shape == (21, 32, 3)
+    missing = tmp_path / "missing.jpg"
+    assert _in_process(monkeypatch, args + [f"--content={missing}", f"--output={tmp_path / 'x.png'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and not (tmp_path / "x.png").exists()

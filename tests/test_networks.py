@@ -407,3 +407,35 @@ def test_a_non_finite_training_step_leaves_the_weights_and_is_counted(tmp_path, 
     report = train_network(tiny(tmp_path, steps=3), progress=False)
     assert report["steps"] == 3 and report["skipped_steps"] == 1 and int(calls.numpy()) == 4
     assert all(np.all(np.isfinite(w)) for w in _weights(tmp_path / "net.keras"))
+
+
+def test_a_network_paints_tiled_as_whole_and_its_export_serves_the_same(predict_painter, small_pair, tmp_path):
+    """The fast tier's network doors in this process (an untrained predict network; training itself
+    is the slow tier's): tiled painting (uneven tiles) equals the whole forward pass to float32
+    rounding of the norm statistics; the SavedModel export, loaded here, paints what the Painter
+    paints (within 1 level: one forward pass in float32 either way)."""
+    from nst_tf.networks import tiled
+
+    content, style = small_pair
+    embedding = predict_painter.embedding([style])
+    whole = predict_painter.network([tf.constant(content[None]), embedding])[0].numpy()
+    seen = []
+    part = tiled.paint_tiled(predict_painter.network.transform, content, embedding, 24, lambda *a: seen.append(a))
+    assert np.abs(part - whole).max() < 1e-4 and seen[-1][2:] == (6, 6)  # 3 x 2 tiles of 24 px over 64 x 43
+    path = export.export_saved_model(predict_painter.network, str(tmp_path / "served"), weights="embedded", size=48)
+    # uint8 at their sizes, as the PNGs hold them: nothing is resized or rounded on one side only
+    content = image_io.to_uint8(image_io.load_image(CONTENTS[0], 48))
+    style = image_io.to_uint8(image_io.load_image(STYLES[0], 256, square=True))
+    served = (
+        tf.saved_model.load(path)
+        .signatures["serving_default"](
+            content=tf.constant([tf.io.encode_png(content).numpy()]),
+            style=tf.constant([tf.io.encode_png(style).numpy()]),
+            strength=tf.constant(0.7),
+            size=tf.constant(-1),
+        )["image"]
+        .numpy()
+    )
+    expected = predict_painter.paint(content, style, size=None, strength=0.7)
+    assert served.shape == expected.shape == (32, 48, 3)
+    assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1

@@ -107,11 +107,10 @@ def manifest_outputs(folder):
         return [json.loads(line)["output"] for line in f]
 
 
-@pytest.mark.slow
 def test_batch_skips_existing_outputs_and_lists_each_once(tmp_path):
     contents, styles = small_inputs(tmp_path)
     out = str(tmp_path / "out")
-    cfg = nst_tf.Config(size=48, square=True, steps=3, scales=1, weights="embedded")
+    cfg = nst_tf.Config(size=32, square=True, steps=3, scales=1, weights="embedded")
     expected = sorted(f"{c}__{s}.png" for c in ("boston", "seated_nude") for s in ("the_scream", "shipwreck"))
     first = batch.run_batch(contents, styles, out, cfg, batch_size=2, progress=False)
     assert first["written"] == 4 and first["skipped"] == 0
@@ -226,3 +225,20 @@ def test_beam_pipeline_with_two_workers_writes_each_file_once(tmp_path):
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0 and "wrote 0 image(s)" in rerun.stdout and "6 existed" in rerun.stdout
     assert sorted(manifest_outputs(str(out))) == expected
+
+
+def test_the_beam_pipeline_in_this_process_writes_each_file_once(tmp_path):
+    """The fast tier's pipeline: Beam's in-process DirectRunner, 1 content x 2 styles at 32 px
+    (the slow tier runs 2 worker processes from the command line)."""
+    beam = pytest.importorskip("nst_tf.beam")
+    content = tmp_path / "boston.png"
+    image_io.save_image(str(content), image_io.load_image(image_io.example_path("boston"), 32))
+    styles = [image_io.example_path(n) for n in ("the_scream", "shipwreck")]
+    out = tmp_path / "out"
+    options = dict(size=32, steps=2, scales=1, weights="embedded", jit="off", precision="float32")
+    first = beam.run([str(content)], styles, str(out), evaluate=False, **options)
+    expected = ["boston__shipwreck.png", "boston__the_scream.png"]
+    assert first["written"] == 2 and sorted(manifest_outputs(str(out))) == expected
+    assert all(image_io.load_image(str(out / name)).shape == (21, 32, 3) for name in expected)
+    again = beam.run([str(content)], styles, str(out), evaluate=False, **options)
+    assert again["written"] == 0 and again["skipped"] == 2 and sorted(manifest_outputs(str(out))) == expected

@@ -372,3 +372,29 @@ def test_export_command(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0
     assert "already exists" in again.stderr
+
+
+def test_a_small_export_serves_in_this_process_what_stylize_paints(tmp_path, embedded_weights):
+    """The fast tier's export: 32 px, one scale, 2 Adam steps, loaded and called in this process
+    (the slow tier's `exported` loads it where nst_tf cannot be imported). Both paths compute one
+    function in float32 (see the test above): 1 level for a value on a rounding boundary."""
+    options = dict(
+        size=32, scales=1, steps=2, optimizer="adam", epsilon=1e-4, weights="embedded", jit="off", precision="float32"
+    )
+    model = tf.saved_model.load(serving.export_saved_model(str(tmp_path), 1, **options))
+    content, style = (image_io.load_image(image_io.example_path(n), 32) for n in ("boston", "the_scream"))
+    scalars = {k: tf.constant(v, tf.int32 if isinstance(v, int) else tf.float32) for k, v in DEFAULTS.items()}
+    served = model.signatures["stylize_tensor"](
+        content=tf.constant(content[None]), style=tf.constant(style[None]), **scalars
+    )
+    served = image_io.to_uint8(served["image"].numpy()[0])
+    local = nst_tf.stylize(content, style, **options)
+    assert served.shape == local.shape == (21, 32, 3)
+    assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
+    assert np.abs(local.astype(int) - image_io.to_uint8(content).astype(int)).mean() > 1  # it did move
+    with pytest.raises(tf.errors.InvalidArgumentError, match="steps per scale"):
+        model.signatures["stylize_tensor"](
+            content=tf.constant(content[None]),
+            style=tf.constant(style[None]),
+            **dict(scalars, steps=tf.constant(10**6)),
+        )

@@ -74,6 +74,7 @@ def _random_backbone_weights(backbone):
     return model, {layer.name: layer.get_weights() for layer in model.layers if layer.get_weights()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["vgg19", "vgg16"])
 def test_keras3_weights_file_round_trip(tmp_path, backbone):
     model, expected = _random_backbone_weights(backbone)
