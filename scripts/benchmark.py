@@ -73,7 +73,10 @@ tile side, each in a fresh process: seconds of the painting, peak RSS against
     python scripts/benchmark.py --profile --modes="adam f32,adam bf16" --size=384 --weights=embedded
 
 traces 5 steps of the reference loop and of each mode with `tf.profiler` (after 2 untimed steps) and
-prints, per mode, the ops' time summed over TensorFlow's threads, by op type, largest first.
+prints, per mode, the ops' time summed over TensorFlow's threads, by op type, largest first, and for 5
+more steps untraced, the wall time per step and the cores busy (CPU time over wall time). With
+`ONEDNN_MAX_CPU_ISA=AVX2` on an AVX-512 CPU, oneDNN's convolutions and matmuls (and the contractions
+of TensorFlow's own kernels, which call oneDNN's GEMM) run their AVX2 code; XLA's code does not.
 """
 
 import json
@@ -642,6 +645,10 @@ def op_times(step, steps=5):
         for _ in range(steps):
             step()
         tf.profiler.experimental.stop()
+        wall, cpu = time.perf_counter(), _cpu_seconds()  # the same steps untraced: wall and CPU time
+        for _ in range(steps):
+            step()
+        wall, cpu = (time.perf_counter() - wall) / steps, (_cpu_seconds() - cpu) / steps
         space = xplane_pb2.XSpace()
         with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
             space.ParseFromString(f.read())
@@ -654,7 +661,14 @@ def op_times(step, steps=5):
                     totals[names.get(event.metadata_id, "?").split(":")[-1]] += event.duration_ps / 1e12 / steps
     for container in ("Process", "Execute"):  # the spans that hold the ops, not ops
         totals.pop(container, None)
-    return totals
+    return totals, wall, cpu
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def profile_main():
@@ -675,8 +689,12 @@ def profile_main():
             stepper = driver.Stepper(run.compiled, lambda value: value.numpy(), run.optimizer.recover)
             step = lambda run=run, stepper=stepper: driver.drive(run, 1, stepper)  # noqa: E731
         step(), step()
-        totals = op_times(step)
-        print(f"\n{mode}: {sum(totals.values()) * 1000:.0f} ms of op time per step", flush=True)
+        totals, wall, cpu = op_times(step)
+        print(
+            f"\n{mode}: {sum(totals.values()) * 1000:.0f} ms of op time per step; untraced, {wall * 1000:.0f} ms "
+            f"a step with {cpu / wall:.2f} cores busy",
+            flush=True,
+        )
         for op, seconds in totals.most_common(8):
             print(f"  {op:<40}{seconds * 1000:>8.1f}", flush=True)
 

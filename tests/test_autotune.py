@@ -213,3 +213,37 @@ def test_a_bad_autotune_environment_is_one_line_and_exit_2(tmp_path):
     assert bad.stderr.strip().splitlines() == [
         "nst-tf: error: NST_TF_AUTOTUNE='sometimes'; choose one of: cached, remeasure, off"
     ]
+
+
+def test_onednn_max_cpu_isa_caps_the_flags_it_is_timed_and_keyed_by(monkeypatch):
+    """`ONEDNN_MAX_CPU_ISA=AVX2` on an AVX-512 BF16 CPU: oneDNN runs AVX2 code, so the candidates
+    are skipped and the cache keyed as on an AVX2 CPU (/proc/cpuinfo still lists AVX-512)."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    native = autotune.cpu_flags()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    capped = autotune.cpu_flags()
+    assert capped <= native and not capped & {"avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16"}
+    assert capped & {"avx2", "fma"} == native & {"avx2", "fma"}
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert autotune.cpu_flags() == native
+
+
+@pytest.mark.slow
+def test_a_candidate_this_machine_refuses_is_skipped_with_its_error(cache, monkeypatch):
+    """A kernel that fails (as bfloat16 convolutions do under ONEDNN_MAX_CPU_ISA=AVX2) skips its
+    candidate with the error's first line; the others are still timed and chosen from."""
+    monkeypatch.setattr(autotune, "CANDIDATES", (("float32", False), ("float16", False)))
+    monkeypatch.setattr(autotune, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512_fp16"}))
+    for name, value in (("SIZE", 32), ("TIMED_STEPS", 1), ("WARMUP_STEPS", 0)):
+        monkeypatch.setattr(autotune, name, value)
+    real = losses.compute_targets
+
+    def refuse_float16(model, *args, **kwargs):
+        if model.get_layer("block1_conv1").compute_dtype == "float16":
+            raise tf.errors.AbortedError(None, None, "could not create a primitive descriptor\nmore")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(losses, "compute_targets", refuse_float16)
+    entry = autotune.measure("embedded", log=lambda line: None)
+    assert set(entry["seconds"]) == {"float32/xla-off"}
+    assert entry["skipped"] == {"float16/xla-off": "failed here: could not create a primitive descriptor"}
