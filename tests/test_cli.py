@@ -24,16 +24,6 @@ def run_cli(args, tmp_path, env_extra=None, script=None):
 
 
 @pytest.mark.slow
-def test_success_writes_the_image(tmp_path):
-    out = tmp_path / "out.png"
-    result = run_cli(TINY + [f"--output={out}"], tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "wrote" in result.stdout
-    image = Image.open(out)
-    assert image.format == "PNG" and image.size == (48, 32)  # the bundled photo is 512x343
-
-
-@pytest.mark.slow
 def test_no_flags_stylises_the_bundled_example(tmp_path):
     result = run_cli(["--steps=2", "--size=32", "--weights=embedded"], tmp_path)  # output: ./stylized.png
     assert result.returncode == 0, result.stderr
@@ -187,7 +177,7 @@ def test_the_command_paints_in_process_and_refuses_bad_input_with_one_line(tmp_p
     args = ["--size=32", "--scales=1", "--steps=2", "--weights=embedded", "--noprogress", f"--output={out}"]
     assert _in_process(monkeypatch, args) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out} (32x21, 2 steps")
-    assert np.asarray(Image.open(out)).shape == (21, 32, 3)
+    assert Image.open(out).format == "PNG" and np.asarray(Image.open(out)).shape == (21, 32, 3)
     missing = tmp_path / "missing.jpg"
     assert _in_process(monkeypatch, args + [f"--content={missing}", f"--output={tmp_path / 'x.png'}"]) == 2
     err = capsys.readouterr().err
