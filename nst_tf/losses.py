@@ -280,16 +280,17 @@ class Gaussian(Statistic):
         return _normalised(raw, _sum_sq(target["embedding"], [1]), norm)
 
 
-# Eigenvalues of C_s^1/2 C_x C_s^1/2 below this fraction of the largest are rounding noise (C_x comes
-# from float32 sums: its null space holds eigenvalues of +-1e-7..1e-6 of the largest); see `soft_sqrt`.
+# Eigenvalues of C_s^1/2 C_x C_s^1/2 below this fraction of the largest are treated as rounding noise:
+# C_x comes from float32 sums over positions, so its null space holds eigenvalues of the order of
+# float32's epsilon (1.2e-7) times the largest, or a few times that; see `soft_sqrt`.
 W2_FLOOR = 1e-5
 
 
 def soft_sqrt(eigenvalues: tf.Tensor) -> tf.Tensor:
     """sqrt(l) for the eigenvalues l >= 0 of a PSD matrix (`[..., c]`), exactly for l >= f (f =
     `W2_FLOOR` x the largest), and below f the quadratic that meets it with the same value and slope,
-    (l / 2 sqrt f) (3 - l / f), whose slope stays within 3/2 and 1 of 1 / sqrt(f) and not the exact
-    root's unbounded 1 / (2 sqrt(l)). With sqrt itself, the gradient of a rank-deficient
+    (l / 2 sqrt f) (3 - l / f), whose slope falls from 3 / (2 sqrt f) at 0 to 1 / (2 sqrt f) at f,
+    where the exact root's, 1 / (2 sqrt l), is unbounded. With sqrt itself, the gradient of a rank-deficient
     covariance's W2 (few positions, many channels) came from its null space's rounding noise, and
     so differed wherever the sums were added in another order (a served graph, XLA, other CPU
     kernels); here every null-space eigenvalue has nearly the same derivative, so their gradient

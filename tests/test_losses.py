@@ -175,3 +175,22 @@ def test_tv_gradient_matches_numpy_sign_formula(rng):
     ref[:, :, 1:] += dx
     ref[:, :, :-1] -= dx
     np.testing.assert_allclose(g, ref, atol=1e-6)
+
+
+def test_soft_sqrt_is_the_square_root_above_the_floor_and_smooth_with_a_bounded_slope_below():
+    top = 4.0
+    floor = losses.W2_FLOOR * top
+    lam = tf.constant([[0.0, 1e-3 * floor, 0.5 * floor, floor, 2 * floor, 0.01, top]], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(lam)
+        y = losses.soft_sqrt(lam)
+    slope = tape.gradient(y, lam).numpy()[0]
+    y = y.numpy()[0]
+    np.testing.assert_allclose(y[3:], np.sqrt(lam.numpy()[0, 3:]), rtol=1e-12)  # exact from the floor up
+    assert y[0] == 0 and np.all(np.diff(y) > 0)  # from 0, increasing
+    eps = 1e-9 * floor  # value and slope continuous at the floor
+    below, above = losses.soft_sqrt(tf.constant([[floor - eps, top]], tf.float64)).numpy()[0, 0], np.sqrt(floor)
+    assert abs(below - above) < 1e-6 * above
+    np.testing.assert_allclose(slope[3], 1 / (2 * np.sqrt(floor)), rtol=1e-6)
+    np.testing.assert_allclose(slope[0], 3 / (2 * np.sqrt(floor)), rtol=1e-12)  # bounded where sqrt's is not
+    assert np.all(np.isfinite(slope)) and slope[1] == pytest.approx(slope[0], rel=2e-3)  # flat across the noise
