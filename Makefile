@@ -1,7 +1,8 @@
 # make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
 # make demo-network: the bundled feed-forward network, one forward pass, into painted.png.
 # make test: set up .venv (if missing) with the test extras at the versions in constraints.txt, check formatting
-#   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow", about 2 minutes).
+#   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow", under a minute on
+#   AVX-512, about 2 on an AVX2 CPU).
 # make test-latest: the same suite in .venv-latest against the newest releases (no constraints).
 PYTHON ?= python3
 VENV ?= .venv
