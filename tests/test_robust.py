@@ -103,15 +103,19 @@ def test_repeated_faults_give_up_with_a_clear_error(vgg19, monkeypatch):
 def test_identical_seeded_runs_give_byte_identical_pngs(tmp_path):
     args = ["--size=48", "--steps=4", "--init=noise", "--seed=7", "--weights=embedded", "--noprogress"]
     env = dict(os.environ, NST_TF_OFFLINE="1")
-    for name in ("a.png", "b.png"):
-        subprocess.run(
+    runs = [  # both at once: neither can see the other
+        subprocess.Popen(
             [sys.executable, SCRIPT, *args, f"--output={name}"],
             cwd=str(tmp_path),
             env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
+        for name in ("a.png", "b.png")
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-2000:]
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     seeded = lambda seed: nst_tf.stylize(  # noqa: E731  the same run in this process
         image_io.example_path("boston"), image_io.example_path("the_scream"), size=48, steps=4, init="noise", seed=seed
@@ -125,12 +129,12 @@ def test_kill_and_resume_equals_the_uninterrupted_run(tmp_path):
     """A run killed (SIGKILL, no chance to clean up) after its first checkpoint, then resumed,
     ends with the same PNG bytes as a run never stopped: 2 scales (32, 48 px) x 60 steps."""
     args = ["--size=48", "--scales=2", "--start_size=32", "--steps=60"]
-    whole = start_cli(args + ["--output=whole.png"], tmp_path)
-    assert whole.wait(timeout=300) == 0, whole.communicate()
+    whole = start_cli(args + ["--output=whole.png"], tmp_path)  # beside the killed run: the two share no files
     killed = start_cli(args + ["--checkpoint_dir=ck", "--checkpoint_every=10", "--output=resumed.png"], tmp_path)
     wait_for(tmp_path / "ck" / "checkpoint", killed)
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=60)
+    assert whole.wait(timeout=300) == 0, whole.communicate()
     assert not (tmp_path / "resumed.png").exists()
     resumed = start_cli(
         args + ["--checkpoint_dir=ck", "--checkpoint_every=10", "--resume", "--output=resumed.png"], tmp_path
@@ -238,15 +242,19 @@ def test_planner_estimate_is_within_30_percent_of_the_measured_peak():
 
     content = image_io.load_image(image_io.example_path("boston")).shape[:2]
     style = image_io.load_image(image_io.example_path("the_scream")).shape[:2]
-    for size, jit in ((128, "off"), (256, "on"), (512, "off")):
-        out = subprocess.run(
+    runs = {  # at once: a process's peak resident memory is its own
+        (size, jit): subprocess.Popen(
             [sys.executable, "-c", PEAK_CHILD, str(size), jit],
-            check=True,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=dict(os.environ, NST_TF_OFFLINE="1"),
-            timeout=300,
-        ).stdout
+        )
+        for size, jit in ((128, "off"), (256, "on"), (512, "off"))
+    }
+    for (size, jit), run in runs.items():
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
         peak = int(out.strip().splitlines()[-1])
         cfg = config.Config(size=size, scales=1, steps=3, precision="float32", jit=jit)
         estimate = planner.plan(cfg, content, [style])
