@@ -268,6 +268,7 @@ def export_main(argv) -> int:
     cfg = config_from_flags(fv)
     if not fv.export_dir:
         raise NstError("--export_dir is required (TF Serving's model base path)")
+    config_lib.new_version_path(fv.export_dir, fv.version, fv.overwrite)  # an existing version: before any work
     _import_tensorflow_quietly()
     import tensorflow as tf
 

@@ -292,6 +292,18 @@ class Limits(NamedTuple):
     max_input_pixels: int = 25_000_000
 
 
+def new_version_path(export_dir: str, version, overwrite: bool = False) -> str:
+    """`<export_dir>/<version>`, the SavedModel's version folder (TF Serving serves the highest);
+    an `NstError` for a version that is not a positive integer, or one that exists unless
+    `overwrite`. No TensorFlow: the command line checks it before loading anything."""
+    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
+        raise NstError(f"version must be a positive integer (TF Serving's version folder), got {version!r}")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final) and not overwrite:
+        raise NstError(f"{final} already exists; choose another --version or pass --overwrite")
+    return final
+
+
 def field_names():
     return tuple(f.name for f in dataclasses.fields(Config))
 

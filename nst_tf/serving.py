@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from nst_tf import __version__, autotune, features, losses, optimize, schedule, weights
 from nst_tf.tensor_image import after, check, decode, fit_size, resize, start_image, to_uint8
-from nst_tf.config import INITS, Config, Limits, make_config
+from nst_tf.config import INITS, Config, Limits, make_config, new_version_path
 from nst_tf.errors import NstError
 from nst_tf.vgg import MIN_SIDE
 
@@ -335,13 +335,9 @@ def export_saved_model(
     for name, value in limits._asdict().items():
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise NstError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
-        raise NstError(f"version must be a positive integer (TF Serving's version folder), got {version!r}")
     if cfg.steps > limits.max_steps or any(s > limits.max_steps for s in cfg.scale_steps or ()):
         raise NstError(f"the default steps ({cfg.steps}) exceed max_steps ({limits.max_steps})")
-    final = os.path.join(export_dir, str(version))
-    if os.path.exists(final) and not overwrite:
-        raise NstError(f"{final} already exists; choose another --version or pass --overwrite")
+    final = new_version_path(export_dir, version, overwrite)
     os.makedirs(export_dir, exist_ok=True)
 
     # "auto" precision is resolved here, on the exporting machine, for a loop without XLA unless jit="on".
