@@ -633,7 +633,8 @@ def scale_main():
 
 
 def op_times(step, steps=5):
-    """`tf.profiler` trace of `steps` calls of `step`: {op type: seconds per step, summed over threads}."""
+    """`tf.profiler` trace of `steps` calls of `step`, then `steps` more untraced: `({op type: seconds
+    per step, summed over threads}, wall seconds per untraced step, CPU seconds per untraced step)`."""
     import collections
     import glob
 
