@@ -16,6 +16,10 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
   `StyleNetwork` (transform network + fixed-style table and/or predict head) on nst_tf's own
   objective; `Painter(network).paint(content, style) -> uint8 [H, W, 3]` paints in one forward pass
   (also `stylize(content, style, network=path)`); `load_network(path)`.
+- The universal painter (`nst_tf.networks.universal`): `UniversalPainter().paint(content, style)`
+  paints any painting in one pass (VGG19 encoder, whitening and colouring transform, decoders
+  trained on photos only: `train_network(TrainConfig(mode="decoder", ...))`); `make_painter(network)`
+  gives the right painter for any network file or bundled name.
 Also: `nst_tf.autotune.resolve()` says what `precision="auto"` and `jit="auto"` are on this machine
 (each candidate timed once, cached; `Choice(precision, xla, reason)`).
 """
@@ -49,6 +53,9 @@ _EXPORTS = {
     "train_network": "nst_tf.networks.train",
     "Painter": "nst_tf.networks.use",
     "load_network": "nst_tf.networks.use",
+    "make_painter": "nst_tf.networks.use",
+    "UniversalNetwork": "nst_tf.networks.universal",
+    "UniversalPainter": "nst_tf.networks.universal",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -223,8 +223,8 @@ class Runner:
         if cfg.network and cfg.init != "network":  # one forward pass per image, no optimisation
             from nst_tf.networks import use
 
-            self.painter = use.Painter(cfg.network, weights=cfg.weights)
-            if not self.painter.network.predict:
+            self.painter = use.make_painter(cfg.network, cfg.weights)
+            if not (use.is_universal(self.painter.network) or self.painter.network.predict):
                 raise NstError(
                     "a batch paints each content with each --styles image: that needs a predict network; "
                     "paint a fixed-style network's styles with nst-tf --style_index"

@@ -442,8 +442,13 @@ def train_main(argv) -> int:
 
         tf.get_logger().setLevel("ERROR")
         logging.set_verbosity(logging.ERROR)  # the checkpoint writer logs each save at INFO
+        if os.environ.get("TF_CONFIG"):  # several machines (or processes): one worker each
+            if tc.devices > 1:
+                raise NstError("--devices splits one machine; with TF_CONFIG each worker trains on its own devices")
+            strategy = distribute.multi_worker_strategy()  # before any other TensorFlow operation
+        else:
+            strategy = distribute.strategy(tc.devices) if tc.devices > 1 else None
         tc = dataclasses.replace(tc, objective=autotune.concrete(objective, fv.autotune)[0])
-        strategy = distribute.strategy(tc.devices) if tc.devices > 1 else None
         with callbacks.StopOnSignal() as stop:
             report = train.train_network(tc, progress=fv.progress, callbacks=[stop], strategy=strategy)
     except Interrupted as err:

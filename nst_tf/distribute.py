@@ -45,6 +45,34 @@ def strategy(devices: int) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
 
 
+def multi_worker_strategy() -> tf.distribute.Strategy:
+    """A `MultiWorkerMirroredStrategy` over the cluster that the `TF_CONFIG` environment variable
+    describes (every worker runs the same command with its own `task`). Call it before any other
+    TensorFlow operation."""
+    import json
+    import os
+
+    try:
+        spec = json.loads(os.environ["TF_CONFIG"])
+        workers = spec["cluster"]["worker"]
+        spec["task"]["index"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise NstError(f"TF_CONFIG must be JSON with cluster.worker and task.index ({type(err).__name__}: {err})")
+    if not workers:
+        raise NstError("TF_CONFIG names no worker")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run's files: always, but under a multi-worker strategy only
+    the chief (the task "chief", or worker 0 when the cluster has none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+
+
 def split(transfer, strategy: tf.distribute.Strategy):
     """`transfer`'s batch split across `strategy`'s replicas (each gets consecutive images, at
     least one), for the one driver (`nst_tf.driver.drive`): `(stepper, the split run state, join)`,

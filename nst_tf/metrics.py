@@ -4,7 +4,9 @@ For an image x, its content c and its style s, with VGG19 (float32) activations 
 - per style layer (block1..5_conv1): ||G(x) - G(s)||^2 / ||G(s)||^2, with G = F^T F / (H W)
   and the style image resized to the output's longest side; and the mean over layers;
 - content: ||F(x) - F(c)||^2 / ||F(c)||^2 at block4_conv2, the content resized to the output.
-Lower is better on both. The ratios are computed in float64 from the network's float32
+- style_ratio: the mean style error over the content photo's own (the untouched photo scores 1;
+  below 1 the output is nearer the style than the photo was).
+Lower is better on all three. The ratios are computed in float64 from the network's float32
 activations, so they do not depend on the loss weights or the precision a run used.
 """
 
@@ -44,7 +46,7 @@ def evaluate(image, content, style, weights: str = "auto", model=None) -> dict:
     image, content, style: paths, PIL images or arrays (see `image_io.load_image`).
     weights: the VGG19 weights spec (see `nst_tf.weights.load`); model: a model from
         `feature_model()` to reuse.
-    Returns `{"size": [H, W], "style": {layer: error, ..., "mean": error},
+    Returns `{"size": [H, W], "style": {layer: error, ..., "mean": error}, "style_ratio": ratio,
     "content": {"block4_conv2": error}}`.
     """
     import tensorflow as tf
@@ -60,8 +62,10 @@ def evaluate(image, content, style, weights: str = "auto", model=None) -> dict:
     )
     style_errors = {name: _relative_error(_gram(fx[name]), _gram(fs[name])) for name in STYLE_LAYERS}
     style_errors["mean"] = float(np.mean(list(style_errors.values())))
+    own = float(np.mean([_relative_error(_gram(fc[name]), _gram(fs[name])) for name in STYLE_LAYERS]))
     return {
         "size": [int(hw[0]), int(hw[1])],
         "style": style_errors,
+        "style_ratio": style_errors["mean"] / own if own > 0 else float("inf"),
         "content": {CONTENT_LAYER: _relative_error(fx[CONTENT_LAYER], fc[CONTENT_LAYER])},
     }

@@ -215,18 +215,44 @@ def network_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
     )
 
 
-def choose_network_tile(hw, tile="auto", alpha: float = 1.0, available: Optional[int] = None) -> int:
+def choose_network_tile(
+    hw, tile="auto", alpha: float = 1.0, available: Optional[int] = None, estimate=network_bytes
+) -> int:
     """The tile side for painting an image of `hw` with a network, 0 for untiled: `tile`'s number
     (untiled when one tile holds the image), or for "auto" 0 when the untiled pass fits in
     `available` bytes (default: what is available now), else the largest of `AUTO_TILES` that
-    fits (the smallest if none does)."""
+    fits (the smallest if none does). `estimate(hw, alpha, tile)`: the peak bytes (default: a
+    transform network's; `universal_bytes`: the universal painter's)."""
     side = tile_pixels(tile)
     if side is not None:
         return side if side < max(hw) else 0
     available = available_bytes() if available is None else available
-    if available is None or network_bytes(hw, alpha) <= available:
+    if available is None or estimate(hw, alpha) <= available:
         return 0
-    return _largest_tile(hw, lambda tile: network_bytes(hw, alpha, tile) <= available)
+    return _largest_tile(hw, lambda tile: estimate(hw, alpha, tile) <= available)
+
+
+# The universal painter (float32 VGG19 to relu4_1 and the decoders, no gradients): fitted to peak
+# RSS of `nst-tf --network=universal` (see README, "Universal painter").
+UNIVERSAL_BASE_BYTES = int(0.9 * GIB)
+UNIVERSAL_BYTES_PER_PIXEL = 700  # untiled, per output pixel
+UNIVERSAL_TILE_BYTES_PER_PIXEL = 700  # tiled, per grown tile pixel
+UNIVERSAL_IMAGE_BYTES_PER_PIXEL = 48  # a tiled painting's whole-picture arrays
+UNIVERSAL_MARGIN = 100  # relu4_1's reach (rounded up to its stride) + the decoder's
+
+
+def universal_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
+    """Estimated peak resident bytes of the universal painter's picture of (height, width) `hw`,
+    untiled or in tiles of `tile` px (`alpha` is not used: the decoders are fixed)."""
+    pixels = hw[0] * hw[1]
+    if not tile:
+        return int(UNIVERSAL_BASE_BYTES + UNIVERSAL_BYTES_PER_PIXEL * pixels)
+    grown = _grown(hw, tile, UNIVERSAL_MARGIN)
+    return int(
+        UNIVERSAL_BASE_BYTES
+        + UNIVERSAL_IMAGE_BYTES_PER_PIXEL * pixels
+        + UNIVERSAL_TILE_BYTES_PER_PIXEL * grown[0] * grown[1]
+    )
 
 
 def describe_network(hw, tile="auto", alpha: float = 1.0) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -117,7 +117,7 @@ def stream(source: Source, size: int, seed: int, scale_range=(1.0, 2.0), shuffle
 
 def batches(
     contents: Source,
-    styles: Source,
+    styles: Optional[Source],
     batch_size: int,
     size: int,
     style_size: int,
@@ -125,12 +125,16 @@ def batches(
     start: int = 0,
 ) -> tf.data.Dataset:
     """`(content [B, size, size, 3], style [B, style_size, style_size, 3], style label [B])`
-    batches from batch `start` on (the label: the style file's index, for a table of styles). Style crops cover from all of the image's shorter side to half of it (style
-    augmentation: the brush strokes at several scales)."""
+    batches from batch `start` on (the label: the style file's index, for a table of styles). Style
+    crops cover from all of the image's shorter side to half of it (style augmentation: the brush
+    strokes at several scales). Without `styles`: `(content,)` batches."""
     content, crop_content = stream(contents, size, seed)
-    style, crop_style = stream(styles, style_size, seed + 1, scale_range=(1.0, 2.0))
     skip = start * batch_size
     content = content.skip(skip).map(crop_content, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if styles is None:
+        dataset = content.map(lambda image, label: (image,)).batch(batch_size, drop_remainder=True)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    style, crop_style = stream(styles, style_size, seed + 1, scale_range=(1.0, 2.0))
     style = style.skip(skip).map(crop_style, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = tf.data.Dataset.zip(content, style).map(lambda c, s: (c[0], s[0], s[1]))
     dataset = dataset.batch(batch_size, drop_remainder=True)

@@ -11,7 +11,7 @@ from typing import Dict
 import tensorflow as tf
 
 from nst_tf.errors import NstError
-from nst_tf.networks import use
+from nst_tf.networks import universal, use
 from nst_tf.networks.options import QUANTIZATIONS
 from nst_tf.tensor_image import decode, fit_size, resize, to_uint8
 
@@ -77,21 +77,55 @@ class _Served(tf.Module):
         self.serving_default = serving_default
 
 
+class _ServedUniversal(tf.Module):
+    """The universal painter's cascade in one graph (eigen-decompositions: TF Serving runs them)."""
+
+    def __init__(self, painter, size: int, max_input_pixels: int):
+        super().__init__()
+        self.network = painter.network
+        self.variables_ = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, "content"),
+                tf.TensorSpec([None], tf.string, "style"),
+                tf.TensorSpec([], tf.float32, "strength"),
+                tf.TensorSpec([], tf.int32, "size"),
+            ]
+        )
+        def serving_default(content, style, strength, size_):
+            content = decode(content, "content", max_input_pixels)
+            side = tf.where(size_ > 0, size_, size)
+            content = resize(content, fit_size(tf.shape(content)[1:3], side))
+            style = decode(style, "style", max_input_pixels)
+            style = resize(style, fit_size(tf.shape(style)[1:3], tf.reduce_max(tf.shape(content)[1:3])))
+            image = to_uint8(universal.graph_paint(painter, content, style, tf.clip_by_value(strength, 0.0, 1.0))[0])
+            return {"image": image, "png": tf.io.encode_png(image)}
+
+        self.serving_default = serving_default
+
+
+def _encoder_models(painter):
+    return [painter.encoder.all, *painter.encoder.each.values()]
+
+
 def export_saved_model(
     network, export_dir: str, version: int = 1, weights: str = "auto", size: int = 512, max_input_pixels=25_000_000
 ) -> str:
     """Writes `<export_dir>/<version>/`, a SavedModel whose `serving_default` paints in one forward
     pass: content bytes (a batch of one JPEG or PNG), style bytes and `strength` in [0, 1] (a
-    predict network) or `style_index` (fixed styles), and `size` (the longest side; <= 0: `size`)
-    -> `image` (uint8 `[H, W, 3]`) and `png`. Loadable with `tf.saved_model.load` alone."""
-    painter = use.Painter(network, weights=weights)
+    predict network or the universal painter) or `style_index` (fixed styles), and `size` (the
+    longest side; <= 0: `size`) -> `image` (uint8 `[H, W, 3]`) and `png`. Loadable with
+    `tf.saved_model.load` alone."""
+    painter = use.make_painter(network, weights)
+    served = _ServedUniversal if use.is_universal(painter.network) else _Served
     path = os.path.join(export_dir, str(version))
     if os.path.exists(path):
         raise NstError(f"{path} exists; choose another version")
     os.makedirs(export_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
     try:
-        module = _Served(painter, size, max_input_pixels)
+        module = served(painter, size, max_input_pixels)
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serving_default})
         os.replace(tmp, path)
     finally:
@@ -117,7 +151,9 @@ def export_tflite(network, folder: str, weights: str = "auto", quantization: str
     the predict model. Returns `{name: path}`."""
     if quantization not in QUANTIZATIONS:
         raise NstError(f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}")
-    painter = use.Painter(network, weights=weights)
+    painter = use.make_painter(network, weights)
+    if use.is_universal(painter.network):
+        return _export_universal_tflite(painter, folder, quantization)
     net, d = painter.network, painter.network.embedding_size
     module = tf.Module()
     module.network, module.statistics, module.variables_ = net, painter.statistics, _tf_variables(painter)
@@ -142,6 +178,40 @@ def export_tflite(network, folder: str, weights: str = "auto", quantization: str
         paths["style_table"] = os.path.join(folder, "style_table.npy")
         np.save(paths["style_table"], np.asarray(net.table).reshape(net.num_styles, 1, 1, d))
     for name, function in models_.items():
+        paths[name] = os.path.join(folder, f"{name}.tflite")
+        with open(paths[name], "wb") as f:
+            f.write(_convert(function, module, quantization))
+    return paths
+
+
+def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[str, str]:
+    """The universal painter as the same pair: `style_predict.tflite` (style `[1, 256, 256, 3]` ->
+    its representation `[1, D]`: each level's mean and covariance root, `universal.pack`) and
+    `style_transform.tflite` (content `[1, 384, 384, 3]` + representation + strength `[1]` ->
+    image). Both take their matrix roots by Newton-Schulz (matmuls: TF Lite has no eigh)."""
+    ns = universal.UniversalPainter(painter.network, method="newton_schulz", encoder=painter.encoder)
+    module = tf.Module()
+    module.variables_ = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
+    size = universal.packed_size(painter.network.levels)
+
+    @tf.function(input_signature=[tf.TensorSpec(PREDICT_SHAPE, tf.float32)])
+    def style_predict(style):
+        return universal.pack(ns.style_graph(style))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(TRANSFORM_SHAPE, tf.float32),
+            tf.TensorSpec([1, size], tf.float32),
+            tf.TensorSpec([1], tf.float32),
+        ]
+    )
+    def style_transform(content, representation, strength):
+        reps = universal.unpack(representation, painter.network.levels)
+        return universal.graph_paint(ns, content, None, strength[0], reps)
+
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    for name, function in (("style_predict", style_predict), ("style_transform", style_transform)):
         paths[name] = os.path.join(folder, f"{name}.tflite")
         with open(paths[name], "wb") as f:
             f.write(_convert(function, module, quantization))

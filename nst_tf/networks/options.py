@@ -12,7 +12,8 @@ from nst_tf.errors import NstError
 MIN_SIDE = 16  # below this the reflect padding of the transform network's first 9x9 conv cannot be formed
 QUANTIZATIONS = ("float32", "float16", "int8")  # TF Lite weights
 
-MODES = ("table", "predict")
+MODES = ("table", "predict", "decoder")
+MAX_LEVEL = 5  # VGG19's relu5_1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +23,9 @@ class TrainConfig:
 
     contents, styles: specs for `data.scan` (folders, globs, files, TFRecord shards).
     output: the network file (`.keras`) written at the end (and on Ctrl-C).
-    mode: "table" (one learned embedding per style image: fixed styles) or "predict" (the predict
-        head: any style image).
+    mode: "table" (one learned embedding per style image: fixed styles), "predict" (the predict
+        head: any style image), or "decoder" (the universal painter's decoders, levels 1 to
+        `levels`, trained to reconstruct the content photos: no style images).
     size, style_size: training crop sides; batch_size: images per step (across all devices).
     alpha: the transform network's width multiplier.
     held_out: content images kept out of training, styled for TensorBoard and the final report.
@@ -35,7 +37,14 @@ class TrainConfig:
     styles: Tuple[str, ...] = option((), "Style images: folders, globs, files or .tfrecord shards, comma-separated.")
     output: str = option("network.keras", "The network file written at the end (and on Ctrl-C).")
     objective: Config = Config()
-    mode: str = option("table", "table: one learned embedding per style image; predict: any style image.", MODES)
+    mode: str = option(
+        "table",
+        "table: one learned embedding per style image; predict: any style image; decoder: the universal "
+        "painter's decoders (photos only, no --styles).",
+        MODES,
+    )
+    levels: int = option(4, "decoder mode: decoders for VGG19 levels relu1_1 .. relu<levels>_1.")
+    feature_weight: float = option(0.5, "decoder mode: weight of the feature reconstruction term (pixel: 1).")
     steps: int = option(2000, "Training steps.")
     batch_size: int = option(4, "Images per step (across all devices).")
     size: int = option(256, "Side of the square content crops.")
@@ -52,18 +61,26 @@ class TrainConfig:
     devices: int = option(1, "Split each batch across this many devices (GPUs, or logical CPU devices).")
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "size", "style_size", "checkpoint_every", "log_every", "devices"):
+        for name in ("steps", "batch_size", "size", "style_size", "checkpoint_every", "log_every", "devices", "levels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise NstError(f"{name} must be a positive integer, got {value!r}")
-        if not self.contents or not self.styles:
+        if not self.contents or (not self.styles and self.mode != "decoder"):
             raise NstError("contents and styles are required: folders, globs, files or .tfrecord shards")
+        if self.mode == "decoder" and self.styles:
+            raise NstError("decoder training reconstructs photos: it takes no styles")
+        if not 1 <= self.levels <= MAX_LEVEL:
+            raise NstError(f"levels must be 1 to {MAX_LEVEL}, got {self.levels}")
+        if self.mode == "decoder" and self.size % 2 ** (self.levels - 1):
+            raise NstError(
+                f"size must be a multiple of {2 ** (self.levels - 1)} for decoders down to level {self.levels}"
+            )
         if self.mode not in MODES:
             raise NstError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.size < MIN_SIDE or self.style_size < MIN_SIDE:
             raise NstError(f"size and style_size must be {MIN_SIDE} or more")
-        if not self.learning_rate > 0 or not self.alpha > 0:
-            raise NstError("learning_rate and alpha must be positive")
+        if not self.learning_rate > 0 or not self.alpha > 0 or self.feature_weight < 0:
+            raise NstError("learning_rate and alpha must be positive, feature_weight not negative")
         if self.batch_size % self.devices:
             raise NstError(f"batch_size {self.batch_size} does not split across {self.devices} devices")
         if self.resume and not self.checkpoint_dir:

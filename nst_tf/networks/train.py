@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import Optional, Sequence
 
@@ -27,10 +28,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import autotune, callbacks as callbacks_lib, driver, features, losses
+from nst_tf import autotune, callbacks as callbacks_lib, driver, features, image_io, losses
 from nst_tf import weights as weights_lib
 from nst_tf.errors import NstError, Interrupted
-from nst_tf.networks import data, models
+from nst_tf.networks import data, models, universal
 from nst_tf.networks.options import MODES, TrainConfig  # noqa: F401  (re-exported)
 
 
@@ -42,19 +43,22 @@ class Trainer:
         self.tc = tc
         self.cfg, self.choice = autotune.concrete(tc.objective)
         self.contents = data.scan(tc.contents, "content")
-        self.styles = data.scan(tc.styles, "style")
+        self.styles = data.scan(tc.styles, "style") if tc.styles else None
         if tc.mode == "table" and not self.styles.files:
             raise NstError("a table of styles needs style image files (TFRecords have no style index)")
         self.strategy = strategy or tf.distribute.get_strategy()
-        names = tuple(os.path.splitext(os.path.basename(p))[0] for p in self.styles.files)
         keras.utils.set_random_seed(tc.seed)  # the initial weights follow the seed (so do Python's and NumPy's)
         with self.strategy.scope():
-            self.network = models.StyleNetwork(
-                num_styles=len(self.styles.files) if tc.mode == "table" else 0,
-                predict=tc.mode == "predict",
-                alpha=tc.alpha,
-                style_names=names if tc.mode == "table" else (),
-            )
+            if tc.mode == "decoder":
+                self.network = universal.UniversalNetwork(range(1, tc.levels + 1), width=tc.alpha)
+            else:
+                names = tuple(os.path.splitext(os.path.basename(p))[0] for p in self.styles.files)
+                self.network = models.StyleNetwork(
+                    num_styles=len(self.styles.files) if tc.mode == "table" else 0,
+                    predict=tc.mode == "predict",
+                    alpha=tc.alpha,
+                    style_names=names if tc.mode == "table" else (),
+                )
             # Keras' loss-scale wrapper skips an update whose gradients are not finite (on every
             # replica alike); at scale 1 and no growth it changes nothing else.
             self.optimizer = keras.optimizers.LossScaleOptimizer(
@@ -62,19 +66,29 @@ class Trainer:
             )
             self.optimizer.build(self.network.trainable_variables)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        layers = list(self.cfg.content_layers) + list(self.cfg.style_layers)
-        arrays = weights_lib.load(self.cfg.weights, self.cfg.backbone)  # read and decoded once
-        self.vgg = features.build_feature_model(
-            layers, self.cfg.backbone, layer_weights=arrays, precision=self.cfg.precision, pooling=self.cfg.pooling
-        )
+        if tc.mode == "decoder":  # VGG19 to each level: the targets in one pass, each output to its own level
+            arrays = weights_lib.load(self.cfg.weights, "vgg19")
+            self.vgg = universal.Encoder(arrays, self.network.levels, self.cfg.precision)
+        else:
+            layers = list(self.cfg.content_layers) + list(self.cfg.style_layers)
+            arrays = weights_lib.load(self.cfg.weights, self.cfg.backbone)  # read and decoded once
+            self.vgg = features.build_feature_model(
+                layers, self.cfg.backbone, layer_weights=arrays, precision=self.cfg.precision, pooling=self.cfg.pooling
+            )
         self.statistics = None
         if tc.mode == "predict":  # the predict head's VGG19 (the loss's arrays when it is VGG19 too)
             vgg19 = arrays if self.cfg.backbone == "vgg19" else weights_lib.load(self.cfg.weights, "vgg19")
             self.statistics = models.style_statistics(layer_weights=vgg19)
         self.checkpoint = tf.train.Checkpoint(network=self.network, optimizer=self.optimizer, step=self.step_var)
+        from nst_tf import distribute
+
+        self.chief = distribute.is_chief(self.strategy)
         self.manager = None
         if tc.checkpoint_dir:
-            self.manager = tf.train.CheckpointManager(self.checkpoint, tc.checkpoint_dir, max_to_keep=2)
+            # Under several workers every one saves (saving may hold collectives); only the chief's
+            # checkpoints are kept, the others' go to a scratch folder.
+            folder = tc.checkpoint_dir if self.chief else tempfile.mkdtemp(prefix="nst_tf_worker_checkpoints_")
+            self.manager = tf.train.CheckpointManager(self.checkpoint, folder, max_to_keep=2)
             if tc.resume and self.manager.latest_checkpoint:
                 self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
         self.state = driver.RunState(image=None, opt_state=(), step=int(self.step_var.numpy()))
@@ -93,16 +107,21 @@ class Trainer:
             return tf.gather(tf.convert_to_tensor(self.network.table), label)
         return self.network.head(self.statistics(style))
 
-    def loss(self, content, style, label):
+    def loss(self, content, style=None, label=None):
+        if self.tc.mode == "decoder":
+            targets = self.vgg.levels(content)
+            outputs = self.network(targets)
+            total, terms = universal.reconstruction_loss(self.vgg, content, targets, outputs, self.tc.feature_weight)
+            return outputs[self.network.levels[-1]], total, terms
         output = self.network([content, self.embedding(style, label)])
         targets = losses.compute_targets(self.vgg, content, style, self.cfg)
         total, terms = losses.objective(self.vgg, targets, self.cfg, output)
         return output, total, terms
 
-    def _replica_step(self, content, style, label):
+    def _replica_step(self, *batch):
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
-            output, total, terms = self.loss(content, style, label)
+            output, total, terms = self.loss(*batch)
             scaled = self.optimizer.scale_loss(total / self.strategy.num_replicas_in_sync)
         grads = tape.gradient(scaled, variables)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads] + [tf.math.is_finite(total)])
@@ -150,6 +169,8 @@ class Trainer:
     def save_network(self, path: Optional[str] = None) -> str:
         """The network (trainable parts only) as a `.keras` file, written atomically."""
         path = path or self.tc.output
+        if not self.chief:  # the chief writes the network of a multi-worker run
+            return path
         folder = os.path.dirname(os.path.abspath(path))
         tmp = os.path.join(folder, f".{os.path.basename(path)[:-6]}.partial.keras")
         self.network.save(tmp)
@@ -213,6 +234,11 @@ class TrainBoard(callbacks_lib.Callback):
 
 
 def sample_outputs(trainer: Trainer, contents, size: int = 256):
+    if trainer.tc.mode == "decoder":  # the deepest decoder's reconstruction of each held-out photo
+        deepest = trainer.network.levels[-1]
+        return [
+            universal.reconstruct(trainer.network, trainer.vgg, image_io.load_image(c, size))[deepest] for c in contents
+        ]
     painter = trainer.painter
     style = trainer.styles.files[0] if trainer.styles.files else None
     return [painter.paint(c, style if trainer.network.predict else None, size=size) for c in contents]
@@ -223,7 +249,8 @@ def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy
     report: steps, seconds, seconds per step, images/s, skipped files and steps, and the evaluate
     report of the held-back images (`nst_tf.metrics.evaluate` of each output)."""
     trainer = Trainer(tc, strategy=strategy)
-    for path, why in trainer.contents.skipped + trainer.styles.skipped:
+    skipped = trainer.contents.skipped + (trainer.styles.skipped if trainer.styles else ())
+    for path, why in skipped:
         sys.stderr.write(f"nst-tf-train: skipped {path}: {why}\n")
     cbs = list(callbacks)
     if progress:
@@ -250,7 +277,7 @@ def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy
         "seconds": round(seconds, 1),
         "seconds_per_step": round(seconds / max(steps, 1), 4),
         "images_per_second": round(steps * tc.batch_size / seconds, 2) if seconds else None,
-        "skipped_files": len(trainer.contents.skipped) + len(trainer.styles.skipped),
+        "skipped_files": len(skipped),
         "skipped_steps": len(trainer.recoveries),
         "precision": trainer.cfg.precision,
         "held_out": evaluate_held_out(trainer, tc.held_out),
@@ -259,9 +286,15 @@ def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy
 
 
 def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256) -> list:
-    """`nst_tf.metrics.evaluate` of the network's output for each held-back content with each style."""
+    """`nst_tf.metrics.evaluate` of the network's output for each held-back content with each style
+    (decoders: each level's reconstruction error)."""
     if not contents:
         return []
+    if trainer.tc.mode == "decoder":
+        return [
+            {"content_image": c, **universal.reconstruction_report(trainer.network, trainer.vgg, c, size)}
+            for c in contents
+        ]
     from nst_tf import metrics
 
     painter, model = trainer.painter, metrics.feature_model(trainer.cfg.weights)  # one model for every row

@@ -18,20 +18,31 @@ STYLE_SIZE = 256  # the predict network sees the style image at 256 x 256 (as th
 BUNDLED = os.path.join(os.path.dirname(__file__), "..", "assets", "networks")
 
 
-def bundled_network(name: str = "demo") -> str:
-    """Path of a network shipped with the package (see README, "Networks")."""
-    path = os.path.normpath(os.path.join(BUNDLED, f"{name}.keras"))
+# The networks shipped with the package (see README, "Networks"): "universal" paints any painting
+# (the decoders of `nst_tf.networks.universal`); "demo" is its old name, kept; "three_styles" is the
+# predict network trained on the three bundled paintings (nst_tf's first network).
+BUNDLED_NAMES = {"universal": "universal", "demo": "universal", "three_styles": "three_styles"}
+
+
+def bundled_network(name: str = "universal") -> str:
+    """Path of a network shipped with the package."""
+    if name not in BUNDLED_NAMES:
+        raise NstError(f"no bundled network {name!r}; the bundled ones: {', '.join(BUNDLED_NAMES)}")
+    path = os.path.normpath(os.path.join(BUNDLED, f"{BUNDLED_NAMES[name]}.keras"))
     if not os.path.isfile(path):
-        raise NstError(f"no bundled network {name!r}")
+        raise NstError(f"the bundled network {name!r} is missing from this installation ({path})")
     return path
 
 
-def load_network(src) -> models.StyleNetwork:
-    """A `StyleNetwork` from a `.keras` file that `nst-tf-train` wrote ("demo": the bundled one), or
-    the model itself."""
-    if isinstance(src, models.StyleNetwork):
+def load_network(src):
+    """A network from a `.keras` file that `nst-tf-train` wrote, or a bundled one by name
+    ("universal", "demo", "three_styles"), or the model itself: a `StyleNetwork` (`--mode=table`
+    or `predict`) or a `universal.UniversalNetwork` (`--mode=decoder`)."""
+    from nst_tf.networks import universal
+
+    if isinstance(src, (models.StyleNetwork, universal.UniversalNetwork)):
         return src
-    path = bundled_network() if src == "demo" else os.fspath(src)
+    path = bundled_network(src) if src in BUNDLED_NAMES else os.fspath(src)
     if not os.path.isfile(path):
         raise NstError(f"network {path}: no such file")
     if not zipfile.is_zipfile(path):
@@ -42,9 +53,26 @@ def load_network(src) -> models.StyleNetwork:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # Keras raises many kinds for a damaged or foreign file
         raise NstError(f"network {path}: cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
-    if not isinstance(model, models.StyleNetwork):
+    if not isinstance(model, (models.StyleNetwork, universal.UniversalNetwork)):
         raise NstError(f"network {path}: a Keras model, but not an nst_tf style network")
     return model
+
+
+def is_universal(network) -> bool:
+    from nst_tf.networks import universal
+
+    return isinstance(network, universal.UniversalNetwork)
+
+
+def make_painter(network, weights: str = "auto", precision: str = "float32"):
+    """A ready painter for `network` (see `load_network`): a `universal.UniversalPainter` for
+    decoders, else a `Painter`."""
+    from nst_tf.networks import universal
+
+    network = load_network(network)
+    if is_universal(network):
+        return universal.UniversalPainter(network, weights, precision)
+    return Painter(network, weights=weights)
 
 
 class Painter:
@@ -55,6 +83,8 @@ class Painter:
 
     def __init__(self, network, statistics=None, weights: str = "auto"):
         self.network = load_network(network)
+        if is_universal(self.network):
+            raise NstError("a universal painter's decoders: paint with nst_tf.UniversalPainter (or make_painter)")
         if self.network.predict and statistics is None:
             statistics = models.style_statistics(weights, self.network.predict_layers)
         self.statistics = statistics
@@ -150,14 +180,19 @@ class Painter:
 
 
 def paint_with_config(cfg, content, styles=(), network=None, default_styles=False, on_tile=None) -> np.ndarray:
-    """`cfg.network`'s (or `network`'s: a loaded `StyleNetwork`) painting of `content` at
-    `cfg.size` with `styles` (for a predict network) and `cfg.style_blend`, `cfg.style_index`,
-    `cfg.strength`: uint8 `[H, W, 3]`. `default_styles`: the styles are a default the user did not
-    choose (the command line's bundled painting, the optimisation's styles for the warm start),
-    which a fixed-style network ignores; styles a user gave it are an error."""
-    painter = Painter(cfg.network if network is None else network, weights=cfg.weights)
-    if default_styles and not painter.network.predict:
-        styles = []
+    """`cfg.network`'s (or `network`'s: a loaded network) painting of `content` at `cfg.size` with
+    `styles` (for a predict network or the universal painter) and `cfg.style_blend`,
+    `cfg.style_index`, `cfg.strength`, `cfg.tile` (and for the universal painter `cfg.style_size`,
+    `cfg.style_mask`, `cfg.preserve_colors`): uint8 `[H, W, 3]`. `default_styles`: the styles are
+    a default the user did not choose (the command line's bundled painting, the optimisation's
+    styles for the warm start), which a fixed-style network ignores; styles a user gave it are an
+    error."""
+    painter = make_painter(cfg.network if network is None else network, cfg.weights)
+    styles = list(styles)
+    if is_universal(painter.network):
+        extra = dict(style_size=cfg.style_size, masks=cfg.style_mask, preserve_colors=cfg.preserve_colors)
+    else:
+        extra, styles = {}, ([] if default_styles and not painter.network.predict else styles)
     return painter.paint(
-        content, list(styles) or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength, cfg.tile, on_tile
+        content, styles or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength, cfg.tile, on_tile, **extra
     )

@@ -1,0 +1,466 @@
+"""The universal painter: any painting in one forward pass, with decoders trained on photos only.
+
+The frozen VGG19 encodes the content to `relu_k_1` (Keras' `block{k}_conv1`); `wct` whitens the
+features with the content's own covariance and colours them with the painting's; a decoder trained
+only to turn `relu_k_1` features of photos back into the photo paints the result. Coarse to fine
+(Li et al., NeurIPS 2017): the deepest level first, and each finer level re-encodes the previous
+level's picture. No painting is needed in training, so no painting is ever unseen.
+
+`build_decoder(k, width)`: VGG19's layers from `block{k}_conv1` back to the input, mirrored: each
+3x3 convolution (reflect-padded, ReLU) maps its output channels back to its input channels (times
+`width`, except the 3 RGB channels), each pooling becomes a nearest-neighbour x2 upsampling.
+`UniversalNetwork`: the decoders of a set of levels, saved as one `.keras` file (no VGG weights).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import features, vgg
+from nst_tf.errors import NstError
+from nst_tf.networks import models, wct
+
+LEVELS = (1, 2, 3, 4)
+MAX_LEVEL = 5
+# The root mean square of each level's features on photos (VGG19's 0-255 scale, measured on the
+# bundled photos at 256 px): a decoder divides its input by it, so its initial output is near the
+# pictures' [0, 1] scale instead of hundreds (which cost the first few hundred steps).
+FEATURE_SCALE = {1: 30.0, 2: 150.0, 3: 200.0, 4: 700.0, 5: 125.0}
+
+
+def level_layer(level: int) -> str:
+    """The VGG19 layer a level's features are taken at: `relu_k_1`, Keras' `block{k}_conv1`."""
+    return f"block{level}_conv1"
+
+
+def level_stride(level: int) -> int:
+    """Input pixels per feature position at `level` (the content is padded to a multiple of it)."""
+    return 2 ** (level - 1)
+
+
+def build_decoder(level: int, width: float = 0.5) -> keras.Model:
+    """`[B, h, w, C_k]` features -> `[B, h * s, w * s, 3]` RGB (about [0, 1], not clipped), `s` the
+    level's stride."""
+    if not 1 <= level <= MAX_LEVEL:
+        raise NstError(f"decoder levels are 1 to {MAX_LEVEL}, got {level}")
+    names = vgg.layer_names("vgg19")
+    encoder = names[: names.index(level_layer(level)) + 1]
+    convs = [n for n in encoder if not n.endswith("pool")]
+    # each conv's input channels: the previous conv's output, 3 for the first
+    inputs = {n: (3 if i == 0 else vgg.channels(convs[i - 1])) for i, n in enumerate(convs)}
+    features = keras.Input((None, None, vgg.channels(level_layer(level))), name="features")
+    x = keras.layers.Rescaling(1.0 / FEATURE_SCALE[level], name="rescale")(features)
+    for name in reversed(encoder):
+        if name.endswith("pool"):
+            x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up_{name}")(x)
+            continue
+        last = name == "block1_conv1"
+        filters = 3 if last else max(8, int(round(inputs[name] * width)))
+        x = models.ReflectPad(1, name=f"{name}_pad")(x)
+        x = keras.layers.Conv2D(filters, 3, activation=None if last else "relu", name=f"de_{name}")(x)
+    return keras.Model(features, x, name=f"decoder{level}")
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class UniversalNetwork(keras.Model):
+    """The trainable part of the universal painter: one decoder per level. `call(features)` takes
+    `{level: [B, h, w, C_k]}` and returns `{level: [B, H, W, 3]}` (every level decodes its own)."""
+
+    def __init__(self, levels: Sequence[int] = LEVELS, width: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = tuple(sorted(int(k) for k in levels))
+        if not self.levels or len(set(self.levels)) != len(self.levels):
+            raise NstError(f"decoder levels must be distinct, got {levels}")
+        self.width = float(width)
+        self.decoders = {k: build_decoder(k, self.width) for k in self.levels}
+        for k, decoder in self.decoders.items():  # tracked by attribute, so saved and checkpointed
+            setattr(self, f"decoder{k}", decoder)
+        self.built = True
+
+    def call(self, features):
+        return {k: self.decoders[k](features[k]) for k in self.levels if k in features}
+
+    def get_config(self):
+        return {**super().get_config(), "levels": list(self.levels), "width": self.width}
+
+
+class Encoder:
+    """The frozen VGG19 to each level: `levels(images)` -> `{k: relu_k_1 features}` in one pass,
+    `level(k, images)` -> level k's features alone (the network truncated there); float32 out.
+    arrays: VGG19 weights as `nst_tf.weights.load` returns them (read once, shared)."""
+
+    def __init__(self, arrays, levels: Sequence[int], precision: str = "float32"):
+        self.levels_ = tuple(levels)
+        build = lambda names: features.build_feature_model(  # noqa: E731
+            names, "vgg19", layer_weights=arrays, precision=precision
+        )
+        self.all = build([level_layer(k) for k in self.levels_])
+        self.each = {k: build([level_layer(k)]) for k in self.levels_}
+
+    def levels(self, images) -> dict:
+        out = self.all(images)
+        return {k: tf.cast(out[level_layer(k)], tf.float32) for k in self.levels_}
+
+    def level(self, k: int, images):
+        return tf.cast(self.each[k](images)[level_layer(k)], tf.float32)
+
+
+def reconstruction_loss(encoder: Encoder, images, targets, outputs, feature_weight: float):
+    """The decoders' training loss on a batch of photos: per level, the pixel mean squared error
+    plus `feature_weight` times the relative squared error of the output's own `relu_k_1` features
+    against the photo's (`targets`: `encoder.levels(images)`), Li et al.'s pixel + perceptual
+    reconstruction. Returns the total and each level's terms."""
+    total, terms = 0.0, {}
+    for k, out in outputs.items():
+        pixel = tf.reduce_mean(tf.square(out - images))
+        again = encoder.level(k, out)
+        feature = tf.reduce_sum(tf.square(again - targets[k])) / (tf.reduce_sum(tf.square(targets[k])) + 1e-6)
+        terms[f"pixel{k}"], terms[f"feature{k}"] = pixel, feature
+        total = total + pixel + feature_weight * feature
+    return total, terms
+
+
+def pad_to(image, multiple: int):
+    """`[B, H, W, 3]` reflect-padded at the bottom and right to multiples of `multiple`."""
+    shape = tf.shape(image)
+    extra_h, extra_w = (-shape[1]) % multiple, (-shape[2]) % multiple
+    return tf.pad(image, [[0, 0], [0, extra_h], [0, extra_w], [0, 0]], mode="REFLECT")
+
+
+def reconstruct(network: UniversalNetwork, encoder: Encoder, image) -> dict:
+    """Each level's decoder's reconstruction of `image` `[H, W, 3]` in [0, 1]: `{k: uint8 [H, W, 3]}`."""
+    h, w = image.shape[:2]
+    out = {}
+    for k in network.levels:
+        x = pad_to(tf.constant(image[None], tf.float32), level_stride(k))
+        y = network.decoders[k](encoder.level(k, x))[0, :h, :w]
+        out[k] = np.round(np.clip(y.numpy(), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return out
+
+
+def reconstruction_report(network: UniversalNetwork, encoder: Encoder, path, size: int) -> dict:
+    """Each level's reconstruction error of the photo at `path` (longest side `size`): mean absolute
+    difference in 8-bit levels and PSNR in dB."""
+    from nst_tf import image_io
+
+    image = image_io.load_image(path, size)
+    truth = np.round(image * 255.0)
+    report = {}
+    for k, rec in reconstruct(network, encoder, image).items():
+        diff = rec.astype(np.float64) - truth
+        mse = float(np.mean(diff**2))
+        report[f"level{k}"] = {
+            "mean_abs_levels": round(float(np.mean(np.abs(diff))), 3),
+            "psnr_db": round(10 * np.log10(255.0**2 / max(mse, 1e-12)), 2),
+        }
+    return report
+
+
+BUNDLED_NAME = "universal"
+
+
+def load_universal(src) -> UniversalNetwork:
+    """A `UniversalNetwork` from a `.keras` file (`nst-tf-train --mode=decoder` writes them;
+    "universal": the bundled one), or the model itself."""
+    if isinstance(src, UniversalNetwork):
+        return src
+    from nst_tf.networks import use
+
+    network = use.load_network(src)
+    if not isinstance(network, UniversalNetwork):
+        raise NstError(f"network {src}: not a universal painter's decoders (nst-tf-train --mode=decoder)")
+    return network
+
+
+class Transform:
+    """What the cascade does to one level's features: whiten them with the content's statistics
+    and colour them with a style's, per region. Statistics are sums over positions, so the tiled
+    cascade adds its tiles' `moments` and applies the whole picture's.
+
+    styles: `{level: wct.Style}` per region (one region without masks: the blended style).
+    masks: None, or one `[H, W]` float32 array in [0, 1] per region (the padded picture's pixels:
+        each level averages them down to its positions); where they add to less than 1 the
+        content's features are kept, where to more they are normalised.
+    `window` locates features in the level's whole map: `(row0, col0, (rows, cols))`.
+    """
+
+    def __init__(self, styles, strength, method: str, masks=None):
+        self.styles, self.strength, self.method, self.masks = list(styles), strength, method, masks
+        self._level_masks = {}
+
+    def _weights(self, k: int, f, window):
+        if self.masks is None:
+            return [None]
+        r0, c0, hw = window
+        if (k, hw) not in self._level_masks:
+            self._level_masks[(k, hw)] = [_mask_at(m, hw) for m in self.masks]
+        rows, cols = tf.shape(f)[0], tf.shape(f)[1]
+        return [m[r0 : r0 + rows, c0 : c0 + cols] for m in self._level_masks[(k, hw)]]
+
+    def moments(self, k: int, f, window) -> list:
+        return [wct.moments(f, m) for m in self._weights(k, f, window)]
+
+    def apply(self, k: int, f, moments: list, window):
+        weights = self._weights(k, f, window)
+        parts = [
+            wct.whiten_colour(f, m, style[k], self.strength, self.method) for m, style in zip(moments, self.styles)
+        ]
+        if self.masks is None:
+            return parts[0]
+        cover = tf.add_n(weights)
+        scale = 1.0 / tf.maximum(cover, 1.0)
+        out = f * (1.0 - tf.minimum(cover, 1.0))[..., None]
+        for part, m in zip(parts, weights):
+            out = out + part * (m * scale)[..., None]
+        return out
+
+
+class UniversalPainter:
+    """The universal painter ready to paint: the frozen VGG19 to each level, the decoders, and the
+    whitening and colouring transform.
+
+    network: a `UniversalNetwork`, its `.keras` file, or "universal" (the bundled decoders).
+    weights: the VGG19 weights spec (`nst_tf.weights.load`); precision: the encoder's.
+    method: the matrix square roots, "eigh" or "newton_schulz" (see `wct`).
+    """
+
+    def __init__(
+        self,
+        network=BUNDLED_NAME,
+        weights: str = "auto",
+        precision: str = "float32",
+        method: str = "eigh",
+        encoder=None,
+    ):
+        from nst_tf import weights as weights_lib
+
+        if method not in wct.SQRT_METHODS:
+            raise NstError(f"unknown method {method!r}; choose one of: {', '.join(wct.SQRT_METHODS)}")
+        self.network = load_universal(network)
+        self.method = method
+        self.encoder = encoder or Encoder(weights_lib.load(weights, "vgg19"), self.network.levels, precision)
+        self.min_side = max(vgg.MIN_SIDE, level_stride(self.network.levels[-1]))
+
+    def describe(self) -> str:
+        return f"any style image (universal painter, levels {', '.join(map(str, self.network.levels))})"
+
+    def style(self, image) -> dict:
+        """A style's representation: `{level: wct.Style}` from one encoder pass of `image` (float32
+        `[H, W, 3]` in [0, 1])."""
+        _check_side(image, self.min_side, "style image")
+        return self.style_graph(tf.constant(image[None], tf.float32))
+
+    def style_graph(self, image) -> dict:
+        """`style` on a `[1, H, W, 3]` tensor (graph-safe): the image is reflect-padded to the
+        deepest level's stride and each level's statistics are taken over the positions of the
+        unpadded image only."""
+        h, w = tf.shape(image)[1], tf.shape(image)[2]
+        padded = pad_to(image, level_stride(self.network.levels[-1]))
+        out = {}
+        for k, f in self.encoder.levels(padded).items():
+            s = level_stride(k)
+            f = f[0, : (h + s - 1) // s, : (w + s - 1) // s]
+            out[k] = wct.style_of(wct.moments(f), self.method)
+        return out
+
+    def cascade(self, content, transform: Transform):
+        """The coarse-to-fine pass on `content` `[1, H, W, 3]` (a tensor; graph-safe): at each
+        level, deepest first, pad the current picture to the level's stride, encode it, transform
+        the features with their own statistics, decode, crop back to H x W and clip to [0, 1]."""
+        h, w = tf.shape(content)[1], tf.shape(content)[2]
+        current = content
+        for k in reversed(self.network.levels):
+            f = self.encoder.level(k, pad_to(current, level_stride(k)))[0]
+            window = (0, 0, tuple(f.shape[:2])) if f.shape[:2].is_fully_defined() else (0, 0, tf.shape(f)[:2])
+            out = transform.apply(k, f, transform.moments(k, f, window), window)
+            current = tf.clip_by_value(self.network.decoders[k](out[None])[:, :h, :w], 0.0, 1.0)
+        return current
+
+    def cascade_tiled(self, content: np.ndarray, transform: Transform, tile: int, on_tile=None) -> np.ndarray:
+        """`cascade`, tile by tile and exactly, on `content` `[H, W, 3]`. Each level makes two
+        passes over one grid (`tiling.tile_grid`, tiles on the level's stride): the statistics,
+        each tile grown by the encoder's reach (`tiling.halo`) adding the moments of the positions
+        it owns; then the painting, each tile grown by the encoder's and the decoder's reach,
+        encoded, transformed with the whole picture's moments, decoded, its owned pixels kept.
+        `on_tile(pass, passes, done, total)` after each tile."""
+        from nst_tf import tiling
+
+        h, w = content.shape[:2]
+        current, levels = content, list(reversed(self.network.levels))
+        for i, k in enumerate(levels):
+            s = level_stride(k)
+            padded = pad_to(tf.constant(current[None], tf.float32), s)[0].numpy()
+            hw = padded.shape[:2]
+            level_hw = (hw[0] // s, hw[1] // s)
+            align, reach = tiling.halo([level_layer(k)])
+            grid = tiling.tile_grid(hw, tile, align, reach)
+            total = None
+            for n, t in enumerate(grid):
+                f, window = self._owned_features(k, padded, t, level_hw)
+                part = transform.moments(k, f, window)
+                total = part if total is None else [a.add(b) for a, b in zip(total, part)]
+                if on_tile:
+                    on_tile(2 * i + 1, 2 * len(levels), n + 1, len(grid))
+            margin = reach + -(-decoder_reach(k) // align) * align
+            grid = tiling.tile_grid(hw, tile, align, margin)
+            out = np.zeros(hw + (3,), np.float32)
+            for n, t in enumerate(grid):
+                gy0, gy1, gx0, gx1 = t.grown
+                f = self.encoder.level(k, tf.constant(padded[None, gy0:gy1, gx0:gx1]))[0]
+                window = (gy0 // s, gx0 // s, level_hw)
+                picture = self.network.decoders[k](transform.apply(k, f, total, window)[None])[0].numpy()
+                y0, y1, x0, x1 = t.owned
+                out[y0:y1, x0:x1] = picture[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0]
+                if on_tile:
+                    on_tile(2 * i + 2, 2 * len(levels), n + 1, len(grid))
+            current = np.clip(out[:h, :w], 0.0, 1.0)
+        return current
+
+    def _owned_features(self, k: int, padded: np.ndarray, t, level_hw):
+        """Level `k`'s features at the positions tile `t` owns (from its grown window), and their
+        window in the level's whole map."""
+        s = level_stride(k)
+        gy0, gy1, gx0, gx1 = t.grown
+        f = self.encoder.level(k, tf.constant(padded[None, gy0:gy1, gx0:gx1]))[0]
+        y0, y1, x0, x1 = t.owned
+        return f[(y0 - gy0) // s : (y1 - gy0) // s, (x0 - gx0) // s : (x1 - gx0) // s], (y0 // s, x0 // s, level_hw)
+
+    def paint_array(
+        self, image, styles, blend=None, strength: float = 1.0, masks=None, tile: int = 0, on_tile=None
+    ) -> np.ndarray:
+        """`image` float32 `[H, W, 3]` in [0, 1] painted coarse to fine: float32 `[H, W, 3]`.
+
+        styles: style representations (`style`); blend: their weights (None: equal), or with
+        `masks` (one `[H, W]` per style in [0, 1]) each style paints where its mask is bright (the
+        transform computed per region; where the masks add to less than 1, the content shows).
+        tile: 0 (untiled) or a tile side in pixels (`cascade_tiled`: the same picture)."""
+        if not 0.0 <= strength <= 1.0:
+            raise NstError(f"strength must be in [0, 1], got {strength}")
+        _check_side(image, self.min_side, "content")
+        if masks is None:
+            transform = Transform([wct.blend_levels(styles, blend)], strength, self.method)
+        else:
+            stride = level_stride(self.network.levels[-1])
+            padded = [pad_to(tf.constant(m[None, ..., None], tf.float32), stride)[0, ..., 0] for m in masks]
+            transform = Transform(styles, strength, self.method, padded)
+        if tile:
+            return self.cascade_tiled(image, transform, tile, on_tile)
+        return np.asarray(self.cascade(tf.constant(image[None], tf.float32), transform)[0].numpy(), np.float32)
+
+    def paint(
+        self,
+        content,
+        styles,
+        size=512,
+        style_blend=None,
+        style_index=None,
+        strength: float = 1.0,
+        tile="auto",
+        on_tile=None,
+        style_size=None,
+        masks=None,
+        preserve_colors: str = "none",
+    ) -> np.ndarray:
+        """`content` painted in the manner of `styles` (one or several images: paths, PIL images or
+        arrays) in one pass of the cascade: uint8 `[H, W, 3]`, the longest side `size` (None: as
+        given). The arguments are `Painter.paint`'s (style_index: none; tile: "auto", "off" or a
+        side in pixels) and: style_size: the styles' longest side (None: the output's); masks:
+        one image per style, each style painting where its mask is bright; preserve_colors:
+        "none", "luminance" (the result's luminance with the content's colours) or "histogram"
+        (each style's colours moved to the content's first)."""
+        from nst_tf import color, image_io, planner
+
+        if style_index is not None:
+            raise NstError(
+                "style_index picks a fixed style of a trained network; the universal painter takes style images"
+            )
+        if preserve_colors not in ("none", "luminance", "histogram"):
+            raise NstError(f"unknown preserve_colors {preserve_colors!r}; choose none, luminance or histogram")
+        if not 0.0 <= strength <= 1.0:
+            raise NstError(f"strength must be in [0, 1], got {strength}")
+        image = image_io.load_image(content, size)
+        _check_side(image, self.min_side, "content")
+        if isinstance(styles, (str, os.PathLike, np.ndarray)) or hasattr(styles, "mode"):
+            styles = [styles]
+        styles = list(styles or [])
+        if not styles:
+            raise NstError("the universal painter needs a style image")
+        side = style_size or max(image.shape[:2])
+        arrays = [image_io.load_image(s, side) for s in styles]
+        if preserve_colors == "histogram":
+            arrays = [color.match_color(s, image) for s in arrays]
+        mask_arrays = None
+        if masks is not None:
+            if len(masks) != len(arrays):
+                raise NstError(f"{len(masks)} mask(s) for {len(arrays)} style(s): give one mask per style")
+            mask_arrays = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., 0] for m in masks]
+        reps = [self.style(s) for s in arrays]
+        tile = planner.choose_network_tile(image.shape[:2], tile, estimate=planner.universal_bytes)
+        out = self.paint_array(image, reps, style_blend, strength, mask_arrays, tile, on_tile)
+        if preserve_colors == "luminance":
+            out = color.with_chroma(out, image)
+        return image_io.to_uint8(out)
+
+
+def decoder_reach(level: int) -> int:
+    """How far (input pixels) from an output pixel a feature can change it: each 3x3 convolution
+    at stride t (input pixels per position) reaches t further, and a x2 upsampling to stride t
+    adds the t pixels by which its parent's cell can exceed the child's."""
+    stride, total = level_stride(level), 0
+    for layer in build_decoder(level, 0.125).layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            total += stride
+        elif isinstance(layer, keras.layers.UpSampling2D):
+            stride //= 2
+            total += stride
+    return total
+
+
+def _check_side(image, side: int, what: str) -> None:
+    if min(image.shape[:2]) < side:
+        raise NstError(
+            f"the {what} is {image.shape[1]}x{image.shape[0]}: the universal painter needs {side} px or more on each side"
+        )
+
+
+def _mask_at(mask, hw):
+    """A `[H, W]` mask averaged down to `hw` (area resize), float32 in [0, 1]."""
+    m = tf.convert_to_tensor(mask, tf.float32)[None, ..., None]
+    return tf.clip_by_value(tf.image.resize(m, hw, method="area")[0, ..., 0], 0.0, 1.0)
+
+
+def graph_paint(painter: UniversalPainter, content, style, strength, reps=None):
+    """One style's painting as a graph: `content` `[1, H, W, 3]`, `style` `[1, h, w, 3]` (or its
+    representation `reps`), `strength` a scalar -> `[1, H, W, 3]` in [0, 1]. The SavedModel and
+    TF Lite exports trace this."""
+    reps = painter.style_graph(style) if reps is None else reps
+    return painter.cascade(content, Transform([reps], strength, painter.method))
+
+
+def packed_size(levels) -> int:
+    """The length of a packed representation: each level's mean `[C]` and root `[C, C]`."""
+    return sum(c + c * c for c in (vgg.channels(level_layer(k)) for k in levels))
+
+
+def pack(reps: dict):
+    """`{level: wct.Style}` -> `[1, packed_size]`, levels in increasing order."""
+    parts = []
+    for k in sorted(reps):
+        parts += [reps[k].mean, tf.reshape(reps[k].root, [-1])]
+    return tf.concat(parts, axis=0)[None]
+
+
+def unpack(vector, levels) -> dict:
+    """`pack`'s inverse."""
+    out, start = {}, 0
+    for k in sorted(levels):
+        c = vgg.channels(level_layer(k))
+        mean = vector[0, start : start + c]
+        root = tf.reshape(vector[0, start + c : start + c + c * c], [c, c])
+        out[k], start = wct.Style(mean, root), start + c + c * c
+    return out
