@@ -1,5 +1,5 @@
 # make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
-# make demo-network: the bundled feed-forward network, one forward pass, into painted.png.
+# make demo-network: the bundled universal painter, one forward pass, into painted.png.
 # make test: set up .venv (if missing) with the test extras at the versions in constraints.txt, check formatting
 #   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow", under a minute on
 #   AVX-512, about 2 on an AVX2 CPU).
@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nst_tf-installed
 CONSTRAINTS ?= -c constraints.txt
 
-.PHONY: demo demo-network train-demo test test-fast test-latest constraints install clean
+.PHONY: demo demo-network train-universal train-three-styles test test-fast test-latest constraints install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/nst-tf --output=stylized.png
 
-# The bundled network paints the same example in one forward pass -> painted.png
+# The bundled universal painter paints the same example in one forward pass -> painted.png
 demo-network: $(STAMP)
-	$(VENV)/bin/nst-tf --network=demo --output=painted.png
+	$(VENV)/bin/nst-tf --network=universal --output=painted.png
 
-# Retrain the bundled network from scratch (about an hour on 2 CPU cores) -> demo.keras
-train-demo: $(STAMP)
-	$(VENV)/bin/nst-tf-train --flagfile=configs/train_demo.cfg
+# Retrain the universal painter's decoders on the bundled photos (about an hour on 2 CPU cores;
+# run it again to resume after a stop) -> universal.keras, shipped in float16 as the bundled one
+train-universal: $(STAMP)
+	$(VENV)/bin/nst-tf-train --flagfile=configs/train_universal.cfg --resume
+	$(PY) -c "from nst_tf.networks import universal as u, use; \
+	u.save_float16(use.load_network('universal.keras'), 'nst_tf/assets/networks/universal.keras')"
+
+# Retrain the three-style network from scratch (about an hour on 2 CPU cores) -> three_styles.keras
+train-three-styles: $(STAMP)
+	$(VENV)/bin/nst-tf-train --flagfile=configs/train_three_styles.cfg
 
 test: $(STAMP)
 	$(VENV)/bin/ruff format --check nst_tf tests scripts

@@ -166,7 +166,11 @@ def main(argv) -> int:
             from nst_tf import planner
 
             if fv.dry_run:
-                print(planner.describe_network(image_io.load_image(fv.content, cfg.size).shape[:2], cfg.tile))
+                from nst_tf.networks import options
+
+                hw = image_io.load_image(fv.content, cfg.size).shape[:2]
+                universal = options.is_universal_file(cfg.network)
+                print(planner.describe_network(hw, cfg.tile, estimate=planner.universal_bytes if universal else None))
                 return 0
             _import_tensorflow_quietly()
             from nst_tf import callbacks
@@ -506,7 +510,7 @@ def run_export_network():
     """Console entry point (`nst-tf-export-network`)."""
     from nst_tf.networks.options import QUANTIZATIONS
 
-    flags.DEFINE_string("network", None, "The network (.keras from nst-tf-train, or demo).")
+    flags.DEFINE_string("network", None, "The network (.keras from nst-tf-train, or universal, demo, three_styles).")
     flags.DEFINE_string("export_dir", None, "SavedModel base path: the model goes to <export_dir>/<version>/.")
     flags.DEFINE_integer("version", 1, "Model version.", lower_bound=1)
     flags.DEFINE_integer("size", 512, "Default longest side of the painting (a request may ask another).")

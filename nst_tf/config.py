@@ -183,10 +183,13 @@ class Config:
     )
     network: Optional[str] = option(
         None,
-        "A trained network (.keras from nst-tf-train, or demo): paint in one forward pass; with "
+        "A network: universal (any painting; demo is its old name), three_styles, or a .keras file from "
+        "nst-tf-train: paint in one forward pass; with "
         "--init=network, start the optimisation from its painting.",
     )
-    strength: float = option(1.0, "With --network: how much of the style, in [0, 1] (needs a predict network).")
+    strength: float = option(
+        1.0, "With --network: how much of the style, in [0, 1] (the universal painter or a predict network)."
+    )
     style_index: Optional[int] = option(None, "With --network and no --style: which of its fixed styles (from 0).")
     seed: int = option(0, "Seed of the noise init.")
     weights: str = option(

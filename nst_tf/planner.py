@@ -255,12 +255,14 @@ def universal_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
     )
 
 
-def describe_network(hw, tile="auto", alpha: float = 1.0) -> str:
-    """A network painting's plan as text: its size, tile and estimated peak."""
-    side = choose_network_tile(hw, tile, alpha)
+def describe_network(hw, tile="auto", alpha: float = 1.0, estimate=None) -> str:
+    """A network painting's plan as text: its size, tile and estimated peak (`estimate`: see
+    `choose_network_tile`)."""
+    estimate = estimate or network_bytes
+    side = choose_network_tile(hw, tile, alpha, estimate=estimate)
     available = available_bytes()
     return (
-        f"network painting {hw[1]}x{hw[0]}: tile {side or 'off'}, peak {network_bytes(hw, alpha, side) / GIB:.2f} GiB "
+        f"network painting {hw[1]}x{hw[0]}: tile {side or 'off'}, peak {estimate(hw, alpha, side) / GIB:.2f} GiB "
         f"(estimated{f'; available now: {available / GIB:.1f} GiB' if available else ''})"
     )
 

@@ -282,7 +282,8 @@ def stylize(
     callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr; the config's
         snapshot_dir, logdir, contact_sheet and loss_plot add theirs.
     model: a feature model to reuse (see `StyleTransfer`).
-    network (an option): a trained network's path, "demo" or a loaded `StyleNetwork`: the result
+    network (an option): a trained network's path, a bundled one's name ("universal", "demo",
+        "three_styles") or a loaded network: the result
         is its one forward pass (with `strength`, `style_index`, `style_blend`), unless
         `init="network"` makes it the optimisation's starting image.
     strategy: a `tf.distribute` strategy to split a batch across devices (`nst_tf.distribute`);
@@ -293,7 +294,7 @@ def stylize(
     network = options.get("network")
     if network is not None and not isinstance(network, (str, os.PathLike)):  # a loaded StyleNetwork
         if options.get("init") == "network" or getattr(config, "init", None) == "network":
-            raise NstError("init=network takes the network's file (a path or demo), not a loaded network")
+            raise NstError("init=network takes the network's file (a path or a bundled name), not a loaded network")
         options = {**options, "network": "(model)"}
     cfg, _ = autotune.concrete(make_config(config, **options))  # once: every scale and the plan agree
     if cfg.network and cfg.init != "network":  # one forward pass of a trained network

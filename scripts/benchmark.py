@@ -30,7 +30,7 @@ measures tiled runs (or any other option).
 
     python scripts/benchmark.py --networks --weights=embedded
 
-times a trained network (--network, default the bundled demo): one forward pass against stylize's
+times a trained network (--network, default the bundled universal painter): one forward pass against stylize's
 default optimisation at 256, 512 and 1024 px (--network_sizes), the SavedModel's request latency,
 the TF Lite pair's sizes and latency (float32, float16, int8), and training seconds per step at 256
 px (batch 4, width 1, this machine's auto precision).
@@ -116,7 +116,7 @@ flags.DEFINE_list(
 )
 flags.DEFINE_boolean("scale", False, "Measure images per minute of the batch paths instead (see the module doc).")
 flags.DEFINE_boolean("networks", False, "Time a trained network (--network): inference, SavedModel, TF Lite, training.")
-flags.DEFINE_string("network", "demo", "The network for --networks.")
+flags.DEFINE_string("network", "universal", "The network for --networks (a .keras file or a bundled name).")
 flags.DEFINE_list("network_sizes", ["256", "512", "1024"], "Sizes for --networks.")
 flags.DEFINE_integer("warm_size", 512, "Size of the --networks warm-start measurement.")
 flags.DEFINE_integer("train_steps", 20, "Training steps timed by --networks.")
@@ -444,7 +444,7 @@ import sys, time
 import numpy as np
 import nst_tf
 from nst_tf import image_io, planner
-painter = nst_tf.Painter(sys.argv[1], weights=sys.argv[3])
+painter = nst_tf.make_painter(sys.argv[1], weights=sys.argv[3])
 start = time.perf_counter()
 image = painter.paint(image_io.example_path("boston"), image_io.example_path("the_scream"), int(sys.argv[2]),
                       tile=sys.argv[4])
@@ -710,14 +710,14 @@ def networks_main():
 
     from nst_tf import autotune, image_io, transfer
     from nst_tf.config import Config
-    from nst_tf import Painter, train_network
-    from nst_tf.networks import export
+    from nst_tf import make_painter, train_network
+    from nst_tf.networks import export, use
     from nst_tf.networks.options import TrainConfig
 
     print(f"machine: {autotune.machine_key(autotune.gpu_name())}", flush=True)
     median = lambda f, n=5: float(np.median([_timed(f) for _ in range(n)]))  # noqa: E731
     content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
-    painter = Painter(FLAGS.network, weights=FLAGS.weights)
+    painter = make_painter(FLAGS.network, weights=FLAGS.weights)
     rows = []
     for size in map(int, FLAGS.network_sizes):
         painter.paint(content, style, size)  # traces this size
@@ -747,7 +747,8 @@ def networks_main():
         b = export.run_tflite(paths["style_predict"], s_in)
         sizes = {k: os.path.getsize(p) / 1e6 for k, p in paths.items()}
         t_pred = median(lambda: export.run_tflite(paths["style_predict"], s_in), 3)
-        t_tran = median(lambda: export.run_tflite(paths["style_transform"], c_in, b), 3)
+        extra = [np.ones([1], np.float32)] if use.is_universal(painter.network) else []  # strength
+        t_tran = median(lambda: export.run_tflite(paths["style_transform"], c_in, b, *extra), 3)
         print(
             f"TF Lite {quantization}: style_predict {sizes['style_predict']:.2f} MB {t_pred:.3f} s, "
             f"style_transform {sizes['style_transform']:.2f} MB {t_tran:.3f} s (load + run)",

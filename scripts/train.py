@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a style network, the same as `nst-tf-train`.
 
-    python scripts/train.py --flagfile=configs/train_demo.cfg
+    python scripts/train.py --flagfile=configs/train_three_styles.cfg
     python scripts/train.py --contents=photos/ --styles=paintings/ --mode=predict --output=mine.keras
 
 Writes the network (.keras), its report (.report.json, with the evaluate report of --held_out

@@ -293,7 +293,7 @@ def test_a_network_painted_tile_by_tile_equals_the_untiled_painting(embedded_wei
     float32 rounding of the norm layers' statistics; the progress hook sees every pass and tile."""
     from nst_tf.networks import tiled, use
 
-    painter = use.Painter("demo", weights="embedded")
+    painter = use.Painter("three_styles", weights="embedded")
     assets = os.path.join(REPO, "nst_tf", "assets")
     content = image_io.load_image(os.path.join(assets, "boston.jpg"), 170)  # 170 x 113
     style = os.path.join(assets, "the_scream.jpg")
@@ -328,7 +328,7 @@ def test_the_command_line_plans_a_network_painting(tmp_path):
         [
             sys.executable,
             script,
-            "--network=demo",
+            "--network=three_styles",
             "--size=8192",
             "--tile=2048",
             "--dry_run",
@@ -347,7 +347,7 @@ def test_the_command_line_plans_a_network_painting(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_a_tiled_network_painting_with_one_line_and_no_file(tmp_path):
     out = tmp_path / "x.png"
-    command = [sys.executable, os.path.join(REPO, "scripts", "stylize.py"), "--network=demo", "--size=1536"]
+    command = [sys.executable, os.path.join(REPO, "scripts", "stylize.py"), "--network=three_styles", "--size=1536"]
     process = subprocess.Popen(
         [*command, "--tile=256", "--progress", f"--output={out}"],
         stderr=subprocess.PIPE,

@@ -106,7 +106,7 @@ def test_strength_zero_returns_the_decoders_reconstruction_of_the_content(bundle
     content, style = small_pair  # 64 x 43: odd
     painted = bundled.paint_array(content, [bundled.style(style)], strength=0.0)
     x = tf.constant(content[None])
-    for k in (4, 3, 2, 1):  # the cascade without a transform: decode(encode(x)), deepest level first
+    for k in bundled.levels:  # the cascade without a transform: decode(encode(x)), deepest level first
         features = bundled.encoder.level(k, universal.pad_to(x, universal.level_stride(k)))
         x = tf.clip_by_value(bundled.network.decoders[k](features)[:, :43, :64], 0.0, 1.0)
     np.testing.assert_allclose(painted, x.numpy()[0], atol=1e-6)
@@ -250,11 +250,56 @@ def test_tflite_pair_matches_the_keras_path(bundled, tmp_path, rng):
     expected = universal.graph_paint(bundled, tf.constant(content), tf.constant(style), 1.0).numpy()
     paths = export.export_tflite("universal", str(tmp_path / "lite"), "embedded", "float32")
     representation = export.run_tflite(paths["style_predict"], style)
-    assert representation.shape == (1, universal.packed_size(universal.LEVELS))
+    assert representation.shape == (1, universal.packed_size(bundled.levels))
     got = export.run_tflite(paths["style_transform"], content, representation, np.ones([1], np.float32))
     assert got.shape == export.TRANSFORM_SHAPE
     diff = np.abs(got - expected) * 255
     assert np.mean(diff) <= 1.0 and np.percentile(diff, 99) <= 4.0, (np.mean(diff), np.percentile(diff, 99))
+
+
+def test_decoder_training_lowers_the_reconstruction_loss_and_reports_held_out_photos(tmp_path):
+    from nst_tf import TrainConfig, train_network
+    from nst_tf.config import Config
+
+    from test_networks import Losses
+
+    tc = TrainConfig(
+        contents=(BOSTON,),
+        mode="decoder",
+        levels=2,
+        size=32,
+        batch_size=2,
+        steps=20,
+        alpha=0.125,
+        learning_rate=5e-3,
+        held_out=(HELD_OUT_PHOTO,),
+        objective=Config(weights="embedded", precision="float32", jit="off"),
+        output=str(tmp_path / "decoders.keras"),
+    )
+    losses = Losses()
+    report = train_network(tc, progress=False, callbacks=[losses])
+    assert report["steps"] == 20 and len(losses.values) == 20
+    assert np.mean(losses.values[-5:]) < 0.5 * np.mean(losses.values[:5]), losses.values
+    held = report["held_out"][0]
+    assert held["content_image"] == HELD_OUT_PHOTO and set(held) == {"content_image", "level1", "level2"}
+    assert all(0 < held[k]["psnr_db"] < 60 for k in ("level1", "level2"))
+    network = use.load_network(tc.output)
+    assert isinstance(network, universal.UniversalNetwork) and network.levels == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(styles=(SCREAM,)), "takes no styles"),
+        (dict(levels=6), "levels must be 1 to 5"),
+        (dict(size=36, levels=4), "multiple of 8"),
+    ],
+)
+def test_bad_decoder_training_options_are_refused(changes, message):
+    from nst_tf import TrainConfig
+
+    with pytest.raises(NstError, match=message):
+        TrainConfig(**{"contents": (BOSTON,), "mode": "decoder", **changes})
 
 
 TRAIN = os.path.join(REPO, "scripts", "train.py")

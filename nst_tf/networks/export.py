@@ -189,10 +189,12 @@ def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[st
     its representation `[1, D]`: each level's mean and covariance root, `universal.pack`) and
     `style_transform.tflite` (content `[1, 384, 384, 3]` + representation + strength `[1]` ->
     image). Both take their matrix roots by Newton-Schulz (matmuls: TF Lite has no eigh)."""
-    ns = universal.UniversalPainter(painter.network, method="newton_schulz", encoder=painter.encoder)
+    ns = universal.UniversalPainter(
+        painter.network, method="newton_schulz", encoder=painter.encoder, levels=painter.levels
+    )
     module = tf.Module()
     module.variables_ = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
-    size = universal.packed_size(painter.network.levels)
+    size = universal.packed_size(painter.levels)
 
     @tf.function(input_signature=[tf.TensorSpec(PREDICT_SHAPE, tf.float32)])
     def style_predict(style):
@@ -206,7 +208,7 @@ def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[st
         ]
     )
     def style_transform(content, representation, strength):
-        reps = universal.unpack(representation, painter.network.levels)
+        reps = universal.unpack(representation, painter.levels)
         return universal.graph_paint(ns, content, None, strength[0], reps)
 
     os.makedirs(folder, exist_ok=True)

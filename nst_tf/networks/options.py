@@ -4,6 +4,7 @@ command line can define its flags and check them before TensorFlow loads."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional, Tuple
 
 from nst_tf.config import Config, option
@@ -13,6 +14,33 @@ MIN_SIDE = 16  # below this the reflect padding of the transform network's first
 QUANTIZATIONS = ("float32", "float16", "int8")  # TF Lite weights
 
 MODES = ("table", "predict", "decoder")
+# The networks shipped with the package (nst_tf/assets/networks/<file>.keras; README, "Networks"):
+# "universal" paints any painting (`nst_tf.networks.universal`'s decoders); "demo" is its old name,
+# kept; "three_styles" is the predict network trained on the three bundled paintings.
+BUNDLED_NAMES = {"universal": "universal", "demo": "universal", "three_styles": "three_styles"}
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "networks")
+
+
+def network_path(spec: str) -> str:
+    """The file a network spec names: a bundled name's file, or the spec itself."""
+    if spec in BUNDLED_NAMES:
+        return os.path.join(BUNDLED_DIR, f"{BUNDLED_NAMES[spec]}.keras")
+    return os.fspath(spec)
+
+
+def is_universal_file(spec: str) -> bool:
+    """Whether a network spec names a universal painter's decoders, read from the file's Keras
+    config without TensorFlow (False when it cannot be read: loading it will say why)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(network_path(spec)) as z:
+            return json.loads(z.read("config.json")).get("class_name") == "UniversalNetwork"
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+
+
 MAX_LEVEL = 5  # VGG19's relu5_1
 
 

@@ -1,4 +1,6 @@
-"""Training a `StyleNetwork` with nst_tf's own objective, through the same driver as an optimisation.
+"""Training a `StyleNetwork` with nst_tf's own objective, or the universal painter's decoders
+(`mode="decoder"`: each level reconstructs the photo, `universal.reconstruction_loss`), through the
+same driver as an optimisation.
 
 The loss of a batch is `losses.objective` on the frozen VGG19 (content, any style statistic, TV),
 with each image's content target from its own content crop and its style target from its own style

@@ -25,8 +25,14 @@ from nst_tf import features, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks import models, wct
 
-LEVELS = (1, 2, 3, 4)
+LEVELS = (1, 2, 3, 4, 5)
 MAX_LEVEL = 5
+# Levels the cascade leaves out by default. Level 1's decoder is one linear 3x3 convolution (the
+# mirror of block1_conv1): it inverts the relu1_1 features of photos but, fed the coloured
+# features of a painting (or a painted picture's own), it adds a high-frequency texture that the
+# deeper VGG layers answer strongly (boston x the_scream: block3..5 Gram errors 2 to 9x larger).
+# Level 2's transform already matches the colours (block1 Gram error 0.06 without level 1).
+CASCADE_SKIPS = (1,)
 # The root mean square of each level's features on photos (VGG19's 0-255 scale, measured on the
 # bundled photos at 256 px): a decoder divides its input by it, so its initial output is near the
 # pictures' [0, 1] scale instead of hundreds (which cost the first few hundred steps).
@@ -41,6 +47,12 @@ def level_layer(level: int) -> str:
 def level_stride(level: int) -> int:
     """Input pixels per feature position at `level` (the content is padded to a multiple of it)."""
     return 2 ** (level - 1)
+
+
+def level_width(level: int, width: float) -> float:
+    """The width multiplier of level `level`'s decoder in a network of `width`: level 5's is half
+    as wide (its 512-channel convolutions would hold 3.8 M of a width-0.5 network's 5.3 M weights)."""
+    return width / 2 if level == 5 else width
 
 
 def build_decoder(level: int, width: float = 0.5) -> keras.Model:
@@ -77,10 +89,14 @@ class UniversalNetwork(keras.Model):
         if not self.levels or len(set(self.levels)) != len(self.levels):
             raise NstError(f"decoder levels must be distinct, got {levels}")
         self.width = float(width)
-        self.decoders = {k: build_decoder(k, self.width) for k in self.levels}
-        for k, decoder in self.decoders.items():  # tracked by attribute, so saved and checkpointed
-            setattr(self, f"decoder{k}", decoder)
+        for k in self.levels:  # tracked by attribute name (saved, checkpointed, exported)
+            setattr(self, f"decoder{k}", build_decoder(k, level_width(k, self.width)))
         self.built = True
+
+    @property
+    def decoders(self) -> dict:
+        """`{level: decoder}`."""
+        return {k: getattr(self, f"decoder{k}") for k in self.levels}
 
     def call(self, features):
         return {k: self.decoders[k](features[k]) for k in self.levels if k in features}
@@ -227,6 +243,8 @@ class UniversalPainter:
     network: a `UniversalNetwork`, its `.keras` file, or "universal" (the bundled decoders).
     weights: the VGG19 weights spec (`nst_tf.weights.load`); precision: the encoder's.
     method: the matrix square roots, "eigh" or "newton_schulz" (see `wct`).
+    levels: the levels the cascade paints at, deepest first (default: the network's, without
+        `CASCADE_SKIPS`).
     """
 
     def __init__(
@@ -236,6 +254,7 @@ class UniversalPainter:
         precision: str = "float32",
         method: str = "eigh",
         encoder=None,
+        levels=None,
     ):
         from nst_tf import weights as weights_lib
 
@@ -243,11 +262,17 @@ class UniversalPainter:
             raise NstError(f"unknown method {method!r}; choose one of: {', '.join(wct.SQRT_METHODS)}")
         self.network = load_universal(network)
         self.method = method
-        self.encoder = encoder or Encoder(weights_lib.load(weights, "vgg19"), self.network.levels, precision)
-        self.min_side = max(vgg.MIN_SIDE, level_stride(self.network.levels[-1]))
+        if levels is None:
+            levels = [k for k in self.network.levels if k not in CASCADE_SKIPS] or self.network.levels
+        self.levels = tuple(sorted(set(int(k) for k in levels), reverse=True))
+        missing = sorted(set(self.levels) - set(self.network.levels))
+        if missing or not self.levels:
+            raise NstError(f"levels {list(levels)}: this network has decoders for {list(self.network.levels)} only")
+        self.encoder = encoder or Encoder(weights_lib.load(weights, "vgg19"), self.levels, precision)
+        self.min_side = max(vgg.MIN_SIDE, level_stride(self.levels[0]))
 
     def describe(self) -> str:
-        return f"any style image (universal painter, levels {', '.join(map(str, self.network.levels))})"
+        return f"any style image (universal painter, levels {', '.join(map(str, self.levels))})"
 
     def style(self, image) -> dict:
         """A style's representation: `{level: wct.Style}` from one encoder pass of `image` (float32
@@ -260,9 +285,11 @@ class UniversalPainter:
         deepest level's stride and each level's statistics are taken over the positions of the
         unpadded image only."""
         h, w = tf.shape(image)[1], tf.shape(image)[2]
-        padded = pad_to(image, level_stride(self.network.levels[-1]))
+        padded = pad_to(image, level_stride(self.levels[0]))
         out = {}
         for k, f in self.encoder.levels(padded).items():
+            if k not in self.levels:
+                continue
             s = level_stride(k)
             f = f[0, : (h + s - 1) // s, : (w + s - 1) // s]
             out[k] = wct.style_of(wct.moments(f), self.method)
@@ -274,7 +301,7 @@ class UniversalPainter:
         the features with their own statistics, decode, crop back to H x W and clip to [0, 1]."""
         h, w = tf.shape(content)[1], tf.shape(content)[2]
         current = content
-        for k in reversed(self.network.levels):
+        for k in self.levels:
             f = self.encoder.level(k, pad_to(current, level_stride(k)))[0]
             window = (0, 0, tuple(f.shape[:2])) if f.shape[:2].is_fully_defined() else (0, 0, tf.shape(f)[:2])
             out = transform.apply(k, f, transform.moments(k, f, window), window)
@@ -291,7 +318,7 @@ class UniversalPainter:
         from nst_tf import tiling
 
         h, w = content.shape[:2]
-        current, levels = content, list(reversed(self.network.levels))
+        current, levels = content, list(self.levels)
         for i, k in enumerate(levels):
             s = level_stride(k)
             padded = pad_to(tf.constant(current[None], tf.float32), s)[0].numpy()
@@ -345,7 +372,7 @@ class UniversalPainter:
         if masks is None:
             transform = Transform([wct.blend_levels(styles, blend)], strength, self.method)
         else:
-            stride = level_stride(self.network.levels[-1])
+            stride = level_stride(self.levels[0])
             padded = [pad_to(tf.constant(m[None, ..., None], tf.float32), stride)[0, ..., 0] for m in masks]
             transform = Transform(styles, strength, self.method, padded)
         if tile:
@@ -464,3 +491,51 @@ def unpack(vector, levels) -> dict:
         root = tf.reshape(vector[0, start + c : start + c + c * c], [c, c])
         out[k], start = wct.Style(mean, root), start + c + c * c
     return out
+
+
+def save_float16(network: UniversalNetwork, path: str) -> str:
+    """`network` saved as a `.keras` file whose weights are stored in float16 (half the size; they
+    load back into the float32 model, `keras.saving.load_model` casting them), written
+    atomically. The bundled decoders ship this way (README, "Universal painter": what it costs)."""
+    import tempfile
+    import zipfile
+
+    import h5py
+
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        full = os.path.join(tmp, "full.keras")
+        network.save(full)
+        half = os.path.join(tmp, "half.keras")
+        with zipfile.ZipFile(full) as src, zipfile.ZipFile(half, "w", zipfile.ZIP_DEFLATED) as dst:
+            for item in src.infolist():
+                data = src.read(item.filename)
+                if item.filename.endswith(".h5"):
+                    data = _h5_as_float16(data, tmp, h5py)
+                dst.writestr(item, data)
+        os.replace(half, path)
+    return path
+
+
+def _h5_as_float16(data: bytes, tmp: str, h5py) -> bytes:
+    source, target = os.path.join(tmp, "in.h5"), os.path.join(tmp, "out.h5")
+    with open(source, "wb") as f:
+        f.write(data)
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                value = obj[()]
+                if getattr(value, "dtype", None) == np.float32:
+                    value = value.astype(np.float16)
+                dst.create_dataset(name, data=value)
+            else:
+                dst.require_group(name)
+            for key, attr in obj.attrs.items():
+                dst[name].attrs[key] = attr
+
+        for key, attr in src.attrs.items():
+            dst.attrs[key] = attr
+        src.visititems(copy)
+    with open(target, "rb") as f:
+        return f.read()

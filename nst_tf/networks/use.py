@@ -12,23 +12,16 @@ import tensorflow as tf
 
 from nst_tf import image_io, planner
 from nst_tf.errors import NstError
-from nst_tf.networks import models, tiled
+from nst_tf.networks import models, options, tiled
 
 STYLE_SIZE = 256  # the predict network sees the style image at 256 x 256 (as the TF Lite model does)
-BUNDLED = os.path.join(os.path.dirname(__file__), "..", "assets", "networks")
-
-
-# The networks shipped with the package (see README, "Networks"): "universal" paints any painting
-# (the decoders of `nst_tf.networks.universal`); "demo" is its old name, kept; "three_styles" is the
-# predict network trained on the three bundled paintings (nst_tf's first network).
-BUNDLED_NAMES = {"universal": "universal", "demo": "universal", "three_styles": "three_styles"}
 
 
 def bundled_network(name: str = "universal") -> str:
-    """Path of a network shipped with the package."""
-    if name not in BUNDLED_NAMES:
-        raise NstError(f"no bundled network {name!r}; the bundled ones: {', '.join(BUNDLED_NAMES)}")
-    path = os.path.normpath(os.path.join(BUNDLED, f"{BUNDLED_NAMES[name]}.keras"))
+    """Path of a network shipped with the package (`options.BUNDLED_NAMES`)."""
+    if name not in options.BUNDLED_NAMES:
+        raise NstError(f"no bundled network {name!r}; the bundled ones: {', '.join(options.BUNDLED_NAMES)}")
+    path = options.network_path(name)
     if not os.path.isfile(path):
         raise NstError(f"the bundled network {name!r} is missing from this installation ({path})")
     return path
@@ -42,7 +35,7 @@ def load_network(src):
 
     if isinstance(src, (models.StyleNetwork, universal.UniversalNetwork)):
         return src
-    path = bundled_network(src) if src in BUNDLED_NAMES else os.fspath(src)
+    path = bundled_network(src) if src in options.BUNDLED_NAMES else os.fspath(src)
     if not os.path.isfile(path):
         raise NstError(f"network {path}: no such file")
     if not zipfile.is_zipfile(path):
