@@ -223,7 +223,7 @@ class Runner:
         if cfg.network and cfg.init != "network":  # one forward pass per image, no optimisation
             from nst_tf.networks import use
 
-            self.painter = use.make_painter(cfg.network, cfg.weights)
+            self.painter = use.make_painter(cfg.network, cfg.weights, use.encoder_precision(cfg))
             if not (use.is_universal(self.painter.network) or self.painter.network.predict):
                 raise NstError(
                     "a batch paints each content with each --styles image: that needs a predict network; "

@@ -142,6 +142,14 @@ def test_tiled_equals_untiled_within_one_level(bundled, masked):
     assert calls[-1] == (8, 8, 12, 12)  # 4 levels x 2 passes, 3 x 4 tiles of 64 px
 
 
+def test_a_styles_tiled_representation_is_its_untiled_one(bundled):
+    style = image_io.load_image(SCREAM, 203)  # odd: the padded positions must not count
+    whole, tiled = bundled.style(style), bundled.style_tiled(style, 64)
+    for k in bundled.levels:  # measured: 7e-7 (means) and 6e-6 (roots) relative
+        for a, b in ((whole[k].mean, tiled[k].mean), (whole[k].root, tiled[k].root)):
+            assert np.abs(a.numpy() - b.numpy()).max() <= 1e-4 * np.abs(a.numpy()).max()
+
+
 def test_bundled_decoders_reconstruct_a_held_out_photo(bundled):
     report = universal.reconstruction_report(bundled.network, bundled.encoder, HELD_OUT_PHOTO, 256)
     # measured on this photo (README, "Universal painter"); the bounds leave about 1 dB

@@ -295,6 +295,30 @@ class UniversalPainter:
             out[k] = wct.style_of(wct.moments(f), self.method)
         return out
 
+    def style_tiled(self, image: np.ndarray, tile: int) -> dict:
+        """`style`, tile by tile: each level's statistics are the sums of the positions its tiles
+        own (grown by the encoder's reach, as `cascade_tiled`'s statistics pass), over the
+        unpadded image's positions: the same representation, in the memory of one tile."""
+        from nst_tf import tiling
+
+        _check_side(image, self.min_side, "style image")
+        h, w = image.shape[:2]
+        padded = pad_to(tf.constant(image[None], tf.float32), level_stride(self.levels[0]))[0].numpy()
+        out = {}
+        for k in self.levels:
+            s = level_stride(k)
+            level_hw = (padded.shape[0] // s, padded.shape[1] // s)
+            valid = (-(-h // s), -(-w // s))
+            align, reach = tiling.halo([level_layer(k)])
+            total = None
+            for t in tiling.tile_grid(padded.shape[:2], tile, align, reach):
+                f, (r0, c0, _) = self._owned_features(k, padded, t, level_hw)
+                f = f[: max(0, valid[0] - r0), : max(0, valid[1] - c0)]
+                part = wct.moments(f)
+                total = part if total is None else total.add(part)
+            out[k] = wct.style_of(total, self.method)
+        return out
+
     def cascade(self, content, transform: Transform):
         """The coarse-to-fine pass on `content` `[1, H, W, 3]` (a tensor; graph-safe): at each
         level, deepest first, pad the current picture to the level's stride, encode it, transform
@@ -426,8 +450,8 @@ class UniversalPainter:
             if len(masks) != len(arrays):
                 raise NstError(f"{len(masks)} mask(s) for {len(arrays)} style(s): give one mask per style")
             mask_arrays = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., 0] for m in masks]
-        reps = [self.style(s) for s in arrays]
         tile = planner.choose_network_tile(image.shape[:2], tile, estimate=planner.universal_bytes)
+        reps = [self.style_tiled(s, tile) if tile else self.style(s) for s in arrays]
         out = self.paint_array(image, reps, style_blend, strength, mask_arrays, tile, on_tile)
         if preserve_colors == "luminance":
             out = color.with_chroma(out, image)
