@@ -99,7 +99,9 @@ def tiny_painter(embedded_weights):
 
 @pytest.fixture(scope="module")
 def bundled(embedded_weights):
-    return universal.UniversalPainter("universal", encoder=universal.Encoder(embedded_weights, universal.LEVELS))
+    painter = universal.UniversalPainter("universal", encoder=universal.Encoder(embedded_weights, (2, 3)))
+    assert painter.levels == (3, 2)  # the bundled decoders (README, "Universal painter": why these)
+    return painter
 
 
 def test_strength_zero_returns_the_decoders_reconstruction_of_the_content(bundled, small_pair):
@@ -110,14 +112,14 @@ def test_strength_zero_returns_the_decoders_reconstruction_of_the_content(bundle
         features = bundled.encoder.level(k, universal.pad_to(x, universal.level_stride(k)))
         x = tf.clip_by_value(bundled.network.decoders[k](features)[:, :43, :64], 0.0, 1.0)
     np.testing.assert_allclose(painted, x.numpy()[0], atol=1e-6)
-    assert np.abs(painted - content).mean() < 0.1  # and that is a picture of the content
+    assert np.abs(painted - content).mean() < 0.07  # and that is a picture of the content (measured 0.046)
 
 
 def test_one_colour_painting_gives_a_finite_painting_of_that_colour(bundled):
     grey = np.full((64, 64, 3), [0.6, 0.3, 0.2], np.float32)  # a singular covariance at every level
     out = bundled.paint(BOSTON, grey, size=96) / 255.0
     assert np.all(np.isfinite(out))
-    assert np.abs(out.reshape(-1, 3).mean(0) - [0.6, 0.3, 0.2]).max() < 0.1
+    assert np.abs(out.reshape(-1, 3).mean(0) - [0.6, 0.3, 0.2]).max() < 0.06  # measured 0.04
     # and a one-colour photo with a real painting
     assert np.all(np.isfinite(bundled.paint(grey, SCREAM, size=64)))
 
@@ -139,7 +141,7 @@ def test_tiled_equals_untiled_within_one_level(bundled, masked):
     )
     assert whole.shape == tiled.shape == (136, 203, 3)
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
-    assert calls[-1] == (8, 8, 12, 12)  # 4 levels x 2 passes, 3 x 4 tiles of 64 px
+    assert calls[-1] == (4, 4, 12, 12)  # 2 levels x 2 passes, 3 x 4 tiles of 64 px
 
 
 def test_a_styles_tiled_representation_is_its_untiled_one(bundled):
@@ -152,8 +154,8 @@ def test_a_styles_tiled_representation_is_its_untiled_one(bundled):
 
 def test_bundled_decoders_reconstruct_a_held_out_photo(bundled):
     report = universal.reconstruction_report(bundled.network, bundled.encoder, HELD_OUT_PHOTO, 256)
-    # measured on this photo (README, "Universal painter"); the bounds leave about 1 dB
-    floors = {"level1": 30.0, "level2": 25.0, "level3": 21.0, "level4": 18.0}
+    # measured on this photo 22.2 and 21.6 dB (README, "Universal painter"); the bounds leave 1 dB
+    floors = {"level2": 21.2, "level3": 20.5}
     for level, floor in floors.items():
         assert report[level]["psnr_db"] >= floor, report
 
@@ -163,7 +165,7 @@ def test_bundled_painter_moves_a_photo_towards_the_painting(bundled):
 
     out = bundled.paint(HELD_OUT_PHOTO, SCREAM, size=128)
     report = metrics.evaluate(out, HELD_OUT_PHOTO, SCREAM, weights="embedded")
-    assert report["style_ratio"] < 0.5, report
+    assert report["style_ratio"] < 0.3, report  # measured 0.15; the untouched photo scores 1
 
 
 @pytest.mark.parametrize(

@@ -517,6 +517,17 @@ def unpack(vector, levels) -> dict:
     return out
 
 
+def subset(network: UniversalNetwork, levels: Sequence[int]) -> UniversalNetwork:
+    """A network holding only `levels`' decoders of `network` (their weights copied)."""
+    missing = sorted(set(levels) - set(network.levels))
+    if missing:
+        raise NstError(f"levels {missing}: this network has decoders for {list(network.levels)} only")
+    out = UniversalNetwork(levels, network.width)
+    for k in out.levels:
+        out.decoders[k].set_weights(network.decoders[k].get_weights())
+    return out
+
+
 def save_float16(network: UniversalNetwork, path: str) -> str:
     """`network` saved as a `.keras` file whose weights are stored in float16 (half the size; they
     load back into the float32 model, `keras.saving.load_model` casting them), written
