@@ -232,13 +232,15 @@ def choose_network_tile(
     return _largest_tile(hw, lambda tile: estimate(hw, alpha, tile) <= available)
 
 
-# The universal painter (float32 VGG19 to relu4_1 and the decoders, no gradients): fitted to peak
-# RSS of `nst-tf --network=universal` (see README, "Universal painter").
-UNIVERSAL_BASE_BYTES = int(0.9 * GIB)
-UNIVERSAL_BYTES_PER_PIXEL = 700  # untiled, per output pixel
-UNIVERSAL_TILE_BYTES_PER_PIXEL = 700  # tiled, per grown tile pixel
+# The universal painter (float32 VGG19 to relu3_1 and the bundled decoders, no gradients), fitted
+# to peak RSS of `nst-tf --network=universal` on a 2-core CPU: 1024x686 untiled 1.85 GiB,
+# 2048x1372 untiled 4.51 GiB, 2048x1372 in tiles of 512 1.48 GiB (the whole-picture arrays
+# counted at four float32 copies: the content, the padded picture, the output, the current level).
+UNIVERSAL_BASE_BYTES = int(0.97 * GIB)
+UNIVERSAL_BYTES_PER_PIXEL = 1354  # untiled, per output pixel
+UNIVERSAL_TILE_BYTES_PER_PIXEL = 1283  # tiled, per grown tile pixel
 UNIVERSAL_IMAGE_BYTES_PER_PIXEL = 48  # a tiled painting's whole-picture arrays
-UNIVERSAL_MARGIN = 100  # relu4_1's reach (rounded up to its stride) + the decoder's
+UNIVERSAL_MARGIN = 28  # level 3's halo: relu3_1's reach (12) + its decoder's (13, rounded up to 4)
 
 
 def universal_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:

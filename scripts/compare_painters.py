@@ -45,10 +45,10 @@ def make(name):
     from nst_tf.networks import use
 
     if name == "optimisation":
-        return name, lambda c, s: nst_tf.stylize(c, s, size=FLAGS.size, weights=FLAGS.weights, autotune="off")
+        return name, lambda c, s: nst_tf.stylize(c, s, size=FLAGS.size, weights=FLAGS.weights)
     if name == "warm":
         return name, lambda c, s: nst_tf.stylize(
-            c, s, size=FLAGS.size, weights=FLAGS.weights, autotune="off", init="network", network="universal"
+            c, s, size=FLAGS.size, weights=FLAGS.weights, init="network", network="universal"
         )
     if name.startswith("file:"):
         folder = name[5:]
