@@ -119,7 +119,7 @@ def test_batch_skips_existing_outputs_and_lists_each_once(tmp_path):
     with open(os.path.join(out, "manifest.jsonl"), encoding="utf-8") as f:
         record = json.loads(f.readline())
     assert record["batch"] == 2 and record["settings"]["steps"] == 3 and record["seconds"] > 0
-    assert set(record["evaluate"]) == {"size", "style", "content"} and np.isfinite(record["loss"])
+    assert set(record["evaluate"]) == {"size", "style", "style_ratio", "content"} and np.isfinite(record["loss"])
 
     stamp = os.path.getmtime(os.path.join(out, expected[0]))
     os.remove(os.path.join(out, expected[1]))

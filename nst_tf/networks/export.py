@@ -17,6 +17,14 @@ from nst_tf.tensor_image import decode, fit_size, resize, to_uint8
 
 PREDICT_SHAPE = (1, 256, 256, 3)  # the TF Lite pair's shapes (as Magenta's)
 TRANSFORM_SHAPE = (1, 384, 384, 3)
+# A painting request (a predict network or the universal painter): content and style bytes (a batch
+# of one JPEG or PNG each), strength in [0, 1], the longest side (<= 0: the export's size).
+PAINT_SIGNATURE = [
+    tf.TensorSpec([None], tf.string, "content"),
+    tf.TensorSpec([None], tf.string, "style"),
+    tf.TensorSpec([], tf.float32, "strength"),
+    tf.TensorSpec([], tf.int32, "size"),
+]
 
 
 def _tf_variables(painter):
@@ -45,14 +53,7 @@ class _Served(tf.Module):
             def predicted(image):
                 return net.head(self.statistics(resize(image, PREDICT_SHAPE[1:3])))
 
-            @tf.function(
-                input_signature=[
-                    tf.TensorSpec([None], tf.string, "content"),
-                    tf.TensorSpec([None], tf.string, "style"),
-                    tf.TensorSpec([], tf.float32, "strength"),
-                    tf.TensorSpec([], tf.int32, "size"),
-                ]
-            )
+            @tf.function(input_signature=PAINT_SIGNATURE)
             def serving_default(content, style, strength, size_):
                 style_embedding = predicted(decode(style, "style", max_input_pixels))
                 strength = tf.clip_by_value(strength, 0.0, 1.0)
@@ -85,14 +86,7 @@ class _ServedUniversal(tf.Module):
         self.network = painter.network
         self.variables_ = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.string, "content"),
-                tf.TensorSpec([None], tf.string, "style"),
-                tf.TensorSpec([], tf.float32, "strength"),
-                tf.TensorSpec([], tf.int32, "size"),
-            ]
-        )
+        @tf.function(input_signature=PAINT_SIGNATURE)
         def serving_default(content, style, strength, size_):
             content = decode(content, "content", max_input_pixels)
             side = tf.where(size_ > 0, size_, size)

@@ -189,7 +189,8 @@ def paint_with_config(cfg, content, styles=(), network=None, default_styles=Fals
     a default the user did not choose (the command line's bundled painting, the optimisation's
     styles for the warm start), which a fixed-style network ignores; styles a user gave it are an
     error."""
-    painter = make_painter(cfg.network if network is None else network, cfg.weights, encoder_precision(cfg))
+    network = load_network(cfg.network if network is None else network)
+    painter = make_painter(network, cfg.weights, encoder_precision(cfg) if is_universal(network) else "float32")
     styles = list(styles)
     if is_universal(painter.network):
         extra = dict(style_size=cfg.style_size, masks=cfg.style_mask, preserve_colors=cfg.preserve_colors)
