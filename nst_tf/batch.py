@@ -223,9 +223,7 @@ class Runner:
         if cfg.network and cfg.init != "network":  # one forward pass per image, no optimisation
             from nst_tf.networks import use
 
-            network = use.load_network(cfg.network)
-            precision = use.encoder_precision(cfg) if use.is_universal(network) else "float32"
-            self.painter = use.make_painter(network, cfg.weights, precision)
+            self.painter = use.make_painter(cfg.network, cfg.weights, cfg.precision)
             if not (use.is_universal(self.painter.network) or self.painter.network.predict):
                 raise NstError(
                     "a batch paints each content with each --styles image: that needs a predict network; "

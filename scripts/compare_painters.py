@@ -70,7 +70,7 @@ def main(argv):
     model = metrics.feature_model(FLAGS.weights)
     painters = [make(name) for name in FLAGS.painters]
     out = open(FLAGS.json, "w") if FLAGS.json else None
-    rows, warmed = [], set()
+    rows, records, warmed = [], [], set()
     for content in FLAGS.contents:
         for style in FLAGS.styles:
             row = [image_io.load_image(content, FLAGS.size), image_io.load_image(style, FLAGS.size)]
@@ -91,6 +91,7 @@ def main(argv):
                     "content_error": round(report["content"][metrics.CONTENT_LAYER], 4),
                     "seconds": round(seconds, 3),
                 }
+                records.append(record)
                 print(json.dumps(record), flush=True)
                 if out:
                     out.write(json.dumps(record) + "\n")
@@ -104,8 +105,7 @@ def main(argv):
     if out:
         out.close()
     summary = {}
-    for line in open(FLAGS.json) if FLAGS.json else []:
-        r = json.loads(line)
+    for r in records:
         summary.setdefault(r["painter"], []).append(r)
     for label, rs in summary.items():
         print(

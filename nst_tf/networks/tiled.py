@@ -40,13 +40,13 @@ class _Stop(Exception):
     """Raised by a statistics pass's hook once its norm layer's moments are taken."""
 
 
-def reach(transform: keras.Model) -> int:
+def reach(transform: keras.Model, stride: int = 1) -> int:
     """The transform network's reach in input pixels: how far from an output pixel an input pixel
     can change it when every norm layer's statistics are held fixed. A conv of kernel k on a map of
     stride s reaches (k // 2) * s pixels further; a x2 nearest upsampling to stride s adds the s
     pixels by which its parent's cell can exceed the child's. The convolutions form one chain (the
     residual skips are shorter paths), so the reaches add up."""
-    stride, total = 1, 0
+    total = 0  # `stride`: input pixels per position of the model's input (a decoder's features: > 1)
     for layer in transform.layers:
         if isinstance(layer, keras.layers.Conv2D):
             total += (layer.kernel_size[0] // 2) * stride

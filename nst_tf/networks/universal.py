@@ -23,14 +23,15 @@ import tensorflow as tf
 
 from nst_tf import features, vgg
 from nst_tf.errors import NstError
-from nst_tf.networks import models, wct
+from nst_tf.networks import models, tiled, wct
+from nst_tf.networks.options import MAX_LEVEL
 
 LEVELS = (1, 2, 3, 4, 5)
-MAX_LEVEL = 5
 # Levels the cascade leaves out by default. Level 1's decoder is one linear 3x3 convolution (the
 # mirror of block1_conv1): it inverts the relu1_1 features of photos but, fed the coloured
 # features of a painting (or a painted picture's own), it adds a high-frequency texture that the
-# deeper VGG layers answer strongly (boston x the_scream: block3..5 Gram errors 2 to 9x larger).
+# deeper VGG layers answer strongly (boston x the_scream, decoders at 1000 steps: block3..5 Gram
+# errors 1.6 to 12x those of the same cascade without level 1).
 # Level 2's transform already matches the colours (block1 Gram error 0.06 without level 1).
 # (The bundled file holds levels 2 and 3 only: with decoders trained for 3000 steps on a CPU, adding
 # level 4 or 5 raised both the style and the content error on the tuning paintings; README.)
@@ -273,9 +274,6 @@ class UniversalPainter:
         self.encoder = encoder or Encoder(weights_lib.load(weights, "vgg19"), self.levels, precision)
         self.min_side = max(vgg.MIN_SIDE, level_stride(self.levels[0]))
 
-    def describe(self) -> str:
-        return f"any style image (universal painter, levels {', '.join(map(str, self.levels))})"
-
     def style(self, image) -> dict:
         """A style's representation: `{level: wct.Style}` from one encoder pass of `image` (float32
         `[H, W, 3]` in [0, 1])."""
@@ -359,7 +357,8 @@ class UniversalPainter:
                 total = part if total is None else [a.add(b) for a, b in zip(total, part)]
                 if on_tile:
                     on_tile(2 * i + 1, 2 * len(levels), n + 1, len(grid))
-            margin = reach + -(-decoder_reach(k) // align) * align
+            decoder = self.network.decoders[k]
+            margin = reach + -(-tiled.reach(decoder, level_stride(k)) // align) * align
             grid = tiling.tile_grid(hw, tile, align, margin)
             out = np.zeros(hw + (3,), np.float32)
             for n, t in enumerate(grid):
@@ -375,13 +374,15 @@ class UniversalPainter:
         return current
 
     def _owned_features(self, k: int, padded: np.ndarray, t, level_hw):
-        """Level `k`'s features at the positions tile `t` owns (from its grown window), and their
-        window in the level's whole map."""
+        """Level `k`'s features at the positions tile `t` owns (`tiling.owned_window`, from its
+        grown window), and their window in the level's whole map."""
+        from nst_tf import tiling
+
         s = level_stride(k)
         gy0, gy1, gx0, gx1 = t.grown
         f = self.encoder.level(k, tf.constant(padded[None, gy0:gy1, gx0:gx1]))[0]
-        y0, y1, x0, x1 = t.owned
-        return f[(y0 - gy0) // s : (y1 - gy0) // s, (x0 - gx0) // s : (x1 - gx0) // s], (y0 // s, x0 // s, level_hw)
+        r0, r1, c0, c1 = tiling.owned_window(t, level_hw, s)
+        return f[r0 - gy0 // s : r1 - gy0 // s, c0 - gx0 // s : c1 - gx0 // s], (r0, c0, level_hw)
 
     def paint_array(
         self, image, styles, blend=None, strength: float = 1.0, masks=None, tile: int = 0, on_tile=None
@@ -458,20 +459,6 @@ class UniversalPainter:
         if preserve_colors == "luminance":
             out = color.with_chroma(out, image)
         return image_io.to_uint8(out)
-
-
-def decoder_reach(level: int) -> int:
-    """How far (input pixels) from an output pixel a feature can change it: each 3x3 convolution
-    at stride t (input pixels per position) reaches t further, and a x2 upsampling to stride t
-    adds the t pixels by which its parent's cell can exceed the child's."""
-    stride, total = level_stride(level), 0
-    for layer in build_decoder(level, 0.125).layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            total += stride
-        elif isinstance(layer, keras.layers.UpSampling2D):
-            stride //= 2
-            total += stride
-    return total
 
 
 def _check_side(image, side: int, what: str) -> None:

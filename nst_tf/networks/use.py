@@ -59,11 +59,15 @@ def is_universal(network) -> bool:
 
 def make_painter(network, weights: str = "auto", precision: str = "float32"):
     """A ready painter for `network` (see `load_network`): a `universal.UniversalPainter` for
-    decoders (its VGG19 in `precision`), else a `Painter`."""
+    decoders, its VGG19 in `precision` ("auto": this machine's measured choice, `autotune.resolve`
+    without XLA, float32 when autotune is off; bfloat16 halves the encoders' time on an AVX-512 BF16
+    CPU), else a `Painter`."""
+    from nst_tf import autotune
     from nst_tf.networks import universal
 
     network = load_network(network)
     if is_universal(network):
+        precision = autotune.resolve(precision, "off", "gram", None, weights).precision
         return universal.UniversalPainter(network, weights, precision)
     return Painter(network, weights=weights)
 
@@ -172,15 +176,6 @@ class Painter:
         return image_io.to_uint8(out.numpy()[0])
 
 
-def encoder_precision(cfg) -> str:
-    """The universal painter's VGG19 precision for `cfg`: its own, or for "auto" what this
-    machine's measured choice is (`autotune.resolve` without XLA; float32 when autotune is off).
-    bfloat16 halves the encoders' time on an AVX-512 BF16 CPU (README, "Universal painter")."""
-    from nst_tf import autotune
-
-    return autotune.resolve(cfg.precision, "off", cfg.style_loss, None, cfg.weights).precision
-
-
 def paint_with_config(cfg, content, styles=(), network=None, default_styles=False, on_tile=None) -> np.ndarray:
     """`cfg.network`'s (or `network`'s: a loaded network) painting of `content` at `cfg.size` with
     `styles` (for a predict network or the universal painter) and `cfg.style_blend`,
@@ -189,8 +184,7 @@ def paint_with_config(cfg, content, styles=(), network=None, default_styles=Fals
     a default the user did not choose (the command line's bundled painting, the optimisation's
     styles for the warm start), which a fixed-style network ignores; styles a user gave it are an
     error."""
-    network = load_network(cfg.network if network is None else network)
-    painter = make_painter(network, cfg.weights, encoder_precision(cfg) if is_universal(network) else "float32")
+    painter = make_painter(cfg.network if network is None else network, cfg.weights, cfg.precision)
     styles = list(styles)
     if is_universal(painter.network):
         extra = dict(style_size=cfg.style_size, masks=cfg.style_mask, preserve_colors=cfg.preserve_colors)
