@@ -4,7 +4,10 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
 - `stylize(content, style, **options) -> uint8 [H, W, 3]`: the one-call API.
 - `StyleTransfer`: step-level control with `Callback`s (`ProgressBar`, `Snapshots`, `History`,
   `TensorBoard`, `ContactSheet`, `LossPlot`).
-- `Config`, `make_config`: every knob with its default; options are named like the flags.
+- `Config`, `make_config`: every knob with its default; options are named like the flags, grouped as
+  the code uses them (`Objective`, shared with `TrainConfig`; painting, optimisation, outputs, runtime).
+- `resolve_plan(config) -> Plan`: the options resolved once (painter, precision, XLA, tiles per scale,
+  devices), as every door does; pass the plan on and nothing below re-resolves it.
 - `build_feature_model`, `layer_names`: the frozen VGG feature `tf.keras.Model`
   (RGB `[B, H, W, 3]` in [0, 1] -> `{layer: activation}`) and its valid layer names.
 - `load_image`, `save_image`: image I/O (float32 RGB in [0, 1]); `example_path`: bundled images.
@@ -31,6 +34,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "nst_tf.config",
     "make_config": "nst_tf.config",
+    "Objective": "nst_tf.config",
+    "Plan": "nst_tf.plan",
+    "resolve_plan": "nst_tf.plan",
     "NstError": "nst_tf.errors",
     "build_feature_model": "nst_tf.features",
     "layer_names": "nst_tf.vgg",
@@ -61,9 +67,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+_RENAMED = {"resolve_plan": "resolve"}
+
+
 def __getattr__(name):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'nst_tf' has no attribute {name!r}")

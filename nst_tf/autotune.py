@@ -30,10 +30,10 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional
 
+from nst_tf import files
 from nst_tf.errors import NstError
 
 ENV = "NST_TF_AUTOTUNE"
@@ -174,11 +174,9 @@ def _write_cache(key: str, entry: dict) -> None:
     path = cache_path()
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".autotune-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
+        with files.atomic_file(path, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, NstError) as err:
         sys.stderr.write(f"nst-tf: could not cache the measurement in {path}: {err}\n")
 
 
@@ -350,15 +348,6 @@ def resolve(
         _write_cache(key, entry)
         sys.stderr.write(f"nst-tf: autotune took {entry['calibration_seconds']:.0f} s\n")
     return choose(entry, precision, jit, style_loss)
-
-
-def concrete(cfg, mode: Optional[str] = None) -> Tuple[object, Choice]:
-    """`cfg` with "auto" precision and jit replaced by what `resolve` chooses, and the choice."""
-    choice = resolve(cfg.precision, cfg.jit, cfg.style_loss, mode, cfg.weights)
-    jit = "on" if choice.xla else "off"
-    if (cfg.precision, cfg.jit) == (choice.precision, jit):
-        return cfg, choice
-    return cfg.replace(precision=choice.precision, jit=jit), choice
 
 
 def describe_cached(

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Dict, Iterable, List, NamedTuple, Sequence
 
-from nst_tf import image_io
+from nst_tf import files, image_io
 from nst_tf.callbacks import Callback
 from nst_tf.config import INITS, Config, fields_of_kind
 from nst_tf.errors import NstError
@@ -123,10 +123,8 @@ class Manifest:
             self._rewrite()
 
     def _rewrite(self) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with files.atomic_file(self.path, "w") as f:
             f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in self.records.values())
-        os.replace(tmp, self.path)
 
     def add(self, record: dict) -> None:
         replaced = record["output"] in self.records
@@ -207,20 +205,22 @@ class _LastRun(Callback):
 class Runner:
     """Stylises groups of jobs with one feature network (and one evaluation network).
 
-    cfg: the options (as `stylize`'s); evaluate: add `nst_tf.evaluate`'s report to each line;
+    cfg: the options (as `stylize`'s: a `Config` or a resolved `nst_tf.plan.Plan`); evaluate: add `nst_tf.evaluate`'s report to each line;
     strategy: a `tf.distribute` strategy to split each batch across devices (`nst_tf.distribute`).
     """
 
-    def __init__(self, cfg: Config, output_dir: str, evaluate: bool = True, strategy=None, worker: str = "main"):
-        from nst_tf import autotune, features, metrics
+    def __init__(self, cfg, output_dir: str, evaluate: bool = True, strategy=None, worker: str = "main"):
+        from nst_tf import features, metrics
+        from nst_tf import plan as plan_lib
 
+        self.plan = plan_lib.resolve(cfg)  # a plan from the door passes through; once for every group
+        self.cfg = cfg = self.plan.config
         check_config(cfg)
-        cfg, _ = autotune.concrete(cfg)  # once for every group
-        self.cfg, self.output_dir, self.strategy, self.worker = cfg, output_dir, strategy, worker
+        self.output_dir, self.strategy, self.worker = output_dir, strategy, worker
         self.evaluator = metrics.feature_model(cfg.weights) if evaluate else None
         self.settings = settings(cfg)
         self.painter = self.model = None
-        if cfg.network and cfg.init != "network":  # one forward pass per image, no optimisation
+        if self.plan.painter == "network":  # one forward pass per image, no optimisation
             from nst_tf.networks import use
 
             self.painter = use.make_painter(cfg.network, cfg.weights, cfg.precision)
@@ -254,7 +254,7 @@ class Runner:
             loss, terms = [None] * len(group), {}  # a network's painting has no optimisation loss
         else:
             images = transfer.stylize(
-                contents, style, self.cfg, callbacks=[last, *callbacks], model=self.model, strategy=strategy
+                contents, style, self.plan, callbacks=[last, *callbacks], model=self.model, strategy=strategy
             )
             seconds = time.perf_counter() - start
             loss, terms = last.run.evaluate(per_image=True)
@@ -284,7 +284,7 @@ class Runner:
         return records
 
 
-class Plan(NamedTuple):
+class Jobs(NamedTuple):
     """What a batch will do: every (content, style) job, those whose output is missing, and those
     grouped into batches (same style, same size, at most `batch_size`)."""
 
@@ -293,7 +293,7 @@ class Plan(NamedTuple):
     groups: List[List[Job]]
 
 
-def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Plan:
+def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Jobs:
     """The one plan of the batch command and the Beam pipeline; checks the options and the output
     folder, writes nothing."""
     check_config(cfg)
@@ -303,7 +303,7 @@ def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Pla
         raise NstError(f"--output_dir {output_dir} is a file, not a folder")
     jobs = plan_jobs(expand(contents), expand(styles))
     todo = pending(jobs, output_dir)
-    return Plan(jobs, todo, groups(todo, cfg, batch_size))
+    return Jobs(jobs, todo, groups(todo, cfg, batch_size))
 
 
 def steps_per_image(cfg: Config) -> int:
@@ -314,7 +314,7 @@ def run_batch(
     contents,
     styles,
     output_dir: str,
-    cfg: Config,
+    cfg,
     batch_size: int = 4,
     devices: int = 1,
     evaluate: bool = True,
@@ -324,10 +324,10 @@ def run_batch(
     """Stylises every content with every style into `output_dir` (see the module docstring),
     skipping outputs that exist. Returns `{"written": n, "skipped": n, "seconds": s}`.
 
-    contents, styles: specs for `expand`; batch_size: contents optimised together (same style
+    contents, styles: specs for `expand`; cfg: a `Config`, or the `nst_tf.plan.Plan` a door resolved; batch_size: contents optimised together (same style
     and size); devices: split each batch across this many devices (`nst_tf.distribute`);
     callbacks: extra callbacks for every run (e.g. `StopOnSignal`)."""
-    jobs, todo, batches = plan(contents, styles, output_dir, cfg, batch_size)
+    jobs, todo, batches = plan(contents, styles, output_dir, getattr(cfg, "config", cfg), batch_size)
     os.makedirs(output_dir, exist_ok=True)
     manifest = Manifest(output_dir)
     start = time.perf_counter()
@@ -338,7 +338,7 @@ def run_batch(
 
             strategy = distribute.strategy(devices)
         runner = Runner(cfg, output_dir, evaluate=evaluate, strategy=strategy)
-        bar = Progress(len(todo), steps_per_image(cfg)) if progress else None
+        bar = Progress(len(todo), steps_per_image(runner.cfg)) if progress else None
         try:
             for group in batches:
                 for record in runner.run(group, callbacks=([bar] if bar else []) + list(callbacks)):

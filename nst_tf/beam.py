@@ -125,12 +125,13 @@ def main(argv=None) -> int:
 
 
 def _main(fv, pipeline_args) -> int:
-    from nst_tf import autotune, cli
+    from nst_tf import cli
+    from nst_tf import plan as plan_lib
 
     for name in ("contents", "styles", "output_dir"):
         if not fv[name].value:
             raise NstError(f"--{name} is required")
-    cfg, _ = autotune.concrete(cli.config_from_flags(fv), fv.autotune)  # once: every worker runs the same choice
+    cfg = plan_lib.resolve(cli.config_from_flags(fv), fv.autotune).config  # once: every worker runs the same choice
     result = run(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size, fv.evaluate, pipeline_args=pipeline_args)
     rate = result["written"] / result["seconds"] * 60 if result["written"] else 0.0
     print(

@@ -19,7 +19,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement runs)
 from nst_tf import config as config_lib  # noqa: E402
-from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
+from nst_tf import export, files, image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import Interrupted, NstError  # noqa: E402
 
 
@@ -272,7 +272,7 @@ def export_main(argv) -> int:
     cfg = config_from_flags(fv)
     if not fv.export_dir:
         raise NstError("--export_dir is required (TF Serving's model base path)")
-    config_lib.new_version_path(fv.export_dir, fv.version, fv.overwrite)  # an existing version: before any work
+    export.version_path(fv.export_dir, fv.version, fv.overwrite)  # an existing version: before any work
     _import_tensorflow_quietly()
     import tensorflow as tf
 
@@ -280,12 +280,12 @@ def export_main(argv) -> int:
 
     tf.get_logger().setLevel("ERROR")  # the SavedModel writer logs each step at INFO
     cfg, _ = autotune.concrete(cfg.replace(jit="on" if cfg.jit == "on" else "off"), fv.autotune)
-    limits = config_lib.Limits(fv.max_pixels, fv.max_steps, fv.max_input_pixels)
+    limits = export.Limits(fv.max_pixels, fv.max_steps, fv.max_input_pixels)
     start = time.perf_counter()
     path = serving.export_saved_model(fv.export_dir, fv.version, cfg, limits=limits, overwrite=fv.overwrite)
     seconds = time.perf_counter() - start
     print(
-        f"wrote {path} ({serving.directory_bytes(path) / 1e6:.1f} MB in {seconds:.0f} s; limits: "
+        f"wrote {path} ({files.folder_bytes(path) / 1e6:.1f} MB in {seconds:.0f} s; limits: "
         f"{limits.max_pixels} output pixels, {limits.max_steps} steps per scale, {limits.max_input_pixels} input pixels)"
     )
     return 0
@@ -293,7 +293,7 @@ def export_main(argv) -> int:
 
 def run_export():
     """Console entry point (`nst-tf-export`)."""
-    limits = config_lib.Limits()
+    limits = export.Limits()
     define_flags(images=False)
     flags.DEFINE_string("export_dir", None, "Model base path: the SavedModel goes to <export_dir>/<version>/.")
     flags.DEFINE_integer("version", 1, "Model version (TF Serving serves the highest).", lower_bound=1)
@@ -493,13 +493,12 @@ def export_network_main(argv) -> int:
     import tensorflow as tf
 
     from nst_tf.networks import export, use
-    from nst_tf.serving import directory_bytes
 
     tf.get_logger().setLevel("ERROR")
     network = use.load_network(fv.network)
     if fv.export_dir:
         path = export.export_saved_model(network, fv.export_dir, fv.version, fv.weights, fv.size)
-        print(f"wrote {path} ({directory_bytes(path) / 1e6:.1f} MB)")
+        print(f"wrote {path} ({files.folder_bytes(path) / 1e6:.1f} MB)")
     if fv.tflite_dir:
         for name, path in export.export_tflite(network, fv.tflite_dir, fv.weights, fv.quantization).items():
             print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")

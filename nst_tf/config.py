@@ -10,7 +10,7 @@ import dataclasses
 import math
 import numbers
 import os
-from typing import NamedTuple, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -52,7 +52,170 @@ def option(default, help: str, choices: Optional[Tuple[str, ...]] = None, kind: 
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Objective:
+    """What the loss is: its terms, their weights and layers, the style statistic, the feature network
+    (the trainer shares this group)."""
+
+    def __post_init__(self):
+        _finish(self)
+        _validate_objective(self)
+
+    @property
+    def layer_weights(self) -> Tuple[float, ...]:
+        """Per style layer weights, normalised to sum to one."""
+        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
+        total = float(sum(weights))
+        return tuple(float(w) / total for w in weights)
+
+    content_weight: float = option(1.0, "Weight of the content term.")
+    style_weight: float = option(5.0, "Weight of the style term.")
+    tv_weight: float = option(0.0, "Weight of the total-variation (smoothness) term.")
+    tv_loss: str = option(
+        "abs",
+        "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
+        choices=TV_LOSSES,
+    )
+    content_layers: Tuple[str, ...] = option(DEFAULT_CONTENT_LAYERS, "Comma-separated VGG layers for the content term.")
+    style_layers: Tuple[str, ...] = option(DEFAULT_STYLE_LAYERS, "Comma-separated VGG layers for the style term.")
+    style_layer_weights: Optional[Tuple[float, ...]] = option(
+        None, "Comma-separated relative weight per style layer (default: equal)."
+    )
+    style_loss: str = option(
+        "gram",
+        "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",
+        choices=STYLE_LOSSES,
+    )
+    gram_norm: str = option("hw", "Gram normaliser: h*w or c*h*w.", choices=GRAM_NORMS)
+    loss_norm: str = option(
+        "relative",
+        "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).",
+        choices=LOSS_NORMS,
+    )
+    pooling: str = option("max", "Feature network pooling: max (VGG's) or avg (Gatys et al.).", choices=POOLINGS)
+    weights: str = option(
+        "auto", "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path."
+    )
+    backbone: str = option("vgg19", "Feature network.", choices=BACKBONES)
+    seed: int = option(0, "Seed of the noise init.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Painting:
+    """What is painted: sizes, how several paintings share the picture, colours, and the network
+    that paints in one pass."""
+
+    size: int = option(512, "Output size: longest side in pixels.")
+    style_size: Optional[int] = option(None, "Style images' longest side in pixels (default: --size x --style_scale).")
+    style_scale: float = option(
+        1.0,
+        "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.",
+    )
+    square: bool = option(
+        False, "Resize content and style to squares, ignoring aspect (as some published pipelines do)."
+    )
+    style_blend: Optional[Tuple[float, ...]] = option(
+        None, "Comma-separated share of each style image in the style term (default: equal)."
+    )
+    style_mask: Optional[Tuple[str, ...]] = option(
+        None, "Comma-separated mask images, one per style: each style paints only where its mask is bright."
+    )
+    preserve_colors: str = option(
+        "none",
+        "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).",
+        choices=PRESERVE_COLORS,
+    )
+    network: Optional[str] = option(
+        None,
+        "A network: universal (any painting; demo is its old name), three_styles, or a .keras file from "
+        "nst-tf-train: paint in one forward pass; with "
+        "--init=network, start the optimisation from its painting.",
+    )
+    strength: float = option(
+        1.0, "With --network: how much of the style, in [0, 1] (the universal painter or a predict network)."
+    )
+    style_index: Optional[int] = option(None, "With --network and no --style: which of its fixed styles (from 0).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimisation:
+    """How the image is optimised: the optimiser, its steps and start, coarse to fine."""
+
+    steps: int = option(60, "Optimiser steps.")
+    optimizer: str = option(
+        "lbfgs",
+        "Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).",
+        choices=OPTIMIZERS,
+    )
+    learning_rate: float = option(0.06, "Optimiser step size, in [0, 1] image units.")
+    beta_1: float = option(0.9, "Adam beta_1.")
+    beta_2: float = option(0.999, "Adam beta_2.")
+    epsilon: float = option(0.1, "Adam epsilon.")
+    lbfgs_memory: int = option(10, "How many past steps L-BFGS remembers.")
+    init: str = option(
+        "content", "Starting image: content, noise, style, network (the --network's painting), or an image path."
+    )
+    scales: int = option(3, "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.")
+    start_size: Optional[int] = option(None, "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).")
+    scale_steps: Optional[Tuple[int, ...]] = option(
+        None, "Coarse to fine: comma-separated steps per scale (default: --steps at each)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    """What a run writes along the way: snapshots, TensorBoard, a contact sheet, a loss plot, checkpoints."""
+
+    save_every: int = option(0, "Write a snapshot every N steps into --snapshot_dir (0: never).", kind="output")
+    snapshot_dir: Optional[str] = option(None, "Folder for snapshots.", kind="runtime")
+    logdir: Optional[str] = option(
+        None, "Write TensorBoard summaries (losses each step, the image every --log_every steps) here.", kind="output"
+    )
+    log_every: int = option(50, "TensorBoard image interval in steps.", kind="runtime")
+    contact_sheet: Optional[str] = option(None, "Write a PNG grid of snapshots through the run here.", kind="output")
+    contact_sheet_frames: int = option(8, "Snapshots in the contact sheet (first and last included).", kind="runtime")
+    loss_plot: Optional[str] = option(
+        None, "Write a PNG plot of the loss curves here (needs matplotlib).", kind="output"
+    )
+    checkpoint_dir: Optional[str] = option(
+        None, "Save checkpoints (image, optimiser state, step, settings hash) into this folder.", kind="output"
+    )
+    checkpoint_every: int = option(
+        50, "Checkpoint interval in steps (also at the end of each scale and on interruption).", kind="runtime"
+    )
+    resume: bool = option(False, "Continue from the latest checkpoint in --checkpoint_dir.", kind="output")
+    force: bool = option(False, "Resume even from a checkpoint made with other settings or images.", kind="runtime")
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How a run is carried out: precision, XLA, tiling, the memory check (resolved by `nst_tf.plan`)."""
+
+    precision: str = option(
+        "auto",
+        "Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.",
+        choices=PRECISIONS,
+    )
+    jit: str = option(
+        "auto",
+        "Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.",
+        choices=JIT_MODES,
+    )
+    tile: str = option(
+        "auto",
+        "Tile the objective for images beyond memory (exact: the same gradient, no seams): auto (only scales "
+        "that would not fit), off, or a tile side in pixels.",
+        kind="runtime",
+    )
+    memory_check: bool = option(
+        True, "Stop before the run if its estimated peak memory exceeds what is available.", kind="runtime"
+    )
+
+
+GROUPS = {"objective": Objective, "painting": Painting, "optimisation": Optimisation, "outputs": Outputs, "runtime": Runtime}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(Runtime, Outputs, Optimisation, Painting, Objective):
     """Settings of one run. Sizes are pixels; weights are unitless multipliers of the loss terms.
 
     size: the output's longest side; the content image is resized (Lanczos) to it.
@@ -122,133 +285,21 @@ class Config:
         every scale).
     """
 
-    size: int = option(512, "Output size: longest side in pixels.")
-    style_size: Optional[int] = option(None, "Style images' longest side in pixels (default: --size x --style_scale).")
-    style_scale: float = option(
-        1.0,
-        "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.",
-    )
-    square: bool = option(
-        False, "Resize content and style to squares, ignoring aspect (as some published pipelines do)."
-    )
-    steps: int = option(60, "Optimiser steps.")
-    optimizer: str = option(
-        "lbfgs",
-        "Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).",
-        choices=OPTIMIZERS,
-    )
-    learning_rate: float = option(0.06, "Optimiser step size, in [0, 1] image units.")
-    beta_1: float = option(0.9, "Adam beta_1.")
-    beta_2: float = option(0.999, "Adam beta_2.")
-    epsilon: float = option(0.1, "Adam epsilon.")
-    lbfgs_memory: int = option(10, "How many past steps L-BFGS remembers.")
-    content_weight: float = option(1.0, "Weight of the content term.")
-    style_weight: float = option(5.0, "Weight of the style term.")
-    tv_weight: float = option(0.0, "Weight of the total-variation (smoothness) term.")
-    tv_loss: str = option(
-        "abs",
-        "Total variation: abs (sum of |differences|) or squared (half the sum of squares, as Lua neural-style).",
-        choices=TV_LOSSES,
-    )
-    content_layers: Tuple[str, ...] = option(DEFAULT_CONTENT_LAYERS, "Comma-separated VGG layers for the content term.")
-    style_layers: Tuple[str, ...] = option(DEFAULT_STYLE_LAYERS, "Comma-separated VGG layers for the style term.")
-    style_layer_weights: Optional[Tuple[float, ...]] = option(
-        None, "Comma-separated relative weight per style layer (default: equal)."
-    )
-    style_blend: Optional[Tuple[float, ...]] = option(
-        None, "Comma-separated share of each style image in the style term (default: equal)."
-    )
-    style_mask: Optional[Tuple[str, ...]] = option(
-        None, "Comma-separated mask images, one per style: each style paints only where its mask is bright."
-    )
-    style_loss: str = option(
-        "gram",
-        "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",
-        choices=STYLE_LOSSES,
-    )
-    gram_norm: str = option("hw", "Gram normaliser: h*w or c*h*w.", choices=GRAM_NORMS)
-    loss_norm: str = option(
-        "relative",
-        "Each layer's error: mean (mean squared error) or relative (divided by the target's squared norm: scale-free).",
-        choices=LOSS_NORMS,
-    )
-    preserve_colors: str = option(
-        "none",
-        "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).",
-        choices=PRESERVE_COLORS,
-    )
-    pooling: str = option("max", "Feature network pooling: max (VGG's) or avg (Gatys et al.).", choices=POOLINGS)
-    init: str = option(
-        "content", "Starting image: content, noise, style, network (the --network's painting), or an image path."
-    )
-    network: Optional[str] = option(
-        None,
-        "A network: universal (any painting; demo is its old name), three_styles, or a .keras file from "
-        "nst-tf-train: paint in one forward pass; with "
-        "--init=network, start the optimisation from its painting.",
-    )
-    strength: float = option(
-        1.0, "With --network: how much of the style, in [0, 1] (the universal painter or a predict network)."
-    )
-    style_index: Optional[int] = option(None, "With --network and no --style: which of its fixed styles (from 0).")
-    seed: int = option(0, "Seed of the noise init.")
-    weights: str = option(
-        "auto", "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path."
-    )
-    backbone: str = option("vgg19", "Feature network.", choices=BACKBONES)
-    save_every: int = option(0, "Write a snapshot every N steps into --snapshot_dir (0: never).", kind="output")
-    snapshot_dir: Optional[str] = option(None, "Folder for snapshots.", kind="runtime")
-    logdir: Optional[str] = option(
-        None, "Write TensorBoard summaries (losses each step, the image every --log_every steps) here.", kind="output"
-    )
-    log_every: int = option(50, "TensorBoard image interval in steps.", kind="runtime")
-    contact_sheet: Optional[str] = option(None, "Write a PNG grid of snapshots through the run here.", kind="output")
-    contact_sheet_frames: int = option(8, "Snapshots in the contact sheet (first and last included).", kind="runtime")
-    loss_plot: Optional[str] = option(
-        None, "Write a PNG plot of the loss curves here (needs matplotlib).", kind="output"
-    )
-    memory_check: bool = option(
-        True, "Stop before the run if its estimated peak memory exceeds what is available.", kind="runtime"
-    )
-    checkpoint_dir: Optional[str] = option(
-        None, "Save checkpoints (image, optimiser state, step, settings hash) into this folder.", kind="output"
-    )
-    checkpoint_every: int = option(
-        50, "Checkpoint interval in steps (also at the end of each scale and on interruption).", kind="runtime"
-    )
-    resume: bool = option(False, "Continue from the latest checkpoint in --checkpoint_dir.", kind="output")
-    force: bool = option(False, "Resume even from a checkpoint made with other settings or images.", kind="runtime")
-    precision: str = option(
-        "auto",
-        "Convolution precision: auto (the fastest on this machine, measured once: see --autotune), float32, bfloat16, float16.",
-        choices=PRECISIONS,
-    )
-    jit: str = option(
-        "auto",
-        "Compile the step with XLA: auto (the fastest on this machine, measured once: see --autotune), on, off.",
-        choices=JIT_MODES,
-    )
-    tile: str = option(
-        "auto",
-        "Tile the objective for images beyond memory (exact: the same gradient, no seams): auto (only scales "
-        "that would not fit), off, or a tile side in pixels.",
-        kind="runtime",
-    )
-    scales: int = option(3, "Coarse to fine: optimise at this many sizes, growing geometrically up to --size.")
-    start_size: Optional[int] = option(None, "Coarse to fine: the first scale's size (default: size / 2**(scales-1)).")
-    scale_steps: Optional[Tuple[int, ...]] = option(
-        None, "Coarse to fine: comma-separated steps per scale (default: --steps at each)."
-    )
 
     def __post_init__(self):
-        # Comma lists ("1,2" from a caller, ["1", "2"] from a flag, or numbers) become tuples, parsed
-        # here only, so the config stays hashable and comparable.
-        for name, kind in _LISTS.items():
-            object.__setattr__(self, name, _parse_list(name, getattr(self, name), kind))
-        if isinstance(self.tile, numbers.Integral) and not isinstance(self.tile, bool):
-            object.__setattr__(self, "tile", str(int(self.tile)))
-        _check_types(self)
+        _finish(self)
+        _validate_objective(self)
         _validate(self)
+
+    def group(self, name: str):
+        """One group of the options (`GROUPS`: objective, painting, optimisation, outputs, runtime)
+        as its own frozen dataclass, as the code that uses only that group takes it."""
+        kind = GROUPS[name]
+        return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
+
+    @property
+    def objective(self) -> Objective:
+        return self.group("objective")
 
     @property
     def effective_style_size(self) -> int:
@@ -266,13 +317,6 @@ class Config:
         """`tile` as a number: None for "auto", 0 for "off", else the tile side in pixels."""
         return tile_pixels(self.tile)
 
-    @property
-    def layer_weights(self) -> Tuple[float, ...]:
-        """Per style layer weights, normalised to sum to one."""
-        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
-        total = float(sum(weights))
-        return tuple(float(w) / total for w in weights)
-
     def scale_plan(self) -> Tuple[Tuple[int, Optional[int], int], ...]:
         """Coarse to fine: `(size, style_size, steps)` per scale that runs, the last at `size`
         (`nst_tf.schedule`, which the export runs on tensors)."""
@@ -280,31 +324,6 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return make_config(self, **changes)
-
-
-class Limits(NamedTuple):
-    """What one request to an exported model (`nst_tf.serving`) may ask for; checked in the graph, recorded in the metadata.
-
-    max_pixels: output pixels (height x width at the requested size), and the style image's.
-    max_steps: steps per scale.
-    max_input_pixels: pixels of an encoded input, read from its header before it is decoded.
-    """
-
-    max_pixels: int = 1024 * 1024
-    max_steps: int = 1000
-    max_input_pixels: int = 25_000_000
-
-
-def new_version_path(export_dir: str, version, overwrite: bool = False) -> str:
-    """`<export_dir>/<version>`, the SavedModel's version folder (TF Serving serves the highest);
-    an `NstError` for a version that is not a positive integer, or one that exists unless
-    `overwrite`. No TensorFlow: the command line checks it before loading anything."""
-    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
-        raise NstError(f"version must be a positive integer (TF Serving's version folder), got {version!r}")
-    final = os.path.join(export_dir, str(version))
-    if os.path.exists(final) and not overwrite:
-        raise NstError(f"{final} already exists; choose another --version or pass --overwrite")
-    return final
 
 
 def field_names():
@@ -363,7 +382,20 @@ def _plain(value):
     return value
 
 
-def _check_types(cfg: Config) -> None:
+def _finish(options) -> None:
+    """Comma lists ("1,2" from a caller, ["1", "2"] from a flag, or numbers) become tuples, parsed
+    here only, so the options stay hashable and comparable; then every field's type is checked."""
+    names = {f.name for f in dataclasses.fields(options)}
+    for name, kind in _LISTS.items():
+        if name in names:
+            object.__setattr__(options, name, _parse_list(name, getattr(options, name), kind))
+    tile = getattr(options, "tile", None)
+    if isinstance(tile, numbers.Integral) and not isinstance(tile, bool):
+        object.__setattr__(options, "tile", str(int(tile)))
+    _check_types(options)
+
+
+def _check_types(cfg) -> None:
     for field in dataclasses.fields(cfg):
         value = _plain(getattr(cfg, field.name))
         object.__setattr__(cfg, field.name, value)
@@ -406,6 +438,39 @@ def _positive(cfg, name, allow_none=False):
         raise NstError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _choices(options) -> None:
+    for field in dataclasses.fields(options):
+        if field.metadata["choices"]:
+            _choice(options, field.name, field.metadata["choices"])
+
+
+def _validate_objective(cfg) -> None:
+    _choices(cfg)
+    if not 0 <= cfg.seed < 2**31:
+        raise NstError(f"seed must be in [0, 2**31), got {cfg.seed}")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if not getattr(cfg, name) >= 0:
+            raise NstError(f"{name} must be zero or positive, got {getattr(cfg, name)!r}")
+    if not cfg.content_layers and not cfg.style_layers:
+        raise NstError("give at least one content or style layer")
+    for name in ("content_layers", "style_layers"):
+        layers = getattr(cfg, name)
+        if len(set(layers)) != len(layers):
+            raise NstError(f"{name} lists a layer twice: {', '.join(layers)}")
+    valid = layer_names(cfg.backbone)
+    for name in cfg.content_layers + cfg.style_layers:
+        if name not in valid:
+            raise NstError(f"unknown {cfg.backbone} layer {name!r}; valid layers: {', '.join(valid)}")
+    if cfg.style_layer_weights is not None:
+        if len(cfg.style_layer_weights) != len(cfg.style_layers):
+            raise NstError(
+                f"style_layer_weights has {len(cfg.style_layer_weights)} values for "
+                f"{len(cfg.style_layers)} style layers; give one weight per layer"
+            )
+        if any(not w >= 0 for w in cfg.style_layer_weights) or not sum(cfg.style_layer_weights) > 0:
+            raise NstError("style_layer_weights must be non-negative and not all zero")
+
+
 def _validate(cfg: Config) -> None:
     _positive(cfg, "size")
     _positive(cfg, "style_size", allow_none=True)
@@ -416,8 +481,6 @@ def _validate(cfg: Config) -> None:
         raise NstError(f"scales must be at most {MAX_SCALES}, got {cfg.scales}")
     _positive(cfg, "start_size", allow_none=True)
     _positive(cfg, "log_every")
-    if not 0 <= cfg.seed < 2**31:
-        raise NstError(f"seed must be in [0, 2**31), got {cfg.seed}")
     _positive(cfg, "checkpoint_every")
     if cfg.resume and not cfg.checkpoint_dir:
         raise NstError("resume needs checkpoint_dir, the folder the checkpoints are in")
@@ -454,36 +517,13 @@ def _validate(cfg: Config) -> None:
         raise NstError(f"save_every must be a non-negative integer, got {cfg.save_every!r}")
     if cfg.save_every and not cfg.snapshot_dir:
         raise NstError("save_every needs snapshot_dir, the folder to write snapshots into")
-    for field in dataclasses.fields(cfg):
-        if field.metadata["choices"]:
-            _choice(cfg, field.name, field.metadata["choices"])
+    _choices(cfg)
     for name in ("learning_rate", "epsilon"):
         if not getattr(cfg, name) > 0:
             raise NstError(f"{name} must be positive, got {getattr(cfg, name)!r}")
     for name in ("beta_1", "beta_2"):
         if not 0 <= getattr(cfg, name) < 1:
             raise NstError(f"{name} must be in [0, 1), got {getattr(cfg, name)!r}")
-    for name in ("content_weight", "style_weight", "tv_weight"):
-        if not getattr(cfg, name) >= 0:
-            raise NstError(f"{name} must be zero or positive, got {getattr(cfg, name)!r}")
-    if not cfg.content_layers and not cfg.style_layers:
-        raise NstError("give at least one content or style layer")
-    for name in ("content_layers", "style_layers"):
-        layers = getattr(cfg, name)
-        if len(set(layers)) != len(layers):
-            raise NstError(f"{name} lists a layer twice: {', '.join(layers)}")
-    valid = layer_names(cfg.backbone)
-    for name in cfg.content_layers + cfg.style_layers:
-        if name not in valid:
-            raise NstError(f"unknown {cfg.backbone} layer {name!r}; valid layers: {', '.join(valid)}")
-    if cfg.style_layer_weights is not None:
-        if len(cfg.style_layer_weights) != len(cfg.style_layers):
-            raise NstError(
-                f"style_layer_weights has {len(cfg.style_layer_weights)} values for "
-                f"{len(cfg.style_layers)} style layers; give one weight per layer"
-            )
-        if any(not w >= 0 for w in cfg.style_layer_weights) or not sum(cfg.style_layer_weights) > 0:
-            raise NstError("style_layer_weights must be non-negative and not all zero")
     if not cfg.init:
         raise NstError(f"init must be one of {', '.join(INITS)} or an image file")
     if cfg.init == "network" and not cfg.network:

@@ -17,7 +17,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from nst_tf import schedule
+from nst_tf import files, schedule
 from nst_tf.config import INITS
 from nst_tf.errors import NstError
 
@@ -237,12 +237,6 @@ def check_not_an_input(output, inputs) -> None:
             raise NstError(f"the output {output} is also an input ({path}); choose another output path")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_image(path, rgb) -> str:
     """Writes float RGB in [0, 1] or uint8 to `path` (format from the extension), atomically:
     a temporary file in the same folder is renamed over the target, so no half-written file is
@@ -254,22 +248,8 @@ def save_image(path, rgb) -> str:
         array = array[0]
     fmt = SAVE_FORMATS[os.path.splitext(path)[1].lower()]
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(
-        prefix=".nst_tf-", suffix=os.path.splitext(path)[1], dir=os.path.dirname(os.path.abspath(path))
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array, "RGB").save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise NstError(f"could not write {path}: {err.strerror or err}") from None
-        raise
+    with files.atomic_file(path) as f:
+        Image.fromarray(array, "RGB").save(f, format=fmt, **options)
     return path
 
 

@@ -23,21 +23,18 @@ Requests over the limits (`Limits`), or bytes that are not a JPEG or PNG image, 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from typing import Optional
 
 import tensorflow as tf
 
-from nst_tf import __version__, autotune, features, losses, optimize, schedule, weights
+from nst_tf import __version__, export, features, losses, optimize, schedule, weights
+from nst_tf import plan as plan_lib
 from nst_tf.tensor_image import after, check, decode, fit_size, resize, start_image, to_uint8
-from nst_tf.config import INITS, Config, Limits, make_config, new_version_path
+from nst_tf.config import INITS, Config, make_config
 from nst_tf.errors import NstError
+from nst_tf.export import METADATA_FILE, Limits  # noqa: F401  (METADATA_FILE: where the metadata is)
 from nst_tf.vgg import MIN_SIDE
-
-METADATA_FILE = "nst_tf.json"  # in <version>/assets.extra/, next to the SavedModel
 
 
 def check_tensor(image, name: str, max_input_pixels: int):
@@ -307,6 +304,7 @@ def export_saved_model(
 ) -> str:
     """Writes the style transfer as a SavedModel at `<export_dir>/<version>/`; returns that path.
 
+    config: a `Config`, or the `nst_tf.plan.Plan` the door resolved (with export=True).
     options: `Config` fields, as for `stylize` (size, steps, optimizer, weights, ...): they set the
         defaults a request falls back on and everything a request cannot change.
     limits: a `Limits` (maximum output pixels, steps per scale, input pixels).
@@ -316,9 +314,9 @@ def export_saved_model(
     watching `export_dir` never sees half an export; an existing version is an error unless
     `overwrite`.
     """
-    cfg = make_config(config, **options)
+    cfg = make_config(getattr(config, "config", config), **options)  # a Config, or a door's Plan
     limits = limits or Limits()
-    if cfg.init not in INITS or cfg.init == "network" or cfg.network:
+    if cfg.init not in INITS or plan_lib.painter_of(cfg) != "optimisation":
         raise NstError(
             f"init={cfg.init!r}: an init image file or network is not exported here (export a network with "
             "nst-tf-export-network); use content, noise or style"
@@ -332,43 +330,17 @@ def export_saved_model(
             raise NstError(
                 f"{name} is not exported: a request carries one style image and no masks; stylise locally for it"
             )
-    for name, value in limits._asdict().items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise NstError(f"{name} must be a positive integer, got {value!r}")
+    limits.check()
     if cfg.steps > limits.max_steps or any(s > limits.max_steps for s in cfg.scale_steps or ()):
         raise NstError(f"the default steps ({cfg.steps}) exceed max_steps ({limits.max_steps})")
-    final = new_version_path(export_dir, version, overwrite)
-    os.makedirs(export_dir, exist_ok=True)
+    export.version_path(export_dir, version, overwrite)  # before the minutes of tracing
 
     # "auto" precision is resolved here, on the exporting machine, for a loop without XLA unless jit="on".
-    cfg, choice = autotune.concrete(cfg.replace(jit="on" if cfg.jit == "on" else "off"))
-    module = ExportedModule(cfg, limits, choice)
-    staging = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
-    try:
-        tf.saved_model.save(
-            module,
-            staging,
-            signatures={
-                "serving_default": module.serving_default,
-                "serving_rest": module.serving_rest,
-                "stylize_tensor": module.stylize_tensor,
-            },
-        )
-        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
-        with open(os.path.join(staging, "assets.extra", METADATA_FILE), "w") as f:
-            json.dump(module.info, f, indent=2, sort_keys=True)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes it private; a model server must read it
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
-
-
-def directory_bytes(path: str) -> int:
-    """Total size of the files under `path`."""
-    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    plan = plan_lib.resolve(config if isinstance(config, plan_lib.Plan) and not options else cfg, export=True)
+    module = ExportedModule(plan.config, limits, plan.choice)
+    signatures = {
+        "serving_default": module.serving_default,
+        "serving_rest": module.serving_rest,
+        "stylize_tensor": module.stylize_tensor,
+    }
+    return export.save(module, export_dir, version, signatures, module.info, overwrite)

@@ -12,9 +12,10 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import autotune, color, driver, features, image_io, losses, optimize, planner, tensor_image, tiling
+from nst_tf import color, driver, features, image_io, losses, optimize, planner, tensor_image, tiling
+from nst_tf import plan as plan_lib
 from nst_tf.callbacks import Callback, default_callbacks
-from nst_tf.config import INITS, Config, make_config
+from nst_tf.config import INITS
 from nst_tf.errors import Interrupted, NstError
 from nst_tf.vgg import MIN_SIDE
 
@@ -40,8 +41,10 @@ class StyleTransfer:
         preservation needs one content image. `image` and the callbacks see the first image;
         `images` holds them all.
     style: one such image, or a list of them (see `config.style_blend`, `config.style_mask`).
-    config: a `Config`; `options` override its fields by name (the flag names). Its coarse-to-fine
-        fields are not used here: `stylize` runs the scales, one `StyleTransfer` each.
+    config: a `Config` or a resolved `nst_tf.plan.Plan`; `options` override its fields by name (the
+        flag names); "auto" precision and jit are resolved here (`nst_tf.plan.resolve`) unless a plan
+        is given. Its coarse-to-fine fields are not used here: `stylize` runs the scales, one
+        `StyleTransfer` each.
     model: a feature model from `build_feature_model` to share between runs (it must return the
         configured layers); by default one is built from `config.weights` at `config.precision`.
     init_image: a starting image (any size; resized to the content's), overriding `config.init`.
@@ -59,16 +62,16 @@ class StyleTransfer:
         self,
         content,
         style,
-        config: Optional[Config] = None,
+        config=None,
         model=None,
         init_image=None,
         masks=None,
         scale: int = 0,
         **options,
     ):
-        # "auto" precision and jit become what this machine runs fastest (measured once, cached).
-        cfg, self.choice = autotune.concrete(make_config(config, **options))
-        self.config = cfg
+        plan = plan_lib.resolve(config, **options)
+        self.config = cfg = plan.config
+        self.choice = plan.choice
         styles = as_list(style)
         masks = cfg.style_mask if masks is None else as_list(masks)
         cfg.check_styles(len(styles))
@@ -262,7 +265,7 @@ def _numpy(value) -> np.ndarray:
 def stylize(
     content,
     style,
-    config: Optional[Config] = None,
+    config=None,
     callbacks: Optional[Sequence[Callback]] = None,
     progress: bool = False,
     model=None,
@@ -277,6 +280,7 @@ def stylize(
         then the list of images.
     style: one such image or a list of them (blended by `style_blend`, or each painting its own
         region with `style_mask` / `masks`).
+    config: a `Config`, or the `nst_tf.plan.Plan` a door resolved (then nothing is re-resolved).
     options: any `Config` field, named like the command-line flags (size=384, steps=300,
         style_weight=..., init="noise", optimizer="lbfgs", scales=3, weights="embedded", ...).
     callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr; the config's
@@ -296,8 +300,9 @@ def stylize(
         if options.get("init") == "network" or getattr(config, "init", None) == "network":
             raise NstError("init=network takes the network's file (a path or a bundled name), not a loaded network")
         options = {**options, "network": "(model)"}
-    cfg, _ = autotune.concrete(make_config(config, **options))  # once: every scale and the plan agree
-    if cfg.network and cfg.init != "network":  # one forward pass of a trained network
+    plan = plan_lib.resolve(config, **options)  # once: every scale agrees
+    cfg = plan.config
+    if plan.painter == "network":  # one forward pass of a trained network
         from nst_tf.networks import use
 
         styles = [] if style is None else as_list(style)
@@ -313,7 +318,9 @@ def stylize(
     if not contents:
         raise NstError("no content image given")
     # The plan fixes each scale's tile once, from the memory available before the run.
-    scale_plans = planner.plan(cfg, contents[0].shape[:2], [s.shape[:2] for s in style], len(contents))
+    if plan.scales is None:
+        plan = plan.with_scales(contents[0].shape[:2], [s.shape[:2] for s in style], len(contents))
+    scale_plans = plan.scales
     if cfg.memory_check:
         planner.check(scale_plans, cfg)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
@@ -348,7 +355,7 @@ def stylize(
         transfer = StyleTransfer(
             contents if batched else contents[0],
             style,
-            scale_cfg,
+            plan._replace(config=scale_cfg, scales=(scale_plans[index],)),
             model=model,
             init_image=image,
             masks=masks,

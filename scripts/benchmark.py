@@ -288,11 +288,11 @@ def mode_kind(mode):
 
 
 def child(mode):
-    from nst_tf import autotune, planner
+    from nst_tf import plan, planner
 
     options, _ = MODES[mode]
     kind = mode_kind(mode)
-    cfg, _ = autotune.concrete(tutorial_config(**options))  # auto: from the cache the parent filled
+    cfg = plan.resolve(tutorial_config(**options)).config  # auto: from the cache the parent filled
     steps = {"reference": FLAGS.steps, "check": FLAGS.check_steps, "slow": FLAGS.slow_steps, "target": FLAGS.steps}[
         kind
     ]
@@ -362,7 +362,7 @@ def serving_child(path):
 
 
 def serving_main():
-    from nst_tf import serving
+    from nst_tf import files, serving
 
     print(
         f"serving_default: boston x the_scream, size {FLAGS.size}, {FLAGS.steps} steps per scale, "
@@ -392,7 +392,7 @@ def serving_main():
                 text=True,
             ).stdout
             r = json.loads(out.strip().splitlines()[-1])
-            rows.append((name, serving.directory_bytes(path), export_s, r))
+            rows.append((name, files.folder_bytes(path), export_s, r))
     if "local" in variants:
         import nst_tf
         from nst_tf import image_io
@@ -759,7 +759,7 @@ def networks_main():
         (content, a + "photos/astronaut.jpg"),
         (style, a + "shipwreck.jpg"),
         f"{tmp}/t.keras",
-        objective=autotune.concrete(Config(weights=FLAGS.weights))[0],
+        objective=Config(weights=FLAGS.weights).objective,
         mode="predict",
         steps=FLAGS.train_steps,
         batch_size=4,

@@ -130,12 +130,12 @@ def test_modes(cache, monkeypatch):
 
 
 @pytest.mark.bfloat16
-def test_concrete_config_carries_the_choice_into_the_run(cache, monkeypatch, vgg19):
+def test_the_plan_carries_the_choice_into_the_run(cache, monkeypatch, vgg19):
     cache.parent.mkdir()
     cache.write_text(json.dumps({"format": autotune.CACHE_FORMAT, "entries": {autotune.machine_key(None): ENTRY}}))
     monkeypatch.setattr(autotune, "gpu_name", lambda: None)
-    cfg, choice = autotune.concrete(nst_tf.Config())
-    assert (cfg.precision, cfg.jit) == ("bfloat16", "off") and choice.reason.startswith("auto: measured")
+    plan = nst_tf.resolve_plan(nst_tf.Config())
+    assert (plan.config.precision, plan.config.jit) == ("bfloat16", "off") and plan.choice.reason.startswith("auto")
     run = nst_tf.StyleTransfer(
         image_io.example_path("boston"), image_io.example_path("the_scream"), size=32, weights="embedded"
     )

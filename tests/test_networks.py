@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import image_io
+from nst_tf import files, image_io
 from nst_tf.config import Config
 from nst_tf.errors import NstError
 from nst_tf import Painter, StyleNetwork, TrainConfig, train_network
@@ -423,6 +423,8 @@ def test_a_network_paints_tiled_as_whole_and_its_export_serves_the_same(predict_
     part = tiled.paint_tiled(predict_painter.network.transform, content, embedding, 24, lambda *a: seen.append(a))
     assert np.abs(part - whole).max() < 1e-4 and seen[-1][2:] == (6, 6)  # 3 x 2 tiles of 24 px over 64 x 43
     path = export.export_saved_model(predict_painter.network, str(tmp_path / "served"), weights="embedded", size=48)
+    # the export base's permissions: a model server running as another user can read the version folder
+    assert os.stat(path).st_mode & 0o777 == 0o777 & ~files.umask()
     # uint8 at their sizes, as the PNGs hold them: nothing is resized or rounded on one side only
     content = image_io.to_uint8(image_io.load_image(CONTENTS[0], 48))
     style = image_io.to_uint8(image_io.load_image(STYLES[0], 256, square=True))

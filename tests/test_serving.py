@@ -16,12 +16,12 @@ from PIL import Image
 
 import nst_tf
 from conftest import REPO
-from nst_tf import config, image_io, serving
+from nst_tf import config, export, files, image_io, serving
 from nst_tf.errors import NstError
 
 # The export under test: the default optimiser (L-BFGS) at one small scale, real weights.
 OPTIONS = dict(size=64, scales=1, steps=5, weights="embedded", jit="off", precision="float32")
-LIMITS = config.Limits(max_pixels=80 * 80, max_steps=20, max_input_pixels=600 * 600)
+LIMITS = export.Limits(max_pixels=80 * 80, max_steps=20, max_input_pixels=600 * 600)
 # Served vs stylize: the forward pass is bitwise equal; gradients differ in the last bits (the
 # graphs sum the same terms in different orders), which L-BFGS's line search can amplify over
 # many steps. Measured: 0 levels apart at 5 steps; after 10 steps at most 2, after 30 at most 36.
@@ -180,7 +180,7 @@ def test_bad_requests_are_invalid_argument(exported, name):
 @pytest.mark.slow
 def test_weights_are_stored_as_the_8bit_table(exported):
     variables = os.path.join(exported["path"], "variables")
-    assert serving.directory_bytes(variables) < 14e6  # conv1_1..conv5_1: 12.9M 8-bit weights
+    assert files.folder_bytes(variables) < 14e6  # conv1_1..conv5_1: 12.9M 8-bit weights
     reader = tf.train.load_checkpoint(os.path.join(variables, "variables"))
     dtypes = reader.get_variable_to_dtype_map()
     indices = [name for name in dtypes if "indices" in name]
@@ -333,8 +333,8 @@ def test_style_statistics_and_pooling_export_match_stylize(tmp_path, embedded_we
         (dict(style_blend=(1, 1)), "style_blend is not exported"),
         (dict(style_mask=(image_io.example_path("boston"),)), "style_mask is not exported"),
         (dict(init="noise", version=0), "version must be a positive integer"),
-        (dict(steps=50, limits=config.Limits(max_steps=20)), "exceed max_steps"),
-        (dict(limits=config.Limits(max_pixels=0)), "max_pixels must be a positive integer"),
+        (dict(steps=50, limits=export.Limits(max_steps=20)), "exceed max_steps"),
+        (dict(limits=export.Limits(max_pixels=0)), "max_pixels must be a positive integer"),
     ],
 )
 def test_export_option_errors(tmp_path, options, match):

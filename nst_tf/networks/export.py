@@ -4,12 +4,12 @@ and for devices (the TF Lite pair `style_predict.tflite` and `style_transform.tf
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Dict
 
 import tensorflow as tf
 
+from nst_tf import __version__, files
+from nst_tf import export as export_lib
 from nst_tf.errors import NstError
 from nst_tf.networks import universal, use
 from nst_tf.networks.options import QUANTIZATIONS
@@ -113,18 +113,11 @@ def export_saved_model(
     `tf.saved_model.load` alone."""
     painter = use.make_painter(network, weights)
     served = _ServedUniversal if use.is_universal(painter.network) else _Served
-    path = os.path.join(export_dir, str(version))
-    if os.path.exists(path):
-        raise NstError(f"{path} exists; choose another version")
-    os.makedirs(export_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
-    try:
-        module = served(painter, size, max_input_pixels)
-        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serving_default})
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    export_lib.version_path(export_dir, version)  # before the tracing
+    module = served(painter, size, max_input_pixels)
+    kind = "universal" if served is _ServedUniversal else "network"
+    metadata = {"nst_tf": __version__, "painter": kind, "size": size, "max_input_pixels": max_input_pixels}
+    return export_lib.save(module, export_dir, version, {"serving_default": module.serving_default}, metadata)
 
 
 def _convert(function, module, quantization: str) -> bytes:
@@ -170,12 +163,9 @@ def export_tflite(network, folder: str, weights: str = "auto", quantization: str
         import numpy as np
 
         paths["style_table"] = os.path.join(folder, "style_table.npy")
-        np.save(paths["style_table"], np.asarray(net.table).reshape(net.num_styles, 1, 1, d))
-    for name, function in models_.items():
-        paths[name] = os.path.join(folder, f"{name}.tflite")
-        with open(paths[name], "wb") as f:
-            f.write(_convert(function, module, quantization))
-    return paths
+        with files.atomic_file(paths["style_table"]) as f:
+            np.save(f, np.asarray(net.table).reshape(net.num_styles, 1, 1, d))
+    return {**paths, **_write_tflite(folder, models_, module, quantization)}
 
 
 def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[str, str]:
@@ -205,11 +195,18 @@ def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[st
         reps = universal.unpack(representation, painter.levels)
         return universal.graph_paint(ns, content, None, strength[0], reps)
 
+    return _write_tflite(
+        folder, {"style_predict": style_predict, "style_transform": style_transform}, module, quantization
+    )
+
+
+def _write_tflite(folder: str, functions: dict, module, quantization: str) -> Dict[str, str]:
+    """Each of `functions` converted and written atomically as `<folder>/<name>.tflite`."""
     os.makedirs(folder, exist_ok=True)
     paths = {}
-    for name, function in (("style_predict", style_predict), ("style_transform", style_transform)):
+    for name, function in functions.items():
         paths[name] = os.path.join(folder, f"{name}.tflite")
-        with open(paths[name], "wb") as f:
+        with files.atomic_file(paths[name]) as f:
             f.write(_convert(function, module, quantization))
     return paths
 

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
-from nst_tf.config import Config, option
+from nst_tf.config import Objective, option
 from nst_tf.errors import NstError
 
 MIN_SIDE = 16  # below this the reflect padding of the transform network's first 9x9 conv cannot be formed
@@ -47,7 +47,8 @@ MAX_LEVEL = 5  # VGG19's relu5_1
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """What a training run is. The loss options (layers, weights, style statistic, norms, VGG
-    weights, precision, XLA, pooling) are `objective`'s, a `Config`.
+    weights and pooling) are `objective`'s: the `Objective` group that a style-transfer run's
+    `Config` has too. Precision and XLA are the run plan's (`train.train_network`'s `plan`).
 
     contents, styles: specs for `data.scan` (folders, globs, files, TFRecord shards).
     output: the network file (`.keras`) written at the end (and on Ctrl-C).
@@ -64,7 +65,7 @@ class TrainConfig:
     )
     styles: Tuple[str, ...] = option((), "Style images: folders, globs, files or .tfrecord shards, comma-separated.")
     output: str = option("network.keras", "The network file written at the end (and on Ctrl-C).")
-    objective: Config = Config()
+    objective: Objective = Objective()
     mode: str = option(
         "table",
         "table: one learned embedding per style image; predict: any style image; decoder: the universal "

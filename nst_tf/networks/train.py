@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import autotune, callbacks as callbacks_lib, driver, features, image_io, losses
+from nst_tf import callbacks as callbacks_lib, driver, features, files, image_io, losses
 from nst_tf import weights as weights_lib
 from nst_tf.errors import NstError, Interrupted
 from nst_tf.networks import data, models, universal
@@ -41,9 +41,10 @@ class Trainer:
     """One training run: the network, its optimiser, the data and the compiled step. `state` is
     the driver's `RunState` (image: the last batch's outputs; step: steps taken)."""
 
-    def __init__(self, tc: TrainConfig, strategy=None):
+    def __init__(self, tc: TrainConfig, strategy=None, plan=None):
         self.tc = tc
-        self.cfg, self.choice = autotune.concrete(tc.objective)
+        plan = plan or plan_for(tc.objective)
+        self.cfg, self.choice = plan.config, plan.choice
         self.contents = data.scan(tc.contents, "content")
         self.styles = data.scan(tc.styles, "style") if tc.styles else None
         if tc.mode == "table" and not self.styles.files:
@@ -173,11 +174,7 @@ class Trainer:
         path = path or self.tc.output
         if not self.chief:  # the chief writes the network of a multi-worker run
             return path
-        folder = os.path.dirname(os.path.abspath(path))
-        tmp = os.path.join(folder, f".{os.path.basename(path)[:-6]}.partial.keras")
-        self.network.save(tmp)
-        os.replace(tmp, path)
-        return path
+        return files.write_file(path, self.network.save)
 
 
 class Checkpoints(callbacks_lib.Callback):
@@ -246,11 +243,21 @@ def sample_outputs(trainer: Trainer, contents, size: int = 256):
     return [painter.paint(c, style if trainer.network.predict else None, size=size) for c in contents]
 
 
-def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy=None) -> dict:
+def plan_for(objective, precision: str = "auto", jit: str = "auto", mode=None):
+    """The run plan of a training run (`nst_tf.plan`): `objective`'s loss with this precision and XLA
+    ("auto": this machine's measured choice)."""
+    from nst_tf import plan as plan_lib
+    from nst_tf.config import Config
+
+    return plan_lib.resolve(Config(**vars(objective), precision=precision, jit=jit), mode)
+
+
+def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy=None, plan=None) -> dict:
     """Trains (or resumes) the network `tc` describes, writes it to `tc.output`, and returns the
     report: steps, seconds, seconds per step, images/s, skipped files and steps, and the evaluate
-    report of the held-back images (`nst_tf.metrics.evaluate` of each output)."""
-    trainer = Trainer(tc, strategy=strategy)
+    report of the held-back images (`nst_tf.metrics.evaluate` of each output). plan: precision and
+    XLA as the door resolved them (`plan_for`; default: "auto" for both)."""
+    trainer = Trainer(tc, strategy=strategy, plan=plan)
     skipped = trainer.contents.skipped + (trainer.styles.skipped if trainer.styles else ())
     for path, why in skipped:
         sys.stderr.write(f"nst-tf-train: skipped {path}: {why}\n")
@@ -311,5 +318,5 @@ def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256
 
 
 def write_report(report: dict, path: str) -> None:
-    with open(path, "w") as f:
+    with files.atomic_file(path, "w") as f:
         json.dump(report, f, indent=2)

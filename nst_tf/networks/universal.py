@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import features, vgg
+from nst_tf import features, files, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks import models, tiled, wct
 from nst_tf.networks.options import MAX_LEVEL
@@ -537,7 +537,7 @@ def save_float16(network: UniversalNetwork, path: str) -> str:
                 if item.filename.endswith(".h5"):
                     data = _h5_as_float16(data, tmp, h5py)
                 dst.writestr(item, data)
-        os.replace(half, path)
+        files.write_file(path, lambda tmp_path: os.replace(half, tmp_path))
     return path
 
 

@@ -59,15 +59,17 @@ def is_universal(network) -> bool:
 
 def make_painter(network, weights: str = "auto", precision: str = "float32"):
     """A ready painter for `network` (see `load_network`): a `universal.UniversalPainter` for
-    decoders, its VGG19 in `precision` ("auto": this machine's measured choice, `autotune.resolve`
-    without XLA, float32 when autotune is off; bfloat16 halves the encoders' time on an AVX-512 BF16
-    CPU), else a `Painter`."""
-    from nst_tf import autotune
+    decoders, its VGG19 in `precision` ("auto": this machine's measured choice for a network, as
+    `nst_tf.plan.resolve` makes it at a door; float32 when autotune is off; bfloat16 halves the
+    encoders' time on an AVX-512 BF16 CPU), else a `Painter`."""
     from nst_tf.networks import universal
 
     network = load_network(network)
     if is_universal(network):
-        precision = autotune.resolve(precision, "off", "gram", None, weights).precision
+        if precision == "auto":
+            from nst_tf import plan
+
+            precision = plan.resolve(network="universal", weights=weights).config.precision
         return universal.UniversalPainter(network, weights, precision)
     return Painter(network, weights=weights)
 

@@ -1,0 +1,70 @@
+"""The run plan: a run's options resolved once, at the door, into what the code below acts on.
+
+Every door (the command lines, `stylize` and `StyleTransfer`, the batch runner, Beam, the exports,
+the trainer) calls `resolve` once; the code below it takes the `Plan` and never calls `autotune` or
+re-tests option combinations:
+
+- `painter`: which product paints: "optimisation", "network" (one forward pass of `--network`) or
+  "warm" (the optimisation started from the network's painting);
+- `config`: the options with "auto" precision and XLA replaced by this machine's measured choice
+  (`nst_tf.autotune`; for a network, its encoder's precision without XLA; for an export, XLA
+  only when asked for, since TF Serving on CPU runs XLA only with a server flag);
+- `choice`: what was chosen and why;
+- `scales`: each scale's size, steps, estimated memory and time, and tile (`nst_tf.planner`),
+  once the images' sizes are known (`with_scales`);
+- `devices`: how many devices a batch is split across.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+from nst_tf import autotune
+from nst_tf.config import Config, make_config
+
+PAINTERS = ("optimisation", "network", "warm")
+
+
+def painter_of(cfg: Config) -> str:
+    """Which product paints with these options (see the module docstring)."""
+    if cfg.init == "network":
+        return "warm"
+    return "network" if cfg.network else "optimisation"
+
+
+class Plan(NamedTuple):
+    config: Config
+    choice: autotune.Choice
+    painter: str
+    devices: int = 1
+    scales: Optional[Tuple] = None  # planner.ScalePlan per scale, from `with_scales`
+
+    def with_scales(self, content_hw, style_hws: Sequence = (), batch: int = 1, available=None) -> "Plan":
+        """The plan with each scale's size, memory, time and tile for a content image of (height,
+        width) `content_hw` (and styles of `style_hws`; `batch` contents of that size together),
+        the tiles chosen against the memory `available` (default: what is available now)."""
+        from nst_tf import planner
+
+        return self._replace(scales=tuple(planner.plan(self.config, content_hw, style_hws, batch, available)))
+
+
+def resolve(config=None, mode: Optional[str] = None, export: bool = False, devices: int = 1, **options) -> Plan:
+    """The plan of a run with `config` (a `Config`, or a `Plan`, returned as it is when no `options`
+    change it) and `options` (any `Config` field by name). mode: how "auto" is chosen (autotune's
+    cached, remeasure or off; default `$NST_TF_AUTOTUNE`). export: for a SavedModel (XLA only when
+    jit="on")."""
+    if isinstance(config, Plan):
+        if not options:
+            return config
+        config = config.config
+    cfg = make_config(config, **options)
+    painter = painter_of(cfg)
+    if painter == "network":  # the encoder's precision; the forward pass runs without XLA
+        choice = autotune.resolve(cfg.precision, "off", "gram", mode, cfg.weights)
+    else:
+        jit = ("on" if cfg.jit == "on" else "off") if export else cfg.jit
+        choice = autotune.resolve(cfg.precision, jit, cfg.style_loss, mode, cfg.weights)
+    jit = "on" if choice.xla else "off"
+    if (cfg.precision, cfg.jit) != (choice.precision, jit):
+        cfg = cfg.replace(precision=choice.precision, jit=jit)
+    return Plan(cfg, choice, painter, devices)
