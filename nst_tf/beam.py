@@ -112,10 +112,11 @@ def main(argv=None) -> int:
     from absl import flags
 
     from nst_tf import cli
+    from nst_tf.commands import batch as batch_command
 
     fv = flags.FlagValues()
     cli.define_flags(fv, images=False)
-    cli.define_batch_flags(fv)
+    batch_command.define_batch_flags(fv)
     argv = list(sys.argv if argv is None else argv)
     try:
         rest = fv(argv, known_only=True)

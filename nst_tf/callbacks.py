@@ -6,6 +6,7 @@ scale; the callbacks below that count steps count on across the scales (`done`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -35,31 +36,37 @@ class Callback:
         pass
 
 
-class TileProgress:
-    """`on_tile(pass, passes, done, total)` for a network's tiled painting
-    (`nst_tf.networks.tiled`): one line on a stream, at most every `interval` seconds; `close()`
-    ends the line."""
+def tile_reporter(owner, callbacks):
+    """The hook tiled code calls after each tile, `report(stage, done, total)`: each callback's
+    `on_tile(owner, stage, done, total)`. The one progress protocol: an optimisation's tiled step
+    and a network's tiled painting report through it alike."""
+    callbacks = list(callbacks)
 
-    def __init__(self, stream=None, interval: float = 1.0):
-        self.stream, self.interval = stream or sys.stderr, interval
-        self.start, self.last, self.written = time.perf_counter(), 0.0, False
+    def report(stage: str, done: int, total: int) -> None:
+        for cb in callbacks:
+            cb.on_tile(owner, stage, done, total)
 
-    def __call__(self, stage: int, stages: int, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - self.last < self.interval and not (stage == stages and done == total):
-            return
-        self.last, self.written = now, True
-        self.stream.write(
-            f"\rpainting tile by tile: pass {stage}/{stages}, tile {done}/{total}  {now - self.start:.0f}s elapsed".ljust(
-                72
-            )
-        )
-        self.stream.flush()
+    return report
 
-    def close(self) -> None:
-        if self.written:
-            self.stream.write("\n")
-            self.stream.flush()
+
+class Painting:
+    """A network's one-pass painting as callbacks see it (the run they are given): `content`, the
+    picture being painted, float32 `[H, W, 3]`; one step, no loss."""
+
+    def __init__(self, content: np.ndarray):
+        self.content = content
+
+
+@contextlib.contextmanager
+def painting(content: np.ndarray, callbacks=()):
+    """`with painting(content, callbacks) as report:` the callbacks' run begins and ends around the
+    block, and the tiled painting inside reports each tile through `report` (`tile_reporter`)."""
+    owner, callbacks = Painting(content), list(callbacks)
+    for cb in callbacks:
+        cb.on_run_begin(owner, 1)
+    yield tile_reporter(owner, callbacks)
+    for cb in callbacks:
+        cb.on_run_end(owner)
 
 
 class ProgressBar(Callback):
@@ -71,7 +78,7 @@ class ProgressBar(Callback):
         self.width, self.min_interval, self.tile_interval = width, min_interval, tile_interval
 
     def on_run_begin(self, transfer, steps):
-        self.steps, self.start, self.step = steps, time.perf_counter(), 0
+        self.steps, self.start, self.step, self.written = steps, time.perf_counter(), 0, False
         self.last = self.last_tile = 0.0  # when a step's line and a tile's line were last written
         self.label = "{}x{}".format(*transfer.content.shape[1::-1])
 
@@ -81,7 +88,7 @@ class ProgressBar(Callback):
         now = time.perf_counter()
         if now - max(self.last, self.last_tile) < self.tile_interval:
             return
-        self.last_tile = now
+        self.last_tile, self.written = now, True
         self.stream.write(
             f"\r{self.label} step {self.step + 1}/{self.steps}: {stage}, tile {done}/{total}  "
             f"{now - self.start:.0f}s elapsed".ljust(72)
@@ -93,7 +100,7 @@ class ProgressBar(Callback):
         self.step = step
         if now - self.last < self.min_interval and step < self.steps:
             return
-        self.last = now
+        self.last, self.written = now, True
         elapsed = now - self.start
         eta = elapsed / step * (self.steps - step)
         filled = int(self.width * step / self.steps)
@@ -104,8 +111,9 @@ class ProgressBar(Callback):
         self.stream.flush()
 
     def on_run_end(self, transfer):
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.written:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 class AcrossScales(Callback):

@@ -211,7 +211,13 @@ class Runtime:
     )
 
 
-GROUPS = {"objective": Objective, "painting": Painting, "optimisation": Optimisation, "outputs": Outputs, "runtime": Runtime}
+GROUPS = {
+    "objective": Objective,
+    "painting": Painting,
+    "optimisation": Optimisation,
+    "outputs": Outputs,
+    "runtime": Runtime,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +290,6 @@ class Config(Runtime, Outputs, Optimisation, Painting, Objective):
         64 px are skipped. `scale_steps` gives the steps of each scale (default: `steps` at
         every scale).
     """
-
 
     def __post_init__(self):
         _finish(self)

@@ -73,10 +73,11 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
-def split(transfer, strategy: tf.distribute.Strategy):
-    """`transfer`'s batch split across `strategy`'s replicas (each gets consecutive images, at
-    least one), for the one driver (`nst_tf.driver.drive`): `(stepper, the split run state, join)`,
-    where `join(state)` brings a split run state back into one.
+def split(state, strategy: tf.distribute.Strategy, model, targets, cfg):
+    """A run's batch split across `strategy`'s replicas (each gets consecutive images, at least
+    one), for the one driver (`nst_tf.driver.drive`): given the run's state (`driver.RunState`), its
+    feature model, targets and config, returns `(stepper, the split run state, join)`, where
+    `join(state)` brings a split run state back into one.
 
     The optimiser starts afresh on the replicas. A non-finite step is an error here (the
     one-device run recovers from it: its Adam rate lives in a variable, which one XLA-compiled step
@@ -84,7 +85,7 @@ def split(transfer, strategy: tf.distribute.Strategy):
     """
     from nst_tf import driver
 
-    images = transfer.state.image.numpy()
+    images = state.image.numpy()
     replicas = strategy.num_replicas_in_sync
     if len(images) < replicas:
         raise NstError(
@@ -92,7 +93,6 @@ def split(transfer, strategy: tf.distribute.Strategy):
             "(or use fewer --devices)"
         )
     bounds = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(len(images)), replicas)])
-    cfg, targets = transfer.config, transfer.targets
     optimizer = optimize.make_optimizer(cfg)
 
     def shard(value):
@@ -111,7 +111,7 @@ def split(transfer, strategy: tf.distribute.Strategy):
 
     def pure_step(image, state, content):
         mine = losses.Targets(content=content, styles=targets.styles)
-        return optimize.make_step(lambda x: losses.objective(transfer.model, mine, cfg, x, per_image=True), optimizer)(
+        return optimize.make_step(lambda x: losses.objective(model, mine, cfg, x, per_image=True), optimizer)(
             image, state
         )
 
@@ -131,8 +131,8 @@ def split(transfer, strategy: tf.distribute.Strategy):
 
     def recover(opt_state):
         raise NstError(
-            f"the loss became non-finite at step {transfer.step_count + 1} of a run across devices; "
-            "run it on one device (which recovers) or lower --learning_rate"
+            "the loss became non-finite in a run across devices; run it on one device (which recovers) "
+            "or lower --learning_rate"
         )
 
     def join(state):
@@ -143,4 +143,4 @@ def split(transfer, strategy: tf.distribute.Strategy):
 
     x = shard(images)
     opt_state = tf.function(lambda x: strategy.run(optimizer.init, args=(x,)))(x)
-    return driver.Stepper(compiled, gather, recover), transfer.state._replace(image=x, opt_state=opt_state), join
+    return driver.Stepper(compiled, gather, recover), state._replace(image=x, opt_state=opt_state), join

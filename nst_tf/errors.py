@@ -12,11 +12,12 @@ class NstError(Exception):
 class Interrupted(Exception):
     """A run stopped by a signal (SIGINT, SIGTERM) after finishing its current step.
 
-    `transfer` is the `StyleTransfer` that was running: its image is the last step's result.
+    `run` is what was running: a `StyleTransfer` (its image is the last step's result), a network
+    trainer, or a network's painting.
     """
 
-    def __init__(self, signum: int, transfer):
+    def __init__(self, signum: int, run):
         import signal
 
         super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum, self.transfer = signum, transfer
+        self.signum, self.run = signum, run

@@ -23,7 +23,8 @@ import sys
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from nst_tf.config import Config, tile_pixels
-from nst_tf.vgg import channels, footprint, layer_hw, layer_names
+from nst_tf import geometry
+from nst_tf.vgg import channels, layer_hw, layer_names
 from nst_tf.errors import NstError
 
 GIB = 2**30
@@ -118,15 +119,9 @@ def peak_bytes(cfg: Config, hw, style_hws, batch: int = 1, tile: int = 0) -> int
     return int(base + WEIGHT_BYTES[cfg.backbone] + factor * activations + batch * optimizer_bytes(hw, cfg))
 
 
-def tile_margin(cfg: Config) -> int:
-    """The halo `nst_tf.tiling` grows each tile by, in pixels (see `vgg.footprint`)."""
-    align, reach = footprint(cfg.content_layers + cfg.style_layers, cfg.backbone)
-    return -(-reach // align) * align
-
-
-def _grown(hw, tile: int, margin: int) -> Tuple[int, int]:
-    """The largest grown tile over an image of `hw`."""
-    return min(hw[0], tile + 2 * margin), min(hw[1], tile + 2 * margin)
+def objective_geometry(cfg: Config) -> geometry.Geometry:
+    """The tiles of `nst_tf.tiling`'s objective over the configured layers."""
+    return geometry.of_layers(cfg.content_layers + cfg.style_layers, cfg.backbone)
 
 
 def tiled_bytes(cfg: Config, hw, style_hws, batch: int, tile: int) -> int:
@@ -136,10 +131,10 @@ def tiled_bytes(cfg: Config, hw, style_hws, batch: int, tile: int) -> int:
     the larger of two phases of a step: a tile's pass (`TILE_ACTIVATION_FACTOR` x the largest grown
     tile's activations in float32, the content's or a style image's) and the update of the whole
     image (`UPDATE_EXTRA` x the optimiser's state, its temporaries)."""
-    margin = tile_margin(cfg)
+    grown = objective_geometry(cfg).largest_grown
     activations = max(
-        [batch * activation_bytes(_grown(hw, tile, margin), cfg, itemsize=4)]
-        + [activation_bytes(_grown(s, tile, margin), cfg, itemsize=4) for s in style_hws]
+        [batch * activation_bytes(grown(hw, tile), cfg, itemsize=4)]
+        + [activation_bytes(grown(s, tile), cfg, itemsize=4) for s in style_hws]
     )
     image = hw[0] * hw[1] * 3 * 4
     content = sum(
@@ -156,14 +151,7 @@ def tiling_cost(cfg: Config, hw, tile: int) -> float:
     """A tiled step's time over an untiled one's, estimated: the tiles' grown pixels over the
     image's, times 4/3 (a tile runs forward for the sums, then forward and backward; an untiled
     step runs forward and backward once, and a backward pass costs about two forwards)."""
-    margin = tile_margin(cfg)
-    grown = 0
-    for y0 in range(0, hw[0], tile):
-        for x0 in range(0, hw[1], tile):
-            rows = min(hw[0], y0 + tile + margin) - max(0, y0 - margin)
-            cols = min(hw[1], x0 + tile + margin) - max(0, x0 - margin)
-            grown += rows * cols
-    return 4 / 3 * grown / (hw[0] * hw[1])
+    return 4 / 3 * objective_geometry(cfg).grown_fraction(hw, tile)
 
 
 # Tile sides `choose_tile` tries for "auto", largest first (multiples of 16: VGG19's deepest stride).
@@ -198,7 +186,9 @@ NETWORK_BASE_BYTES = int(0.66 * GIB)
 NETWORK_BYTES_PER_PIXEL = 461  # the untiled pass, per input pixel at width 1
 NETWORK_TILE_BYTES_PER_PIXEL = 418  # a tiled pass, per grown tile pixel at width 1
 NETWORK_IMAGE_BYTES_PER_PIXEL = 72  # a tiled painting's whole-image arrays (decoded, input, padded, output)
-NETWORK_MARGIN = 60  # the default network's reach (57 px) rounded up to its stride (4)
+# The default transform network's tiles: its reach (57 px) rounded up to its stride (4); a test holds
+# it to `networks.tiled.geometry_of` of the real network.
+NETWORK_GEOMETRY = geometry.Geometry(align=4, halo=60)
 
 
 def network_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
@@ -207,7 +197,7 @@ def network_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
     pixels = hw[0] * hw[1]
     if not tile:
         return int(NETWORK_BASE_BYTES + alpha * NETWORK_BYTES_PER_PIXEL * pixels)
-    grown = _grown(hw, tile, NETWORK_MARGIN)
+    grown = NETWORK_GEOMETRY.largest_grown(hw, tile)
     return int(
         NETWORK_BASE_BYTES
         + NETWORK_IMAGE_BYTES_PER_PIXEL * pixels
@@ -240,7 +230,9 @@ UNIVERSAL_BASE_BYTES = int(0.97 * GIB)
 UNIVERSAL_BYTES_PER_PIXEL = 1354  # untiled, per output pixel
 UNIVERSAL_TILE_BYTES_PER_PIXEL = 1283  # tiled, per grown tile pixel
 UNIVERSAL_IMAGE_BYTES_PER_PIXEL = 48  # a tiled painting's whole-picture arrays
-UNIVERSAL_MARGIN = 28  # level 3's halo: relu3_1's reach (12) + its decoder's (13, rounded up to 4)
+# Level 3's painting tiles: relu3_1's reach (12, rounded up to 4) and its decoder's (13, rounded up
+# to 16); a test holds it to the bundled painter's `geometry_of(3)`.
+UNIVERSAL_GEOMETRY = geometry.Geometry(align=4, halo=28)
 
 
 def universal_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
@@ -249,7 +241,7 @@ def universal_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
     pixels = hw[0] * hw[1]
     if not tile:
         return int(UNIVERSAL_BASE_BYTES + UNIVERSAL_BYTES_PER_PIXEL * pixels)
-    grown = _grown(hw, tile, UNIVERSAL_MARGIN)
+    grown = UNIVERSAL_GEOMETRY.largest_grown(hw, tile)
     return int(
         UNIVERSAL_BASE_BYTES
         + UNIVERSAL_IMAGE_BYTES_PER_PIXEL * pixels

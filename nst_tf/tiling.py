@@ -17,7 +17,7 @@ The tiles' gradients add up to the gradient of the whole image's objective: ther
 blend and no seam. The optimiser then updates the whole image (it and the optimiser state live in
 host memory) with the same pure update as an untiled run.
 
-Exactness needs two facts of the tile's geometry (`vgg.footprint`): each tile starts at a multiple
+Exactness needs two facts of the tile's geometry (`nst_tf.geometry`, from `vgg.footprint`): each tile starts at a multiple
 of the deepest layer's stride (so poolings see the whole image's windows), and the halo is at least
 that layer's reach (70 px for VGG19's block5_conv1, rounded up to the stride: 80), so every owned
 position's receptive field lies inside the grown tile and the tile's zero padding never reaches it.
@@ -34,46 +34,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import losses, optimize, vgg
-
-
-class Tile(NamedTuple):
-    """Pixel rows and columns `[start, stop)` of a tile: `owned` (what it adds to the whole) and
-    `grown` (what it computes: owned plus the halo, clipped to the image)."""
-
-    owned: Tuple[int, int, int, int]  # y0, y1, x0, x1
-    grown: Tuple[int, int, int, int]
-
-
-def halo(layers: Sequence[str], backbone: str = "vgg19") -> Tuple[int, int]:
-    """`(align, halo)` for tiles over `layers`: the deepest layer's stride, and its reach rounded
-    up to a multiple of the stride (see the module docstring)."""
-    align, reach = vgg.footprint(layers, backbone)
-    return align, -(-reach // align) * align
-
-
-def tile_grid(hw: Tuple[int, int], tile: int, align: int, margin: int) -> List[Tile]:
-    """Tiles of `tile` px (rounded down to a multiple of `align`, at least `align`) covering an
-    image of (height, width) `hw`, row by row; the last row and column take what is left, so
-    they may be smaller."""
-    tile = max(align, tile // align * align)
-    height, width = hw
-    out = []
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            grown = (max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin))
-            out.append(Tile((y0, y1, x0, x1), grown))
-    return out
-
-
-def owned_window(tile: Tile, layer_hw: Tuple[int, int], stride: int) -> Tuple[int, int, int, int]:
-    """The layer positions a tile owns, `(r0, r1, c0, c1)` in the whole layer's coordinates: those
-    whose stride cell starts inside the tile's owned pixels (the last row and column also own the
-    cells cut short by the image's edge)."""
-    y0, y1, x0, x1 = tile.owned
-    up = lambda v: -(-v // stride)  # noqa: E731
-    return y0 // stride, min(up(y1), layer_hw[0]), x0 // stride, min(up(x1), layer_hw[1])
+from nst_tf import geometry, losses, optimize, vgg
+from nst_tf.geometry import Tile, owned_window
 
 
 def _open(value):
@@ -96,22 +58,24 @@ class Part(NamedTuple):
     masks: Tuple[Optional[Dict[str, tf.Tensor]], ...]  # per style: style layer -> the mask at the owned positions
 
 
+def _silent(stage: str, done: int, total: int) -> None:
+    pass
+
+
 class TiledObjective:
     """`losses.objective` and its gradient for `[B, H, W, 3]` images, computed tile by tile.
 
     model: the feature model (`features.model_for(cfg)`); tile: the owned tile side in pixels.
     `targets(...)` must be called once (it fixes the content's size) before `loss_and_grad`.
-    on_tile: an optional `callable(pass, done, total)` called after each tile (`StyleTransfer.run`
-    sets it to call its callbacks' `on_tile`).
+    Passes report each tile they finish to the `report(stage, done, total)` given to them (`step`).
     """
 
     def __init__(self, model, cfg, tile: int):
         self.model, self.cfg, self.tile = model, cfg, tile
         self.layers = list(dict.fromkeys(list(cfg.content_layers) + list(cfg.style_layers)))
-        self.align, self.margin = halo(self.layers, cfg.backbone)
+        self.geometry = geometry.of_layers(self.layers, cfg.backbone)
         names = vgg.layer_names(cfg.backbone)
         self.strides = {name: 2 ** sum(n.endswith("pool") for n in names[: names.index(name)]) for name in self.layers}
-        self.on_tile = None
         self._functions = {
             "features": tf.function(self._owned_features),
             "sums": tf.function(self._tile_sums),
@@ -122,7 +86,7 @@ class TiledObjective:
 
     # -- geometry -------------------------------------------------------------------------
     def grid(self, hw) -> List[Tile]:
-        return tile_grid(hw, self.tile, self.align, self.margin)
+        return self.geometry.grid(hw, self.tile)
 
     def _windows(self, tile: Tile, hw) -> Dict[str, Tuple[int, int, int, int]]:
         """Per layer, the tile's owned positions in the whole layer's coordinates."""
@@ -189,18 +153,17 @@ class TiledObjective:
         return loss, terms, cotangents, tv_grad, scale
 
     # -- targets --------------------------------------------------------------------------
-    def _reduce(self, image: np.ndarray, fn, label: str):
+    def _reduce(self, image: np.ndarray, fn):
         """`fn(tile, owned features)` summed over `image`'s tiles (`None` results are skipped)."""
         total = None
         grid = self.grid(image.shape[1:3])
-        for k, tile in enumerate(grid):
+        for tile in grid:
             gy0, gy1, gx0, gx1 = tile.grown
             windows = self._local(tile, self._windows(tile, image.shape[1:3]))
             owned = self._call("features", tf.constant(image[:, gy0:gy1, gx0:gx1]), windows)
             value = fn(tile, owned)
             if value is not None:
                 total = value if total is None else tf.nest.map_structure(tf.add, total, value)
-            self._report(label, k + 1, len(grid))
         return total
 
     def targets(self, contents: np.ndarray, styles: Sequence[np.ndarray], blend=None, masks=None) -> losses.Targets:
@@ -224,7 +187,7 @@ class TiledObjective:
                     r0, r1, c0, c1 = self._windows(tile, hw)[name]
                     full[name][:, r0:r1, c0:c1] = tf.cast(owned[name], tf.float32).numpy()
 
-            self._reduce(contents, gather, "content target")
+            self._reduce(contents, gather)
             content = {name: tf.constant(value) for name, value in full.items()}
         blend = [1.0] * len(styles) if blend is None else [float(b) for b in blend]
         statistic = losses.style_statistic(cfg)
@@ -263,7 +226,6 @@ class TiledObjective:
             lambda tile, owned: {
                 n: statistic.sums(losses.positions(owned[n], total=counts[n]), params[n]) for n in cfg.style_layers
             },
-            "style statistic",
         )
         return {name: statistic.target_from(sums[name], params[name]) for name in cfg.style_layers}
 
@@ -288,22 +250,18 @@ class TiledObjective:
         )
 
     # -- the step -------------------------------------------------------------------------
-    def _report(self, label: str, done: int, total: int) -> None:
-        if self.on_tile is not None:
-            self.on_tile(label, done, total)
-
     def _crops(self, image: np.ndarray):
         for tile, part in self._parts:
             gy0, gy1, gx0, gx1 = tile.grown
             yield tile, part, tf.constant(image[:, gy0:gy1, gx0:gx1])
 
-    def sums(self, image: np.ndarray):
+    def sums(self, image: np.ndarray, report=_silent):
         """Pass 1: the whole image's `losses.objective_sums`, added up over the tiles."""
         total = None
         for k, (tile, part, crop) in enumerate(self._crops(image)):
             sums = self._call("sums", crop, part)
             total = sums if total is None else tf.nest.map_structure(tf.add, total, sums)
-            self._report("pass 1", k + 1, len(self._parts))
+            report("pass 1", k + 1, len(self._parts))
         return total
 
     def loss(self, image):
@@ -312,26 +270,27 @@ class TiledObjective:
         tv = losses.total_variation(tf.constant(image), self.cfg.tv_loss)
         return losses.objective_from_sums(self.sums(image), self._targets, self.cfg, tv, per_image=True)
 
-    def loss_and_grad(self, image):
+    def loss_and_grad(self, image, report=_silent):
         """`(loss [B], terms, gradient)` as `optimize.loss_and_grad` gives them for the untiled
-        objective: the two passes of the module docstring."""
+        objective: the two passes of the module docstring, each tile reported to `report(stage,
+        done, total)`."""
         image = np.asarray(image, np.float32)
-        loss, terms, cotangents, tv_grad, scale = self._functions["head"](self.sums(image), tf.constant(image))
+        loss, terms, cotangents, tv_grad, scale = self._functions["head"](self.sums(image, report), tf.constant(image))
         grad = np.array(tv_grad, np.float32)
         for k, (tile, part, crop) in enumerate(self._crops(image)):
             gy0, gy1, gx0, gx1 = tile.grown
             grad[:, gy0:gy1, gx0:gx1] += self._call("gradient", crop, part, cotangents).numpy()
-            self._report("pass 2", k + 1, len(self._parts))
+            report("pass 2", k + 1, len(self._parts))
         grad *= scale.numpy().reshape(-1, 1, 1, 1)
         return loss, terms, tf.constant(grad)
 
-    def step(self, update: optimize.CompiledStep):
+    def step(self, update: optimize.CompiledStep, report=_silent):
         """The run's step `(image, state) -> (image, state, loss, terms, finite)` for
-        `nst_tf.driver`: this objective's loss and gradient, then `update` (a `CompiledStep` of
-        `optimize.make_update`)."""
+        `nst_tf.driver`: this objective's loss and gradient (each tile reported to `report`), then
+        `update` (a `CompiledStep` of `optimize.make_update`)."""
 
         def step(image, state):
-            loss, terms, grad = self.loss_and_grad(image)
+            loss, terms, grad = self.loss_and_grad(image, report)
             return update(image, state, grad, loss, terms)
 
         return step

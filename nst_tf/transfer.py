@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from nst_tf import color, driver, features, image_io, losses, optimize, planner, tensor_image, tiling
 from nst_tf import plan as plan_lib
-from nst_tf.callbacks import Callback, default_callbacks
+from nst_tf.callbacks import Callback, default_callbacks, tile_reporter
 from nst_tf.config import INITS
 from nst_tf.errors import Interrupted, NstError
 from nst_tf.vgg import MIN_SIDE
@@ -121,7 +121,6 @@ class StyleTransfer:
             self.targets = self.tiled.targets(contents, self.styles, cfg.style_blend, self.masks)
             self.loss_fn = self.tiled.loss
             self.compiled = optimize.CompiledStep(optimize.make_update(optimizer))
-            self._step = self.tiled.step(self.compiled)
         else:
             self.tiled = None
             self.targets = losses.compute_targets(
@@ -132,10 +131,9 @@ class StyleTransfer:
             self.compiled = optimize.CompiledStep(
                 optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on"
             )
-            self._step = self.compiled
         init = tf.constant(self.initial_images(init_image), tf.float32)
         self.state = driver.RunState(init, optimizer.init(init), step=0, scale=scale)
-        self._to_host = _numpy  # where the state's tensors live (`run` across devices changes it)
+        self._stepper = None  # the stepper of the run under way (its state may live on several devices)
         self.recoveries = []  # (step, what was done) per non-finite step survived
 
     @property
@@ -188,7 +186,7 @@ class StyleTransfer:
     @property
     def images(self) -> np.ndarray:
         """The current images, float32 `[B, H, W, 3]` in [0, 1] (B = 1 for one content image)."""
-        return self._to_host(self.state.image)
+        return (self._stepper.to_host if self._stepper else _numpy)(self.state.image)
 
     @property
     def image(self) -> np.ndarray:
@@ -229,32 +227,25 @@ class StyleTransfer:
         steps = self.config.steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
             raise NstError(f"steps must be a positive integer, got {steps!r}")
-        join = None
+        callbacks, join = list(callbacks), None
         if strategy is not None and strategy.num_replicas_in_sync > 1:
             from nst_tf import distribute
 
             if self.tiled is not None:
                 raise NstError("a tiled run takes one device: pass --tile=off, or leave out --devices")
-
-            stepper, self.state, join = distribute.split(self, strategy)
+            stepper, self.state, join = distribute.split(self.state, strategy, self.model, self.targets, self.config)
         else:
-            stepper = driver.Stepper(self._step, _numpy, self.optimizer.recover)
-        self._to_host = stepper.to_host
-        callbacks = list(callbacks)
-        if self.tiled is not None:  # a tiled step tells the callbacks of each tile it finishes
-
-            def on_tile(stage, done, total):
-                for cb in callbacks:
-                    cb.on_tile(self, stage, done, total)
-
-            self.tiled.on_tile = on_tile
+            step = self.compiled
+            if self.tiled is not None:  # a tiled step tells the callbacks of each tile it finishes
+                step = self.tiled.step(self.compiled, tile_reporter(self, callbacks))
+            stepper = driver.Stepper(step, _numpy, self.optimizer.recover)
+        self._stepper = stepper
         try:
             driver.drive(self, steps, stepper, callbacks)
         finally:
             if join is not None:
-                self.state, self._to_host = join(self.state), _numpy
-            if self.tiled is not None:
-                self.tiled.on_tile = None
+                self.state = join(self.state)
+            self._stepper = None
         return self.images_uint8() if self.batched else self.image_uint8()
 
 

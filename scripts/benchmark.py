@@ -575,7 +575,7 @@ def tiling_main():
         image = run.run(FLAGS.check_steps + 2, callbacks=[timer])
         median = float(np.median(timer.times[2:]))
         count, halo = (
-            ("-", "-") if run.tiled is None else (len(run.tiled.grid(run.content.shape[:2])), run.tiled.margin)
+            ("-", "-") if run.tiled is None else (len(run.tiled.grid(run.content.shape[:2])), run.tiled.geometry.halo)
         )
         if reference is None:
             base, reference = median, image.astype(int)

@@ -167,7 +167,7 @@ def _in_process(monkeypatch, argv):
 
     fv = flags.FlagValues()
     cli.define_flags(fv)
-    monkeypatch.setattr(cli.flags, "FLAGS", fv)
+    monkeypatch.setattr(flags, "FLAGS", fv)
     fv(["nst-tf", *argv])
     return cli.main(["nst-tf"])
 

@@ -310,6 +310,6 @@ def test_an_interruption_is_checkpointed(tmp_path, vgg19):
             checkpoint_every=50,
             callbacks=[Signal()],
         )
-    assert caught.value.transfer.step_count == 5
+    assert caught.value.run.step_count == 5
     found = checkpoint.latest(str(tmp_path), settings="", force=True)
     assert (found.scale, found.step) == (0, 5)

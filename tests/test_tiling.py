@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import nst_tf
-from nst_tf import config, features, image_io, losses, optimize, planner, tiling, vgg
+from nst_tf import config, features, geometry, image_io, losses, optimize, planner, tiling, vgg
 from nst_tf.callbacks import ProgressBar, StopOnSignal
 from nst_tf.errors import Interrupted, NstError
 
@@ -44,9 +44,10 @@ def test_the_footprint_is_the_measured_receptive_field_of_the_deepest_layer(back
 
 def test_tiles_own_every_pixel_and_every_layer_position_once():
     hw, layers = (214, 331), ["block1_conv1", "block3_conv1", "block4_conv2", "block5_conv1"]
-    align, margin = tiling.halo(layers)
+    shape = geometry.of_layers(layers)
+    align, margin = shape
     assert (align, margin) == (16, 80)
-    grid = tiling.tile_grid(hw, 100, align, margin)  # 100 is rounded down to 96: uneven splits
+    grid = shape.grid(hw, 100)  # 100 is rounded down to 96: uneven splits
     assert {t.owned[1] - t.owned[0] for t in grid} == {96, 22} and {t.owned[3] - t.owned[2] for t in grid} == {96, 43}
     pixels = np.zeros(hw, int)
     for tile in grid:
@@ -63,7 +64,7 @@ def test_tiles_own_every_pixel_and_every_layer_position_once():
         layer_hw = vgg.layer_hw(hw, layer)
         counts = np.zeros(layer_hw, int)
         for tile in grid:
-            r0, r1, c0, c1 = tiling.owned_window(tile, layer_hw, stride)
+            r0, r1, c0, c1 = geometry.owned_window(tile, layer_hw, stride)
             counts[r0:r1, c0:c1] += 1
         assert (counts == 1).all(), layer
 
@@ -163,7 +164,7 @@ def test_a_signal_stops_a_tiled_step_at_its_tile_and_the_run_resumes_to_the_unin
 
     with pytest.raises(Interrupted) as caught:
         nst_tf.stylize(boston, scream, checkpoint_dir=str(tmp_path), callbacks=[Signal(), stop], **kwargs)
-    assert seen[-1] == (2, "pass 2", 1) and caught.value.transfer.step_count == 2  # the step is given up
+    assert seen[-1] == (2, "pass 2", 1) and caught.value.run.step_count == 2  # the step is given up
     resumed = nst_tf.stylize(boston, scream, checkpoint_dir=str(tmp_path), resume=True, **kwargs)
     np.testing.assert_array_equal(resumed, whole)
 
@@ -284,7 +285,9 @@ def test_the_network_reach_is_its_measured_receptive_field():
         rows = np.nonzero(np.abs(tape.gradient(chosen, image).numpy()).sum(axis=(0, 2, 3)))[0]
         farthest = max(farthest, p - rows.min(), rows.max() - p)
     assert tiled.reach(transform) == farthest == 57
-    assert planner.NETWORK_MARGIN == -(-farthest // models.MULTIPLE) * models.MULTIPLE
+    # the planner's estimate tiles the default network as its painting does (width does not change the reach)
+    assert planner.NETWORK_GEOMETRY == tiled.geometry_of(transform) == tiled.geometry_of(models.build_transform())
+    assert planner.NETWORK_GEOMETRY.halo == -(-farthest // models.MULTIPLE) * models.MULTIPLE
 
 
 @pytest.mark.slow
@@ -358,7 +361,7 @@ def test_ctrl_c_stops_a_tiled_network_painting_with_one_line_and_no_file(tmp_pat
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = ""
-    while "painting tile by tile: pass 1/17" not in seen:  # the first tile is painted
+    while "pass 1/17, tile 1/" not in seen:  # the first tile is painted
         char = process.stderr.read(1)
         assert char, seen
         seen += char

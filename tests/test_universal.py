@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import image_io
+from nst_tf import image_io, planner
 from nst_tf.errors import NstError
 from nst_tf.networks import export, universal, use, wct
 
@@ -137,11 +137,12 @@ def test_tiled_equals_untiled_within_one_level(bundled, masked):
     whole = image_io.to_uint8(bundled.paint_array(content, styles, masks=masks))
     calls = []
     tiled = image_io.to_uint8(
-        bundled.paint_array(content, styles, masks=masks, tile=64, on_tile=lambda *a: calls.append(a))
+        bundled.paint_array(content, styles, masks=masks, tile=64, report=lambda *a: calls.append(a))
     )
     assert whole.shape == tiled.shape == (136, 203, 3)
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
-    assert calls[-1] == (4, 4, 12, 12)  # 2 levels x 2 passes, 3 x 4 tiles of 64 px
+    assert calls[-1] == ("pass 4/4", 12, 12)  # 2 levels x 2 passes, 3 x 4 tiles of 64 px
+    assert planner.UNIVERSAL_GEOMETRY == bundled.geometry_of(3)  # the planner's estimate tiles as the painting does
 
 
 def test_a_styles_tiled_representation_is_its_untiled_one(bundled):
@@ -269,7 +270,8 @@ def test_tflite_pair_matches_the_keras_path(bundled, tmp_path, rng):
 
 def test_decoder_training_lowers_the_reconstruction_loss_and_reports_held_out_photos(tmp_path):
     from nst_tf import TrainConfig, train_network
-    from nst_tf.config import Config
+    from nst_tf.config import Objective
+    from nst_tf.networks.train import plan_for
 
     from test_networks import Losses
 
@@ -283,11 +285,11 @@ def test_decoder_training_lowers_the_reconstruction_loss_and_reports_held_out_ph
         alpha=0.125,
         learning_rate=5e-3,
         held_out=(HELD_OUT_PHOTO,),
-        objective=Config(weights="embedded", precision="float32", jit="off"),
+        objective=Objective(weights="embedded"),
         output=str(tmp_path / "decoders.keras"),
     )
     losses = Losses()
-    report = train_network(tc, progress=False, callbacks=[losses])
+    report = train_network(tc, progress=False, callbacks=[losses], plan=plan_for(tc.objective, "float32", "off"))
     assert report["steps"] == 20 and len(losses.values) == 20
     assert np.mean(losses.values[-5:]) < 0.5 * np.mean(losses.values[:5]), losses.values
     held = report["held_out"][0]

@@ -104,20 +104,29 @@ def _encoder_models(painter):
 
 
 def export_saved_model(
-    network, export_dir: str, version: int = 1, weights: str = "auto", size: int = 512, max_input_pixels=25_000_000
+    network,
+    export_dir: str,
+    version: int = 1,
+    weights: str = "auto",
+    size: int = 512,
+    max_input_pixels=25_000_000,
+    overwrite: bool = False,
 ) -> str:
     """Writes `<export_dir>/<version>/`, a SavedModel whose `serving_default` paints in one forward
     pass: content bytes (a batch of one JPEG or PNG), style bytes and `strength` in [0, 1] (a
     predict network or the universal painter) or `style_index` (fixed styles), and `size` (the
     longest side; <= 0: `size`) -> `image` (uint8 `[H, W, 3]`) and `png`. Loadable with
-    `tf.saved_model.load` alone."""
+    `tf.saved_model.load` alone. Written as every nst_tf SavedModel is (`nst_tf.export.save`); an
+    existing version is an error unless `overwrite`."""
     painter = use.make_painter(network, weights)
     served = _ServedUniversal if use.is_universal(painter.network) else _Served
-    export_lib.version_path(export_dir, version)  # before the tracing
+    export_lib.version_path(export_dir, version, overwrite)  # before the tracing
     module = served(painter, size, max_input_pixels)
     kind = "universal" if served is _ServedUniversal else "network"
     metadata = {"nst_tf": __version__, "painter": kind, "size": size, "max_input_pixels": max_input_pixels}
-    return export_lib.save(module, export_dir, version, {"serving_default": module.serving_default}, metadata)
+    return export_lib.save(
+        module, export_dir, version, {"serving_default": module.serving_default}, metadata, overwrite
+    )
 
 
 def _convert(function, module, quantization: str) -> bytes:

@@ -28,6 +28,29 @@ def network_path(spec: str) -> str:
     return os.fspath(spec)
 
 
+def bundled_network(name: str = "universal") -> str:
+    """Path of a network shipped with the package (`BUNDLED_NAMES`)."""
+    if name not in BUNDLED_NAMES:
+        raise NstError(f"no bundled network {name!r}; the bundled ones: {', '.join(BUNDLED_NAMES)}")
+    path = network_path(name)
+    if not os.path.isfile(path):
+        raise NstError(f"the bundled network {name!r} is missing from this installation ({path})")
+    return path
+
+
+def check_network_file(spec) -> str:
+    """The file a network spec names, checked to be there and to be a .keras (zip) file: an
+    `NstError` otherwise. No TensorFlow, so a command refuses a wrong --network at once."""
+    import zipfile
+
+    path = bundled_network(spec) if spec in BUNDLED_NAMES else os.fspath(spec)
+    if not os.path.isfile(path):
+        raise NstError(f"network {path}: no such file (a .keras file from nst-tf-train, or {', '.join(BUNDLED_NAMES)})")
+    if not zipfile.is_zipfile(path):
+        raise NstError(f"network {path}: not a .keras network file (nst-tf-train writes them)")
+    return path
+
+
 def is_universal_file(spec: str) -> bool:
     """Whether a network spec names a universal painter's decoders, read from the file's Keras
     config without TensorFlow (False when it cannot be read: loading it will say why)."""

@@ -26,13 +26,13 @@ pass: measured 5.6x the untiled pass at 4096 px and 2.9x at 8192 px, in tiles of
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import tiling
+from nst_tf import geometry
 from nst_tf.networks import models
 
 
@@ -40,21 +40,28 @@ class _Stop(Exception):
     """Raised by a statistics pass's hook once its norm layer's moments are taken."""
 
 
-def reach(transform: keras.Model, stride: int = 1) -> int:
-    """The transform network's reach in input pixels: how far from an output pixel an input pixel
-    can change it when every norm layer's statistics are held fixed. A conv of kernel k on a map of
-    stride s reaches (k // 2) * s pixels further; a x2 nearest upsampling to stride s adds the s
-    pixels by which its parent's cell can exceed the child's. The convolutions form one chain (the
-    residual skips are shorter paths), so the reaches add up."""
-    total = 0  # `stride`: input pixels per position of the model's input (a decoder's features: > 1)
-    for layer in transform.layers:
+def chain(model: keras.Model) -> list:
+    """A Keras model's convolutions and upsamplings in order, as `geometry.reach` takes them."""
+    out = []
+    for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            total += (layer.kernel_size[0] // 2) * stride
-            stride *= layer.strides[0]
+            out.append(("conv", layer.kernel_size[0], layer.strides[0]))
         elif isinstance(layer, keras.layers.UpSampling2D):
-            stride //= layer.size[0]
-            total += stride
-    return total
+            out.append(("upsample", layer.size[0], 0))
+    return out
+
+
+def reach(model: keras.Model, stride: int = 1) -> int:
+    """A network's reach in input pixels (`geometry.reach` of its layers): how far from an output
+    pixel an input pixel can change it when every norm layer's statistics are held fixed.
+    `stride`: input pixels per position of the model's input (a decoder's features: > 1)."""
+    return geometry.reach(chain(model), stride)
+
+
+def geometry_of(transform: keras.Model) -> geometry.Geometry:
+    """The tiles of a transform network's exact tiled painting: on multiples of 4, grown by its
+    reach rounded up to 4 (`planner.NETWORK_GEOMETRY` for the default network)."""
+    return geometry.Geometry.of_reach(reach(transform), models.MULTIPLE)
 
 
 def norm_layers(transform: keras.Model) -> list:
@@ -133,17 +140,16 @@ def paint_tiled(
     content: np.ndarray,
     embedding,
     tile: int,
-    on_tile: Optional[Callable[[int, int, int, int], None]] = None,
+    report=None,
 ) -> np.ndarray:
     """`transform([content, embedding])` computed tile by tile: `content` float32 `[H, W, 3]` in
     [0, 1], `embedding` `[1, D]`; returns float32 `[H, W, 3]`. `tile`: the owned tile side in
-    pixels (rounded down to a multiple of 4). on_tile: `callable(pass, passes, done, total)` after
-    each tile."""
+    pixels (rounded down to a multiple of 4). report: `report(stage, done, total)` after each tile
+    (`callbacks.tile_reporter`; stage "pass k/n")."""
     height, width = content.shape[:2]
     multiple = models.MULTIPLE
     padded = np.pad(content, [(0, -height % multiple), (0, -width % multiple), (0, 0)], mode="reflect")
-    margin = -(-reach(transform) // multiple) * multiple
-    grid = tiling.tile_grid(padded.shape[:2], tile, multiple, margin)
+    grid = geometry_of(transform).grid(padded.shape[:2], tile)
     names = norm_layers(transform)
     embedding = tf.convert_to_tensor(embedding, tf.float32)
     fixed: list = []
@@ -159,8 +165,8 @@ def paint_tiled(
                     out[y0:y1, x0:x1] = result[0].numpy()
                 else:
                     moments.add(*result)
-                if on_tile:
-                    on_tile(k + 1, len(names) + 1, i + 1, len(grid))
+                if report:
+                    report(f"pass {k + 1}/{len(names) + 1}", i + 1, len(grid))
             if target is not None:
                 fixed.append(moments.tensors())
     return out[:height, :width]

@@ -177,7 +177,9 @@ class Trainer:
         return files.write_file(path, self.network.save)
 
 
-class Checkpoints(callbacks_lib.Callback):
+class TrainingCheckpoints(callbacks_lib.Callback):
+    """Saves the trainer's checkpoint every `every` steps."""
+
     def __init__(self, every: int):
         self.every = every
 
@@ -265,7 +267,7 @@ def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy
     if progress:
         cbs.append(TrainProgress(tc.batch_size))
     if trainer.manager:
-        cbs.append(Checkpoints(tc.checkpoint_every))
+        cbs.append(TrainingCheckpoints(tc.checkpoint_every))
     if tc.logdir:
         cbs.append(TrainBoard(tc.logdir, tc.log_every, tc.held_out, max(tc.log_every, tc.steps // 10)))
     first = trainer.state.step

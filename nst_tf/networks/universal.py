@@ -21,7 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import features, files, vgg
+from nst_tf import callbacks as callbacks_lib
+from nst_tf import features, files, geometry, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks import models, tiled, wct
 from nst_tf.networks.options import MAX_LEVEL
@@ -299,8 +300,6 @@ class UniversalPainter:
         """`style`, tile by tile: each level's statistics are the sums of the positions its tiles
         own (grown by the encoder's reach, as `cascade_tiled`'s statistics pass), over the
         unpadded image's positions: the same representation, in the memory of one tile."""
-        from nst_tf import tiling
-
         _check_side(image, self.min_side, "style image")
         h, w = image.shape[:2]
         padded = pad_to(tf.constant(image[None], tf.float32), level_stride(self.levels[0]))[0].numpy()
@@ -309,9 +308,8 @@ class UniversalPainter:
             s = level_stride(k)
             level_hw = (padded.shape[0] // s, padded.shape[1] // s)
             valid = (-(-h // s), -(-w // s))
-            align, reach = tiling.halo([level_layer(k)])
             total = None
-            for t in tiling.tile_grid(padded.shape[:2], tile, align, reach):
+            for t in geometry.of_layers([level_layer(k)]).grid(padded.shape[:2], tile):
                 f, (r0, c0, _) = self._owned_features(k, padded, t, level_hw)
                 f = f[: max(0, valid[0] - r0), : max(0, valid[1] - c0)]
                 part = wct.moments(f)
@@ -332,15 +330,13 @@ class UniversalPainter:
             current = tf.clip_by_value(self.network.decoders[k](out[None])[:, :h, :w], 0.0, 1.0)
         return current
 
-    def cascade_tiled(self, content: np.ndarray, transform: Transform, tile: int, on_tile=None) -> np.ndarray:
+    def cascade_tiled(self, content: np.ndarray, transform: Transform, tile: int, report=None) -> np.ndarray:
         """`cascade`, tile by tile and exactly, on `content` `[H, W, 3]`. Each level makes two
-        passes over one grid (`tiling.tile_grid`, tiles on the level's stride): the statistics,
-        each tile grown by the encoder's reach (`tiling.halo`) adding the moments of the positions
-        it owns; then the painting, each tile grown by the encoder's and the decoder's reach,
+        passes over one grid (`nst_tf.geometry`, tiles on the level's stride): the statistics,
+        each tile grown by the encoder's reach adding the moments of the positions it owns; then
+        the painting, each tile grown by the encoder's and the decoder's reach (`geometry_of`),
         encoded, transformed with the whole picture's moments, decoded, its owned pixels kept.
-        `on_tile(pass, passes, done, total)` after each tile."""
-        from nst_tf import tiling
-
+        `report(stage, done, total)` after each tile (stage "pass k/n")."""
         h, w = content.shape[:2]
         current, levels = content, list(self.levels)
         for i, k in enumerate(levels):
@@ -348,18 +344,15 @@ class UniversalPainter:
             padded = pad_to(tf.constant(current[None], tf.float32), s)[0].numpy()
             hw = padded.shape[:2]
             level_hw = (hw[0] // s, hw[1] // s)
-            align, reach = tiling.halo([level_layer(k)])
-            grid = tiling.tile_grid(hw, tile, align, reach)
+            grid = geometry.of_layers([level_layer(k)]).grid(hw, tile)
             total = None
             for n, t in enumerate(grid):
                 f, window = self._owned_features(k, padded, t, level_hw)
                 part = transform.moments(k, f, window)
                 total = part if total is None else [a.add(b) for a, b in zip(total, part)]
-                if on_tile:
-                    on_tile(2 * i + 1, 2 * len(levels), n + 1, len(grid))
-            decoder = self.network.decoders[k]
-            margin = reach + -(-tiled.reach(decoder, level_stride(k)) // align) * align
-            grid = tiling.tile_grid(hw, tile, align, margin)
+                if report:
+                    report(f"pass {2 * i + 1}/{2 * len(levels)}", n + 1, len(grid))
+            grid = self.geometry_of(k).grid(hw, tile)
             out = np.zeros(hw + (3,), np.float32)
             for n, t in enumerate(grid):
                 gy0, gy1, gx0, gx1 = t.grown
@@ -368,24 +361,26 @@ class UniversalPainter:
                 picture = self.network.decoders[k](transform.apply(k, f, total, window)[None])[0].numpy()
                 y0, y1, x0, x1 = t.owned
                 out[y0:y1, x0:x1] = picture[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0]
-                if on_tile:
-                    on_tile(2 * i + 2, 2 * len(levels), n + 1, len(grid))
+                if report:
+                    report(f"pass {2 * i + 2}/{2 * len(levels)}", n + 1, len(grid))
             current = np.clip(out[:h, :w], 0.0, 1.0)
         return current
 
-    def _owned_features(self, k: int, padded: np.ndarray, t, level_hw):
-        """Level `k`'s features at the positions tile `t` owns (`tiling.owned_window`, from its
-        grown window), and their window in the level's whole map."""
-        from nst_tf import tiling
+    def geometry_of(self, k: int) -> geometry.Geometry:
+        """The tiles of level `k`'s painting pass: the encoder's reach, then its decoder's."""
+        return geometry.of_layers([level_layer(k)]).then(tiled.reach(self.network.decoders[k], level_stride(k)))
 
+    def _owned_features(self, k: int, padded: np.ndarray, t, level_hw):
+        """Level `k`'s features at the positions tile `t` owns (`geometry.owned_window`, from its
+        grown window), and their window in the level's whole map."""
         s = level_stride(k)
         gy0, gy1, gx0, gx1 = t.grown
         f = self.encoder.level(k, tf.constant(padded[None, gy0:gy1, gx0:gx1]))[0]
-        r0, r1, c0, c1 = tiling.owned_window(t, level_hw, s)
+        r0, r1, c0, c1 = geometry.owned_window(t, level_hw, s)
         return f[r0 - gy0 // s : r1 - gy0 // s, c0 - gx0 // s : c1 - gx0 // s], (r0, c0, level_hw)
 
     def paint_array(
-        self, image, styles, blend=None, strength: float = 1.0, masks=None, tile: int = 0, on_tile=None
+        self, image, styles, blend=None, strength: float = 1.0, masks=None, tile: int = 0, report=None
     ) -> np.ndarray:
         """`image` float32 `[H, W, 3]` in [0, 1] painted coarse to fine: float32 `[H, W, 3]`.
 
@@ -403,7 +398,7 @@ class UniversalPainter:
             padded = [pad_to(tf.constant(m[None, ..., None], tf.float32), stride)[0, ..., 0] for m in masks]
             transform = Transform(styles, strength, self.method, padded)
         if tile:
-            return self.cascade_tiled(image, transform, tile, on_tile)
+            return self.cascade_tiled(image, transform, tile, report)
         return np.asarray(self.cascade(tf.constant(image[None], tf.float32), transform)[0].numpy(), np.float32)
 
     def paint(
@@ -415,7 +410,7 @@ class UniversalPainter:
         style_index=None,
         strength: float = 1.0,
         tile="auto",
-        on_tile=None,
+        callbacks=(),
         style_size=None,
         masks=None,
         preserve_colors: str = "none",
@@ -423,7 +418,7 @@ class UniversalPainter:
         """`content` painted in the manner of `styles` (one or several images: paths, PIL images or
         arrays) in one pass of the cascade: uint8 `[H, W, 3]`, the longest side `size` (None: as
         given). The arguments are `Painter.paint`'s (style_index: none; tile: "auto", "off" or a
-        side in pixels) and: style_size: the styles' longest side (None: the output's); masks:
+        side in pixels; callbacks: told of each tile, `callbacks.painting`) and: style_size: the styles' longest side (None: the output's); masks:
         one image per style, each style painting where its mask is bright; preserve_colors:
         "none", "luminance" (the result's luminance with the content's colours) or "histogram"
         (each style's colours moved to the content's first)."""
@@ -455,7 +450,8 @@ class UniversalPainter:
             mask_arrays = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., 0] for m in masks]
         tile = planner.choose_network_tile(image.shape[:2], tile, estimate=planner.universal_bytes)
         reps = [self.style_tiled(s, tile) if tile else self.style(s) for s in arrays]
-        out = self.paint_array(image, reps, style_blend, strength, mask_arrays, tile, on_tile)
+        with callbacks_lib.painting(image, callbacks) as report:
+            out = self.paint_array(image, reps, style_blend, strength, mask_arrays, tile, report)
         if preserve_colors == "luminance":
             out = color.with_chroma(out, image)
         return image_io.to_uint8(out)

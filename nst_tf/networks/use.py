@@ -4,27 +4,17 @@ strength), paint in one forward pass."""
 from __future__ import annotations
 
 import os
-import zipfile
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from nst_tf import callbacks as callbacks_lib
 from nst_tf import image_io, planner
 from nst_tf.errors import NstError
 from nst_tf.networks import models, options, tiled
 
 STYLE_SIZE = 256  # the predict network sees the style image at 256 x 256 (as the TF Lite model does)
-
-
-def bundled_network(name: str = "universal") -> str:
-    """Path of a network shipped with the package (`options.BUNDLED_NAMES`)."""
-    if name not in options.BUNDLED_NAMES:
-        raise NstError(f"no bundled network {name!r}; the bundled ones: {', '.join(options.BUNDLED_NAMES)}")
-    path = options.network_path(name)
-    if not os.path.isfile(path):
-        raise NstError(f"the bundled network {name!r} is missing from this installation ({path})")
-    return path
 
 
 def load_network(src):
@@ -35,11 +25,7 @@ def load_network(src):
 
     if isinstance(src, (models.StyleNetwork, universal.UniversalNetwork)):
         return src
-    path = bundled_network(src) if src in options.BUNDLED_NAMES else os.fspath(src)
-    if not os.path.isfile(path):
-        raise NstError(f"network {path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise NstError(f"network {path}: not a .keras network file (nst-tf-train writes them)")
+    path = options.check_network_file(src)
     import keras
 
     try:
@@ -156,13 +142,13 @@ class Painter:
         style_index=None,
         strength=1.0,
         tile="auto",
-        on_tile=None,
+        callbacks=(),
     ):
         """`content` painted in one forward pass: uint8 `[H, W, 3]`, the longest side `size` (None:
         as given). See `embedding` for the style arguments. tile: "auto" (tiled only when the
         untiled pass would not fit in the memory available), "off", or a tile side in pixels: the
-        exact tiled pass (`nst_tf.networks.tiled`), with `on_tile(pass, passes, done, total)` after
-        each tile."""
+        exact tiled pass (`nst_tf.networks.tiled`); callbacks: told of each tile
+        (`callbacks.painting`: the one progress protocol, `Callback.on_tile`)."""
         image = image_io.load_image(content, size)
         if min(image.shape[:2]) < models.MIN_SIDE:
             raise NstError(
@@ -173,12 +159,13 @@ class Painter:
         embedding = self.embedding(styles, style_blend, style_index, strength, content=image)
         tile = planner.choose_network_tile(image.shape[:2], tile, self.network.alpha)
         if tile:
-            return image_io.to_uint8(tiled.paint_tiled(self.network.transform, image, embedding, tile, on_tile))
+            with callbacks_lib.painting(image, callbacks) as report:
+                return image_io.to_uint8(tiled.paint_tiled(self.network.transform, image, embedding, tile, report))
         out = self._forward(tf.constant(image[None]), embedding)
         return image_io.to_uint8(out.numpy()[0])
 
 
-def paint_with_config(cfg, content, styles=(), network=None, default_styles=False, on_tile=None) -> np.ndarray:
+def paint_with_config(cfg, content, styles=(), network=None, default_styles=False, callbacks=()) -> np.ndarray:
     """`cfg.network`'s (or `network`'s: a loaded network) painting of `content` at `cfg.size` with
     `styles` (for a predict network or the universal painter) and `cfg.style_blend`,
     `cfg.style_index`, `cfg.strength`, `cfg.tile` (and for the universal painter `cfg.style_size`,
@@ -193,5 +180,5 @@ def paint_with_config(cfg, content, styles=(), network=None, default_styles=Fals
     else:
         extra, styles = {}, ([] if default_styles and not painter.network.predict else styles)
     return painter.paint(
-        content, styles or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength, cfg.tile, on_tile, **extra
+        content, styles or None, cfg.size, cfg.style_blend, cfg.style_index, cfg.strength, cfg.tile, callbacks, **extra
     )

@@ -1,0 +1,173 @@
+"""What every command shares at its door: flags made from the options, one-line errors that name the
+command, `--help` that lists the command's own flags, and TensorFlow kept quiet until it is needed.
+
+A command module defines its flags in `define()`, does its work in `main(argv)` and starts with
+`run(NAME, main, define, __doc__)`. Every user error (an `NstError`, a bad flag) ends as one line on
+stderr, `<command>: error: ...`, and exit status 2.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+
+from absl import app, flags  # noqa: E402
+
+from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement runs)
+from nst_tf import config as config_lib  # noqa: E402
+from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
+from nst_tf.errors import NstError  # noqa: E402
+
+# The command whose errors these are (set by `run`; the Python API's callers see nst-tf's).
+command = "nst-tf"
+
+
+def define_flags(fv=flags.FLAGS, images: bool = True):
+    """Defines the stylize flags on `fv` (defaults from `Config`); `images=False` leaves out the
+    input, output and progress flags (for the SavedModel export, which takes only options)."""
+    if images:
+        flags.DEFINE_string("content", image_io.example_path("boston"), "Content image (the photo).", flag_values=fv)
+        flags.DEFINE_list(
+            "style",
+            [image_io.example_path("the_scream")],
+            "Style image (the painting), or several, comma-separated.",
+            flag_values=fv,
+        )
+        flags.DEFINE_string(
+            "output", "stylized.png", "Output image (.png, .jpg, ...), written atomically.", flag_values=fv
+        )
+        flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.", flag_values=fv)
+        flags.DEFINE_boolean(
+            "dry_run", False, "Print the plan (sizes per scale, estimated memory and time) and exit.", flag_values=fv
+        )
+    define_autotune_flag(fv)
+    define_field_flags(dataclasses.fields(config_lib.Config), fv)
+
+
+def define_autotune_flag(fv=flags.FLAGS):
+    flags.DEFINE_enum(
+        "autotune",
+        None,  # unset: $NST_TF_AUTOTUNE, read (and checked) when the run resolves "auto"
+        autotune.MODES,
+        "How --precision=auto and --jit=auto are chosen: cached (time each candidate once per machine, "
+        f"then reuse), remeasure, off (float32 without XLA, no timing). Default: ${autotune.ENV}, else cached.",
+        flag_values=fv,
+    )
+
+
+def define_field_flags(fields, fv=flags.FLAGS):
+    """A flag for each dataclass field made by `config.option` (its help, choices and type)."""
+    for field in fields:
+        name, default, help_, choices = field.name, field.default, field.metadata["help"], field.metadata["choices"]
+        if choices:
+            flags.DEFINE_enum(name, default, choices, help_, flag_values=fv)
+        elif "Tuple[" in field.type:
+            flags.DEFINE_list(name, None if default is None else list(default), help_, flag_values=fv)
+        elif field.type == "bool":
+            flags.DEFINE_boolean(name, default, help_, flag_values=fv)
+        elif field.type in ("int", "Optional[int]"):
+            flags.DEFINE_integer(name, default, help_, flag_values=fv)
+        elif field.type in ("float", "Optional[float]"):
+            flags.DEFINE_float(name, default, help_, flag_values=fv)
+        else:
+            flags.DEFINE_string(name, default, help_, flag_values=fv)
+
+
+def config_from_flags(fv=flags.FLAGS, kind=config_lib.Config):
+    """The parsed flags as a validated `kind` (`Config`, or one group such as `Objective`)."""
+    return kind(**{f.name: fv[f.name].value for f in dataclasses.fields(kind)})
+
+
+@contextlib.contextmanager
+def native_stderr_quiet(quiet: bool = True):
+    """File descriptor 2 pointed at /dev/null inside the block (when `quiet`): TensorFlow's C++ code
+    (start-up probes, the SavedModel writer, the TF Lite converter) writes there directly, past
+    Python's logging. Python errors raised inside still reach the user: stderr is restored first."""
+    if not quiet:
+        yield
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow (and discovers its devices) with its start-up lines hidden, and sets its
+    Python loggers to errors only: a command line prints only its own lines."""
+    with native_stderr_quiet():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device discovery logs too
+    tf.get_logger().setLevel("ERROR")
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)  # e.g. the checkpoint writer logs each save at INFO
+    return tf
+
+
+def fail(message) -> int:
+    sys.stderr.write(f"{command}: error: {message}\n")
+    return 2
+
+
+def exits_2(main):
+    """`main` with an `NstError` (a user's mistake) turned into one line on stderr and exit status 2:
+    every command's main goes through this."""
+
+    @functools.wraps(main)
+    def wrapped(*args):
+        try:
+            return main(*args)
+        except NstError as err:
+            return fail(err)
+
+    return wrapped
+
+
+def no_arguments(argv):
+    if len(argv) > 1:
+        raise NstError(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
+
+
+def parse(argv):
+    """absl's parse, with a bad flag as one line (`<command>: error: ...`, exit status 2)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        message = str(err).replace("ERROR:: ", "").strip()
+        sys.exit(fail(message.splitlines()[0] if message else type(err).__name__))
+
+
+def run(name: str, main, define, doc: str):
+    """Runs a command: `define()` its flags, then `main(argv)` under absl, with its errors named
+    `name` and its `--help` giving `doc` and its own flags (absl's lists only flags that the
+    program's __main__ module defines; `--helpfull` still lists absl's own as well)."""
+    global command
+    command = name
+    before = set(map(id, flags.FLAGS.flags_by_module_dict().get(__name__, [])))
+    define()
+    main_module = sys.argv[0]
+    for flag_list in flags.FLAGS.flags_by_module_dict().values():
+        for flag in flag_list:
+            if id(flag) not in before and flag.name != "flagfile":
+                flags.FLAGS.register_key_flag_for_module(main_module, flag)
+    if not getattr(sys.modules["__main__"], "__doc__", None):
+        sys.modules["__main__"].__doc__ = doc
+    app.run(exits_2(main), flags_parser=parse)
+
+
+def check_network(spec):
+    """A network spec (a bundled name or a .keras path) checked at the door, before TensorFlow loads."""
+    from nst_tf.networks import options
+
+    options.check_network_file(spec)

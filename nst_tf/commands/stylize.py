@@ -1,0 +1,128 @@
+"""nst-tf: stylise a photo with one or more paintings.
+
+    nst-tf --content=photo.jpg --style=painting.jpg --output=out.png
+    nst-tf --flagfile=configs/tutorial.cfg --content=photo.jpg --style=painting.jpg
+    nst-tf --network=universal --content=photo.jpg --style=painting.jpg   (one forward pass)
+
+With no flags it stylises the bundled example into stylized.png. Every user error ends with one
+line on stderr and exit status 2; no output file is written unless the run succeeds.
+"""
+
+import sys
+import time
+
+from absl import flags
+
+from nst_tf import autotune, image_io
+from nst_tf import config as config_lib
+from nst_tf import plan as plan_lib
+from nst_tf.commands import common
+from nst_tf.errors import Interrupted, NstError
+
+NAME = "nst-tf"
+
+
+def main(argv) -> int:
+    fv = flags.FLAGS
+    try:
+        common.no_arguments(argv)
+        # Flags, output folder, network and input files are checked before TensorFlow loads.
+        cfg = common.config_from_flags(fv)
+        painter = plan_lib.painter_of(cfg)
+        output = image_io.check_output_path(fv.output)
+        if not fv.style:
+            raise NstError("--style is required: one style image, or several comma-separated")
+        if cfg.network:
+            common.check_network(cfg.network)
+        if not (painter == "network" and not fv["style"].present):
+            cfg.check_styles(len(fv.style))  # (a network's blend may weigh its fixed styles instead)
+        image_io.check_not_an_input(output, [fv.content, *fv.style, *(cfg.style_mask or ()), cfg.init])
+        content, styles = image_io.load_image(fv.content), [image_io.load_image(path) for path in fv.style]
+        if painter == "network":
+            return _paint(fv, cfg, output, content, styles)
+        masks = [image_io.load_image(path) for path in cfg.style_mask or ()] or None
+        if cfg.init not in config_lib.INITS:
+            image_io.load_init_image(cfg.init)  # a bad start image fails here, before any work
+        from nst_tf import callbacks, planner
+
+        if fv.dry_run:
+            rate = autotune.cached_rate(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune)
+            scales = planner.plan(cfg, content.shape[:2], [s.shape[:2] for s in styles], rate=rate)
+            print(planner.describe(scales, cfg, rate))
+            print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
+            return 0
+        callbacks.check_outputs(cfg)
+        common.import_tensorflow_quietly()
+        from nst_tf import transfer
+
+        plan = plan_lib.resolve(cfg, fv.autotune)
+        start = time.perf_counter()
+        with callbacks.StopOnSignal() as stop:
+            image = transfer.stylize(content, styles, plan, progress=fv.progress, masks=masks, callbacks=[stop])
+        seconds = time.perf_counter() - start
+        image_io.save_image(output, image)
+    except Interrupted as err:
+        return _interrupted(err, output, fv.progress)
+    except KeyboardInterrupt:  # a signal before the run started, or a second one
+        common.fail("stopped before a step finished; nothing written")
+        return 130
+    steps = sum(steps for _, _, steps in plan.config.scale_plan())
+    print(
+        f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
+        f"peak memory {planner.peak_memory_bytes() / 2**30:.1f} GiB; {plan.choice.describe()})"
+    )
+    return 0
+
+
+def _paint(fv, cfg, output, content, styles) -> int:
+    """One forward pass of --network."""
+    from nst_tf import planner
+
+    if fv.dry_run:
+        from nst_tf.networks import options
+
+        hw = image_io.load_image(fv.content, cfg.size).shape[:2]
+        universal = options.is_universal_file(cfg.network)
+        print(planner.describe_network(hw, cfg.tile, estimate=planner.universal_bytes if universal else None))
+        return 0
+    common.import_tensorflow_quietly()
+    from nst_tf import callbacks
+    from nst_tf.networks import use
+
+    plan = plan_lib.resolve(cfg, fv.autotune)
+    start = time.perf_counter()
+    progress = [callbacks.ProgressBar()] if fv.progress else []
+    try:
+        image = use.paint_with_config(
+            plan.config, content, styles, default_styles=not fv["style"].present, callbacks=progress
+        )
+    except KeyboardInterrupt:  # Ctrl-C: a painting has no image so far to keep
+        common.fail("stopped while painting; nothing written")
+        return 130
+    image_io.save_image(output, image)
+    print(
+        f"wrote {output} ({image.shape[1]}x{image.shape[0]}, painted by {cfg.network} in "
+        f"{time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+def _interrupted(err, output, progress) -> int:
+    """Saves the interrupted run's last image to `output` (atomically); exit status 128 + signal."""
+    if progress:
+        sys.stderr.write("\n")
+    run = err.run
+    try:
+        image_io.save_image(output, run.image_uint8())
+    except NstError as save_err:
+        common.fail(f"{err}; could not save the image: {save_err}")
+        return 128 + err.signum
+    sys.stderr.write(
+        f"{NAME}: {err} after step {run.step_count} at {run.content.shape[1]}x{run.content.shape[0]}: "
+        f"wrote the image so far to {output}\n"
+    )
+    return 128 + err.signum
+
+
+def run():
+    common.run(NAME, main, common.define_flags, __doc__)
