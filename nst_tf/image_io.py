@@ -38,13 +38,21 @@ ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 _ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 
+# The bundled images' folders (`nst_tf/assets/SOURCES.md` credits each): photos to paint, paintings to
+# paint them with; the command line's --contents=, --styles= take either folder whole.
+PHOTOS = os.path.join(_ASSETS, "photos")
+PAINTINGS = os.path.join(_ASSETS, "paintings")
+
+
 def example_path(name: str) -> str:
-    """Path of a bundled image: "boston", "the_scream", "shipwreck" or "seated_nude"."""
-    path = os.path.join(_ASSETS, f"{name}.jpg")
-    if not os.path.isfile(path):
-        names = sorted(os.path.splitext(f)[0] for f in os.listdir(_ASSETS) if f.endswith(".jpg"))
-        raise NstError(f"no bundled image {name!r}; bundled: {', '.join(names)}")
-    return path
+    """Path of a bundled image by name: a photo ("boston", "astronaut", ... in `PHOTOS`) or a
+    painting ("the_scream", "shipwreck", "seated_nude" in `PAINTINGS`)."""
+    for folder in (PHOTOS, PAINTINGS):
+        path = os.path.join(folder, f"{name}.jpg")
+        if os.path.isfile(path):
+            return path
+    names = sorted(os.path.splitext(f)[0] for d in (PHOTOS, PAINTINGS) for f in os.listdir(d) if f.endswith(".jpg"))
+    raise NstError(f"no bundled image {name!r}; bundled: {', '.join(names)}")
 
 
 def load_init_image(init: str) -> np.ndarray:

@@ -17,6 +17,7 @@ re-tests option combinations:
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 from nst_tf import autotune
@@ -42,10 +43,36 @@ class Plan(NamedTuple):
     def with_scales(self, content_hw, style_hws: Sequence = (), batch: int = 1, available=None) -> "Plan":
         """The plan with each scale's size, memory, time and tile for a content image of (height,
         width) `content_hw` (and styles of `style_hws`; `batch` contents of that size together),
-        the tiles chosen against the memory `available` (default: what is available now)."""
+        the tiles chosen against the memory `available` (default: what the run's device has free,
+        `device_bytes`)."""
         from nst_tf import planner
 
+        available = device_bytes() if available is None else available
         return self._replace(scales=tuple(planner.plan(self.config, content_hw, style_hws, batch, available)))
+
+
+def gpu_free_bytes() -> Optional[int]:
+    """Bytes the first GPU can still give TensorFlow (its allocator's limit less what it holds), or
+    None without TensorFlow loaded or without a GPU."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not tf.config.list_physical_devices("GPU"):
+        return None
+    from tensorflow.python.client import device_lib  # the allocator's limit per device (no public API)
+
+    limit = next((d.memory_limit for d in device_lib.list_local_devices() if d.device_type == "GPU"), None)
+    if limit is None:
+        return None
+    return max(0, int(limit) - int(tf.config.experimental.get_memory_info("GPU:0")["current"]))
+
+
+def device_bytes() -> Optional[int]:
+    """The memory a run's tiles are chosen against: the GPU's free memory where the run computes on a
+    GPU (`gpu_free_bytes`), else the host's available memory (`planner.available_bytes`). The
+    estimates are fitted to a CPU's peak resident memory; on a GPU they count the same tensors."""
+    from nst_tf import planner
+
+    gpu = gpu_free_bytes()
+    return gpu if gpu is not None else planner.available_bytes()
 
 
 def resolve(config=None, mode: Optional[str] = None, export: bool = False, devices: int = 1, **options) -> Plan:

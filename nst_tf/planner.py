@@ -87,11 +87,14 @@ def plan(
     style_hws: Sequence[Tuple[int, int]] = (),
     batch: int = 1,
     available: Optional[int] = None,
+    rate=None,
 ) -> List[ScalePlan]:
     """The scales of a run on a content image of (height, width) `content_hw` (and style images
     of `style_hws`), each with its estimated peak memory and time; `batch` content images of
     that size optimised together multiply the image's activations, state and time. Each scale's
-    tile is `choose_tile`'s (with `available` bytes, default what is available now)."""
+    tile is `choose_tile`'s (with `available` bytes, default what is available now). rate: seconds per
+    pixel per step (`autotune.cached_rate`; default `SECONDS_PER_PIXEL_STEP`, a 2-core AVX2 CPU's)."""
+    per_pixel_step = rate.seconds if rate else SECONDS_PER_PIXEL_STEP
     from nst_tf.image_io import fit_size
 
     out = []
@@ -100,7 +103,7 @@ def plan(
         side = style_size or size
         style_hw = [(side, side) if cfg.square else fit_size(s, side) for s in style_hws] or [hw]
         tile = choose_tile(cfg, hw, style_hw, batch, available)
-        seconds = SECONDS_PER_PIXEL_STEP * hw[0] * hw[1] * steps * batch  # a step is one loss and gradient either way
+        seconds = per_pixel_step * hw[0] * hw[1] * steps * batch  # a step is one loss and gradient either way
         if tile:
             seconds *= tiling_cost(cfg, hw, tile)
         out.append(ScalePlan(hw, style_hw[0], steps, peak_bytes(cfg, hw, style_hw, batch, tile), seconds, tile))
@@ -336,20 +339,30 @@ def check_training(tc, available: Optional[int] = None) -> None:
         )
 
 
-def describe(scales: Sequence[ScalePlan], cfg: Config) -> str:
-    """The plan as text: one line per scale and a total."""
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: "45 s", "3 min 20 s", "4 h 40 min"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def describe(scales: Sequence[ScalePlan], cfg: Config, rate=None) -> str:
+    """The plan as text: one line per scale and a total (`rate`: what the times came from, as
+    given to `plan`)."""
     lines = [f"{'scale':<7}{'output':>11}{'style':>11}{'steps':>7}{'tile':>7}{'peak (est.)':>13}{'time (est.)':>13}"]
     for i, s in enumerate(scales, 1):
         lines.append(
             f"{i:<7}{s.size[1]:>5}x{s.size[0]:<5}{s.style_size[1]:>5}x{s.style_size[0]:<5}{s.steps:>7}"
-            f"{s.tile or 'off':>7}{s.peak_bytes / GIB:>9.2f} GiB{s.seconds:>11.0f} s"
+            f"{s.tile or 'off':>7}{s.peak_bytes / GIB:>9.2f} GiB{duration(s.seconds):>13}"
         )
     available = available_bytes()
+    source = rate.source if rate else "a 2-core AVX2 CPU's float32 rate: no calibration is cached here yet"
     lines.append(
-        f"peak {max(s.peak_bytes for s in scales) / GIB:.2f} GiB (estimated; available now: "
-        f"{available / GIB:.1f} GiB); time {sum(s.seconds for s in scales):.0f} s (estimated for a "
-        "2-core AVX2 CPU in float32; scale with your machine)"
-        if available
-        else ""
+        f"peak {max(s.peak_bytes for s in scales) / GIB:.2f} GiB (estimated"
+        + (f"; available now: {available / GIB:.1f} GiB" if available else "")
+        + f"); time {duration(sum(s.seconds for s in scales))} (estimated from {source})"
     )
     return "\n".join(lines)

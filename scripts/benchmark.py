@@ -345,8 +345,8 @@ def serving_child(path):
     load_s = time.perf_counter() - start
     serve = model.signatures["serving_default"]
     request = {
-        "content": tf.constant([open(os.path.join(assets, "boston.jpg"), "rb").read()]),
-        "style": tf.constant([open(os.path.join(assets, "the_scream.jpg"), "rb").read()]),
+        "content": tf.constant([open(os.path.join(assets, "photos", "boston.jpg"), "rb").read()]),
+        "style": tf.constant([open(os.path.join(assets, "paintings", "the_scream.jpg"), "rb").read()]),
         "steps": tf.constant(FLAGS.steps),
         "size": tf.constant(FLAGS.size),
         "content_weight": tf.constant(-1.0),
@@ -754,10 +754,9 @@ def networks_main():
             f"style_transform {sizes['style_transform']:.2f} MB {t_tran:.3f} s (load + run)",
             flush=True,
         )
-    a = os.path.join(os.path.dirname(image_io.example_path("boston")), "")
     tc = TrainConfig(
-        (content, a + "photos/astronaut.jpg"),
-        (style, a + "shipwreck.jpg"),
+        (content, image_io.example_path("astronaut")),
+        (style, image_io.example_path("shipwreck")),
         f"{tmp}/t.keras",
         objective=Config(weights=FLAGS.weights).objective,
         mode="predict",

@@ -46,7 +46,7 @@ MASKS = ("configs/masks/boston_sky.png", "configs/masks/boston_water.png")
 def make_masks():
     """The water below the bundled photo's waterline (row 244 of 343, found from the rows' mean
     brightness), with a 12 px soft edge; the sky and skyline are the rest."""
-    photo = Image.open(os.path.join(REPO, "nst_tf/assets/boston.jpg"))
+    photo = Image.open(os.path.join(REPO, "nst_tf/assets/photos/boston.jpg"))
     rows = np.arange(photo.height, dtype=np.float64)
     water = np.clip((rows - 238.0) / 12.0, 0.0, 1.0)[:, None].repeat(photo.width, axis=1)
     for path, mask in zip(MASKS, (1.0 - water, water)):

@@ -13,10 +13,10 @@ COMMON=(--weights=embedded --precision=float32 --jit=off --noprogress)
 A=nst_tf/assets
 $PY scripts/stylize.py "${COMMON[@]}" --size=128 --steps=10 --output="$OUT/default.png" >/dev/null
 $PY scripts/stylize.py --flagfile=configs/tutorial.cfg "${COMMON[@]}" --size=96 --steps=15 --output="$OUT/tutorial.png" >/dev/null
-BATCH=(--styles=$A/the_scream.jpg --size=64 --square --steps=6 --scales=1 --noevaluate)
-$PY scripts/batch.py "${COMMON[@]}" "${BATCH[@]}" --contents=$A/boston.jpg,$A/shipwreck.jpg,$A/seated_nude.jpg \
+BATCH=(--styles=$A/paintings/the_scream.jpg --size=64 --square --steps=6 --scales=1 --noevaluate)
+$PY scripts/batch.py "${COMMON[@]}" "${BATCH[@]}" --contents=$A/photos/boston.jpg,$A/paintings/shipwreck.jpg,$A/paintings/seated_nude.jpg \
   --batch_size=3 --output_dir="$OUT/batch" >/dev/null
-$PY scripts/batch.py "${COMMON[@]}" "${BATCH[@]}" --contents=$A/boston.jpg,$A/shipwreck.jpg --batch_size=2 --devices=2 \
+$PY scripts/batch.py "${COMMON[@]}" "${BATCH[@]}" --contents=$A/photos/boston.jpg,$A/paintings/shipwreck.jpg --batch_size=2 --devices=2 \
   --output_dir="$OUT/devices" >/dev/null
 $PY scripts/export_savedmodel.py --weights=embedded --precision=float32 --jit=off --size=64 --steps=5 --scales=2 \
   --export_dir="$OUT/export" >/dev/null
@@ -25,8 +25,8 @@ import sys
 import tensorflow as tf
 out, assets = sys.argv[1:]
 model = tf.saved_model.load(f"{out}/export/1")
-request = {"content": tf.constant([open(f"{assets}/boston.jpg", "rb").read()]),
-           "style": tf.constant([open(f"{assets}/the_scream.jpg", "rb").read()]),
+request = {"content": tf.constant([open(f"{assets}/photos/boston.jpg", "rb").read()]),
+           "style": tf.constant([open(f"{assets}/paintings/the_scream.jpg", "rb").read()]),
            "steps": tf.constant(-1), "size": tf.constant(-1),
            "content_weight": tf.constant(-1.0), "style_weight": tf.constant(-1.0)}
 open(f"{out}/export.png", "wb").write(model.signatures["serving_default"](**request)["png"].numpy())

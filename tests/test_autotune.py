@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -254,3 +255,14 @@ def test_a_candidate_this_machine_refuses_is_skipped_with_its_error(cache, monke
     entry = autotune.measure("embedded", log=lambda line: None)
     assert set(entry["seconds"]) == {"float32/xla-off"}
     assert entry["skipped"] == {"float16/xla-off": "failed here: could not create a primitive descriptor"}
+
+
+def test_the_dry_runs_rate_is_the_chosen_candidates_cached_step_per_pixel(cache, monkeypatch):
+    assert autotune.cached_rate() is None  # nothing cached: the planner's AVX2 rate
+    cache.parent.mkdir()
+    cache.write_text(json.dumps({"format": autotune.CACHE_FORMAT, "entries": {autotune.machine_key(None): ENTRY}}))
+    pixels = int(np.prod([int(v) for v in ENTRY["size"].split("x")]))
+    rate = autotune.cached_rate()
+    assert rate.seconds == pytest.approx(0.068 / pixels) and "(bfloat16, XLA off)" in rate.source
+    assert autotune.cached_rate("float32", "on").seconds == pytest.approx(0.149 / pixels)
+    assert autotune.cached_rate(mode="off").seconds == pytest.approx(0.115 / pixels)  # the rule: float32

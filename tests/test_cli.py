@@ -65,7 +65,7 @@ def test_styles_masks_and_reports(tmp_path):
     """Two styles, one per half (masks), with TensorBoard, a contact sheet and a loss plot."""
     Image.fromarray(np.tile(np.uint8([255] * 24 + [0] * 24), (32, 1))).save(tmp_path / "left.png")
     Image.fromarray(np.tile(np.uint8([0] * 24 + [255] * 24), (32, 1))).save(tmp_path / "right.png")
-    scream, ship = (os.path.join(REPO, "nst_tf", "assets", n) for n in ("the_scream.jpg", "shipwreck.jpg"))
+    scream, ship = (os.path.join(REPO, "nst_tf", "assets", "paintings", n) for n in ("the_scream.jpg", "shipwreck.jpg"))
     result = run_cli(
         TINY
         + [

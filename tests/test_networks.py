@@ -22,8 +22,8 @@ from conftest import REPO
 
 ASSETS = os.path.join(REPO, "nst_tf", "assets")
 SCRIPT = os.path.join(REPO, "scripts", "stylize.py")
-CONTENTS = (os.path.join(ASSETS, "boston.jpg"), os.path.join(ASSETS, "photos", "rocket.jpg"))
-STYLES = (os.path.join(ASSETS, "the_scream.jpg"), os.path.join(ASSETS, "shipwreck.jpg"))
+CONTENTS = (os.path.join(ASSETS, "photos", "boston.jpg"), os.path.join(ASSETS, "photos", "rocket.jpg"))
+STYLES = (os.path.join(ASSETS, "paintings", "the_scream.jpg"), os.path.join(ASSETS, "paintings", "shipwreck.jpg"))
 OBJECTIVE = Objective(weights="embedded")  # float32 without XLA: the suite runs with NST_TF_AUTOTUNE=off
 
 

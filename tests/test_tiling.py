@@ -298,8 +298,8 @@ def test_a_network_painted_tile_by_tile_equals_the_untiled_painting(embedded_wei
 
     painter = use.Painter("three_styles", weights="embedded")
     assets = os.path.join(REPO, "nst_tf", "assets")
-    content = image_io.load_image(os.path.join(assets, "boston.jpg"), 170)  # 170 x 113
-    style = os.path.join(assets, "the_scream.jpg")
+    content = image_io.load_image(os.path.join(assets, "photos", "boston.jpg"), 170)  # 170 x 113
+    style = os.path.join(assets, "paintings", "the_scream.jpg")
     embedding = painter.embedding([style])
     whole = painter.network([tf.constant(content[None]), embedding])[0].numpy()
     seen = []

@@ -17,7 +17,9 @@ from nst_tf.networks import export, universal, use, wct
 from conftest import REPO
 
 ASSETS = os.path.join(REPO, "nst_tf", "assets")
-BOSTON, SCREAM, SHIPWRECK = (os.path.join(ASSETS, f) for f in ("boston.jpg", "the_scream.jpg", "shipwreck.jpg"))
+BOSTON, SCREAM, SHIPWRECK = (
+    os.path.join(ASSETS, f) for f in ("photos/boston.jpg", "paintings/the_scream.jpg", "paintings/shipwreck.jpg")
+)
 HELD_OUT_PHOTO = os.path.join(ASSETS, "photos", "grace_hopper.jpg")  # never used in training (configs/)
 SCRIPT = os.path.join(REPO, "scripts", "stylize.py")
 

@@ -113,6 +113,10 @@ class TrainConfig:
     devices: int = option(1, "Split each batch across this many devices (GPUs, or logical CPU devices).")
 
     def __post_init__(self):
+        if not isinstance(self.objective, Objective):
+            raise NstError(
+                f"objective must be an Objective (the loss options; a Config's .objective), got {type(self.objective).__name__}"
+            )
         for name in ("steps", "batch_size", "size", "style_size", "checkpoint_every", "log_every", "devices", "levels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
