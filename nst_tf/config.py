@@ -96,7 +96,6 @@ class Objective:
         "auto", "VGG weights: auto, imagenet (official Keras file), embedded (8-bit table), random, or a .h5 path."
     )
     backbone: str = option("vgg19", "Feature network.", choices=BACKBONES)
-    seed: int = option(0, "Seed of the noise init.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +150,7 @@ class Optimisation:
     beta_2: float = option(0.999, "Adam beta_2.")
     epsilon: float = option(0.1, "Adam epsilon.")
     lbfgs_memory: int = option(10, "How many past steps L-BFGS remembers.")
+    seed: int = option(0, "Seed of the noise init.")
     init: str = option(
         "content", "Starting image: content, noise, style, network (the --network's painting), or an image path."
     )
@@ -451,8 +451,6 @@ def _choices(options) -> None:
 
 def _validate_objective(cfg) -> None:
     _choices(cfg)
-    if not 0 <= cfg.seed < 2**31:
-        raise NstError(f"seed must be in [0, 2**31), got {cfg.seed}")
     for name in ("content_weight", "style_weight", "tv_weight"):
         if not getattr(cfg, name) >= 0:
             raise NstError(f"{name} must be zero or positive, got {getattr(cfg, name)!r}")
@@ -477,6 +475,8 @@ def _validate_objective(cfg) -> None:
 
 
 def _validate(cfg: Config) -> None:
+    if not 0 <= cfg.seed < 2**31:
+        raise NstError(f"seed must be in [0, 2**31), got {cfg.seed}")
     _positive(cfg, "size")
     _positive(cfg, "style_size", allow_none=True)
     _positive(cfg, "steps")

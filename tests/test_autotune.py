@@ -55,7 +55,7 @@ def test_choose_is_the_fastest_candidate_that_fits_what_is_pinned():
     assert autotune.choose(ENTRY, precision="bfloat16", jit="on")[:2] == ("bfloat16", True)
     assert autotune.choose(ENTRY, style_loss="w2")[:2] == ("bfloat16", False)  # w2 pins XLA off
     assert autotune.choose(dict(ENTRY, seconds={"bfloat16/xla-on": 0.1}), style_loss="w2")[:2] == ("float32", False)
-    assert "0.46x float32 with XLA" in autotune.choose(ENTRY).reason
+    assert "a step in 0.46x the time of float32 with XLA" in autotune.choose(ENTRY).reason
 
 
 def test_quality_guard_leaves_out_a_precision_that_changes_the_result():
@@ -179,7 +179,9 @@ def test_dry_run_and_the_last_line_say_what_auto_chose(tmp_path):
     assert (
         run.stdout.strip()
         .splitlines()[-1]
-        .endswith("bfloat16, XLA off (auto: measured fastest of 5 at 192x129: 0.068 s/step, 0.46x float32 with XLA))")
+        .endswith(
+            "bfloat16, XLA off (auto: measured fastest of 5 at 192x129: 0.068 s/step, a step in 0.46x the time of float32 with XLA))"
+        )
     )
     bad = _cli(["--autotune=sometimes"], tmp_path, cache_dir)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

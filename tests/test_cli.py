@@ -182,3 +182,30 @@ def test_the_command_paints_in_process_and_refuses_bad_input_with_one_line(tmp_p
     assert _in_process(monkeypatch, args + [f"--content={missing}", f"--output={tmp_path / 'x.png'}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(missing) in err and not (tmp_path / "x.png").exists()
+
+
+COMMANDS = {  # console script: (entry point, one of its own flags, a bad value of one of its flags)
+    "nst-tf": ("run", "--style_weight", "--size=0"),
+    "nst-tf-batch": ("run_batch", "--output_dir", "--batch_size=0"),
+    "nst-tf-evaluate": ("run_evaluate", "--image", "--nosuchflag"),
+    "nst-tf-export": ("run_export", "--max_steps", "--version=0"),
+    "nst-tf-export-network": ("run_export_network", "--tflite_dir", "--quantization=int4"),
+    "nst-tf-train": ("run_train", "--held_out", "--steps=0"),
+}
+
+
+def _command(name, *args):
+    entry = COMMANDS[name][0]
+    code = f"import sys; sys.argv[0] = {name!r}; from nst_tf.cli import {entry}; {entry}()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_helps_with_its_own_flags_and_names_itself_in_its_errors(name):
+    _, own, bad = COMMANDS[name]
+    shown = _command(name, "--help")
+    assert shown.returncode == 0 and shown.stdout.startswith(f"{name}: ")  # its own summary first
+    assert f"  {own}" in shown.stdout and "--helpfull" not in shown.stdout  # its flags, not a pointer
+    assert "--alsologtostderr" not in shown.stdout  # absl's own flags only under --helpfull
+    refused = _command(name, bad)
+    assert refused.returncode == 2 and refused.stderr.startswith(f"{name}: error: ") and refused.stderr.count("\n") == 1

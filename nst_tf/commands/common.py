@@ -139,8 +139,14 @@ def no_arguments(argv):
         raise NstError(f"unexpected arguments {' '.join(argv[1:])}; every option is a --flag (see --help)")
 
 
+HELP = ("--help", "-help", "-h", "--helpshort", "-?")
+
+
 def parse(argv):
-    """absl's parse, with a bad flag as one line (`<command>: error: ...`, exit status 2)."""
+    """absl's parse, with a bad flag as one line (`<command>: error: ...`, exit status 2), and
+    `--help` as the command's summary and its own flags, exit status 0."""
+    if any(arg in HELP for arg in argv[1 : (argv + ["--"]).index("--")]):
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
     try:
         return flags.FLAGS(argv)
     except flags.Error as err:
@@ -154,13 +160,11 @@ def run(name: str, main, define, doc: str):
     program's __main__ module defines; `--helpfull` still lists absl's own as well)."""
     global command
     command = name
-    before = set(map(id, flags.FLAGS.flags_by_module_dict().get(__name__, [])))
     define()
-    main_module = sys.argv[0]
-    for flag_list in flags.FLAGS.flags_by_module_dict().values():
-        for flag in flag_list:
-            if id(flag) not in before and flag.name != "flagfile":
-                flags.FLAGS.register_key_flag_for_module(main_module, flag)
+    for module, flag_list in flags.FLAGS.flags_by_module_dict().items():
+        if module.startswith("nst_tf."):  # the command's own flags, not absl's
+            for flag in flag_list:
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     if not getattr(sys.modules["__main__"], "__doc__", None):
         sys.modules["__main__"].__doc__ = doc
     app.run(exits_2(main), flags_parser=parse)

@@ -113,7 +113,7 @@ class TrainConfig:
     devices: int = option(1, "Split each batch across this many devices (GPUs, or logical CPU devices).")
 
     def __post_init__(self):
-        if not isinstance(self.objective, Objective):
+        if type(self.objective) is not Objective:  # (a Config is one too, by inheritance)
             raise NstError(
                 f"objective must be an Objective (the loss options; a Config's .objective), got {type(self.objective).__name__}"
             )
