@@ -33,11 +33,12 @@ demo-network: $(STAMP)
 	$(VENV)/bin/nst-tf --network=universal --output=painted.png
 
 # Retrain the universal painter's decoders on the bundled photos (about an hour on 2 CPU cores;
-# run it again to resume after a stop) -> universal.keras, shipped in float16 as the bundled one
+# run it again to resume after a stop) -> universal.keras; the bundled file keeps the levels the
+# cascade paints with (3 and 2), in float16
 train-universal: $(STAMP)
 	$(VENV)/bin/nst-tf-train --flagfile=configs/train_universal.cfg --resume
 	$(PY) -c "from nst_tf.networks import universal as u, use; \
-	u.save_float16(use.load_network('universal.keras'), 'nst_tf/assets/networks/universal.keras')"
+	u.save_float16(u.subset(use.load_network('universal.keras'), (2, 3)), 'nst_tf/assets/networks/universal.keras')"
 
 # Retrain the three-style network from scratch (about an hour on 2 CPU cores) -> three_styles.keras
 train-three-styles: $(STAMP)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import NamedTuple, Optional
+import sys
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -111,6 +112,17 @@ class Resume(NamedTuple):
             opt_state=tf.nest.pack_sequence_as(transfer.state.opt_state, opt_state),
             step=int(tracked["step"].numpy()),
         )
+
+
+def for_run(cfg, images) -> Tuple[Checkpoints, Optional[Resume]]:
+    """A run's checkpoints, in `cfg.checkpoint_dir`: the saver (a callback) for the run with `cfg` on
+    `images` (content, styles, masks: arrays), and with `cfg.resume` the checkpoint to resume from
+    (None: from the start)."""
+    settings = settings_hash(cfg, images)
+    resume = latest(cfg.checkpoint_dir, settings, cfg.force) if cfg.resume else None
+    if cfg.resume and resume is None:
+        sys.stderr.write(f"nst-tf: no checkpoint in {cfg.checkpoint_dir} yet: starting from the beginning\n")
+    return Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every, settings), resume
 
 
 def latest(directory: str, settings: str, force: bool = False) -> Optional[Resume]:

@@ -81,7 +81,7 @@ def build_feature_model(
 
 def model_for(cfg):
     """The feature model a `Config` asks for: its content and style layers, backbone, weights,
-    precision (resolved: `nst_tf.autotune.concrete` turns "auto" into one) and pooling."""
+    precision (resolved: `nst_tf.plan.resolve` turns "auto" into one) and pooling."""
     return build_feature_model(
         list(cfg.content_layers) + list(cfg.style_layers),
         cfg.backbone,

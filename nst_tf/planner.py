@@ -161,25 +161,26 @@ def tiling_cost(cfg: Config, hw, tile: int) -> float:
 AUTO_TILES = (4096, 3072, 2048, 1536, 1024, 768, 512, 384, 256)
 
 
-def choose_tile(cfg: Config, hw, style_hws, batch: int = 1, available: Optional[int] = None) -> int:
-    """The tile side of a scale at (height, width) `hw`, in pixels, 0 for untiled: `cfg.tile`'s
-    number (untiled when one tile holds the whole image); for "auto", 0 when the untiled run's
-    estimate fits in `available` bytes (default: what is available now, unknown counts as
-    fitting), else the largest of `AUTO_TILES` whose estimate fits (the smallest if none does:
-    `check` then reports the shortfall)."""
-    if cfg.tile_pixels is not None:
-        return cfg.tile_pixels if cfg.tile_pixels < max(hw) else 0
+def tile_for(hw, tile, estimate, available: Optional[int] = None) -> int:
+    """The one tile choice, for every tiled computation: the tile side for an image of (height,
+    width) `hw`, in pixels, 0 for untiled. `tile`: the option ("auto", "off" or a side; a side of
+    the whole image or more is untiled). For "auto": 0 when `estimate(0)` (peak bytes untiled)
+    fits in `available` bytes (default: what the host has available now; unknown counts as
+    fitting), else the largest of `AUTO_TILES` below the longest side whose `estimate(tile)` fits
+    (the smallest if none does: the memory check then reports the shortfall)."""
+    side = tile_pixels(tile)
+    if side is not None:
+        return side if side < max(hw) else 0
     available = available_bytes() if available is None else available
-    if available is None or peak_bytes(cfg, hw, style_hws, batch) <= available:
+    if available is None or estimate(0) <= available:
         return 0
-    return _largest_tile(hw, lambda tile: tiled_bytes(cfg, hw, style_hws, batch, tile) <= available)
-
-
-def _largest_tile(hw, fits) -> int:
-    """The largest of `AUTO_TILES` smaller than the image's longest side for which `fits(tile)`,
-    the smallest if none does."""
     sizes = [t for t in AUTO_TILES if t < max(hw)] or [AUTO_TILES[-1]]
-    return next((t for t in sizes if fits(t)), sizes[-1])
+    return next((t for t in sizes if estimate(t) <= available), sizes[-1])
+
+
+def choose_tile(cfg: Config, hw, style_hws, batch: int = 1, available: Optional[int] = None) -> int:
+    """`tile_for` an optimisation's scale at `hw` (`peak_bytes`)."""
+    return tile_for(hw, cfg.tile, lambda tile: peak_bytes(cfg, hw, style_hws, batch, tile), available)
 
 
 # A transform network's painting (float32, width 1), fitted to peak RSS of `nst-tf --network=demo`
@@ -211,18 +212,9 @@ def network_bytes(hw, alpha: float = 1.0, tile: int = 0) -> int:
 def choose_network_tile(
     hw, tile="auto", alpha: float = 1.0, available: Optional[int] = None, estimate=network_bytes
 ) -> int:
-    """The tile side for painting an image of `hw` with a network, 0 for untiled: `tile`'s number
-    (untiled when one tile holds the image), or for "auto" 0 when the untiled pass fits in
-    `available` bytes (default: what is available now), else the largest of `AUTO_TILES` that
-    fits (the smallest if none does). `estimate(hw, alpha, tile)`: the peak bytes (default: a
-    transform network's; `universal_bytes`: the universal painter's)."""
-    side = tile_pixels(tile)
-    if side is not None:
-        return side if side < max(hw) else 0
-    available = available_bytes() if available is None else available
-    if available is None or estimate(hw, alpha) <= available:
-        return 0
-    return _largest_tile(hw, lambda tile: estimate(hw, alpha, tile) <= available)
+    """`tile_for` a network's painting of `hw`: `estimate(hw, alpha, tile)` is its peak bytes
+    (default: a transform network's; `universal_bytes`: the universal painter's)."""
+    return tile_for(hw, tile, lambda side: estimate(hw, alpha, side), available)
 
 
 # The universal painter (float32 VGG19 to relu3_1 and the bundled decoders, no gradients), fitted

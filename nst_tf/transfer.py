@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -15,7 +14,7 @@ import tensorflow as tf
 from nst_tf import color, driver, features, image_io, losses, optimize, planner, tensor_image, tiling
 from nst_tf import plan as plan_lib
 from nst_tf.callbacks import Callback, default_callbacks, tile_reporter
-from nst_tf.config import INITS
+from nst_tf.config import INITS, Config
 from nst_tf.errors import Interrupted, NstError
 from nst_tf.vgg import MIN_SIDE
 
@@ -28,6 +27,44 @@ def as_list(images) -> list:
     """One image or several (a list or tuple of paths, PIL images or arrays) as a list: several
     styles, masks, or a batch of contents."""
     return list(images) if isinstance(images, (list, tuple)) else [images]
+
+
+def prepare_images(cfg: Config, content, style, masks=None):
+    """A run's images as it sees them, `(contents_rgb, content, styles, masks)`: each content at
+    `cfg.size` (a list: a batch of one size), the first as it is optimised (grey in luminance
+    mode), the styles at `cfg.effective_style_size` (their colours moved to the content's in a
+    colour mode), and one mask per style at the content's size (None: `cfg.style_mask`)."""
+    styles = as_list(style)
+    masks = cfg.style_mask if masks is None else as_list(masks)
+    cfg.check_styles(len(styles))
+    if masks is not None and len(masks) != len(styles):
+        raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
+    contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in as_list(content)]
+    if not contents_rgb:
+        raise NstError("no content image given")
+    styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]
+    for name, image in [("content", contents_rgb[0])] + [("style", s) for s in styles]:
+        if min(image.shape[:2]) < MIN_SIDE:
+            raise NstError(
+                f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
+                f"least {MIN_SIDE} px on each side: choose a larger size"
+            )
+    sizes = sorted({f"{c.shape[1]}x{c.shape[0]}" for c in contents_rgb})
+    if len(sizes) > 1:
+        raise NstError(f"a batch's content images must have the same size at --size={cfg.size}; got {', '.join(sizes)}")
+    if len(contents_rgb) > 1 and cfg.preserve_colors != "none":
+        raise NstError(
+            "preserve_colors needs one content image per run (the style is matched to the content): "
+            "stylise these one at a time"
+        )
+    content = contents_rgb[0]
+    if cfg.preserve_colors == "histogram":
+        styles = [color.match_color(s, contents_rgb[0]) for s in styles]
+    elif cfg.preserve_colors == "luminance":
+        styles = [color.match_luminance(s, contents_rgb[0]) for s in styles]
+        content = color.luminance_rgb(contents_rgb[0])
+    masks = None if masks is None else [image_io.load_mask(m, content.shape[:2]) for m in masks]
+    return contents_rgb, content, styles, masks
 
 
 class StyleTransfer:
@@ -72,69 +109,43 @@ class StyleTransfer:
         plan = plan_lib.resolve(config, **options)
         self.config = cfg = plan.config
         self.choice = plan.choice
-        styles = as_list(style)
-        masks = cfg.style_mask if masks is None else as_list(masks)
-        cfg.check_styles(len(styles))
-        if masks is not None and len(masks) != len(styles):
-            raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
         self.batched = isinstance(content, (list, tuple))
-        self.contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in as_list(content)]
-        if not self.contents_rgb:
-            raise NstError("no content image given")
+        self.contents_rgb, self.content, self.styles, self.masks = prepare_images(cfg, content, style, masks)
         self.content_rgb = self.contents_rgb[0]
-        self.styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]
-        for name, image in [("content", self.content_rgb)] + [("style", s) for s in self.styles]:
-            if min(image.shape[:2]) < MIN_SIDE:
-                raise NstError(
-                    f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
-                    f"least {MIN_SIDE} px on each side: choose a larger size"
-                )
-        sizes = sorted({f"{c.shape[1]}x{c.shape[0]}" for c in self.contents_rgb})
-        if len(sizes) > 1:
-            raise NstError(
-                f"a batch's content images must have the same size at --size={cfg.size}; got {', '.join(sizes)}"
-            )
-        if len(self.contents_rgb) > 1 and cfg.preserve_colors != "none":
-            raise NstError(
-                "preserve_colors needs one content image per run (the style is matched to the content): "
-                "stylise these one at a time"
-            )
-        self.content = self.content_rgb
-        if cfg.preserve_colors == "histogram":
-            self.styles = [color.match_color(s, self.content_rgb) for s in self.styles]
-        elif cfg.preserve_colors == "luminance":
-            self.styles = [color.match_luminance(s, self.content_rgb) for s in self.styles]
-            self.content = color.luminance_rgb(self.content_rgb)
-        self.masks = None if masks is None else [image_io.load_mask(m, self.content.shape[:2]) for m in masks]
-        layers = list(cfg.content_layers) + list(cfg.style_layers)
         self.model = model or features.model_for(cfg)
-        missing = [name for name in layers if name not in self.model.output]
+        missing = [name for name in cfg.content_layers + cfg.style_layers if name not in self.model.output]
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
+        self.optimizer = optimize.make_optimizer(cfg, variable_rate=True)
         contents = np.stack([self.content, *self.contents_rgb[1:]])  # a batch is never grey
-        self.optimizer = optimizer = optimize.make_optimizer(cfg, variable_rate=True)
-        self.tile = tile = planner.choose_tile(
-            cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents)
+        self.tile = (
+            plan.scales[0].tile
+            if plan.scales
+            else planner.choose_tile(cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents))
         )
-        if tile:  # the exact tiled objective, and the same update of the whole image
-            self.tiled = tiling.TiledObjective(self.model, cfg, tile)
+        self._build_objective(contents)
+        init = tf.constant(self.initial_images(init_image), tf.float32)
+        self.state = driver.RunState(init, self.optimizer.init(init), step=0, scale=scale)
+        self._stepper = None  # the stepper of the run under way (its state may live on several devices)
+        self.recoveries = []  # (step, what was done) per non-finite step survived
+
+    def _build_objective(self, contents: np.ndarray) -> None:
+        """The targets, the loss and the compiled step: tiled (the exact tiled objective, and the
+        same update of the whole image) when `self.tile`, else whole."""
+        cfg, optimizer = self.config, self.optimizer
+        if self.tile:
+            self.tiled = tiling.TiledObjective(self.model, cfg, self.tile)
             self.targets = self.tiled.targets(contents, self.styles, cfg.style_blend, self.masks)
             self.loss_fn = self.tiled.loss
             self.compiled = optimize.CompiledStep(optimize.make_update(optimizer))
-        else:
-            self.tiled = None
-            self.targets = losses.compute_targets(
-                self.model, tf.constant(contents), [_batch(s) for s in self.styles], cfg, cfg.style_blend, self.masks
-            )
-            # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
-            self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
-            self.compiled = optimize.CompiledStep(
-                optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on"
-            )
-        init = tf.constant(self.initial_images(init_image), tf.float32)
-        self.state = driver.RunState(init, optimizer.init(init), step=0, scale=scale)
-        self._stepper = None  # the stepper of the run under way (its state may live on several devices)
-        self.recoveries = []  # (step, what was done) per non-finite step survived
+            return
+        self.tiled = None
+        self.targets = losses.compute_targets(
+            self.model, tf.constant(contents), [_batch(s) for s in self.styles], cfg, cfg.style_blend, self.masks
+        )
+        # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
+        self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
+        self.compiled = optimize.CompiledStep(optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on")
 
     @property
     def step_count(self) -> int:
@@ -315,20 +326,16 @@ def stylize(
     if cfg.memory_check:
         planner.check(scale_plans, cfg)
     callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
-    resume = None
     if strategy is not None and model is None:
         with strategy.scope():
             model = features.model_for(cfg)
-    if cfg.checkpoint_dir and strategy is not None:
-        raise NstError("checkpoints are not kept for a run across devices: leave out --checkpoint_dir")
+    saver = resume = None
     if cfg.checkpoint_dir:
+        if strategy is not None:
+            raise NstError("checkpoints are not kept for a run across devices: leave out --checkpoint_dir")
         from nst_tf import checkpoint
 
-        settings = checkpoint.settings_hash(cfg, [*contents, *style, *(masks or [])])
-        resume = checkpoint.latest(cfg.checkpoint_dir, settings, cfg.force) if cfg.resume else None
-        if cfg.resume and resume is None:
-            sys.stderr.write(f"nst-tf: no checkpoint in {cfg.checkpoint_dir} yet: starting from the beginning\n")
-        saver = checkpoint.Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every, settings)
+        saver, resume = checkpoint.for_run(cfg, [*contents, *style, *(masks or [])])
         callbacks = [saver] + callbacks
     image = transfer = None
     for index, (size, style_size, steps) in enumerate(cfg.scale_plan()):
@@ -359,7 +366,7 @@ def stylize(
             if steps > transfer.step_count:
                 transfer.run(steps - transfer.step_count, callbacks=callbacks, strategy=strategy)
         except Interrupted:
-            if cfg.checkpoint_dir:
+            if saver is not None:
                 saver.save(transfer)
             raise
         image = transfer.images

@@ -83,3 +83,28 @@ def small_pair():
         image_io.load_image(image_io.example_path("boston"), 64),
         image_io.load_image(image_io.example_path("the_scream"), 64),
     )
+
+
+def serve_painting(model_dir, content, style, strength: float, workdir) -> np.ndarray:
+    """A network SavedModel's `serving_default` painting of the PNG files `content` and `style`, run in
+    a process where importing nst_tf fails (as a model server meets the export): uint8 `[H, W, 3]`."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = os.path.join(str(workdir), "served.npy")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["nst_tf"] = None  # importing nst_tf fails here
+        import numpy as np, tensorflow as tf
+        model = tf.saved_model.load({str(model_dir)!r})
+        out = model.signatures["serving_default"](content=tf.constant([open({str(content)!r}, "rb").read()]),
+            style=tf.constant([open({str(style)!r}, "rb").read()]), strength=tf.constant({float(strength)!r}),
+            size=tf.constant(-1))
+        np.save({out!r}, out["image"].numpy())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return np.load(out)

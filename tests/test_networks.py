@@ -18,7 +18,7 @@ from nst_tf import Painter, StyleNetwork, TrainConfig, train_network
 from nst_tf.networks import export, models, train
 from nst_tf.networks.models import build_transform
 
-from conftest import REPO
+from conftest import REPO, serve_painting
 
 ASSETS = os.path.join(REPO, "nst_tf", "assets")
 SCRIPT = os.path.join(REPO, "scripts", "stylize.py")
@@ -204,20 +204,7 @@ def test_saved_model_paints_without_nst_tf_as_the_keras_model_does(trained, tmp_
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     image_io.save_image(str(content), image_io.load_image(CONTENTS[0], 64))
     image_io.save_image(str(style), image_io.load_image(STYLES[0], 256, square=True))
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.modules["nst_tf"] = None  # importing nst_tf fails here
-        import numpy as np, tensorflow as tf
-        model = tf.saved_model.load({path!r})
-        out = model.signatures["serving_default"](content=tf.constant([open({str(content)!r}, "rb").read()]),
-            style=tf.constant([open({str(style)!r}, "rb").read()]), strength=tf.constant(0.7), size=tf.constant(-1))
-        np.save({str(tmp_path / "served.npy")!r}, out["image"].numpy())
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    served = np.load(tmp_path / "served.npy")
+    served = serve_painting(path, content, style, 0.7, tmp_path)
     expected = Painter(str(trained), weights="embedded").paint(str(content), str(style), size=None, strength=0.7)
     assert served.shape == expected.shape
     assert np.max(np.abs(served.astype(int) - expected.astype(int))) <= 1
@@ -344,7 +331,8 @@ def test_bad_network_input_exits_2_with_one_line(table_network, tmp_path, script
     result = run_script(script, common + args + ["--size=40"] * (script == SCRIPT), tmp_path)
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("nst-tf: error: ") and match in lines[0], result.stderr
+    command = "nst-tf" if script == SCRIPT else "nst-tf-train"  # each command names itself
+    assert len(lines) == 1 and lines[0].startswith(f"{command}: error: ") and match in lines[0], result.stderr
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "net.keras").exists()
 
 

@@ -4,7 +4,6 @@ the cascade's controls (strength, regions, tiling), the bundled decoders, the ex
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from nst_tf import image_io, planner
 from nst_tf.errors import NstError
 from nst_tf.networks import export, universal, use, wct
 
-from conftest import REPO
+from conftest import REPO, serve_painting
 
 ASSETS = os.path.join(REPO, "nst_tf", "assets")
 BOSTON, SCREAM, SHIPWRECK = (
@@ -237,20 +236,7 @@ def test_saved_model_paints_without_nst_tf_as_the_keras_path_does(bundled, tmp_p
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     image_io.save_image(str(content), image_io.load_image(BOSTON, 96))
     image_io.save_image(str(style), image_io.load_image(SCREAM, 96))  # the output's longest side: no resize
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.modules["nst_tf"] = None  # importing nst_tf fails here
-        import numpy as np, tensorflow as tf
-        model = tf.saved_model.load({path!r})
-        out = model.signatures["serving_default"](content=tf.constant([open({str(content)!r}, "rb").read()]),
-            style=tf.constant([open({str(style)!r}, "rb").read()]), strength=tf.constant(0.8), size=tf.constant(-1))
-        np.save({str(tmp_path / "served.npy")!r}, out["image"].numpy())
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    served = np.load(tmp_path / "served.npy")
+    served = serve_painting(path, content, style, 0.8, tmp_path)
     expected = bundled.paint(str(content), str(style), size=None, strength=0.8)
     assert served.shape == expected.shape == (64, 96, 3)
     assert np.abs(served.astype(int) - expected.astype(int)).max() <= 2
