@@ -218,7 +218,6 @@ class TiledObjective:
                 lambda tile, owned: {
                     n: statistic.param_sums(losses.positions(owned[n], total=counts[n])) for n in cfg.style_layers
                 },
-                "style statistic",
             )
             params = {name: statistic.params(param_sums[name], seeds[name]) for name in cfg.style_layers}
         sums = self._reduce(
