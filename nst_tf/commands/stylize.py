@@ -97,6 +97,8 @@ def _paint(fv, cfg, output, content, styles) -> int:
             plan.config, content, styles, default_styles=not fv["style"].present, callbacks=progress
         )
     except KeyboardInterrupt:  # Ctrl-C: a painting has no image so far to keep
+        if any(getattr(bar, "written", False) for bar in progress):
+            sys.stderr.write("\n")  # end the progress line
         common.fail("stopped while painting; nothing written")
         return 130
     image_io.save_image(output, image)
