@@ -118,11 +118,7 @@ class StyleTransfer:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
         self.optimizer = optimize.make_optimizer(cfg, variable_rate=True)
         contents = np.stack([self.content, *self.contents_rgb[1:]])  # a batch is never grey
-        self.tile = (
-            plan.scales[0].tile
-            if plan.scales
-            else planner.choose_tile(cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents))
-        )
+        self.tile = planner.choose_tile(cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents))
         self._build_objective(contents)
         init = tf.constant(self.initial_images(init_image), tf.float32)
         self.state = driver.RunState(init, self.optimizer.init(init), step=0, scale=scale)
@@ -319,9 +315,8 @@ def stylize(
     masks = None if masks is None else [image_io.load_image(m) for m in as_list(masks)]
     if not contents:
         raise NstError("no content image given")
-    # The plan fixes each scale's tile once, from the memory available before the run.
-    if plan.scales is None:
-        plan = plan.with_scales(contents[0].shape[:2], [s.shape[:2] for s in style], len(contents))
+    # The plan fixes each scale's tile once, for these images, from the memory available before the run.
+    plan = plan.with_scales(contents[0].shape[:2], [s.shape[:2] for s in style], len(contents))
     scale_plans = plan.scales
     if cfg.memory_check:
         planner.check(scale_plans, cfg)
@@ -353,7 +348,7 @@ def stylize(
         transfer = StyleTransfer(
             contents if batched else contents[0],
             style,
-            plan._replace(config=scale_cfg, scales=(scale_plans[index],)),
+            plan._replace(config=scale_cfg),
             model=model,
             init_image=image,
             masks=masks,

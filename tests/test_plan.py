@@ -17,6 +17,7 @@ def test_the_painter_is_decided_once_from_the_options():
     assert plan_lib.painter_of(Config()) == "optimisation"
     assert plan_lib.painter_of(Config(network="universal")) == "network"
     assert plan_lib.painter_of(Config(network="universal", init="network")) == "warm"
+    assert set(plan_lib.PAINTERS) == {"optimisation", "network", "warm"}
 
 
 @pytest.fixture
