@@ -69,3 +69,32 @@ def evaluate(image, content, style, weights: str = "auto", model=None) -> dict:
         "style_ratio": style_errors["mean"] / own if own > 0 else float("inf"),
         "content": {CONTENT_LAYER: _relative_error(fx[CONTENT_LAYER], fc[CONTENT_LAYER])},
     }
+
+
+def warping_error(inputs, outputs, preset: str = "medium") -> dict:
+    """Flicker: the warping error of Lai et al. ("Learning Blind Video Temporal Consistency", ECCV
+    2018). For each consecutive pair, output frame t-1 is warped into frame t by the *input* clip's
+    flow (`video.flow.between`), and the squared RGB difference to output frame t (values in [0, 1],
+    averaged over the channels) is averaged over the pixels the flow marks reliable. `inputs`,
+    `outputs`: the clip and its painting, float RGB `[H, W, 3]` frames of one size each. Returns
+    `{"warping_error": mean over pairs, "per_pair": [...]}`; the input clip scored against itself
+    is the floor (what the flow itself cannot explain)."""
+    from nst_tf.errors import NstError
+    from nst_tf.video import flow
+
+    inputs, outputs = list(inputs), list(outputs)
+    if len(inputs) != len(outputs) or len(inputs) < 2:
+        raise NstError(
+            f"the warping error needs two clips of the same length, 2 frames or more: got {len(inputs)} and {len(outputs)}"
+        )
+    per_pair = []
+    for t in range(1, len(inputs)):
+        backward, mask = flow.between(inputs[t], inputs[t - 1], preset)
+        out, previous = np.asarray(outputs[t], np.float32), np.asarray(outputs[t - 1], np.float32)
+        if out.shape != np.shape(inputs[t]):
+            raise NstError(
+                f"output frame {t} is {out.shape}, its input {np.shape(inputs[t])}: paint at the clip's size"
+            )
+        squared = np.mean((out - flow.warp(previous, backward)) ** 2, axis=-1)
+        per_pair.append(float(np.sum(squared * mask) / max(float(np.sum(mask)), 1.0)))
+    return {"warping_error": float(np.mean(per_pair)), "per_pair": per_pair}
