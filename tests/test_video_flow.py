@@ -79,3 +79,23 @@ def test_the_warping_error_is_zero_for_a_still_clip_and_counts_flicker(photo):
     assert metrics.warping_error(moving, moving)["warping_error"] < 1e-3
     with pytest.raises(NstError, match="two clips of the same length"):
         metrics.warping_error(still, still[:2])
+
+
+def test_the_bundled_clip_moves_as_its_true_flow_says_and_dis_recovers_it():
+    from nst_tf.video import synthetic
+
+    clip = synthetic.clip(frames=4, width=161, height=101, pan=3, speed=5, radius=16)  # odd sizes
+    assert len(clip.frames) == 4 and clip.frames[0].shape == (101, 161, 3)
+    for t in range(1, 4):
+        current, previous, true = clip.frames[t], clip.frames[t - 1], clip.backward[t]
+        # whole-pixel motion: the previous frame warped by the true flow is the current frame exactly,
+        # except where the flow leaves the view or the disc uncovered background
+        exact = np.abs(flow.warp(previous, true) - current).max(axis=-1) < 1e-6
+        inside = np.zeros_like(exact)
+        inside[:, : 161 - 8] = True  # the pan brings in 3 new columns on the right; the disc enters there
+        uncovered = clip.disc[t - 1] & ~clip.disc[t]
+        assert exact[inside & ~uncovered].mean() > 0.995
+        estimated = flow.flow(current, previous)
+        background = ~clip.disc[t] & ~clip.disc[t - 1] & inside
+        assert np.allclose(np.median(estimated[background], axis=0), (3, 0), atol=0.25)
+        assert np.allclose(np.median(estimated[clip.disc[t] & clip.disc[t - 1]], axis=0), (5, 0), atol=0.5)

@@ -1,0 +1,53 @@
+"""The bundled test clip: made from the bundled photo and painting, so its true flow is known.
+
+A camera pans right across the lower part of the photo of Boston (the view moves `pan` px per frame)
+while a disc cut from The Scream crosses the view from the right (`speed` px per frame in the view).
+Whole-pixel motion, so each frame is the previous one moved exactly: the true backward flow (current
+frame -> previous, as `video.flow.flow` gives it) is `(+pan, 0)` on the background and
+`(+speed, 0)` on the disc, and the background the disc uncovers was hidden in the previous frame.
+"""
+
+from __future__ import annotations
+
+from typing import List, NamedTuple
+
+import numpy as np
+
+from nst_tf import image_io
+
+
+class Clip(NamedTuple):
+    frames: List[np.ndarray]  # float32 RGB [H, W, 3] in [0, 1]
+    backward: List[np.ndarray]  # true flow of frame t -> t-1 for t >= 1 (float32 [H, W, 2]); [0] is zeros
+    disc: List[np.ndarray]  # bool [H, W]: where the disc is in each frame
+
+
+def clip(frames: int = 12, width: int = 320, height: int = 200, pan: int = 4, speed: int = 6, radius: int = 28) -> Clip:
+    """The test clip: `frames` frames of `width` x `height` (odd sizes work), see the module docstring."""
+    photo = image_io.load_image(image_io.example_path("boston"), 512)  # 512 x 343
+    if width + pan * (frames - 1) > photo.shape[1] or height > photo.shape[0]:
+        raise ValueError("the view would leave the photo: fewer frames, a smaller size or a slower pan")
+    painting = image_io.load_image(image_io.example_path("the_scream"), 2 * radius, square=True)
+    ys, xs = np.mgrid[: 2 * radius, : 2 * radius]
+    round_ = (ys - radius + 0.5) ** 2 + (xs - radius + 0.5) ** 2 <= radius**2
+    top = (height - 2 * radius) // 2
+    out, flows, discs = [], [], []
+    for t in range(frames):
+        frame = photo[photo.shape[0] - height :, t * pan : t * pan + width].copy()
+        left = width - 2 * radius - t * speed  # the disc enters on the right and moves left
+        disc = np.zeros((height, width), bool)
+        cols = np.arange(left, left + 2 * radius)
+        inside = (cols >= 0) & (cols < width)
+        region = (slice(top, top + 2 * radius), cols[inside])
+        patch = frame[region[0]][:, region[1]]
+        patch[round_[:, inside]] = painting[:, inside][round_[:, inside]]
+        frame[region[0], region[1][0] : region[1][-1] + 1] = patch
+        disc[region[0], region[1][0] : region[1][-1] + 1] = round_[:, inside]
+        flow = np.zeros((height, width, 2), np.float32)
+        if t:
+            flow[..., 0] = pan
+            flow[disc, 0] = speed  # the disc came from `speed` px to the right
+        out.append(frame.astype(np.float32))
+        flows.append(flow)
+        discs.append(disc)
+    return Clip(out, flows, discs)
