@@ -86,6 +86,8 @@ class StyleTransfer:
         configured layers); by default one is built from `config.weights` at `config.precision`.
     init_image: a starting image (any size; resized to the content's), overriding `config.init`.
     scale: which scale of a coarse-to-fine run this is (`stylize` counts them; checkpoints record it).
+    extra_loss: a term added to the objective, `image [B, H, W, 3] -> (loss [B], {name: [B]})`, pure
+        and traceable (the video's temporal loss); untiled runs only.
     `config.tile` says whether the loss and gradient are computed tile by tile (`nst_tf.tiling`,
     through `planner.choose_tile`); `tile` (pixels, 0 for untiled) and `tiled` tell which.
     masks: one region mask per style (paths, PIL images or arrays), overriding `config.style_mask`.
@@ -104,9 +106,11 @@ class StyleTransfer:
         init_image=None,
         masks=None,
         scale: int = 0,
+        extra_loss=None,
         **options,
     ):
         plan = plan_lib.resolve(config, **options)
+        self.extra_loss = extra_loss
         self.config = cfg = plan.config
         self.choice = plan.choice
         self.batched = isinstance(content, (list, tuple))
@@ -130,6 +134,8 @@ class StyleTransfer:
         same update of the whole image) when `self.tile`, else whole."""
         cfg, optimizer = self.config, self.optimizer
         if self.tile:
+            if self.extra_loss is not None:
+                raise NstError("an extra loss term (a video's temporal loss) takes an untiled run: pass --tile=off")
             self.tiled = tiling.TiledObjective(self.model, cfg, self.tile)
             self.targets = self.tiled.targets(contents, self.styles, cfg.style_blend, self.masks)
             self.loss_fn = self.tiled.loss
@@ -141,6 +147,8 @@ class StyleTransfer:
         )
         # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
+        if self.extra_loss is not None:
+            self.loss_fn = _with_extra(self.loss_fn, self.extra_loss)
         self.compiled = optimize.CompiledStep(optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on")
 
     @property
@@ -254,6 +262,17 @@ class StyleTransfer:
                 self.state = join(self.state)
             self._stepper = None
         return self.images_uint8() if self.batched else self.image_uint8()
+
+
+def _with_extra(loss_fn, extra):
+    """`loss_fn` with `extra`'s loss added to the total and its terms to the terms."""
+
+    def total(image):
+        loss, terms = loss_fn(image)
+        more, more_terms = extra(image)
+        return loss + more, {**terms, **more_terms}
+
+    return total
 
 
 def _numpy(value) -> np.ndarray:

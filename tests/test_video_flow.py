@@ -66,6 +66,9 @@ def test_the_consistency_check_marks_the_disoccluded_band_and_nothing_else():
     assert not edges[:, :27].any() and not edges[:, 49:].any() and not edges[:19].any() and not edges[41:].any()
     mask = flow.reliable(backward, forward)
     assert mask.dtype == np.float32 and mask[expected].max() == 0 and mask[~(expected | edges)].min() == 1
+    pan = np.zeros_like(backward)
+    pan[..., 0] = 3.0  # the camera moved right: the last 3 columns were outside the previous frame
+    assert flow.reliable(pan, -pan)[:, -3:].max() == 0 and flow.reliable(pan, -pan)[:, :-3].min() == 1
 
 
 def test_the_warping_error_is_zero_for_a_still_clip_and_counts_flicker(photo):

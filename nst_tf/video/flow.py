@@ -87,10 +87,20 @@ def motion_boundary(backward: np.ndarray) -> np.ndarray:
     return change > BOUNDARY_FACTOR * np.sum(backward**2, axis=-1) + BOUNDARY_SLACK
 
 
+def outside(backward: np.ndarray) -> np.ndarray:
+    """bool `[H, W]`: where the flow points out of the previous frame (what entered the view)."""
+    height, width = backward.shape[:2]
+    xs, ys = np.meshgrid(np.arange(width), np.arange(height))
+    x, y = xs + backward[..., 0], ys + backward[..., 1]
+    return (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
+
+
 def reliable(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """float32 `[H, W]`: 1 where the previous frame, warped by `backward`, can be trusted at the
-    current frame's pixel (neither `inconsistent` nor a `motion_boundary`), else 0."""
-    return (~(inconsistent(backward, forward) | motion_boundary(backward))).astype(np.float32)
+    current frame's pixel (neither `inconsistent` nor a `motion_boundary`, nor from `outside` the
+    previous frame), else 0."""
+    bad = inconsistent(backward, forward) | motion_boundary(backward) | outside(backward)
+    return (~bad).astype(np.float32)
 
 
 def between(current: np.ndarray, previous: np.ndarray, preset: str = "medium"):

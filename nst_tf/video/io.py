@@ -117,35 +117,58 @@ def probe(path: str) -> ClipInfo:
         raise NstError(f"{path}: not a video FFmpeg can read ({type(err).__name__}: {err.strerror or err})") from None
 
 
-def read(path: str, start: float = 0.0, duration: Optional[float] = None, every: int = 1) -> Iterator[Frame]:
+def read(
+    path: str, start: float = 0.0, duration: Optional[float] = None, every: int = 1, skip_bad: bool = False
+) -> Iterator[Frame]:
     """The clip's frames from `start` s for `duration` s (None: to the end), every `every`-th one.
-    A frame that cannot be decoded raises an `NstError` naming its index."""
-    if os.path.isdir(path):
-        for index, name in enumerate(_folder_files(path)):
-            time = index / FOLDER_FPS
-            if time < start - 1e-9 or (duration is not None and time >= start + duration - 1e-9) or index % every:
-                continue
-            yield Frame(index, time, image_io.load_image(name))
-        return
+    A frame that cannot be decoded raises an `NstError` naming its index, or with `skip_bad` comes
+    out as the previous frame again (at its own index and time)."""
+    frames = _folder_frames(path) if os.path.isdir(path) else _file_frames(path)
+    previous = None
+    for index, time, rgb in frames:
+        if rgb is None:
+            if not skip_bad or previous is None:
+                raise NstError(
+                    f"{path}: frame {index} cannot be decoded (--skip_bad_frames replaces it by the previous one)"
+                )
+            rgb = previous
+        previous = rgb
+        if time < start - 1e-9 or index % every:
+            continue
+        if duration is not None and time >= start + duration - 1e-9:
+            break
+        yield Frame(index, time, rgb)
+
+
+def _folder_frames(path: str):
+    for index, name in enumerate(_folder_files(path)):
+        try:
+            rgb = image_io.load_image(name)
+        except NstError:
+            rgb = None
+        yield index, index / FOLDER_FPS, rgb
+
+
+def _file_frames(path: str):
+    """(index, time, rgb or None) for each frame, decoding packet by packet so that one bad packet
+    costs one frame."""
     av = _av()
     with av.open(path) as container:
         stream = container.streams.video[0]
-        index = -1
-        try:
-            for frame in container.decode(stream):
+        rate = float(stream.average_rate or FOLDER_FPS)
+        index = 0
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                if packet.pts is not None:  # a frame was in it
+                    yield index, float(packet.pts * stream.time_base), None
+                    index += 1
+                continue
+            for frame in decoded:
+                time = float(frame.pts * stream.time_base) if frame.pts is not None else index / rate
+                yield index, time, frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
                 index += 1
-                time = (
-                    float(frame.pts * stream.time_base)
-                    if frame.pts is not None
-                    else index / float(stream.average_rate or FOLDER_FPS)
-                )
-                if time < start - 1e-9 or index % every:
-                    continue
-                if duration is not None and time >= start + duration - 1e-9:
-                    break
-                yield Frame(index, time, frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0)
-        except av.error.FFmpegError as err:
-            raise NstError(f"{path}: frame {index + 1} cannot be decoded ({err.strerror or err})") from None
 
 
 def check_output(path: str, input_path: str) -> str:

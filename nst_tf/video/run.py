@@ -1,0 +1,228 @@
+"""A clip painted frame by frame, each frame held to the previous paintings by the optical flow.
+
+`stylize_video` is the door: one resolved plan (`nst_tf.plan`) for the whole clip, then per frame
+- with a network: its one-pass painting, and where the flow from the previous frame is reliable,
+  `blend` of each pixel taken from the previous painting warped into this frame;
+- by optimisation: the first frame with the full coarse-to-fine schedule; each later frame at the
+  final size for `later_steps` steps, started from the previous painting warped into it, with Ruder
+  et al.'s temporal loss (`video.temporal`) added to the objective (`StyleTransfer(extra_loss=)`).
+Each finished frame is written (atomically, as a PNG) into a work folder beside the output, and the
+next frame is painted from that PNG, not from memory: so a run stopped anywhere and resumed gives
+the frames an uninterrupted run gives. When every frame is painted the clip is encoded (the input's
+timestamps, rotation and audio kept) and the work folder removed. Memory holds only the few frames
+the temporal loss looks back at, whatever the clip's length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from typing import List, NamedTuple, Optional
+
+import numpy as np
+
+from nst_tf import files, image_io
+from nst_tf import plan as plan_lib
+from nst_tf.errors import NstError
+from nst_tf.video import flow, io
+from nst_tf.video.options import VideoConfig
+
+WORK_SUFFIX = ".frames"
+
+
+class Painted(NamedTuple):
+    """A finished frame, as the next frames see it: its input and its painting (float32, the
+    painting read back from its uint8 PNG)."""
+
+    source: np.ndarray
+    painting: np.ndarray
+
+
+def work_folder(output: str) -> str:
+    return output.rstrip("/") + WORK_SUFFIX
+
+
+def _settings(plan, video: VideoConfig, clip: str, style: str, size: int) -> str:
+    """What a work folder's frames were made with: a resumed run must match it."""
+    from nst_tf.checkpoint import NOT_HASHED
+
+    options = {k: v for k, v in vars(plan.config).items() if k not in NOT_HASHED}
+    fields = dict(options, video={k: v for k, v in vars(video).items() if k != "resume"}, clip=os.path.abspath(clip))
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    digest.update(open(style, "rb").read() if isinstance(style, str) else np.asarray(style).tobytes())
+    digest.update(str(size).encode())
+    return digest.hexdigest()[:16]
+
+
+class _NetworkFrames:
+    """A network's painting per frame, blended with the previous painting where the flow is reliable."""
+
+    def __init__(self, cfg, style, video: VideoConfig):
+        from nst_tf.networks import use
+
+        self.cfg, self.video = cfg, video
+        self.painter = use.make_painter(cfg.network, cfg.weights, cfg.precision)
+        self.universal = use.is_universal(self.painter.network)
+        if self.universal:  # the painting's representation once, for every frame
+            self.styles = [self.painter.style(image_io.load_image(style, cfg.style_size or cfg.size))]
+        self.style = style
+
+    def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
+        cfg = self.cfg
+        if self.universal:
+            painted = self.painter.paint_array(frame, self.styles, strength=cfg.strength)
+        else:
+            painted = image_io.load_image(self.painter.paint(frame, [self.style], None, strength=cfg.strength))
+        if history and self.video.blend:
+            backward, mask = flow.between(frame, history[-1].source, self.video.flow)
+            warped = flow.warp(history[-1].painting, backward)
+            painted = painted + self.video.blend * mask[..., None] * (warped - painted)
+        return painted
+
+
+class _OptimisationFrames:
+    """The optimisation per frame: the full schedule for the first, then warm starts from the
+    previous painting warped in, with the temporal loss."""
+
+    def __init__(self, plan, style, video: VideoConfig, callbacks):
+        from nst_tf import features
+
+        self.plan, self.style, self.video, self.callbacks = plan, style, video, list(callbacks)
+        self.model = features.model_for(plan.config)  # one feature network for every frame
+
+    def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
+        from nst_tf import transfer
+        from nst_tf.video import temporal
+
+        if not history:
+            image = transfer.stylize(frame, self.style, self.plan, callbacks=self.callbacks, model=self.model)
+            return image_io.load_image(image)
+        warped, masks = [], []
+        for j in self.video.long_term:
+            if j > len(history):
+                break
+            backward, mask = flow.between(frame, history[-j].source, self.video.flow)
+            warped.append(flow.warp(history[-j].painting, backward))
+            masks.append(mask)
+        weights = temporal.long_term_weights(masks)
+        weight = self.video.temporal_weight
+
+        def extra(image):
+            loss = weight * temporal.temporal_loss(image, warped, weights)
+            return loss, {"temporal": loss}
+
+        cfg = self.plan.config.replace(steps=self.video.later_steps, scales=1, start_size=None, scale_steps=None)
+        run = transfer.StyleTransfer(
+            frame, self.style, self.plan._replace(config=cfg), model=self.model, init_image=warped[0], extra_loss=extra
+        )
+        return image_io.load_image(run.run(callbacks=self.callbacks))
+
+
+class _FrameProgress:
+    """One line on stderr: frames done, frames/s and ETA."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream, self.start, self.done = total, stream or sys.stderr, time.perf_counter(), 0
+
+    def frame(self, index: int, painted: bool) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate else 0.0
+        what = "painted" if painted else "kept (resumed)"
+        self.stream.write(
+            f"\rframe {self.done}/{self.total} ({what} #{index})  {rate:.2f} frames/s, ETA {eta:.0f}s ".ljust(72)
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def stylize_video(
+    clip: str,
+    style: str,
+    output: str,
+    config=None,
+    video: Optional[VideoConfig] = None,
+    size: Optional[int] = None,
+    progress: bool = False,
+    callbacks=(),
+    **options,
+) -> dict:
+    """Paints the clip `clip` (a video file FFmpeg reads, or a folder of pictures) in the manner of
+    `style` into `output` (a video file, `io.CONTAINERS`, or without an extension a folder of PNG
+    frames); returns `{"frames", "painted", "seconds", "seconds_per_frame", "output"}`.
+
+    config, options: the picture's options (`Config` fields, or a door's `Plan`): with `network`,
+        one forward pass per frame; else the optimisation. video: a `VideoConfig` (slice, blending,
+        temporal loss, steps of later frames, resume). size: the frames' longest side (default: the
+        clip's own size).
+    """
+    video = video or VideoConfig()
+    info = io.probe(clip)
+    io.check_output(output, clip)
+    if video.start >= info.duration and info.frames > 1:
+        raise NstError(f"start {video.start} s is past the clip's end ({info.duration:.2f} s)")
+    plan = plan_lib.resolve(config, **options)
+    size = size or max(info.width, info.height)
+    plan = plan._replace(config=plan.config.replace(size=size))
+    if plan.painter == "warm":
+        raise NstError("a clip is painted by a network or by optimisation: leave out --init=network")
+    work = work_folder(output)
+    settings = _settings(plan, video, clip, style, size)
+    stamp = os.path.join(work, "settings.json")
+    if os.path.isdir(work) and video.resume:
+        saved = json.load(open(stamp)).get("settings") if os.path.exists(stamp) else None
+        if saved != settings:
+            raise NstError(f"{work} holds frames made with other settings; run without --resume to start over")
+    elif os.path.isdir(work):
+        shutil.rmtree(work)
+    os.makedirs(work, exist_ok=True)
+    with files.atomic_file(stamp, "w") as f:
+        json.dump({"settings": settings}, f)
+    painter = (
+        _NetworkFrames(plan.config, style, video)
+        if plan.painter == "network"
+        else _OptimisationFrames(plan, style, video, callbacks)
+    )
+    slice_ = dict(start=video.start, duration=video.duration, every=video.every)
+    total = sum(1 for _ in io.read(clip, **slice_, skip_bad=True))  # decoding is cheap next to painting
+    bar = _FrameProgress(total) if progress else None
+    history: List[Painted] = []
+    painted_count, out_hw, start = 0, None, time.perf_counter()
+    try:
+        for frame in io.read(clip, **slice_, skip_bad=video.skip_bad_frames):
+            source = image_io.load_image(frame.rgb, size)
+            path = os.path.join(work, f"frame_{frame.index:06d}.png")
+            made = not os.path.exists(path)
+            if made:
+                image_io.save_image(path, painter.paint(source, history))
+                painted_count += 1
+            history = (history + [Painted(source, image_io.load_image(path))])[-max(video.long_term) :]
+            out_hw = history[-1].painting.shape[:2]
+            if bar:
+                bar.frame(frame.index, made)
+    finally:
+        if bar:
+            bar.close()
+    seconds = time.perf_counter() - start
+    written = info._replace(height=out_hw[0], width=out_hw[1])
+    painted = (
+        io.Frame(f.index, f.time, image_io.load_image(os.path.join(work, f"frame_{f.index:06d}.png")))
+        for f in io.read(clip, **slice_, skip_bad=True)
+    )
+    io.write(output, painted, written, video.start, video.duration)
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "output": output,
+        "frames": total,
+        "painted": painted_count,
+        "seconds": round(seconds, 2),
+        "seconds_per_frame": round(seconds / max(painted_count, 1), 3),
+    }
