@@ -7,6 +7,7 @@ in, one resolved `nst_tf.plan.Plan` inside); these are their console entry point
     nst-tf-export           the optimisation as a SavedModel                           commands/export.py
     nst-tf-export-network   a network as a SavedModel and a TF Lite pair               commands/export_network.py
     nst-tf-train            train a network                                            commands/train.py
+    nst-tf-video            paint a clip, frame to frame consistent                    commands/video.py
 """
 
 import importlib
@@ -28,6 +29,7 @@ run_evaluate = _command("evaluate")
 run_export = _command("export")
 run_export_network = _command("export_network")
 run_train = _command("train")
+run_video = _command("video")
 
 
 def main(argv) -> int:

@@ -25,9 +25,10 @@ from nst_tf.errors import NstError  # noqa: E402
 command = "nst-tf"
 
 
-def define_flags(fv=flags.FLAGS, images: bool = True):
+def define_flags(fv=flags.FLAGS, images: bool = True, exclude=()):
     """Defines the stylize flags on `fv` (defaults from `Config`); `images=False` leaves out the
-    input, output and progress flags (for the SavedModel export, which takes only options)."""
+    input, output and progress flags (for the SavedModel export, which takes only options);
+    `exclude`: options a command does not take (they keep their defaults)."""
     if images:
         flags.DEFINE_string("content", image_io.example_path("boston"), "Content image (the photo).", flag_values=fv)
         flags.DEFINE_list(
@@ -44,7 +45,7 @@ def define_flags(fv=flags.FLAGS, images: bool = True):
             "dry_run", False, "Print the plan (sizes per scale, estimated memory and time) and exit.", flag_values=fv
         )
     define_autotune_flag(fv)
-    define_field_flags(dataclasses.fields(config_lib.Config), fv)
+    define_field_flags([f for f in dataclasses.fields(config_lib.Config) if f.name not in exclude], fv)
 
 
 def define_autotune_flag(fv=flags.FLAGS):
@@ -77,8 +78,9 @@ def define_field_flags(fields, fv=flags.FLAGS):
 
 
 def config_from_flags(fv=flags.FLAGS, kind=config_lib.Config):
-    """The parsed flags as a validated `kind` (`Config`, or one group such as `Objective`)."""
-    return kind(**{f.name: fv[f.name].value for f in dataclasses.fields(kind)})
+    """The parsed flags as a validated `kind` (`Config`, or one group such as `Objective`); options
+    a command does not define keep their defaults."""
+    return kind(**{f.name: fv[f.name].value for f in dataclasses.fields(kind) if f.name in fv})
 
 
 @contextlib.contextmanager

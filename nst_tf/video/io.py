@@ -120,11 +120,12 @@ def probe(path: str) -> ClipInfo:
 def read(
     path: str, start: float = 0.0, duration: Optional[float] = None, every: int = 1, skip_bad: bool = False
 ) -> Iterator[Frame]:
-    """The clip's frames from `start` s for `duration` s (None: to the end), every `every`-th one.
+    """The clip's frames from `start` s for `duration` s (None: to the end), every `every`-th one of
+    those (from the first).
     A frame that cannot be decoded raises an `NstError` naming its index, or with `skip_bad` comes
     out as the previous frame again (at its own index and time)."""
     frames = _folder_frames(path) if os.path.isdir(path) else _file_frames(path)
-    previous = None
+    previous, position = None, 0
     for index, time, rgb in frames:
         if rgb is None:
             if not skip_bad or previous is None:
@@ -133,11 +134,13 @@ def read(
                 )
             rgb = previous
         previous = rgb
-        if time < start - 1e-9 or index % every:
+        if time < start - 1e-9:
             continue
         if duration is not None and time >= start + duration - 1e-9:
             break
-        yield Frame(index, time, rgb)
+        position += 1  # every k-th frame of the slice, from its first
+        if (position - 1) % every == 0:
+            yield Frame(index, time, rgb)
 
 
 def _folder_frames(path: str):

@@ -51,3 +51,21 @@ def clip(frames: int = 12, width: int = 320, height: int = 200, pan: int = 4, sp
         flows.append(flow)
         discs.append(disc)
     return Clip(out, flows, discs)
+
+
+def write(path: str, frames: int = 24, fps: int = 12) -> str:
+    """The test clip as a video file (or a folder of frames) at `fps`, for `make demo-video`."""
+    import fractions
+
+    from nst_tf.video import io
+
+    made = clip(frames=frames)
+    height, width = made.frames[0].shape[:2]
+    info = io.ClipInfo(path, width, height, frames, fractions.Fraction(fps), frames / fps, 0, False, True)
+    return io.write(path, (io.Frame(k, k / fps, f) for k, f in enumerate(made.frames)), info)
+
+
+if __name__ == "__main__":  # python -m nst_tf.video.synthetic clip.mp4
+    import sys
+
+    print(f"wrote {write(sys.argv[1] if len(sys.argv) > 1 else 'clip.mp4')}")
