@@ -1,5 +1,6 @@
 # make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
 # make demo-network: the bundled universal painter, one forward pass, into painted.png.
+# make demo-video: the bundled test clip (clip.mp4) painted frame by frame, consistently, into painted.mp4.
 # make test: set up .venv (if missing) with the test extras at the versions in constraints.txt, check formatting
 #   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow", under a minute on
 #   AVX-512, about 2 on an AVX2 CPU).
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nst_tf-installed
 CONSTRAINTS ?= -c constraints.txt
 
-.PHONY: demo demo-network train-universal train-three-styles test test-fast test-latest constraints install clean
+.PHONY: demo demo-network demo-video train-universal train-three-styles test test-fast test-latest constraints install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,12 @@ demo: $(STAMP)
 # The bundled universal painter paints the same example in one forward pass -> painted.png
 demo-network: $(STAMP)
 	$(VENV)/bin/nst-tf --network=universal --output=painted.png
+
+# The bundled test clip (a pan across the bundled photo, a disc of the bundled painting crossing it)
+# painted by the universal painter, each frame blended with the last along the optical flow -> painted.mp4
+demo-video: $(STAMP)
+	$(PY) -m nst_tf.video.synthetic clip.mp4
+	$(VENV)/bin/nst-tf-video --input=clip.mp4 --network=universal --output=painted.mp4
 
 # Retrain the universal painter's decoders on the bundled photos (about an hour on 2 CPU cores;
 # run it again to resume after a stop) -> universal.keras; the bundled file keeps the levels the
@@ -62,4 +69,4 @@ constraints: $(STAMP)
 	mv constraints.tmp constraints.txt
 
 clean:
-	rm -rf $(VENV) build *.egg-info stylized.png painted.png
+	rm -rf $(VENV) build *.egg-info stylized.png painted.png clip.mp4 painted.mp4

@@ -125,6 +125,8 @@ flags.DEFINE_boolean("tiling", False, "Time the tiled objective against the unti
 flags.DEFINE_list("tiles", ["256", "512"], "Tile sides for --tiling and --network_tiling.")
 flags.DEFINE_boolean("network_tiling", False, "Time a network's tiled painting against the untiled one instead.")
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
+flags.DEFINE_list("video", [], "Compare the video painters on these clips instead (files or folders of frames).")
+flags.DEFINE_integer("video_frames", 8, "Video: paint at most this many frames of each clip.")
 FLAGS = flags.FLAGS
 
 # Serving benchmark: export variants (options over the default config).
@@ -810,7 +812,55 @@ def _timed(f):
     return time.perf_counter() - start
 
 
+def video_main():
+    """Per clip and painter: the warping error (flicker, Lai et al.), the mean style error over
+    frames (`nst_tf.evaluate`) and seconds per frame, at --size: the input itself (the floor), the
+    network per frame and blended along the flow, the optimisation per frame (each frame the full
+    default schedule, alone) and consistent (warm starts and the temporal loss)."""
+    import tempfile
+
+    import numpy as np
+
+    import nst_tf
+    from nst_tf import image_io, metrics
+    from nst_tf.video import io, options, run
+
+    style = image_io.example_path("the_scream")
+    model = metrics.feature_model(FLAGS.weights)
+    print(f"{'clip':<14}{'painter':<26}{'warping error':>14}{'style error':>12}{'s/frame':>9}", flush=True)
+    for clip in FLAGS.video:
+        info = io.probe(clip)
+        duration = (FLAGS.video_frames - 0.5) / float(info.fps)
+        inputs = [image_io.load_image(f.rgb, FLAGS.size) for f in io.read(clip, duration=duration)]
+        name = os.path.basename(clip.rstrip("/"))
+        print(f"{name:<14}{'input':<26}{metrics.warping_error(inputs, inputs)['warping_error']:>14.2e}", flush=True)
+        painters = {
+            "network, per frame": dict(network="universal", video=options.VideoConfig(duration=duration, blend=0.0)),
+            "network, blended 0.5": dict(network="universal", video=options.VideoConfig(duration=duration, blend=0.5)),
+            "optimisation, per frame": dict(video=None),
+            "optimisation, consistent": dict(video=options.VideoConfig(duration=duration)),
+        }
+        for label, kwargs in painters.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                if kwargs["video"] is None:  # each frame alone, the whole default schedule
+                    outs = [
+                        image_io.load_image(nst_tf.stylize(f, style, size=FLAGS.size, weights=FLAGS.weights))
+                        for f in inputs
+                    ]
+                else:
+                    out = os.path.join(tmp, "out")
+                    run.stylize_video(clip, style, out, size=FLAGS.size, weights=FLAGS.weights, **kwargs)
+                    outs = [f.rgb for f in io.read(out)]
+                seconds = (time.perf_counter() - start) / len(inputs)
+            error = metrics.warping_error(inputs, outs)["warping_error"]
+            styles = [metrics.evaluate(o, i, style, model=model)["style"]["mean"] for o, i in zip(outs, inputs)]
+            print(f"{name:<14}{label:<26}{error:>14.2e}{np.mean(styles):>12.3f}{seconds:>9.2f}", flush=True)
+
+
 def main(argv):
+    if FLAGS.video:
+        return video_main()
     if FLAGS.network_tiling:
         return network_tiling_main()
     if FLAGS.tiling:

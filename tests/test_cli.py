@@ -191,6 +191,7 @@ COMMANDS = {  # console script: (entry point, one of its own flags, a bad value 
     "nst-tf-export": ("run_export", "--max_steps", "--version=0"),
     "nst-tf-export-network": ("run_export_network", "--tflite_dir", "--quantization=int4"),
     "nst-tf-train": ("run_train", "--held_out", "--steps=0"),
+    "nst-tf-video": ("run_video", "--temporal_weight", "--every=0"),
 }
 
 

@@ -56,9 +56,9 @@ def test_every_command_loads_without_tensorflow():
     module, and the thin cli, must not import it."""
     code = (
         "import sys, nst_tf.cli\n"
-        "for name in ('stylize', 'batch', 'evaluate', 'export', 'export_network', 'train'):\n"
+        "for name in ('stylize', 'batch', 'evaluate', 'export', 'export_network', 'train', 'video'):\n"
         "    __import__('nst_tf.commands.' + name)\n"
-        "import nst_tf.plan, nst_tf.planner, nst_tf.geometry, nst_tf.export, nst_tf.files\n"
+        "import nst_tf.plan, nst_tf.planner, nst_tf.geometry, nst_tf.export, nst_tf.files, nst_tf.video.io\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)

@@ -3,6 +3,7 @@ blended along the flow flicker less than frames painted alone; the optimisation'
 does the same; a stopped run resumes to the uninterrupted run's frames; bad clips and outputs are
 one line and exit 2 with nothing written."""
 
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +117,30 @@ def test_the_command_paints_a_slice_and_a_one_frame_clip_and_refuses_bad_input_w
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("wrote out.mp4 (2 frames") and io.probe(str(tmp_path / "out.mp4")).frames == 2
+    whole = _cli(
+        [f"--input={clip}", "--output=whole.mp4", "--network=universal", "--weights=embedded", "--noprogress"], tmp_path
+    )
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    code = "import sys; sys.argv[0] = 'nst-tf-evaluate'; from nst_tf.cli import run_evaluate; run_evaluate()"
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--video=whole.mp4",
+            f"--content={clip}",
+            f"--style={SCREAM}",
+            "--weights=embedded",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    report = json.loads(evaluated.stdout)
+    assert report["frames"] == 8 and len(report["per_pair"]) == 7 and 0 < report["style_error"] < 1
+    assert report["input_warping_error"] < report["warping_error"]  # the painting flickers more than the clip
     one = tmp_path / "one"
     one.mkdir()
     image_io.save_image(str(one / "a.png"), _frames(clip)[0])
@@ -153,3 +178,27 @@ def test_a_bad_frame_stops_the_run_with_its_index_or_is_replaced_by_the_previous
         list(io.read(str(folder)))
     replaced = list(io.read(str(folder), skip_bad=True))
     assert [f.index for f in replaced] == [0, 1, 2, 3] and np.array_equal(replaced[2].rgb, replaced[1].rgb)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_ends_with_the_uninterrupted_clip(tmp_path):
+    import signal
+    import time
+
+    clip = synthetic.write(str(tmp_path / "clip.mp4"), frames=20)
+    args = [f"--input={clip}", "--network=universal", "--weights=embedded", "--noprogress"]
+    whole = _cli(args + ["--output=whole.mp4"], tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    work = tmp_path / "killed.mp4.frames"
+    process = subprocess.Popen([sys.executable, SCRIPT, *args, "--output=killed.mp4"], cwd=str(tmp_path))
+    while process.poll() is None and len(list(work.glob("frame_*.png")) if work.exists() else []) < 3:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = len(list(work.glob("frame_*.png")))
+    assert process.returncode == -signal.SIGKILL and 3 <= kept < 20 and not (tmp_path / "killed.mp4").exists()
+    resumed = _cli(args + ["--output=killed.mp4", "--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{20 - kept} painted" in resumed.stdout and not work.exists()
+    for a, b in zip(_frames(str(tmp_path / "killed.mp4")), _frames(str(tmp_path / "whole.mp4")), strict=True):
+        np.testing.assert_array_equal(a, b)

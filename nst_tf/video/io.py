@@ -23,6 +23,9 @@ from nst_tf import files, image_io
 from nst_tf.errors import NstError
 
 FOLDER_FPS = 30  # a folder of pictures has no timestamps: frame k is at k / FOLDER_FPS s
+# The pictures a folder clip takes (by extension): what nst_tf writes, and the Netpbm frames
+# that research code exchanges (.ppm).
+FRAME_EXTENSIONS = (*image_io.SAVE_FORMATS, ".ppm", ".pnm")
 # Output containers by extension, and their video codec and pixel format (odd sizes: 4:4:4).
 CONTAINERS = {
     ".mp4": ("mp4", "libx264"),
@@ -64,7 +67,7 @@ class Frame(NamedTuple):
 
 
 def _folder_files(path: str) -> List[str]:
-    names = sorted(f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in image_io.SAVE_FORMATS)
+    names = sorted(f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in FRAME_EXTENSIONS)
     return [os.path.join(path, f) for f in names]
 
 
