@@ -77,10 +77,12 @@ def define_field_flags(fields, fv=flags.FLAGS):
             flags.DEFINE_string(name, default, help_, flag_values=fv)
 
 
-def config_from_flags(fv=flags.FLAGS, kind=config_lib.Config):
+def config_from_flags(fv=flags.FLAGS, kind=config_lib.Config, exclude=()):
     """The parsed flags as a validated `kind` (`Config`, or one group such as `Objective`); options
-    a command does not define keep their defaults."""
-    return kind(**{f.name: fv[f.name].value for f in dataclasses.fields(kind) if f.name in fv})
+    a command does not define, or `exclude`s (a flag of the same name meaning something else),
+    keep their defaults."""
+    names = [f.name for f in dataclasses.fields(kind) if f.name in fv and f.name not in exclude]
+    return kind(**{name: fv[name].value for name in names})
 
 
 @contextlib.contextmanager

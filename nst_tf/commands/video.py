@@ -50,7 +50,8 @@ def main(argv) -> int:
         for name in ("input", "output"):
             if not fv[name].value:
                 raise NstError(f"--{name} is required")
-        cfg, video = common.config_from_flags(fv), common.config_from_flags(fv, VideoConfig)
+        cfg = common.config_from_flags(fv, exclude=CHECKPOINTS)
+        video = common.config_from_flags(fv, VideoConfig)
         painter = plan_lib.painter_of(cfg)
         if cfg.network:
             common.check_network(cfg.network)
