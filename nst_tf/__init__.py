@@ -23,6 +23,8 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
   paints any painting in one pass (VGG19 encoder, whitening and colouring transform, decoders
   trained on photos only: `train_network(TrainConfig(mode="decoder", ...))`); `make_painter(network)`
   gives the right painter for any network file or bundled name.
+- `stylize_video(clip, style, output, ...)`: a clip painted frame by frame, each frame held to the
+  previous paintings along the optical flow (`nst_tf.video`; the optional extra `[video]`).
 Also: `nst_tf.autotune.resolve()` says what `precision="auto"` and `jit="auto"` are on this machine
 (each candidate timed once, cached; `Choice(precision, xla, reason)`).
 """
@@ -52,6 +54,7 @@ _EXPORTS = {
     "StyleTransfer": "nst_tf.transfer",
     "example_path": "nst_tf.image_io",
     "stylize": "nst_tf.transfer",
+    "stylize_video": "nst_tf.video.run",
     "evaluate": "nst_tf.metrics",
     "export_saved_model": "nst_tf.serving",
     "StyleNetwork": "nst_tf.networks.models",
