@@ -533,7 +533,8 @@ def save_float16(network: UniversalNetwork, path: str) -> str:
                 if item.filename.endswith(".h5"):
                     data = _h5_as_float16(data, tmp, h5py)
                 dst.writestr(item, data)
-        files.write_file(path, lambda tmp_path: os.replace(half, tmp_path))
+        os.chmod(half, 0o666 & ~files.umask())
+        os.replace(half, path)  # staged in a folder beside `path`: one atomic rename
     return path
 
 

@@ -128,36 +128,42 @@ def read(
     A frame that cannot be decoded raises an `NstError` naming its index, or with `skip_bad` comes
     out as the previous frame again (at its own index and time)."""
     frames = _folder_frames(path) if os.path.isdir(path) else _file_frames(path)
-    previous, position = None, 0
-    for index, time, rgb in frames:
+    previous, position = None, 0  # previous: the last frame's loader, for a bad frame's place
+    for index, time, load in frames:  # load(): the frame's RGB (None: not decodable); called only if kept
+        if duration is not None and time >= start + duration - 1e-9:
+            break
+        kept = time >= start - 1e-9
+        position += kept  # every k-th frame of the slice, from its first
+        if not kept or (position - 1) % every:
+            previous = load if load is not None else previous
+            continue
+        rgb = _called(load)
         if rgb is None:
-            if not skip_bad or previous is None:
+            rgb = _called(previous) if skip_bad else None
+            if rgb is None:
                 raise NstError(
                     f"{path}: frame {index} cannot be decoded (--skip_bad_frames replaces it by the previous one)"
                 )
-            rgb = previous
-        previous = rgb
-        if time < start - 1e-9:
-            continue
-        if duration is not None and time >= start + duration - 1e-9:
-            break
-        position += 1  # every k-th frame of the slice, from its first
-        if (position - 1) % every == 0:
-            yield Frame(index, time, rgb)
+        previous = lambda rgb=rgb: rgb  # noqa: E731
+        yield Frame(index, time, rgb)
+
+
+def _called(load) -> Optional[np.ndarray]:
+    """`load()`, or None for a frame that cannot be decoded."""
+    try:
+        return None if load is None else load()
+    except NstError:
+        return None
 
 
 def _folder_frames(path: str):
     for index, name in enumerate(_folder_files(path)):
-        try:
-            rgb = image_io.load_image(name)
-        except NstError:
-            rgb = None
-        yield index, index / FOLDER_FPS, rgb
+        yield index, index / FOLDER_FPS, lambda name=name: image_io.load_image(name)
 
 
 def _file_frames(path: str):
-    """(index, time, rgb or None) for each frame, decoding packet by packet so that one bad packet
-    costs one frame."""
+    """(index, time, loader or None) for each frame, decoding packet by packet so that one bad
+    packet costs one frame; a frame becomes RGB only when its loader is called."""
     av = _av()
     with av.open(path) as container:
         stream = container.streams.video[0]
@@ -173,7 +179,7 @@ def _file_frames(path: str):
                 continue
             for frame in decoded:
                 time = float(frame.pts * stream.time_base) if frame.pts is not None else index / rate
-                yield index, time, frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+                yield index, time, lambda frame=frame: frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
                 index += 1
 
 
@@ -189,6 +195,8 @@ def check_output(path: str, input_path: str) -> str:
         os.path.exists(path) and os.path.exists(input_path) and os.path.samefile(path, input_path)
     ):
         raise NstError(f"the output {path} is the input; choose another output path")
+    if ext:  # the folder exists and can be written (the picture commands' own check)
+        return image_io.check_output_path(path, tuple(CONTAINERS))
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise NstError(f"{path}: the folder {parent} does not exist")

@@ -53,7 +53,11 @@ def _settings(plan, video: VideoConfig, clip: str, style: str, size: int) -> str
     options = {k: v for k, v in vars(plan.config).items() if k not in NOT_HASHED}
     fields = dict(options, video={k: v for k, v in vars(video).items() if k != "resume"}, clip=os.path.abspath(clip))
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
-    digest.update(open(style, "rb").read() if isinstance(style, str) else np.asarray(style).tobytes())
+    if isinstance(style, str):
+        with open(style, "rb") as f:
+            digest.update(f.read())
+    else:
+        digest.update(np.asarray(style).tobytes())
     digest.update(str(size).encode())
     return digest.hexdigest()[:16]
 
@@ -122,6 +126,13 @@ class _OptimisationFrames:
         return image_io.load_image(run.run(callbacks=self.callbacks))
 
 
+def _expected_frames(info, video: VideoConfig) -> int:
+    """The frames of the slice, from the clip's rate (the progress line's total; a variable rate
+    makes it an estimate)."""
+    end = info.duration if video.duration is None else min(info.duration, video.start + video.duration)
+    return max(1, -(-round((end - video.start) * float(info.fps)) // video.every))
+
+
 class _FrameProgress:
     """One line on stderr: frames done, frames/s and ETA."""
 
@@ -130,6 +141,7 @@ class _FrameProgress:
 
     def frame(self, index: int, painted: bool) -> None:
         self.done += 1
+        self.total = max(self.total, self.done)  # the total was estimated from the rate
         elapsed = time.perf_counter() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate else 0.0
@@ -178,7 +190,10 @@ def stylize_video(
     settings = _settings(plan, video, clip, style, size)
     stamp = os.path.join(work, "settings.json")
     if os.path.isdir(work) and video.resume:
-        saved = json.load(open(stamp)).get("settings") if os.path.exists(stamp) else None
+        saved = None
+        if os.path.exists(stamp):
+            with open(stamp) as f:
+                saved = json.load(f).get("settings")
         if saved != settings:
             raise NstError(f"{work} holds frames made with other settings; run without --resume to start over")
     elif os.path.isdir(work):
@@ -192,12 +207,13 @@ def stylize_video(
         else _OptimisationFrames(plan, style, video, callbacks)
     )
     slice_ = dict(start=video.start, duration=video.duration, every=video.every)
-    total = sum(1 for _ in io.read(clip, **slice_, skip_bad=True))  # decoding is cheap next to painting
-    bar = _FrameProgress(total) if progress else None
+    bar = _FrameProgress(_expected_frames(info, video)) if progress else None
     history: List[Painted] = []
+    timeline = []  # (index, time) of each frame painted: what the encoder writes, in order
     painted_count, out_hw, start = 0, None, time.perf_counter()
     try:
         for frame in io.read(clip, **slice_, skip_bad=video.skip_bad_frames):
+            timeline.append((frame.index, frame.time))
             source = image_io.load_image(frame.rgb, size)
             path = os.path.join(work, f"frame_{frame.index:06d}.png")
             made = not os.path.exists(path)
@@ -212,16 +228,18 @@ def stylize_video(
         if bar:
             bar.close()
     seconds = time.perf_counter() - start
+    if not timeline:
+        raise NstError(f"no frame of {clip} lies in the slice asked for (start {video.start} s)")
     written = info._replace(height=out_hw[0], width=out_hw[1])
     painted = (
-        io.Frame(f.index, f.time, image_io.load_image(os.path.join(work, f"frame_{f.index:06d}.png")))
-        for f in io.read(clip, **slice_, skip_bad=True)
+        io.Frame(index, time_, image_io.load_image(os.path.join(work, f"frame_{index:06d}.png")))
+        for index, time_ in timeline
     )
     io.write(output, painted, written, video.start, video.duration)
     shutil.rmtree(work, ignore_errors=True)
     return {
         "output": output,
-        "frames": total,
+        "frames": len(timeline),
         "painted": painted_count,
         "seconds": round(seconds, 2),
         "seconds_per_frame": round(seconds / max(painted_count, 1), 3),
