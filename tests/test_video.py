@@ -181,6 +181,26 @@ def test_a_bad_frame_stops_the_run_with_its_index_or_is_replaced_by_the_previous
 
 
 @pytest.mark.slow
+def test_a_corrupt_frame_stops_the_command_with_its_index_and_resume_can_replace_it(tmp_path):
+    from test_video_io import with_a_corrupt_frame
+
+    frames = synthetic.clip(frames=5, width=64, height=48, pan=2, speed=3, radius=8).frames
+    clip = with_a_corrupt_frame(tmp_path / "bad.mov", frames, bad=2)
+    args = [f"--input={clip}", "--output=out", "--network=universal", "--weights=embedded", "--noprogress"]
+    stopped = _cli(args, tmp_path)
+    lines = [line for line in stopped.stderr.splitlines() if line.strip()]
+    assert stopped.returncode == 2 and len(lines) == 1 and "frame 2 cannot be decoded" in lines[0], stopped.stderr
+    assert sorted(os.listdir(tmp_path / "out.frames")) == ["frame_000000.png", "frame_000001.png", "settings.json"]
+    assert not (tmp_path / "out").exists()
+    resumed = _cli(args + ["--resume", "--skip_bad_frames"], tmp_path)
+    assert resumed.returncode == 0 and "(5 frames, 3 painted" in resumed.stdout, resumed.stderr[-2000:]
+    painted = _frames(str(tmp_path / "out"))
+    # frame 2 is frame 1's picture painted again, blended with frame 1's painting: close to it, unlike frame 3
+    same, moved = (float(np.abs(painted[2] - painted[k]).mean()) for k in (1, 3))
+    assert len(painted) == 5 and same < moved / 3, (same, moved)
+
+
+@pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_with_the_uninterrupted_clip(tmp_path):
     """Output as PNG folders (lossless): a painter's float rounding can differ between two processes
     by a level here and there, which an H.264 encoder would then turn into larger, local

@@ -133,3 +133,39 @@ def test_bad_clips_and_outputs_are_one_clear_error(clip, tmp_path):
     with pytest.raises(NstError, match="does not exist"):
         io.check_output(str(tmp_path / "no" / "out.mp4"), str(path))
     assert io.check_output(str(tmp_path / "out.webm"), str(path)).endswith("out.webm")
+
+
+def with_a_corrupt_frame(path, frames, bad=2, fps=10):
+    """A .mov of `frames` (float RGB) in the PNG codec (each frame its own packet), then frame `bad`'s
+    packet overwritten with zeros past its header: a file FFmpeg opens whose one frame fails to decode."""
+    with av.open(str(path), "w", format="mov") as out:
+        video = out.add_stream("png", rate=fps)
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "rgb24"
+        for k, f in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray((f * 255).astype(np.uint8), format="rgb24")
+            picture.pts = k
+            for packet in video.encode(picture):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(open(path, "rb").read())
+    pos, size = packets[bad]
+    data[pos + 40 : pos + size - 8] = bytes(size - 48)
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+def test_a_corrupt_frame_inside_a_video_file_is_named_or_replaced_by_the_previous_one(tmp_path):
+    frames = synthetic.clip(frames=5, width=64, height=48, pan=2, speed=3, radius=8).frames
+    path = with_a_corrupt_frame(tmp_path / "bad.mov", frames, bad=2)
+    assert io.probe(path).frames == 5  # the file opens; its frame 2 does not decode
+    with pytest.raises(NstError, match="frame 2 cannot be decoded"):
+        list(io.read(path))
+    replaced = list(io.read(path, skip_bad=True))
+    assert [f.index for f in replaced] == [0, 1, 2, 3, 4]
+    assert np.array_equal(replaced[2].rgb, replaced[1].rgb) and not np.array_equal(replaced[3].rgb, replaced[1].rgb)
+    np.testing.assert_allclose(replaced[3].rgb, frames[3], atol=1 / 255)  # lossless PNG frames

@@ -51,7 +51,9 @@ def _settings(plan, video: VideoConfig, clip: str, style: str, size: int) -> str
     from nst_tf.checkpoint import NOT_HASHED
 
     options = {k: v for k, v in vars(plan.config).items() if k not in NOT_HASHED}
-    fields = dict(options, video={k: v for k, v in vars(video).items() if k != "resume"}, clip=os.path.abspath(clip))
+    # Resuming, or replacing bad frames from here on, does not change the frames already painted.
+    kept = {k: v for k, v in vars(video).items() if k not in ("resume", "skip_bad_frames")}
+    fields = dict(options, video=kept, clip=os.path.abspath(clip))
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
     if isinstance(style, str):
         with open(style, "rb") as f:
