@@ -88,6 +88,9 @@ class StyleTransfer:
     scale: which scale of a coarse-to-fine run this is (`stylize` counts them; checkpoints record it).
     extra_loss: a term added to the objective, `image [B, H, W, 3] -> (loss [B], {name: [B]})`, pure
         and traceable (the video's temporal loss); untiled runs only.
+    retargetable: hold the targets in variables, so that `retarget` can start the run over on
+        another content image of the same size with the same compiled step (a clip's frames);
+        untiled runs on one device.
     `config.tile` says whether the loss and gradient are computed tile by tile (`nst_tf.tiling`,
     through `planner.choose_tile`); `tile` (pixels, 0 for untiled) and `tiled` tell which.
     masks: one region mask per style (paths, PIL images or arrays), overriding `config.style_mask`.
@@ -107,10 +110,12 @@ class StyleTransfer:
         masks=None,
         scale: int = 0,
         extra_loss=None,
+        retargetable: bool = False,
         **options,
     ):
         plan = plan_lib.resolve(config, **options)
-        self.extra_loss = extra_loss
+        self.extra_loss, self.retargetable = extra_loss, retargetable
+        self._sources = (style, masks)  # what `retarget` prepares again for a new content image
         self.config = cfg = plan.config
         self.choice = plan.choice
         self.batched = isinstance(content, (list, tuple))
@@ -134,7 +139,7 @@ class StyleTransfer:
         same update of the whole image) when `self.tile`, else whole."""
         cfg, optimizer = self.config, self.optimizer
         if self.tile:
-            if self.extra_loss is not None:
+            if self.extra_loss is not None or self.retargetable:
                 raise NstError("an extra loss term (a video's temporal loss) takes an untiled run: pass --tile=off")
             self.tiled = tiling.TiledObjective(self.model, cfg, self.tile)
             self.targets = self.tiled.targets(contents, self.styles, cfg.style_blend, self.masks)
@@ -142,14 +147,46 @@ class StyleTransfer:
             self.compiled = optimize.CompiledStep(optimize.make_update(optimizer))
             return
         self.tiled = None
-        self.targets = losses.compute_targets(
-            self.model, tf.constant(contents), [_batch(s) for s in self.styles], cfg, cfg.style_blend, self.masks
-        )
+        self.targets = self._targets(contents)
+        if self.retargetable:  # the step reads variables that `retarget` assigns: one trace for every frame
+            self.targets = tf.nest.map_structure(_variable, self.targets)
         # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
         if self.extra_loss is not None:
             self.loss_fn = _with_extra(self.loss_fn, self.extra_loss)
         self.compiled = optimize.CompiledStep(optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on")
+
+    def _targets(self, contents: np.ndarray) -> losses.Targets:
+        return losses.compute_targets(
+            self.model,
+            tf.constant(contents),
+            [_batch(s) for s in self.styles],
+            self.config,
+            self.config.style_blend,
+            self.masks,
+        )
+
+    def retarget(self, content, init_image=None) -> None:
+        """Starts this run over on another content image of the run's size (a clip's next frame),
+        from `init_image` (else `config.init`), keeping the compiled step: the targets (content, and
+        styles matched to the content's colours) are computed again and assigned, the optimiser's
+        state and step count reset. Needs `retargetable=True`."""
+        if not self.retargetable:
+            raise ValueError("retarget needs a StyleTransfer made with retargetable=True")
+        style, masks = self._sources
+        contents_rgb, content_image, styles, masks = prepare_images(self.config, content, style, masks)
+        if content_image.shape != self.content.shape or len(contents_rgb) != len(self.contents_rgb):
+            raise NstError(
+                f"retarget takes content of the run's size {self.content.shape[:2]}, got {content_image.shape[:2]}"
+            )
+        self.contents_rgb, self.content, self.styles, self.masks = contents_rgb, content_image, styles, masks
+        new = self._targets(np.stack([content_image, *contents_rgb[1:]]))
+        tf.nest.map_structure(
+            lambda held, value: held.assign(value) if isinstance(held, tf.Variable) else None, self.targets, new
+        )
+        init = tf.constant(self.initial_images(init_image), tf.float32)
+        self.state = driver.RunState(init, self.optimizer.init(init), step=0, scale=self.state.scale)
+        self.recoveries = []
 
     @property
     def step_count(self) -> int:
@@ -273,6 +310,11 @@ def _with_extra(loss_fn, extra):
         return loss + more, {**terms, **more_terms}
 
     return total
+
+
+def _variable(value):
+    """A target tensor as a variable (`retargetable` runs); other leaves (shares, None) as they are."""
+    return tf.Variable(value, trainable=False) if isinstance(value, tf.Tensor) else value
 
 
 def _numpy(value) -> np.ndarray:

@@ -127,6 +127,11 @@ flags.DEFINE_boolean("network_tiling", False, "Time a network's tiled painting a
 flags.DEFINE_string("serving_child", None, "(internal) time loading and requests of this SavedModel.")
 flags.DEFINE_list("video", [], "Compare the video painters on these clips instead (files or folders of frames).")
 flags.DEFINE_integer("video_frames", 8, "Video: paint at most this many frames of each clip.")
+flags.DEFINE_string("video_style", "the_scream", "Video: the painting (a bundled name or a path).")
+flags.DEFINE_list(
+    "video_painters", ["network", "blended", "alone", "consistent"], "Video: which painters (of those four) to run."
+)
+flags.DEFINE_list("video_later_steps", [], "Video: run the consistent optimisation with each of these later_steps.")
 FLAGS = flags.FLAGS
 
 # Serving benchmark: export variants (options over the default config).
@@ -825,7 +830,7 @@ def video_main():
     from nst_tf import image_io, metrics
     from nst_tf.video import io, options, run
 
-    style = image_io.example_path("the_scream")
+    style = FLAGS.video_style if os.path.exists(FLAGS.video_style) else image_io.example_path(FLAGS.video_style)
     model = metrics.feature_model(FLAGS.weights)
     print(f"{'clip':<14}{'painter':<26}{'warping error':>14}{'style error':>12}{'s/frame':>9}", flush=True)
     for clip in FLAGS.video:
@@ -835,12 +840,22 @@ def video_main():
         name = os.path.basename(clip.rstrip("/"))
         print(f"{name:<14}{'input':<26}{metrics.warping_error(inputs, inputs)['warping_error']:>14.2e}", flush=True)
         painters = {
-            "network, per frame": dict(network="universal", video=options.VideoConfig(duration=duration, blend=0.0)),
-            "network, blended 0.5": dict(network="universal", video=options.VideoConfig(duration=duration, blend=0.5)),
-            "optimisation, per frame": dict(video=None),
-            "optimisation, consistent": dict(video=options.VideoConfig(duration=duration)),
+            "network": (
+                "network, per frame",
+                dict(network="universal", video=options.VideoConfig(duration=duration, blend=0)),
+            ),
+            "blended": (
+                "network, blended 0.5",
+                dict(network="universal", video=options.VideoConfig(duration=duration)),
+            ),
+            "alone": ("optimisation, per frame", dict(video=None)),
+            "consistent": ("optimisation, consistent", dict(video=options.VideoConfig(duration=duration))),
         }
-        for label, kwargs in painters.items():
+        runs = [painters[name] for name in FLAGS.video_painters]
+        for n in FLAGS.video_later_steps:
+            video = options.VideoConfig(duration=duration, later_steps=int(n))
+            runs.append((f"consistent, {n} later steps", dict(video=video)))
+        for label, kwargs in runs:
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
                 if kwargs["video"] is None:  # each frame alone, the whole default schedule

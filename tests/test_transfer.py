@@ -98,6 +98,26 @@ def test_step_traces_once(vgg19, content_style):
     assert run.step_count == 25
 
 
+def test_a_retargeted_run_paints_a_new_content_as_a_fresh_run_does_with_one_trace(vgg19, content_style):
+    """A clip's later frames share one run: `retarget` to another picture of the same size gives the
+    fresh run's image on it (same start, same steps), with the targets in variables and no new trace;
+    with preserve_colors the styles' colours follow the new content too."""
+    content, style = content_style
+    first = image_io.load_image(content, 64)
+    second = np.ascontiguousarray(first[::-1, ::-1])  # another picture, the same size
+    for colors in ("none", "histogram"):
+        options = dict(size=64, model=vgg19, steps=6, preserve_colors=colors, precision="float32", jit="off")
+        held = nst_tf.StyleTransfer(first, style, retargetable=True, **options)
+        held.run()
+        held.retarget(second, init_image=first)
+        again = held.run()
+        fresh = nst_tf.StyleTransfer(second, style, init_image=first, **options).run()
+        assert held.compiled.trace_count == 1 and held.step_count == 6
+        np.testing.assert_allclose(again.astype(int), fresh.astype(int), atol=1)
+    with pytest.raises(NstError, match="of the run's size"):
+        held.retarget(first[:, :32])  # another shape at the run's size
+
+
 def _tutorial_reference(content, style, layer_weights, steps):
     """The TensorFlow tutorial's loop, written from the published algorithm (keras.applications VGG19,
     preprocess_input, keras.optimizers.Adam), independent of nst_tf's model, losses and optimiser."""

@@ -167,6 +167,18 @@ def test_the_command_paints_a_slice_and_a_one_frame_clip_and_refuses_bad_input_w
     assert not any(name.startswith("x.") for name in os.listdir(tmp_path))
 
 
+def test_the_dry_run_prints_the_clips_memory_and_time_estimates_and_writes_nothing(clip, tmp_path):
+    optimisation = _cli([f"--input={clip}", "--output=x.mp4", "--size=128", "--later_steps=30", "--dry_run"], tmp_path)
+    assert optimisation.returncode == 0, optimisation.stderr[-2000:]
+    text = optimisation.stdout
+    assert "160x101, 8 frames at 12 frames/s" in text and "8 frame(s) painted at 128x81" in text, text
+    assert "the first frame, by optimisation:" in text and "each later frame: 30 steps at 128x81" in text, text
+    assert "the clip: peak" in text and "(estimated" in text, text
+    network = _cli([f"--input={clip}", "--output=x.mp4", "--network=universal", "--dry_run"], tmp_path)
+    assert network.returncode == 0 and "each frame: network painting 160x101: tile off, peak" in network.stdout
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_bad_frame_stops_the_run_with_its_index_or_is_replaced_by_the_previous_one(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -62,15 +62,18 @@ def main(argv) -> int:
             raise NstError(f"--start={video.start} is past the clip's end ({info.duration:.2f} s)")
         size = cfg.size if fv["size"].present else max(info.width, info.height)
         if fv.dry_run:
-            by = (
-                f"the network {cfg.network}"
+            from nst_tf import autotune
+            from nst_tf.video import run
+
+            style_hw = image_io.load_image(fv.style, cfg.effective_style_size).shape[:2]
+            rate = (
+                None
                 if painter == "network"
-                else f"optimisation ({video.later_steps} steps after the first)"
+                else autotune.cached_rate(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune)
             )
-            print(
-                f"{fv.input}: {info.width}x{info.height}, {info.frames} frames at {float(info.fps):.3g} frames/s, "
-                f"{info.duration:.2f} s{', with audio' if info.audio else ''}; painted at {size} px by {by}"
-            )
+            print(run.describe_plan(info, cfg, video, size, style_hw, painter, rate))
+            if painter != "network":
+                print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
             return 0
         common.import_tensorflow_quietly()
         from nst_tf import callbacks

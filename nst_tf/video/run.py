@@ -92,15 +92,21 @@ class _NetworkFrames:
 
 class _OptimisationFrames:
     """The optimisation per frame: the full schedule for the first, then warm starts from the
-    previous painting warped in, with the temporal loss."""
+    previous painting warped in, with the temporal loss. The later frames share one run
+    (`StyleTransfer.retarget`): its targets and the temporal loss's warped paintings and weights
+    are variables assigned per frame, so the step is traced (and compiled) once for the clip."""
 
     def __init__(self, plan, style, video: VideoConfig, callbacks):
         from nst_tf import features
 
         self.plan, self.style, self.video, self.callbacks = plan, style, video, list(callbacks)
         self.model = features.model_for(plan.config)  # one feature network for every frame
+        self.later = None  # the later frames' run, made at the second frame
+        self.warped, self.weights = [], []  # per long-term slot: variables of the run's size
 
     def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
+        import tensorflow as tf
+
         from nst_tf import transfer
         from nst_tf.video import temporal
 
@@ -115,17 +121,28 @@ class _OptimisationFrames:
             warped.append(flow.warp(history[-j].painting, backward))
             masks.append(mask)
         weights = temporal.long_term_weights(masks)
-        weight = self.video.temporal_weight
+        missing = len(self.video.long_term) - len(warped)  # too early in the clip: those slots weigh 0
+        warped += [np.zeros_like(warped[0])] * missing
+        weights += [np.zeros_like(weights[0])] * missing
+        if self.later is None:
+            self.warped = [tf.Variable(w, trainable=False) for w in warped]
+            self.weights = [tf.Variable(w, trainable=False) for w in weights]
+            factor = self.video.temporal_weight
 
-        def extra(image):
-            loss = weight * temporal.temporal_loss(image, warped, weights)
-            return loss, {"temporal": loss}
+            def extra(image):
+                loss = factor * temporal.temporal_loss(image, self.warped, self.weights)
+                return loss, {"temporal": loss}
 
-        cfg = self.plan.config.replace(steps=self.video.later_steps, scales=1, start_size=None, scale_steps=None)
-        run = transfer.StyleTransfer(
-            frame, self.style, self.plan._replace(config=cfg), model=self.model, init_image=warped[0], extra_loss=extra
-        )
-        return image_io.load_image(run.run(callbacks=self.callbacks))
+            cfg = self.plan.config.replace(steps=self.video.later_steps, scales=1, start_size=None, scale_steps=None)
+            plan = self.plan._replace(config=cfg)
+            self.later = transfer.StyleTransfer(
+                frame, self.style, plan, model=self.model, init_image=warped[0], extra_loss=extra, retargetable=True
+            )
+        else:
+            for held, value in zip(self.warped + self.weights, warped + weights):
+                held.assign(value)
+            self.later.retarget(frame, init_image=warped[0])
+        return image_io.load_image(self.later.run(callbacks=self.callbacks))
 
 
 def _expected_frames(info, video: VideoConfig) -> int:
@@ -133,6 +150,45 @@ def _expected_frames(info, video: VideoConfig) -> int:
     makes it an estimate)."""
     end = info.duration if video.duration is None else min(info.duration, video.start + video.duration)
     return max(1, -(-round((end - video.start) * float(info.fps)) // video.every))
+
+
+def describe_plan(info, cfg, video: VideoConfig, size: int, style_hw, painter: str, rate=None) -> str:
+    """What `--dry_run` prints for a clip: the clip, and the painter's estimated peak memory and time
+    (`nst_tf.planner`'s models; `rate` as `planner.plan` takes it): for the optimisation, the first
+    frame's whole schedule and each later frame's `later_steps` at the final size. A network's time
+    is not modelled: its memory alone."""
+    from nst_tf import planner
+
+    frames = _expected_frames(info, video)
+    hw = image_io.fit_size((info.height, info.width), size)
+    lines = [
+        f"{info.path}: {info.width}x{info.height}, {info.frames} frames at {float(info.fps):.3g} frames/s, "
+        f"{info.duration:.2f} s{', with audio' if info.audio else ''}; {frames} frame(s) painted at {hw[1]}x{hw[0]}"
+    ]
+    if painter == "network":
+        from nst_tf.networks import options
+
+        estimate = planner.universal_bytes if options.is_universal_file(cfg.network) else None
+        lines.append(
+            f"by the network {cfg.network}, each frame: " + planner.describe_network(hw, cfg.tile, estimate=estimate)
+        )
+        return "\n".join(lines)
+    cfg = cfg.replace(size=size)
+    first = planner.plan(cfg, hw, [style_hw], rate=rate)
+    later = planner.plan(
+        cfg.replace(steps=video.later_steps, scales=1, start_size=None, scale_steps=None), hw, [style_hw], rate=rate
+    )[0]
+    total = sum(s.seconds for s in first) + (frames - 1) * later.seconds
+    peak = max(s.peak_bytes for s in first + [later])
+    lines += [
+        "the first frame, by optimisation:",
+        planner.describe(first, cfg, rate),
+        f"each later frame: {later.steps} steps at {hw[1]}x{hw[0]}, {planner.duration(later.seconds)}, peak "
+        f"{later.peak_bytes / planner.GIB:.2f} GiB (estimated)",
+        f"the clip: peak {peak / planner.GIB:.2f} GiB, {planner.duration(total)} (estimated; the optical flow and "
+        "the temporal loss not counted)",
+    ]
+    return "\n".join(lines)
 
 
 class _FrameProgress:

@@ -22,12 +22,22 @@ class Clip(NamedTuple):
     disc: List[np.ndarray]  # bool [H, W]: where the disc is in each frame
 
 
-def clip(frames: int = 12, width: int = 320, height: int = 200, pan: int = 4, speed: int = 6, radius: int = 28) -> Clip:
-    """The test clip: `frames` frames of `width` x `height` (odd sizes work), see the module docstring."""
-    photo = image_io.load_image(image_io.example_path("boston"), 512)  # 512 x 343
+def clip(
+    frames: int = 12,
+    width: int = 320,
+    height: int = 200,
+    pan: int = 4,
+    speed: int = 6,
+    radius: int = 28,
+    photo: str = "boston",
+    painting: str = "the_scream",
+) -> Clip:
+    """The test clip: `frames` frames of `width` x `height` (odd sizes work), see the module docstring;
+    `photo` and `painting` name other bundled pictures for other clips of the same making."""
+    photo = image_io.load_image(image_io.example_path(photo), 512)  # boston: 512 x 343
     if width + pan * (frames - 1) > photo.shape[1] or height > photo.shape[0]:
         raise ValueError("the view would leave the photo: fewer frames, a smaller size or a slower pan")
-    painting = image_io.load_image(image_io.example_path("the_scream"), 2 * radius, square=True)
+    painting = image_io.load_image(image_io.example_path(painting), 2 * radius, square=True)
     ys, xs = np.mgrid[: 2 * radius, : 2 * radius]
     round_ = (ys - radius + 0.5) ** 2 + (xs - radius + 0.5) ** 2 <= radius**2
     top = (height - 2 * radius) // 2
@@ -53,13 +63,14 @@ def clip(frames: int = 12, width: int = 320, height: int = 200, pan: int = 4, sp
     return Clip(out, flows, discs)
 
 
-def write(path: str, frames: int = 24, fps: int = 12) -> str:
-    """The test clip as a video file (or a folder of frames) at `fps`, for `make demo-video`."""
+def write(path: str, frames: int = 24, fps: int = 12, **options) -> str:
+    """The test clip as a video file (or a folder of frames) at `fps`, for `make demo-video`;
+    `options`: `clip`'s."""
     import fractions
 
     from nst_tf.video import io
 
-    made = clip(frames=frames)
+    made = clip(frames=frames, **options)
     height, width = made.frames[0].shape[:2]
     info = io.ClipInfo(path, width, height, frames, fractions.Fraction(fps), frames / fps, 0, False, True)
     return io.write(path, (io.Frame(k, k / fps, f) for k, f in enumerate(made.frames)), info)
