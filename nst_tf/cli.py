@@ -8,6 +8,7 @@ in, one resolved `nst_tf.plan.Plan` inside); these are their console entry point
     nst-tf-export-network   a network as a SavedModel and a TF Lite pair               commands/export_network.py
     nst-tf-train            train a network                                            commands/train.py
     nst-tf-video            paint a clip, frame to frame consistent                    commands/video.py
+    nst-tf-app              a web page to paint with                                   commands/app.py
 """
 
 import importlib
@@ -30,6 +31,7 @@ run_export = _command("export")
 run_export_network = _command("export_network")
 run_train = _command("train")
 run_video = _command("video")
+run_app = _command("app")
 
 
 def main(argv) -> int:

@@ -86,32 +86,41 @@ def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = Fa
     return rgb
 
 
-def open_image(path) -> Image.Image:
+def open_image(path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Opens and fully decodes an image file, with clear errors for what users get wrong."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise NstError(f"{path}: no such file")
     if os.path.isdir(path):
         raise NstError(f"{path} is a folder, not an image file")
+    return _decode(path, path, max_pixels)
+
+
+def decode_bytes(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """An uploaded image's bytes, decoded with `open_image`'s checks (`name` is what errors call it):
+    more than `max_pixels` pixels (read from the header, before decoding) is refused."""
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, name: str, max_pixels: int) -> Image.Image:
     try:
-        image = Image.open(path)
-        if image.width * image.height > MAX_PIXELS:
+        image = Image.open(source)
+        if image.width * image.height > max_pixels:
             raise NstError(
-                f"{path} is {image.width}x{image.height}, more than {MAX_PIXELS // 1_000_000} megapixels; "
-                "downscale it first"
+                f"{name} is {image.width}x{image.height}, more than {max_pixels / 1e6:g} megapixels; downscale it first"
             )
         frames = getattr(image, "n_frames", 1)
         image.load()
         if frames > 1:
-            sys.stderr.write(f"nst-tf: note: {path} has {frames} frames (an animation); using the first\n")
+            sys.stderr.write(f"nst-tf: note: {name} has {frames} frames (an animation); using the first\n")
     except NstError:
         raise
     except Image.DecompressionBombError:
-        raise NstError(f"{path} is too large to decode safely; downscale it first") from None
+        raise NstError(f"{name} is too large to decode safely; downscale it first") from None
     except Image.UnidentifiedImageError:
-        raise NstError(f"{path} is not an image Pillow can read (empty, or another kind of file)") from None
+        raise NstError(f"{name} is not an image Pillow can read (empty, or another kind of file)") from None
     except Exception as err:  # a damaged file can make Pillow raise almost anything (found by fuzzing)
-        raise NstError(f"{path} cannot be decoded ({_first_line(err)}); the file may be truncated or damaged") from None
+        raise NstError(f"{name} cannot be decoded ({_first_line(err)}); the file may be truncated or damaged") from None
     return image
 
 

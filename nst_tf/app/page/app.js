@@ -1,0 +1,283 @@
+// nst_tf's page: pictures in, the network's painting at once (on the server, or in this browser with
+// TensorFlow.js), a refine streamed over a WebSocket, a PNG out with the command line that makes it.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { photo: null, paintings: [], mask: null, maskDrawn: false, version: 0, job: null, socket: null, info: null };
+
+function message(text) { $("message").textContent = text || ""; }
+function status(text) { $("status").textContent = text || ""; }
+
+async function errorText(response) {
+  try { return (await response.json()).error || response.statusText; } catch (e) { return `${response.status} ${response.statusText}`; }
+}
+
+// ---- pictures: picked, dropped or bundled -------------------------------------------------------
+function showPhoto() {
+  const src = typeof state.photo === "string" ? `/api/pictures/${state.photo}` : URL.createObjectURL(state.photo);
+  $("photo-preview").src = src;
+  clearMask();
+}
+
+function showPaintings() {
+  const box = $("painting-previews");
+  box.replaceChildren(...state.paintings.map((p) => {
+    const img = document.createElement("img");
+    img.src = typeof p === "string" ? `/api/pictures/${p}` : URL.createObjectURL(p);
+    return img;
+  }));
+  $("blend").disabled = state.paintings.length !== 2;
+  document.querySelectorAll("#painting-bundled button").forEach((b) => b.classList.toggle("chosen", state.paintings.includes(b.dataset.name)));
+}
+
+function picked(kind, files) {
+  const images = [...files].filter((f) => f.type.startsWith("image/") || f.type === "");
+  if (!images.length) return;
+  if (kind === "photo") { state.photo = images[0]; showPhoto(); } else { state.paintings = images; showPaintings(); }
+  paintSoon();
+}
+
+function dropZone(zone, kind) {
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => { e.preventDefault(); zone.classList.remove("over"); picked(kind, e.dataTransfer.files); });
+}
+
+async function loadBundled() {
+  const list = await (await fetch("/api/pictures")).json();
+  for (const { name, kind } of list) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.name = name;
+    button.title = name;
+    const img = document.createElement("img");
+    img.src = `/api/pictures/${name}`;
+    img.alt = name;
+    button.append(img);
+    button.addEventListener("click", () => {
+      if (kind === "photo") { state.photo = name; showPhoto(); } else {
+        const i = state.paintings.indexOf(name);
+        state.paintings = i >= 0 ? state.paintings.filter((p) => p !== name) : [...state.paintings.filter((p) => typeof p === "string"), name];
+        showPaintings();
+      }
+      paintSoon();
+    });
+    $(kind === "photo" ? "photo-bundled" : "painting-bundled").append(button);
+  }
+}
+
+// ---- a painted region ---------------------------------------------------------------------------
+function clearMask() {
+  const canvas = $("mask-canvas"), img = $("photo-preview");
+  canvas.width = img.naturalWidth || 1;
+  canvas.height = img.naturalHeight || 1;
+  state.maskDrawn = false;
+}
+
+function placeMask() {
+  const canvas = $("mask-canvas"), img = $("photo-preview");
+  canvas.style.left = `${img.offsetLeft}px`;
+  canvas.style.top = `${img.offsetTop}px`;
+  canvas.style.width = `${img.clientWidth}px`;
+  canvas.style.height = `${img.clientHeight}px`;
+}
+
+function maskDrawing() {
+  const canvas = $("mask-canvas");
+  let down = false;
+  const draw = (e) => {
+    if (!down) return;
+    const r = canvas.getBoundingClientRect(), ctx = canvas.getContext("2d");
+    const x = (e.clientX - r.left) * canvas.width / r.width, y = (e.clientY - r.top) * canvas.height / r.height;
+    ctx.fillStyle = "#fff";
+    ctx.beginPath();
+    ctx.arc(x, y, canvas.width / 16, 0, 2 * Math.PI);
+    ctx.fill();
+    state.maskDrawn = true;
+  };
+  canvas.addEventListener("pointerdown", (e) => { down = true; draw(e); });
+  canvas.addEventListener("pointermove", draw);
+  window.addEventListener("pointerup", () => { if (down) { down = false; paintSoon(); } });
+  $("photo-preview").addEventListener("load", () => { clearMask(); placeMask(); });
+  $("mask-toggle").addEventListener("click", () => {
+    const canvas = $("mask-canvas");
+    canvas.hidden = !canvas.hidden;
+    $("mask-clear").hidden = canvas.hidden;
+    placeMask();
+    paintSoon();
+  });
+  $("mask-clear").addEventListener("click", () => { clearMask(); paintSoon(); });
+}
+
+function maskBlob() {  // black outside, white where painted; null when no region is painted
+  const canvas = $("mask-canvas");
+  if (canvas.hidden || !state.maskDrawn) return Promise.resolve(null);
+  const out = document.createElement("canvas");
+  out.width = canvas.width; out.height = canvas.height;
+  const ctx = out.getContext("2d");
+  ctx.fillStyle = "#000"; ctx.fillRect(0, 0, out.width, out.height);
+  ctx.drawImage(canvas, 0, 0);
+  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+}
+
+// ---- the request --------------------------------------------------------------------------------
+function settings() {
+  const s = {
+    size: $("size").value, strength: $("strength").value, preserve_colors: $("preserve_colors").value,
+    steps: $("steps").value, style_weight: $("style_weight").value, style_loss: $("style_loss").value,
+  };
+  if (state.paintings.length === 2) { const b = Number($("blend").value); s.style_blend = `${(1 - b).toFixed(2)},${b.toFixed(2)}`; }
+  return s;
+}
+
+async function form() {
+  const data = new FormData();
+  data.append("photo", state.photo);
+  for (const p of state.paintings) data.append("painting", p);
+  const mask = await maskBlob();
+  if (mask) data.append("mask", mask, "mask.png");
+  for (const [k, v] of Object.entries(settings())) data.append(k, v);
+  return data;
+}
+
+function showResult(url, command) {
+  const img = $("result");
+  img.src = url;
+  $("download").href = url;
+  $("download").hidden = false;
+  if (command) $("command").textContent = command;
+}
+
+let timer = null;
+function paintSoon() {
+  clearTimeout(timer);
+  timer = setTimeout(paint, 120);
+}
+
+async function paint() {
+  $("refine").disabled = !(state.photo && state.paintings.length);
+  if (!state.photo || !state.paintings.length || state.job) return;
+  const version = ++state.version, start = performance.now();
+  message("");
+  status("painting...");
+  if ($("in-browser").checked) return paintInBrowser(version, start);
+  const response = await fetch("/api/paint", { method: "POST", body: await form() });
+  if (version !== state.version) return;  // a newer painting was asked for
+  if (!response.ok) { status(""); message(await errorText(response)); return; }
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
+  $("result").onload = () => {
+    const ms = performance.now() - start;
+    $("result").dataset.paintMs = ms.toFixed(0);
+    $("result").dataset.version = String(version);
+    status(`painted in ${ms.toFixed(0)} ms (the network: ${(1000 * Number(response.headers.get("X-Paint-Seconds"))).toFixed(0)} ms)`);
+  };
+  showResult(url, response.headers.get("X-Command"));
+}
+
+// ---- refine over a WebSocket --------------------------------------------------------------------
+async function refine() {
+  message("");
+  const response = await fetch("/api/refine", { method: "POST", body: await form() });
+  if (!response.ok) { message(await errorText(response)); return; }
+  const { job } = await response.json();
+  state.job = job;
+  $("refine").disabled = true;
+  $("stop").disabled = false;
+  const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/jobs/${job}`);
+  state.socket = socket;
+  socket.onmessage = (e) => {
+    const ev = JSON.parse(e.data);
+    if (ev.type === "queued") status(`waiting for the device: ${ev.place} job(s) ahead`);
+    if (ev.type === "started") { status("refining..."); $("progress").hidden = false; $("command").textContent = ev.command; }
+    if (ev.type === "progress") {
+      $("progress").max = ev.steps; $("progress").value = ev.step;
+      status(`step ${ev.step}/${ev.steps}, loss ${ev.loss.toPrecision(4)}, ${ev.seconds_per_step.toFixed(2)} s/step, ETA ${Math.round(ev.eta)} s`);
+      $("status").dataset.step = String(ev.step);
+    }
+    if (ev.image) showResult(ev.image, ev.command);
+    if (ev.type === "done" || ev.type === "stopped") {
+      status(ev.type === "done" ? "refined" : `stopped at step ${ev.step}`);
+      $("status").dataset.finished = ev.type;
+    }
+    if (ev.type === "error") message(ev.message);
+  };
+  socket.onclose = () => {
+    state.job = null; state.socket = null;
+    $("refine").disabled = false; $("stop").disabled = true; $("progress").hidden = true;
+  };
+}
+
+// ---- painting in the browser (TensorFlow.js) ----------------------------------------------------
+let browserModels = null;
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const s = document.createElement("script");
+    s.src = src; s.onload = resolve; s.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.append(s);
+  });
+}
+
+async function models() {
+  if (browserModels) return browserModels;
+  if (!window.tf) await loadScript("/static/tf.min.js");
+  const [predict, transform] = await Promise.all(["style_predict", "style_transform"].map((m) => tf.loadGraphModel(`/tfjs/${m}/model.json`)));
+  browserModels = { predict, transform };
+  return browserModels;
+}
+
+function pictureElement(p) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("this browser cannot read that picture"));
+    img.src = typeof p === "string" ? `/api/pictures/${p}` : URL.createObjectURL(p);
+  });
+}
+
+async function paintInBrowser(version, start) {
+  try {
+    const { predict, transform } = await models();
+    const size = Number($("size").value), strength = Number($("strength").value);
+    const photo = await pictureElement(state.photo), painting = await pictureElement(state.paintings[0]);
+    const scale = size / Math.max(photo.naturalWidth, photo.naturalHeight);
+    const h = Math.max(16, Math.round(photo.naturalHeight * scale)), w = Math.max(16, Math.round(photo.naturalWidth * scale));
+    const out = tf.tidy(() => {
+      const style = tf.image.resizeBilinear(tf.browser.fromPixels(painting).toFloat().div(255).expandDims(0), [256, 256], false, true);
+      const representation = predict.execute(style);
+      const content = tf.image.resizeBilinear(tf.browser.fromPixels(photo).toFloat().div(255).expandDims(0), [h, w], false, true);
+      return transform.execute({ content, representation, strength: tf.tensor1d([strength]) }).squeeze().clipByValue(0, 1);
+    });
+    const canvas = document.createElement("canvas");
+    await tf.browser.toPixels(out, canvas);
+    out.dispose();
+    if (version !== state.version) return;
+    const ms = performance.now() - start;
+    $("result").onload = () => { $("result").dataset.paintMs = ms.toFixed(0); $("result").dataset.version = String(version); };
+    status(`painted in this browser in ${ms.toFixed(0)} ms (TensorFlow.js, ${tf.getBackend()})`);
+    canvas.toBlob((blob) => showResult(URL.createObjectURL(blob), ""), "image/png");
+  } catch (e) {
+    message(`painting in the browser failed: ${e.message}`);
+    status("");
+  }
+}
+
+// ---- start --------------------------------------------------------------------------------------
+async function start() {
+  state.info = await (await fetch("/api/info")).json();
+  $("steps").max = state.info.limits.max_steps;
+  const browser = ["style_predict", "style_transform"].every((m) => state.info.tfjs.includes(m));
+  $("browser-row").hidden = !browser;
+  $("photo-input").addEventListener("change", (e) => picked("photo", e.target.files));
+  $("painting-input").addEventListener("change", (e) => picked("painting", e.target.files));
+  dropZone($("photo-drop"), "photo");
+  dropZone($("painting-drop"), "painting");
+  for (const id of ["strength", "blend", "preserve_colors", "size", "in-browser"]) $(id).addEventListener("input", paintSoon);
+  $("strength").addEventListener("input", () => { $("strength-value").textContent = $("strength").value; });
+  $("refine").addEventListener("click", refine);
+  $("stop").addEventListener("click", () => { if (state.socket) state.socket.send("stop"); });
+  maskDrawing();
+  await loadBundled();
+}
+
+start();

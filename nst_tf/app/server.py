@@ -1,0 +1,256 @@
+"""The web server behind nst-tf-app (aiohttp): one page, the bundled pictures, and a small API.
+
+    GET  /                      the page (and /static/<name>: its script, style sheet, TensorFlow.js)
+    GET  /api/info              the limits, and whether the browser can paint (TensorFlow.js)
+    GET  /api/pictures          the bundled photos and paintings: [{"name", "kind"}]
+    GET  /api/pictures/<name>   one of them (JPEG)
+    POST /api/paint             multipart: photo, painting (one or more), mask (optional), the
+                                settings (`studio.settings_from_form`) -> the painting (PNG)
+    POST /api/refine            the same -> {"job": id, "place": n}
+    GET  /api/jobs/<id>         a WebSocket: the job's events as JSON (pictures as PNG data URLs);
+                                the page sends "stop"; closing it (a closed tab) cancels the job
+    GET  /tfjs/<model>/<file>   the network for painting in the browser, when the app has one
+
+aiohttp, measured against Flask and Starlette (`scripts/benchmark.py --app` does not decide this;
+the note in the README does): the one of the three with WebSockets, multipart uploads and an upload
+limit built in, and no template engine or CLI framework beside TensorFlow. Nothing a request says
+is a path: pictures and files are looked up by name in tables made at start-up. Results stay in the
+tab's own job (its id is unguessable) and are never written to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+from typing import Dict, Optional
+
+from aiohttp import WSMsgType, web
+
+from nst_tf import image_io
+from nst_tf.app import studio as studio_lib
+from nst_tf.errors import NstError
+
+PAGE = os.path.join(os.path.dirname(__file__), "page")
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".json": "application/json"}
+CONNECT_SECONDS = 30  # a refine whose tab does not connect to it in this time is dropped
+
+
+def _files(folder: str, recursive: bool = False) -> Dict[str, str]:
+    """`{relative name: path}` of the files under `folder` (empty if it is missing): the only paths
+    the server reads."""
+    out = {}
+    if not os.path.isdir(folder):
+        return out
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, folder).replace(os.sep, "/")] = path
+        if not recursive:
+            break
+    return out
+
+
+def _pictures() -> Dict[str, tuple]:
+    """`{name: (kind, path)}` of the bundled photos and paintings."""
+    out = {}
+    for kind, folder in (("photo", image_io.PHOTOS), ("painting", image_io.PAINTINGS)):
+        for name, path in sorted(_files(folder).items()):
+            if name.endswith(".jpg"):
+                out[name[:-4]] = (kind, path)
+    return out
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _errors(request, handler):
+    """A user's mistake is a 4xx with one line for the page, never a traceback."""
+    try:
+        return await handler(request)
+    except NstError as err:
+        return _error(400, str(err))
+    except web.HTTPRequestEntityTooLarge as err:
+        limit = request.app["limits"].max_upload_bytes
+        return _error(413, f"the upload is over this server's limit of {limit / 2**20:g} MB ({err.text})")
+
+
+class _Form:
+    """A paint or refine request's fields, decoded and checked."""
+
+    def __init__(self, photo, paintings, mask, settings, fields):
+        self.photo, self.paintings, self.mask, self.settings, self.fields = photo, paintings, mask, settings, fields
+
+
+async def _read_form(request) -> _Form:
+    limits: studio_lib.Limits = request.app["limits"]
+    pictures = request.app["pictures"]
+    if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise NstError("send the pictures as a form (multipart/form-data)")
+    post = await request.post()
+    fields = {k: v for k, v in post.items() if isinstance(v, str)}
+
+    def picture(value, what):
+        if isinstance(value, str):  # a bundled picture, by name
+            if value not in pictures:
+                raise NstError(f"no bundled picture {value!r}")
+            return image_io.load_image(pictures[value][1])
+        return studio_lib.decode_upload(value.file.read(), value.filename or what, limits)
+
+    photos = post.getall("photo", [])
+    if len(photos) != 1:
+        raise NstError("send one photo")
+    paintings = post.getall("painting", [])
+    if not paintings:
+        raise NstError("send at least one painting")
+    if len(paintings) > limits.max_paintings:
+        raise NstError(f"at most {limits.max_paintings} paintings at once")
+    photo = picture(photos[0], "the photo")
+    paintings = [picture(p, f"painting {k + 1}") for k, p in enumerate(paintings)]
+    settings = studio_lib.settings_from_form(fields, len(paintings), limits)
+    mask = None
+    if "mask" in post and not isinstance(post["mask"], str):
+        rgb = studio_lib.decode_upload(post["mask"].file.read(), "the mask", limits)
+        mask = image_io.resize(rgb, image_io.fit_size(photo.shape[:2], settings.size)).mean(axis=-1)
+    return _Form(photo, paintings, mask, settings, fields)
+
+
+async def page(request):
+    return web.FileResponse(os.path.join(PAGE, "index.html"), headers={"Cache-Control": "no-store"})
+
+
+async def static(request):
+    path = request.app["static"].get(request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound()
+    kind = STATIC_TYPES.get(os.path.splitext(path)[1], "application/octet-stream")
+    return web.FileResponse(path, headers={"Content-Type": kind})
+
+
+async def tfjs(request):
+    path = request.app["tfjs"].get(f"{request.match_info['model']}/{request.match_info['name']}")
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
+async def info(request):
+    limits, tfjs = request.app["limits"], request.app["tfjs"]
+    models = sorted({name.split("/")[0] for name in tfjs if name.endswith("model.json")})
+    return web.json_response({"limits": limits._asdict(), "tfjs": models, "network": request.app["studio"].network})
+
+
+async def pictures(request):
+    return web.json_response([{"name": n, "kind": k} for n, (k, _) in request.app["pictures"].items()])
+
+
+async def picture(request):
+    found = request.app["pictures"].get(request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(found[1], headers={"Content-Type": "image/jpeg"})
+
+
+async def paint(request):
+    studio: studio_lib.Studio = request.app["studio"]
+    form = await _read_form(request)
+    start = time.perf_counter()
+    image = await asyncio.get_running_loop().run_in_executor(
+        None, studio.paint, form.photo, form.paintings, form.settings, form.mask
+    )
+    seconds = time.perf_counter() - start
+    command = studio.command(form.settings, len(form.paintings), refined=False, mask=form.mask is not None)
+    body = studio_lib.png_bytes(image, command)
+    headers = {"X-Paint-Seconds": f"{seconds:.3f}", "X-Command": command, "Cache-Control": "no-store"}
+    return web.Response(body=body, content_type="image/png", headers=headers)
+
+
+async def refine(request):
+    form = await _read_form(request)
+    loop, events = asyncio.get_running_loop(), asyncio.Queue()
+
+    def send(event):  # from the refine's thread into the tab's WebSocket
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    job = studio_lib.Job(form.photo, form.paintings, form.settings, form.mask, send)
+    jobs = request.app["jobs"]
+    jobs[job.id] = (job, events)
+    place = request.app["queue"].submit(job)
+
+    def unclaimed():
+        if job.id in jobs and not getattr(job, "claimed", False):
+            request.app["queue"].cancel(job)
+            jobs.pop(job.id, None)
+
+    loop.call_later(CONNECT_SECONDS, unclaimed)
+    return web.json_response({"job": job.id, "place": place})
+
+
+def _wire(event: dict) -> str:
+    event = dict(event)
+    if "image" in event:
+        event["image"] = "data:image/png;base64," + base64.b64encode(event["image"]).decode()
+    return json.dumps(event)
+
+
+async def job_events(request):
+    jobs = request.app["jobs"]
+    found = jobs.get(request.match_info["id"])
+    if found is None or getattr(found[0], "claimed", False):
+        raise web.HTTPNotFound()
+    job, events = found
+    job.claimed = True
+    socket = web.WebSocketResponse(heartbeat=20)
+    await socket.prepare(request)
+
+    async def listen():  # "stop" from the page
+        async for message in socket:
+            if message.type == WSMsgType.TEXT and message.data == "stop":
+                job.stop.set()
+
+    listener = asyncio.ensure_future(listen())
+    try:
+        while True:
+            getter = asyncio.ensure_future(events.get())
+            done, _ = await asyncio.wait({getter, listener}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:  # the tab went away
+                getter.cancel()
+                break
+            event = getter.result()
+            await socket.send_str(_wire(event))
+            if event["type"] in ("done", "stopped", "error"):
+                break
+    finally:
+        request.app["queue"].cancel(job)  # a closed tab frees its place (or stops its run)
+        jobs.pop(job.id, None)
+        listener.cancel()
+        await socket.close()
+    return socket
+
+
+def make_app(
+    studio: studio_lib.Studio, limits: studio_lib.Limits = studio_lib.Limits(), tfjs_dir: Optional[str] = None
+):
+    """The aiohttp application: the page and the API over `studio`, uploads checked against
+    `limits`, and the TensorFlow.js network from `tfjs_dir` (if given) for painting in the browser."""
+    app = web.Application(client_max_size=limits.max_upload_bytes, middlewares=[_errors])
+    app["studio"], app["limits"] = studio, limits
+    app["queue"] = studio_lib.Queue(studio)
+    app["jobs"] = {}
+    app["pictures"] = _pictures()
+    app["static"] = _files(PAGE)
+    app["tfjs"] = _files(tfjs_dir, recursive=True) if tfjs_dir else {}
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/api/info", info)
+    app.router.add_get("/api/pictures", pictures)
+    app.router.add_get("/api/pictures/{name}", picture)
+    app.router.add_post("/api/paint", paint)
+    app.router.add_post("/api/refine", refine)
+    app.router.add_get("/api/jobs/{id}", job_events)
+    app.router.add_get("/tfjs/{model}/{name}", tfjs)
+    return app

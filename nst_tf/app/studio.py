@@ -1,0 +1,300 @@
+"""What the web page asks of nst_tf, without the web: settings from a form, the one-pass painting,
+the refine (the optimisation warm-started from that painting, streaming its progress), and the queue
+that runs one refine at a time on the device.
+
+The page's settings map to `Config` fields (the flags): `size`, `strength`, `style_blend`,
+`preserve_colors`, `style_weight`, `style_loss`, `steps`; a painted region mask gives the first
+painting the bright part and the second (if any) the rest. `Studio.command` writes the `nst-tf`
+command line that makes the same picture.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import secrets
+import shlex
+import threading
+import time
+from typing import Callable, List, NamedTuple, Optional
+
+import numpy as np
+
+from nst_tf import image_io
+from nst_tf.callbacks import Callback
+from nst_tf.config import STYLE_LOSSES, Config
+from nst_tf.errors import Interrupted, NstError
+
+COLOR_MODES = ("none", "luminance", "histogram")
+
+
+class Limits(NamedTuple):
+    """What one request may ask: upload bytes (all files together), pixels of an upload (read from
+    its header before it is decoded), the output's longest side, refine steps, paintings."""
+
+    max_upload_bytes: int = 20 * 2**20
+    max_input_pixels: int = 40_000_000
+    max_size: int = 1024
+    max_steps: int = 500
+    max_paintings: int = 4
+
+
+class Settings(NamedTuple):
+    size: int = 512
+    strength: float = 1.0
+    style_blend: Optional[tuple] = None
+    preserve_colors: str = "none"
+    style_weight: float = Config.style_weight
+    style_loss: str = "gram"
+    steps: int = 100
+
+
+def _number(form, name, kind, default, low, high):
+    text = form.get(name)
+    if text in (None, ""):
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise NstError(f"{name} must be a number, got {text!r}") from None
+    if not (low <= value <= high) or value != value:
+        raise NstError(f"{name} must be between {low:g} and {high:g}, got {text}")
+    return value
+
+
+def settings_from_form(form, paintings: int, limits: Limits = Limits()) -> Settings:
+    """The page's fields (strings) as `Settings`, each checked: an `NstError` says which is wrong."""
+    blend = None
+    if form.get("style_blend"):
+        try:
+            blend = tuple(float(x) for x in str(form["style_blend"]).split(","))
+        except ValueError:
+            raise NstError(f"style_blend must be numbers separated by commas, got {form['style_blend']!r}") from None
+        if len(blend) != paintings or min(blend) < 0 or not sum(blend) > 0:
+            raise NstError(f"style_blend needs {paintings} non-negative weights, not all zero")
+    colors = form.get("preserve_colors") or "none"
+    if colors not in COLOR_MODES:
+        raise NstError(f"preserve_colors must be one of {', '.join(COLOR_MODES)}, got {colors!r}")
+    loss = form.get("style_loss") or "gram"
+    if loss not in STYLE_LOSSES:
+        raise NstError(f"style_loss must be one of {', '.join(STYLE_LOSSES)}, got {loss!r}")
+    return Settings(
+        size=_number(form, "size", int, 512, 64, limits.max_size),
+        strength=_number(form, "strength", float, 1.0, 0.0, 1.0),
+        style_blend=blend,
+        preserve_colors=colors,
+        style_weight=_number(form, "style_weight", float, Config.style_weight, 1e-6, 1e6),
+        style_loss=loss,
+        steps=_number(form, "steps", int, 100, 1, limits.max_steps),
+    )
+
+
+def decode_upload(data: bytes, name: str, limits: Limits = Limits()) -> np.ndarray:
+    """An uploaded picture as float32 RGB `[H, W, 3]`: an `NstError` for one that is not a picture,
+    is damaged, or has more pixels than the limit (a decompression bomb is refused from its header)."""
+    if not data:
+        raise NstError(f"{name} is empty")
+    return image_io.load_image(image_io.decode_bytes(data, name, limits.max_input_pixels))
+
+
+def region_masks(mask: Optional[np.ndarray], paintings: int) -> Optional[list]:
+    """The painted mask (float `[H, W]` in [0, 1], bright: the first painting) as one mask per
+    painting: the first painting where it is bright and, with two paintings, the second elsewhere."""
+    if mask is None:
+        return None
+    if paintings > 2:
+        raise NstError("a painted region takes one or two paintings (the first inside, the second outside)")
+    return [mask] if paintings == 1 else [mask, 1.0 - mask]
+
+
+def png_bytes(image: np.ndarray, command: Optional[str] = None) -> bytes:
+    """`image` (uint8 or float `[H, W, 3]`) as PNG bytes, with the command line that makes it in the
+    file's text (`nst-tf command`)."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if command:
+        info.add_text("nst-tf command", command)
+    rgb = image if image.dtype == np.uint8 else image_io.to_uint8(image)
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+class Studio:
+    """The painter and the optimisation the page uses, built once: `paint` (one pass of the
+    universal painter) and `refine` (the optimisation from that painting)."""
+
+    def __init__(self, network: str = "universal", weights: str = "auto", autotune: str = "auto"):
+        from nst_tf import features
+        from nst_tf import plan as plan_lib
+        from nst_tf.networks import use
+
+        self.network, self.weights = network, weights
+        self.plan = plan_lib.resolve(Config(network=network, weights=weights, init="network", scales=1), autotune)
+        self.painter = use.make_painter(network, weights, self.plan.config.precision)
+        if not use.is_universal(self.painter.network):
+            raise NstError(f"{network}: the page paints any painting, so it takes a universal painter's decoders")
+        self.model = features.model_for(self.plan.config)
+        self._lock = threading.Lock()  # the network paints one picture at a time
+
+    def config(self, settings: Settings) -> Config:
+        """The run's `Config`: the studio's plan with the page's settings."""
+        return self.plan.config.replace(**settings._asdict())
+
+    def paint(self, photo: np.ndarray, paintings: List[np.ndarray], settings: Settings, mask=None) -> np.ndarray:
+        """The network's painting, uint8 `[H, W, 3]` at `settings.size` (what `nst-tf --network`
+        paints with these settings)."""
+        cfg = self.config(settings)
+        with self._lock:
+            return self.painter.paint(
+                photo,
+                paintings,
+                cfg.size,
+                cfg.style_blend,
+                None,
+                cfg.strength,
+                cfg.tile,
+                style_size=cfg.style_size,
+                masks=region_masks(mask, len(paintings)),
+                preserve_colors=cfg.preserve_colors,
+            )
+
+    def refine(self, photo, paintings, settings: Settings, mask=None, callbacks=()) -> np.ndarray:
+        """The optimisation at `settings.size` for `settings.steps` steps from the network's painting:
+        uint8 `[H, W, 3]`. A callback may stop it by raising `Interrupted` (its run holds the image)."""
+        from nst_tf import transfer
+
+        start = self.paint(photo, paintings, settings, mask)
+        plan = self.plan._replace(config=self.config(settings))
+        run = transfer.StyleTransfer(
+            photo, paintings, plan, model=self.model, init_image=start, masks=region_masks(mask, len(paintings))
+        )
+        run.run(callbacks=callbacks)
+        return run.image_uint8()
+
+    def command(self, settings: Settings, paintings: int, refined: bool, mask: bool = False) -> str:
+        """The `nst-tf` command line that makes the same picture from files named photo.png,
+        painting1.png, ... (and mask.png, mask_outside.png for a painted region)."""
+        args = [
+            "nst-tf",
+            "--content=photo.png",
+            "--style=" + ",".join(f"painting{k + 1}.png" for k in range(paintings)),
+        ]
+        args += [f"--network={self.network}", f"--weights={self.weights}", f"--size={settings.size}"]
+        if settings.strength != 1.0:
+            args.append(f"--strength={settings.strength:g}")
+        if settings.style_blend:
+            args.append("--style_blend=" + ",".join(f"{b:g}" for b in settings.style_blend))
+        if settings.preserve_colors != "none":
+            args.append(f"--preserve_colors={settings.preserve_colors}")
+        if mask:
+            args.append("--style_mask=" + ("mask.png" if paintings == 1 else "mask.png,mask_outside.png"))
+        if refined:
+            args += ["--init=network", "--scales=1", f"--steps={settings.steps}"]
+            args += [f"--style_weight={settings.style_weight:g}", f"--style_loss={settings.style_loss}"]
+        cfg = self.plan.config
+        args += [f"--precision={cfg.precision}", "--output=painted.png"]
+        return shlex.join(args)
+
+
+class Job:
+    """One tab's refine: its inputs, a stop flag, and `send(event)` (a dict) for the page."""
+
+    def __init__(self, photo, paintings, settings: Settings, mask, send: Callable[[dict], None]):
+        self.id = secrets.token_urlsafe(16)  # unguessable: a tab sees only the jobs it made
+        self.photo, self.paintings, self.settings, self.mask = photo, paintings, settings, mask
+        self.send = send
+        self.stop = threading.Event()
+
+
+class _Stream(Callback):
+    """A refine's progress for the page: step, loss and ETA each step, the picture every
+    `image_seconds`; stops the run when its job is stopped."""
+
+    def __init__(self, job: Job, command: str, image_seconds: float = 1.0):
+        self.job, self.command, self.image_seconds = job, command, image_seconds
+        self.start = self.last_image = time.perf_counter()
+
+    def on_run_begin(self, transfer, steps):
+        self.steps, self.start = steps, time.perf_counter()
+
+    def on_step_end(self, transfer, step, loss, terms):
+        now = time.perf_counter()
+        event = {"type": "progress", "step": step, "steps": self.steps, "loss": float(loss)}
+        event["seconds_per_step"] = (now - self.start) / step
+        event["eta"] = event["seconds_per_step"] * (self.steps - step)
+        if now - self.last_image >= self.image_seconds:
+            self.last_image = now
+            event["image"] = png_bytes(transfer.image_uint8())
+        self.job.send(event)
+        if self.job.stop.is_set():
+            raise Interrupted(0, transfer)
+
+
+class Queue:
+    """Refines, one at a time (one device): `submit` a job, `cancel` it (a stop, or its tab gone).
+    Each waiting job is told its place whenever the queue moves; every job ends with one event of
+    type "done" (with the PNG and its command line), "stopped" (the same, for the last step's
+    picture), "error" (a message) or none at all when it was cancelled before it ran."""
+
+    def __init__(self, studio: Studio):
+        self.studio = studio
+        self._waiting: collections.deque = collections.deque()
+        self._changed = threading.Condition()
+        self.running: Optional[Job] = None
+        threading.Thread(target=self._work, name="nst-tf-app refine", daemon=True).start()
+
+    def submit(self, job: Job) -> int:
+        """Queues `job`; returns its place (1: next)."""
+        with self._changed:
+            self._waiting.append(job)
+            self._changed.notify()
+            place = len(self._waiting) + (self.running is not None) - 1
+        job.send({"type": "queued", "place": place})
+        return place
+
+    def cancel(self, job: Job) -> None:
+        job.stop.set()
+        with self._changed:
+            if job in self._waiting:
+                self._waiting.remove(job)
+                self._tell_places()
+
+    def _tell_places(self) -> None:
+        for place, waiting in enumerate(self._waiting, 1):
+            waiting.send({"type": "queued", "place": place})
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                while not self._waiting:
+                    self._changed.wait()
+                job = self.running = self._waiting.popleft()
+                self._tell_places()
+            try:
+                self._refine(job)
+            finally:
+                self.running = None
+
+    def _refine(self, job: Job) -> None:
+        if job.stop.is_set():
+            return
+        s, paintings = job.settings, len(job.paintings)
+        command = self.studio.command(s, paintings, refined=True, mask=job.mask is not None)
+        job.send({"type": "started", "steps": s.steps, "command": command})
+        try:
+            image = self.studio.refine(job.photo, job.paintings, s, job.mask, callbacks=[_Stream(job, command)])
+            job.send({"type": "done", "image": png_bytes(image, command), "command": command})
+        except Interrupted as stopped:
+            step = stopped.run.step_count  # the picture so far is what this many steps make
+            command = self.studio.command(s._replace(steps=step), paintings, refined=True, mask=job.mask is not None)
+            image = png_bytes(stopped.run.image_uint8(), command)
+            job.send({"type": "stopped", "step": step, "image": image, "command": command})
+        except NstError as err:
+            job.send({"type": "error", "message": str(err)})
+        except Exception as err:  # the page gets one line; the server's log the rest
+            import traceback
+
+            traceback.print_exc()
+            job.send({"type": "error", "message": f"the refine failed ({type(err).__name__}: {err})"})

@@ -1,0 +1,70 @@
+"""nst-tf-app: a web page to paint with, served from this machine.
+
+    nst-tf-app                      then open http://127.0.0.1:8765/
+    nst-tf-app --port=9000 --host=0.0.0.0     (reachable from other machines: mind who can reach it)
+
+Drop a photo and one or more paintings (or pick the bundled ones): the universal painter's painting
+appears at once; Refine runs the optimisation from it and streams its progress; the result downloads
+as a PNG with the command line that makes it. With --tfjs_dir (`nst-tf-export-network
+--tfjs_dir=...`), the page can also paint in the browser with TensorFlow.js.
+"""
+
+from absl import flags
+
+from nst_tf import config as config_lib
+from nst_tf.commands import common
+from nst_tf.errors import NstError
+
+NAME = "nst-tf-app"
+
+
+def define():
+    from nst_tf.app.studio import Limits
+
+    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (default: this machine only).")
+    flags.DEFINE_integer("port", 8765, "Port to listen on.")
+    flags.DEFINE_string("network", "universal", "The universal painter's decoders (a .keras file, or 'universal').")
+    flags.DEFINE_string("weights", "auto", config_lib.option_help("weights"))
+    flags.DEFINE_string("tfjs_dir", None, "A TensorFlow.js export of the painter (nst-tf-export-network --tfjs_dir).")
+    flags.DEFINE_enum("autotune", "auto", ["auto", "off"], "Measure this machine's fastest precision (auto) or not.")
+    defaults = Limits()
+    flags.DEFINE_integer("max_upload_mb", defaults.max_upload_bytes // 2**20, "Largest upload (all files), MB.")
+    flags.DEFINE_integer("max_size", defaults.max_size, "Largest output side a page may ask for, pixels.")
+    flags.DEFINE_integer("max_steps", defaults.max_steps, "Most refine steps a page may ask for.")
+
+
+def main(argv) -> int:
+    import os
+
+    fv = flags.FLAGS
+    common.no_arguments(argv)
+    if not 0 < fv.port < 65536:
+        raise NstError(f"--port must be in 1..65535, got {fv.port}")
+    for name in ("max_upload_mb", "max_size", "max_steps"):
+        if fv[name].value <= 0:
+            raise NstError(f"--{name} must be positive, got {fv[name].value}")
+    if fv.tfjs_dir and not os.path.isfile(os.path.join(fv.tfjs_dir, "style_transform", "model.json")):
+        raise NstError(
+            f"{fv.tfjs_dir}: no TensorFlow.js painter in it (nst-tf-export-network --tfjs_dir=... writes one)"
+        )
+    if fv.network != "universal":
+        common.check_network(fv.network)
+    common.import_tensorflow_quietly()
+    from aiohttp import web
+
+    from nst_tf.app import server, studio
+
+    limits = studio.Limits(max_upload_bytes=fv.max_upload_mb * 2**20, max_size=fv.max_size, max_steps=fv.max_steps)
+    painter = studio.Studio(fv.network, fv.weights, fv.autotune)
+    app = server.make_app(painter, limits, fv.tfjs_dir)
+    print(f"{NAME}: open http://{fv.host}:{fv.port}/ (Ctrl-C stops)", flush=True)
+    web.run_app(app, host=fv.host, port=fv.port, print=None)
+    return 0
+
+
+def run():
+    common.run(NAME, main, define, __doc__)
+
+
+if __name__ == "__main__":
+    run()
