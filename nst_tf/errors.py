@@ -10,7 +10,8 @@ class NstError(Exception):
 
 
 class Interrupted(Exception):
-    """A run stopped by a signal (SIGINT, SIGTERM) after finishing its current step.
+    """A run stopped after finishing its current step: by a signal (SIGINT, SIGTERM), or by its
+    caller (`signum` 0: the web page's Stop).
 
     `run` is what was running: a `StyleTransfer` (its image is the last step's result), a network
     trainer, or a network's painting.
@@ -19,5 +20,5 @@ class Interrupted(Exception):
     def __init__(self, signum: int, run):
         import signal
 
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        super().__init__(f"stopped by {signal.Signals(signum).name}" if signum else "stopped on request")
         self.signum, self.run = signum, run

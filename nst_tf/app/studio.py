@@ -209,12 +209,12 @@ class Job:
 
 
 class _Stream(Callback):
-    """A refine's progress for the page: step, loss and ETA each step, the picture every
-    `image_seconds`; stops the run when its job is stopped."""
+    """A refine's progress for the page: step, loss and ETA each step, the picture after the first
+    step and then every `image_seconds`; stops the run when its job is stopped."""
 
     def __init__(self, job: Job, command: str, image_seconds: float = 1.0):
         self.job, self.command, self.image_seconds = job, command, image_seconds
-        self.start = self.last_image = time.perf_counter()
+        self.start, self.last_image = time.perf_counter(), float("-inf")  # the first step's picture at once
 
     def on_run_begin(self, transfer, steps):
         self.steps, self.start = steps, time.perf_counter()

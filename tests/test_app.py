@@ -1,0 +1,163 @@
+"""nst-tf-app's server through its HTTP API (aiohttp's test client): the painting is the Python API's,
+refines stream, stop, queue one at a time and free a closed tab's place; bad uploads and settings are a
+4xx with one line; nothing a request says reaches the file system; one tab cannot see another's job."""
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nst_tf
+from nst_tf import image_io
+
+aiohttp = pytest.importorskip("aiohttp")
+from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+
+from nst_tf.app import server, studio  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def painter():
+    return studio.Studio("universal", weights="embedded", autotune="off")
+
+
+def _run(painter, body, limits=studio.Limits()):
+    """Runs `body(client)` against a fresh app over `painter`."""
+
+    async def main():
+        async with TestClient(TestServer(server.make_app(painter, limits))) as client:
+            return await body(client)
+
+    return asyncio.run(main())
+
+
+def _form(photo="boston", paintings=("the_scream",), **fields):
+    form = aiohttp.FormData()
+    for name, value in [("photo", photo)] + [("painting", p) for p in paintings]:
+        if isinstance(value, bytes):
+            form.add_field(name, value, filename=f"{name}.png", content_type="image/png")
+        else:
+            form.add_field(name, value)
+    for k, v in fields.items():
+        form.add_field(k, str(v))
+    return form
+
+
+def _png(image) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_the_painting_is_the_python_apis_and_carries_its_command_line(painter):
+    photo = (image_io.load_image(image_io.example_path("chelsea"), 160) * 255).astype(np.uint8)
+
+    async def body(client):
+        response = await client.post("/api/paint", data=_form(_png(photo), ("the_scream",), size=128, strength=0.7))
+        return response.status, await response.read(), dict(response.headers)
+
+    status, data, headers = _run(painter, body)
+    assert status == 200 and headers["Content-Type"] == "image/png", data[:200]
+    got = Image.open(io.BytesIO(data))
+    command = got.info["nst-tf command"]
+    assert command == headers["X-Command"] and "--strength=0.7" in command and "--size=128" in command
+    expected = nst_tf.stylize(
+        photo,
+        image_io.example_path("the_scream"),
+        network="universal",
+        size=128,
+        strength=0.7,
+        weights="embedded",
+        precision="float32",
+    )
+    np.testing.assert_array_equal(np.asarray(got.convert("RGB")), expected)
+
+
+def test_bad_uploads_and_settings_are_a_4xx_with_one_line(painter, tmp_path):
+    big = _png(np.zeros((1100, 1000, 3), np.uint8))  # 1.1 megapixels: over the limit below, from its header
+    cases = [
+        (_form(b"not a picture"), 400, "is not an image Pillow can read"),
+        (_form(big), 400, "more than 1 megapixels"),
+        (_form("../../setup.cfg"), 400, "no bundled picture '../../setup.cfg'"),
+        (_form(paintings=()), 400, "at least one painting"),
+        (_form(size=5000), 400, "size must be between 64 and 1024"),
+        (_form(strength="strong"), 400, "strength must be a number"),
+        (_form(paintings=("the_scream", "shipwreck"), style_blend="1"), 400, "style_blend needs 2"),
+        (_form(preserve_colors="sepia"), 400, "preserve_colors must be one of"),
+        (_form(_png(np.random.default_rng(0).integers(0, 256, (600, 600, 3), np.uint8))), 413, "limit of 0.38147 MB"),
+    ]
+    limits = studio.Limits(max_input_pixels=1_000_000, max_upload_bytes=400_000)
+
+    async def body(client):
+        out = []
+        for form, _, _ in cases:
+            response = await client.post("/api/paint", data=form)
+            out.append((response.status, await response.text()))
+        for path in ["/api/pictures/..%2F..%2Fsetup.cfg", "/static/..%2Fserver.py", "/static/app.js.bak", "/tfjs/a/b"]:
+            out.append(((await client.get(path)).status, path))
+        return out
+
+    got = _run(painter, body, limits)
+    for (status, text), (_, want_status, want) in zip(got, cases):
+        assert status == want_status and want in json.loads(text)["error"], (status, text)
+        assert "Traceback" not in text and "\n" not in json.loads(text)["error"]
+    assert [status for status, _ in got[len(cases) :]] == [404] * 4
+
+
+
+
+def test_refines_stream_stop_queue_one_at_a_time_and_a_closed_tab_frees_its_place(painter):
+    async def body(client):
+        first = await (await client.post("/api/refine", data=_form(size=64, steps=40))).json()
+        second = await (await client.post("/api/refine", data=_form(size=64, steps=3))).json()
+        third = await (await client.post("/api/refine", data=_form(size=64, steps=3))).json()
+        assert (first["place"], second["place"], third["place"]) == (0, 1, 2)
+        tab1 = await client.ws_connect(f"/api/jobs/{first['job']}")
+        assert (await client.get(f"/api/jobs/{first['job']}")).status == 404  # another tab cannot watch it
+        tab2 = await client.ws_connect(f"/api/jobs/{second['job']}")
+        tab3 = await client.ws_connect(f"/api/jobs/{third['job']}")
+        seen1 = []
+        async for message in tab1:
+            event = json.loads(message.data)
+            seen1.append(event)
+            if event["type"] == "progress" and event["step"] == 2:
+                await tab1.send_str("stop")
+        await tab2.close()  # the second tab is closed while it waits: its job never runs
+        seen3 = [json.loads(m.data) async for m in tab3]
+        return seen1, seen3
+
+    seen1, seen3 = _run(painter, body)
+    types1 = [e["type"] for e in seen1]
+    assert types1[:2] == ["queued", "started"] and types1[-1] == "stopped", types1
+    stopped = seen1[-1]
+    assert 2 <= stopped["step"] < 40 and f"--steps={stopped['step']}" in stopped["command"]
+    picture = Image.open(io.BytesIO(_data_url(stopped["image"])))
+    assert picture.size == (64, 43) and picture.info["nst-tf command"] == stopped["command"]
+    progress = [e for e in seen1 if e["type"] == "progress"]
+    assert all(e["eta"] >= 0 and e["loss"] > 0 for e in progress) and any("image" in e for e in progress)
+    types3 = [e["type"] for e in seen3]
+    assert types3[0] == "queued" and seen3[0]["place"] == 2 and types3[-1] == "done", types3
+    places = [e["place"] for e in seen3 if e["type"] == "queued"]
+    assert places[0] == 2 and places[-1] == 1 and places == sorted(places, reverse=True), places  # tab 2 closed
+    assert sum(e["type"] == "progress" for e in seen3) == 3
+
+
+def _data_url(url: str) -> bytes:
+    import base64
+
+    assert url.startswith("data:image/png;base64,")
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def test_the_command_refuses_bad_flags_with_one_line():
+    code = "import sys; sys.argv[0] = 'nst-tf-app'; from nst_tf.cli import run_app; run_app()"
+    for args, want in [(["--port=0"], "--port must be in 1..65535"), (["--tfjs_dir=/nowhere"], "no TensorFlow.js")]:
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("nst-tf-app: error: "), result.stderr
+        assert want in lines[0], lines
