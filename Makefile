@@ -1,6 +1,7 @@
 # make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
 # make demo-network: the bundled universal painter, one forward pass, into painted.png.
 # make demo-video: the bundled test clip (clip.mp4) painted frame by frame, consistently, into painted.mp4.
+# make app: the web page (nst-tf-app) at http://127.0.0.1:8765/.
 # make test: set up .venv (if missing) with the test extras at the versions in constraints.txt, check formatting
 #   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow", under a minute on
 #   AVX-512, about 2 on an AVX2 CPU).
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nst_tf-installed
 CONSTRAINTS ?= -c constraints.txt
 
-.PHONY: demo demo-network demo-video train-universal train-three-styles test test-fast test-latest constraints install clean
+.PHONY: app browser demo demo-network demo-video train-universal train-three-styles test test-fast test-latest constraints install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,10 +52,21 @@ train-universal: $(STAMP)
 train-three-styles: $(STAMP)
 	$(VENV)/bin/nst-tf-train --flagfile=configs/train_three_styles.cfg
 
-test: $(STAMP)
+# Debian's Chromium and its driver, for the page's tests in a real browser (apt-get as root, as CI runs)
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; } || \
+	{ echo "the browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; }
+
+# The page at http://127.0.0.1:8765/ (Ctrl-C stops); with the TensorFlow.js export when `make tfjs` made one
+app: $(STAMP)
+	$(VENV)/bin/nst-tf-app $(if $(wildcard tfjs/style_transform/model.json),--tfjs_dir=tfjs)
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff format --check nst_tf tests scripts
 	$(VENV)/bin/ruff check nst_tf tests scripts
-	$(PY) -m pytest -q --durations=10 tests
+	NST_TF_REQUIRE_BROWSER=1 $(PY) -m pytest -q --durations=10 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

@@ -109,8 +109,6 @@ def test_bad_uploads_and_settings_are_a_4xx_with_one_line(painter, tmp_path):
     assert [status for status, _ in got[len(cases) :]] == [404] * 4
 
 
-
-
 def test_refines_stream_stop_queue_one_at_a_time_and_a_closed_tab_frees_its_place(painter):
     async def body(client):
         first = await (await client.post("/api/refine", data=_form(size=64, steps=40))).json()

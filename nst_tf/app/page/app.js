@@ -166,7 +166,8 @@ async function paint() {
   if (!response.ok) { status(""); message(await errorText(response)); return; }
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
-  $("result").onload = () => {
+  $("result").onload = () => {  // once: later pictures (a refine's) are not this painting
+    $("result").onload = null;
     const ms = performance.now() - start;
     $("result").dataset.paintMs = ms.toFixed(0);
     $("result").dataset.version = String(version);
@@ -253,7 +254,7 @@ async function paintInBrowser(version, start) {
     out.dispose();
     if (version !== state.version) return;
     const ms = performance.now() - start;
-    $("result").onload = () => { $("result").dataset.paintMs = ms.toFixed(0); $("result").dataset.version = String(version); };
+    $("result").onload = () => { $("result").onload = null; $("result").dataset.paintMs = ms.toFixed(0); $("result").dataset.version = String(version); };
     status(`painted in this browser in ${ms.toFixed(0)} ms (TensorFlow.js, ${tf.getBackend()})`);
     canvas.toBlob((blob) => showResult(URL.createObjectURL(blob), ""), "image/png");
   } catch (e) {

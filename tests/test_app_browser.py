@@ -1,0 +1,170 @@
+"""The page in a real browser: Debian's headless Chromium driven by Selenium (chromium-driver; no
+browser is downloaded). Load the page, upload the bundled photo and painting, see the painting, move
+the strength slider, start and stop a refine, download a refine's PNG and compare it with the Python
+API's result for the same settings, upload a bad file and read the message. Each step's screenshot is
+saved (into $NST_TF_SCREENSHOTS if set, else the test's temporary folder).
+
+`make test` installs Chromium (as root, with apt-get) and sets NST_TF_REQUIRE_BROWSER=1, so these
+tests fail rather than skip where the browser is missing."""
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nst_tf
+from nst_tf import image_io
+
+pytestmark = pytest.mark.slow
+REQUIRED = os.environ.get("NST_TF_REQUIRE_BROWSER") == "1"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _missing(what):
+    (pytest.fail if REQUIRED else pytest.skip)(f"{what} (apt-get install chromium chromium-driver; make test does)")
+
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+except ImportError:  # pragma: no cover - the test extra installs it
+    webdriver = None
+
+
+@pytest.fixture(scope="module")
+def site():
+    """The app on a free port of 127.0.0.1, served from a thread; yields its address."""
+    if webdriver is None:
+        _missing("selenium is not installed")
+    from aiohttp import web
+
+    from nst_tf.app import server, studio
+
+    painter = studio.Studio("universal", weights="embedded", autotune="off")
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(server.make_app(painter))
+    loop.run_until_complete(runner.setup())
+    site_ = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site_.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/"
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (CHROMIUM and DRIVER):
+        _missing("Chromium or its driver is not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(arg)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = os.environ.get("NST_TF_SCREENSHOTS") or str(tmp_path / "screenshots")
+    os.makedirs(folder, exist_ok=True)
+    return lambda driver, name: driver.save_screenshot(os.path.join(folder, f"{name}.png"))
+
+
+def _until(driver, condition, seconds=120):
+    return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: condition(d))
+
+
+def _data(driver, id_, key):
+    return driver.execute_script(f"return document.getElementById('{id_}').dataset['{key}'] || null")
+
+
+def test_the_page_paints_refines_stops_downloads_and_refuses_a_bad_file(site, browser, shots, tmp_path):
+    photo, painting = image_io.example_path("boston"), image_io.example_path("the_scream")
+    browser.get(site)
+    _until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#painting-bundled button")) == 3)
+    shots(browser, "1-loaded")
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("256")
+    browser.find_element(By.ID, "photo-input").send_keys(photo)
+    browser.find_element(By.ID, "painting-input").send_keys(painting)
+    _until(browser, lambda d: _data(d, "result", "version"))
+    first_ms = int(_data(browser, "result", "paintMs"))
+    first_src = browser.find_element(By.ID, "result").get_attribute("src")
+    shots(browser, "2-painted")
+
+    slider = browser.find_element(By.ID, "strength")
+    slider.click()  # the middle of the slider: 0.5
+    slider.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    _until(browser, lambda d: d.find_element(By.ID, "strength").get_attribute("value") == "0.7")
+    _until(browser, lambda d: d.find_element(By.ID, "result").get_attribute("src") != first_src)
+    _until(browser, lambda d: "--strength=0.7" in d.find_element(By.ID, "command").text)
+    shots(browser, "3-strength")
+
+    steps = browser.find_element(By.ID, "steps")
+    steps.clear()
+    steps.send_keys("200")
+    browser.find_element(By.ID, "refine").click()
+    _until(browser, lambda d: int(_data(d, "status", "step") or 0) >= 3)
+    shots(browser, "4-refining")
+    browser.find_element(By.ID, "stop").click()
+    _until(browser, lambda d: _data(d, "status", "finished") == "stopped")
+    stopped_at = int(browser.find_element(By.ID, "status").text.split()[-1])
+    assert 3 <= stopped_at < 200
+    shots(browser, "5-stopped")
+
+    steps.clear()
+    steps.send_keys("5")
+    browser.execute_script("document.getElementById('status').dataset.finished = ''")
+    _until(browser, lambda d: d.find_element(By.ID, "refine").is_enabled())
+    browser.find_element(By.ID, "refine").click()
+    _until(browser, lambda d: _data(d, "status", "finished") == "done")
+    command = browser.find_element(By.ID, "command").text
+    assert "--steps=5" in command and "--strength=0.7" in command and "--init=network" in command, command
+    browser.find_element(By.ID, "download").click()
+    saved = browser.downloads / "painted.png"
+    _until(browser, lambda d: saved.exists() and saved.stat().st_size > 0, 30)
+    time.sleep(0.2)
+    shots(browser, "6-refined")
+    got = np.asarray(Image.open(saved).convert("RGB")).astype(int)
+    expected = nst_tf.stylize(
+        photo,
+        painting,
+        network="universal",
+        init="network",
+        size=256,
+        scales=1,
+        steps=5,
+        strength=0.7,
+        weights="embedded",
+        precision="float32",
+    ).astype(int)
+    assert got.shape == expected.shape and np.abs(got - expected).mean() < 0.5, np.abs(got - expected).mean()
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    browser.find_element(By.ID, "photo-input").send_keys(str(bad))
+    _until(browser, lambda d: "is not an image" in d.find_element(By.ID, "message").text)
+    shots(browser, "7-bad-file")
+    print(f"drop to painting: {first_ms} ms (256 px, float32)")
