@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nst_tf-installed
 CONSTRAINTS ?= -c constraints.txt
 
-.PHONY: app browser demo demo-network demo-video train-universal train-three-styles test test-fast test-latest constraints install clean
+.PHONY: app browser tfjs tfjs-converter demo demo-network demo-video train-universal train-three-styles test test-fast test-latest constraints install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,11 +59,31 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; } || \
 	{ echo "the browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; }
 
+# The TensorFlow.js converter in its own environment: its pins (TensorFlow 2.19, TF Decision Forests
+# 1.12, whose protos need protobuf 6) cannot live beside the project's TensorFlow.
+TFJS_VENV ?= .venv-tfjs
+TFJS_STAMP := $(TFJS_VENV)/.installed
+$(TFJS_STAMP):
+	$(PYTHON) -m venv $(TFJS_VENV)
+	$(TFJS_VENV)/bin/pip install --quiet tensorflowjs==4.22.0 tensorflow==2.19.0 tensorflow_decision_forests==1.12.0
+	$(TFJS_VENV)/bin/pip install --quiet --no-deps protobuf==6.31.1
+	touch $@
+
+tfjs-converter: $(TFJS_STAMP)
+
+# The universal painter for the browser -> tfjs/: the TensorFlow.js pair (style_predict/, style_transform/)
+# and TensorFlow.js itself (tf.min.js, from the npm registry); nst-tf-app --tfjs_dir=tfjs serves them
+tfjs/style_transform/model.json: $(STAMP) $(TFJS_STAMP) nst_tf/assets/networks/universal.keras
+	$(VENV)/bin/nst-tf-export-network --network=universal --tfjs_dir=tfjs --tfjs_converter=$(TFJS_VENV)/bin/tensorflowjs_converter
+	$(PY) scripts/fetch_tfjs.py tfjs
+
+tfjs: tfjs/style_transform/model.json
+
 # The page at http://127.0.0.1:8765/ (Ctrl-C stops); with the TensorFlow.js export when `make tfjs` made one
 app: $(STAMP)
 	$(VENV)/bin/nst-tf-app $(if $(wildcard tfjs/style_transform/model.json),--tfjs_dir=tfjs)
 
-test: $(STAMP) browser
+test: $(STAMP) browser tfjs
 	$(VENV)/bin/ruff format --check nst_tf tests scripts
 	$(VENV)/bin/ruff check nst_tf tests scripts
 	NST_TF_REQUIRE_BROWSER=1 $(PY) -m pytest -q --durations=10 tests
@@ -81,4 +101,4 @@ constraints: $(STAMP)
 	mv constraints.tmp constraints.txt
 
 clean:
-	rm -rf $(VENV) build *.egg-info stylized.png painted.png clip.mp4 painted.mp4
+	rm -rf $(VENV) $(TFJS_VENV) tfjs build *.egg-info stylized.png painted.png clip.mp4 painted.mp4

@@ -18,12 +18,14 @@ import pytest
 from PIL import Image
 
 import nst_tf
+from conftest import REPO
 from nst_tf import image_io
 
 pytestmark = pytest.mark.slow
 REQUIRED = os.environ.get("NST_TF_REQUIRE_BROWSER") == "1"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
+TFJS = os.environ.get("NST_TF_TFJS_DIR") or os.path.join(REPO, "tfjs")  # make tfjs writes it
 
 
 def _missing(what):
@@ -50,7 +52,8 @@ def site():
 
     painter = studio.Studio("universal", weights="embedded", autotune="off")
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(server.make_app(painter))
+    tfjs = TFJS if os.path.isfile(os.path.join(TFJS, "tf.min.js")) else None
+    runner = web.AppRunner(server.make_app(painter, tfjs_dir=tfjs))
     loop.run_until_complete(runner.setup())
     site_ = web.TCPSite(runner, "127.0.0.1", 0)
     loop.run_until_complete(site_.start())
@@ -94,7 +97,14 @@ def shots(tmp_path):
 
 
 def _until(driver, condition, seconds=120):
-    return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: condition(d))
+    """Waits for `condition(driver)`; on a timeout, says what the page said."""
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: condition(d))
+    except TimeoutException:
+        said = {i: driver.find_element(By.ID, i).text for i in ("status", "message")}
+        raise AssertionError(f"the page did not get there in {seconds} s; it says {said}") from None
 
 
 def _data(driver, id_, key):
@@ -168,3 +178,54 @@ def test_the_page_paints_refines_stops_downloads_and_refuses_a_bad_file(site, br
     _until(browser, lambda d: "is not an image" in d.find_element(By.ID, "message").text)
     shots(browser, "7-bad-file")
     print(f"drop to painting: {first_ms} ms (256 px, float32)")
+
+
+def test_the_page_paints_in_the_browser_with_tensorflow_js(site, browser, shots):
+    """The TensorFlow.js pair (make tfjs) paints on the user's machine: the same picture as the
+    server's painting up to the float16 weights, the browser's resizing and Newton-Schulz roots."""
+    if not os.path.isfile(os.path.join(TFJS, "tf.min.js")):
+        _missing(f"no TensorFlow.js export in {TFJS} (make tfjs)")
+    photo, painting = image_io.example_path("boston"), image_io.example_path("the_scream")
+    browser.get(site)
+    _until(browser, lambda d: d.find_element(By.ID, "browser-row").is_displayed())
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("512")
+    browser.find_element(By.ID, "photo-input").send_keys(photo)
+    browser.find_element(By.ID, "painting-input").send_keys(painting)
+    _until(browser, lambda d: _data(d, "result", "version"))
+    server_picture = _picture(browser)
+    timings, pictures = [], []
+    for control in ("in-browser", "strength"):  # the first painting loads the models; the second is warm
+        version = _data(browser, "result", "version")
+        browser.find_element(By.ID, control).click()  # the checkbox; then the slider's middle (0.5)
+
+        def painted(d):
+            return _data(d, "result", "version") != version and "this browser" in d.find_element(By.ID, "status").text
+
+        _until(browser, painted, 300)
+        timings.append(int(_data(browser, "result", "paintMs")))
+        pictures.append(_picture(browser))
+    assert not browser.find_element(By.ID, "message").text
+    shots(browser, "8-in-browser")
+    status = browser.find_element(By.ID, "status").text
+    local = pictures[0]  # at the server painting's strength (1)
+    assert local.shape == server_picture.shape, (local.shape, server_picture.shape)
+    difference = np.abs(local.astype(float) - server_picture.astype(float)).mean() / 255
+    softer = np.abs(pictures[1].astype(float) - server_picture.astype(float)).mean() / 255
+    print(
+        f"in-browser painting at 512 px: first {timings[0]} ms, warm {timings[1]} ms ({status}); "
+        f"mean difference from the server's {difference:.4f} (at strength 0.5: {softer:.4f})"
+    )
+    assert difference < 0.045 and difference < 0.6 * softer, (difference, softer)
+
+
+def _picture(browser) -> np.ndarray:
+    """The page's result picture, as the browser decoded it (drawn to a canvas)."""
+    import base64
+    import io
+
+    data = browser.execute_script(
+        "const img = document.getElementById('result'), c = document.createElement('canvas');"
+        "c.width = img.naturalWidth; c.height = img.naturalHeight; c.getContext('2d').drawImage(img, 0, 0);"
+        "return c.toDataURL('image/png');"
+    )
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("RGB"))

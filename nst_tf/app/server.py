@@ -10,6 +10,7 @@
     GET  /api/jobs/<id>         a WebSocket: the job's events as JSON (pictures as PNG data URLs);
                                 the page sends "stop"; closing it (a closed tab) cancels the job
     GET  /tfjs/<model>/<file>   the network for painting in the browser, when the app has one
+    GET  /tfjs/tf.min.js        TensorFlow.js itself (from the npm registry, in the same folder)
 
 aiohttp, measured against Flask and Starlette (`scripts/benchmark.py --app` does not decide this;
 the note in the README does): the one of the three with WebSockets, multipart uploads and an upload
@@ -34,7 +35,15 @@ from nst_tf.app import studio as studio_lib
 from nst_tf.errors import NstError
 
 PAGE = os.path.join(os.path.dirname(__file__), "page")
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".json": "application/json"}
+STATIC_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+}
+# Cross-origin isolation: TensorFlow.js's WebAssembly kernels may then run on several threads.
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 CONNECT_SECONDS = 30  # a refine whose tab does not connect to it in this time is dropped
 
 
@@ -71,7 +80,10 @@ def _error(status: int, message: str) -> web.Response:
 async def _errors(request, handler):
     """A user's mistake is a 4xx with one line for the page, never a traceback."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if not isinstance(response, web.WebSocketResponse):
+            response.headers.update(ISOLATION)
+        return response
     except NstError as err:
         return _error(400, str(err))
     except web.HTTPRequestEntityTooLarge as err:
@@ -132,15 +144,19 @@ async def static(request):
 
 
 async def tfjs(request):
-    path = request.app["tfjs"].get(f"{request.match_info['model']}/{request.match_info['name']}")
+    name = "/".join(filter(None, (request.match_info.get("model"), request.match_info["name"])))
+    path = request.app["tfjs"].get(name)
     if path is None:
         raise web.HTTPNotFound()
-    return web.FileResponse(path)
+    kind = STATIC_TYPES.get(os.path.splitext(path)[1], "application/octet-stream")
+    return web.FileResponse(path, headers={"Content-Type": kind})
 
 
 async def info(request):
     limits, tfjs = request.app["limits"], request.app["tfjs"]
-    models = sorted({name.split("/")[0] for name in tfjs if name.endswith("model.json")})
+    models = sorted({name.split("/")[0] for name in tfjs if name.endswith("/model.json")})
+    if "tf.min.js" not in tfjs:  # the models alone cannot run
+        models = []
     return web.json_response({"limits": limits._asdict(), "tfjs": models, "network": request.app["studio"].network})
 
 
@@ -252,5 +268,6 @@ def make_app(
     app.router.add_post("/api/paint", paint)
     app.router.add_post("/api/refine", refine)
     app.router.add_get("/api/jobs/{id}", job_events)
+    app.router.add_get("/tfjs/{name}", tfjs)
     app.router.add_get("/tfjs/{model}/{name}", tfjs)
     return app

@@ -2,10 +2,13 @@
 
     nst-tf-export-network --network=universal --export_dir=models/painter
     nst-tf-export-network --network=universal --tflite_dir=tflite/
+    nst-tf-export-network --network=universal --tfjs_dir=tfjs/      (TensorFlow.js; make tfjs)
 
 The SavedModel's serving_default takes content and style bytes (JPEG or PNG), strength and size
 and returns the painting (image, png); the TF Lite pair is style_predict.tflite and
-style_transform.tflite (Magenta's shapes).
+style_transform.tflite (Magenta's shapes); the TensorFlow.js pair is the graph models
+style_predict/ and style_transform/ (any content size), converted by tensorflowjs_converter from
+its own environment (make tfjs-converter), for nst-tf-app --tfjs_dir to paint in the browser.
 """
 
 import os
@@ -28,16 +31,19 @@ def define():
     define_export_flags()
     flags.DEFINE_integer("size", 512, "Default longest side of the painting (a request may ask another).")
     flags.DEFINE_string("tflite_dir", None, "Folder for style_predict.tflite and style_transform.tflite.")
-    flags.DEFINE_enum("quantization", "float16", QUANTIZATIONS, "TF Lite weights: float32, float16, int8.")
+    flags.DEFINE_string("tfjs_dir", None, "Folder for the TensorFlow.js pair (the universal painter).")
+    flags.DEFINE_string("tfjs_converter", None, "tensorflowjs_converter to run (default: .venv-tfjs's).")
+    flags.DEFINE_enum("quantization", "float16", QUANTIZATIONS, "TF Lite and TF.js weights: float32, float16, int8.")
     flags.DEFINE_string("weights", "auto", config_lib.option_help("weights"))
 
 
 def main(argv) -> int:
-    """Writes a network's SavedModel (--export_dir) and/or its TF Lite pair (--tflite_dir)."""
+    """Writes a network's SavedModel (--export_dir), its TF Lite pair (--tflite_dir) and/or its
+    TensorFlow.js pair (--tfjs_dir)."""
     fv = flags.FLAGS
     common.no_arguments(argv)
-    if not fv.network or not (fv.export_dir or fv.tflite_dir):
-        raise NstError("--network and one of --export_dir, --tflite_dir are required")
+    if not fv.network or not (fv.export_dir or fv.tflite_dir or fv.tfjs_dir):
+        raise NstError("--network and one of --export_dir, --tflite_dir, --tfjs_dir are required")
     common.check_network(fv.network)
     if fv.export_dir:
         export.version_path(fv.export_dir, fv.version, fv.overwrite)  # an existing version: before any work
@@ -54,10 +60,14 @@ def main(argv) -> int:
         paths = (
             network_export.export_tflite(network, fv.tflite_dir, fv.weights, fv.quantization) if fv.tflite_dir else {}
         )
+        if fv.tfjs_dir:
+            converter = fv.tfjs_converter
+            paths.update(network_export.export_tfjs(network, fv.tfjs_dir, fv.weights, fv.quantization, converter))
     if fv.export_dir:
         print(f"wrote {path} ({files.folder_bytes(path) / 1e6:.1f} MB)")
     for path in paths.values():
-        print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+        size = files.folder_bytes(path) if os.path.isdir(path) else os.path.getsize(path)
+        print(f"wrote {path} ({size / 1e6:.2f} MB)")
     return 0
 
 

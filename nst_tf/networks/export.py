@@ -177,11 +177,12 @@ def export_tflite(network, folder: str, weights: str = "auto", quantization: str
     return {**paths, **_write_tflite(folder, models_, module, quantization)}
 
 
-def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[str, str]:
-    """The universal painter as the same pair: `style_predict.tflite` (style `[1, 256, 256, 3]` ->
-    its representation `[1, D]`: each level's mean and covariance root, `universal.pack`) and
-    `style_transform.tflite` (content `[1, 384, 384, 3]` + representation + strength `[1]` ->
-    image). Both take their matrix roots by Newton-Schulz (matmuls: TF Lite has no eigh)."""
+def _universal_pair(painter, content_shape=TRANSFORM_SHAPE):
+    """The universal painter's `{"style_predict", "style_transform"}` functions and the module that
+    holds their variables: predict (style `[1, 256, 256, 3]` -> its representation `[1, D]`: each
+    level's mean and covariance root, `universal.pack`) and transform (content `content_shape` +
+    representation + strength `[1]` -> image). Both take their matrix roots by Newton-Schulz
+    (matmuls: TF Lite and TensorFlow.js have no eigh)."""
     ns = universal.UniversalPainter(
         painter.network, method="newton_schulz", encoder=painter.encoder, levels=painter.levels
     )
@@ -189,24 +190,28 @@ def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[st
     module.variables_ = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
     size = universal.packed_size(painter.levels)
 
-    @tf.function(input_signature=[tf.TensorSpec(PREDICT_SHAPE, tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec(PREDICT_SHAPE, tf.float32, "style")])
     def style_predict(style):
-        return universal.pack(ns.style_graph(style))
+        return {"representation": universal.pack(ns.style_graph(style))}
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec(TRANSFORM_SHAPE, tf.float32),
-            tf.TensorSpec([1, size], tf.float32),
-            tf.TensorSpec([1], tf.float32),
+            tf.TensorSpec(content_shape, tf.float32, "content"),
+            tf.TensorSpec([1, size], tf.float32, "representation"),
+            tf.TensorSpec([1], tf.float32, "strength"),
         ]
     )
     def style_transform(content, representation, strength):
         reps = universal.unpack(representation, painter.levels)
-        return universal.graph_paint(ns, content, None, strength[0], reps)
+        return {"image": universal.graph_paint(ns, content, None, strength[0], reps)}
 
-    return _write_tflite(
-        folder, {"style_predict": style_predict, "style_transform": style_transform}, module, quantization
-    )
+    return {"style_predict": style_predict, "style_transform": style_transform}, module
+
+
+def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[str, str]:
+    """The universal painter as the TF Lite pair (`_universal_pair` at the pair's fixed shapes)."""
+    functions, module = _universal_pair(painter)
+    return _write_tflite(folder, functions, module, quantization)
 
 
 def _write_tflite(folder: str, functions: dict, module, quantization: str) -> Dict[str, str]:
@@ -230,3 +235,46 @@ def run_tflite(path: str, *inputs):
         interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+# The TensorFlow.js converter lives in its own environment (`make tfjs-converter`): its pins
+# (TensorFlow 2.19, TF Decision Forests) cannot live beside the project's TensorFlow.
+TFJS_CONVERTER = os.environ.get("NST_TF_TFJS_CONVERTER", os.path.join(".venv-tfjs", "bin", "tensorflowjs_converter"))
+
+
+def export_tfjs(
+    network, folder: str, weights: str = "auto", quantization: str = "float16", converter=None
+) -> Dict[str, str]:
+    """Writes the universal painter for TensorFlow.js into `folder`: `style_predict/` (style
+    `[1, 256, 256, 3]` float in [0, 1] -> `representation` `[1, D]`) and `style_transform/`
+    (`content` `[1, H, W, 3]` of any size, `representation`, `strength` `[1]` -> image), each a graph
+    model (`model.json` and weight shards), weights quantised as `quantization`. The functions are
+    the TF Lite pair's (matrix roots by Newton-Schulz), written as SavedModels and converted by
+    `tensorflowjs_converter` (`converter`, default `TFJS_CONVERTER`). Returns `{name: folder}`."""
+    import subprocess
+    import tempfile
+
+    if quantization not in QUANTIZATIONS:
+        raise NstError(f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}")
+    converter = converter or TFJS_CONVERTER
+    if not os.path.isfile(converter):
+        raise NstError(f"no TensorFlow.js converter at {converter}: make tfjs-converter installs one")
+    painter = use.make_painter(network, weights)
+    if not use.is_universal(painter.network):
+        raise NstError("the TensorFlow.js export takes the universal painter (a network that paints any painting)")
+    functions, module = _universal_pair(painter, content_shape=(1, None, None, 3))
+    flags = {"float16": ["--quantize_float16=*"], "int8": ["--quantize_uint8=*"], "float32": []}[quantization]
+
+    def fill(staging):
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, function in functions.items():
+                saved = os.path.join(tmp, name)
+                tf.saved_model.save(module, saved, signatures={"serving_default": function.get_concrete_function()})
+                args = [converter, "--input_format=tf_saved_model", "--output_format=tfjs_graph_model", *flags]
+                done = subprocess.run([*args, saved, os.path.join(staging, name)], capture_output=True, text=True)
+                if done.returncode:
+                    last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+                    raise NstError(f"the TensorFlow.js converter failed on {name}: {last}")
+
+    files.write_folder(folder, fill, overwrite=True)
+    return {name: os.path.join(folder, name) for name in functions}

@@ -70,9 +70,16 @@ def moments(features, mask=None) -> Moments:
     return Moments(count, tf.reduce_sum(weighted, axis=0), tf.matmul(weighted, flat, transpose_a=True))
 
 
+def _eye(n, dtype):
+    """The `n` x `n` identity from a comparison of ranges: TF Lite and TensorFlow.js have no
+    MatrixDiag kernel (which `tf.eye` of a tensor size becomes)."""
+    index = tf.range(n)
+    return tf.cast(tf.equal(index[:, None], index[None, :]), dtype)
+
+
 def _trace(m):
     """The trace as a masked sum (TF Lite has no diagonal-part kernel)."""
-    return tf.reduce_sum(m * tf.eye(tf.shape(m)[0], dtype=m.dtype))
+    return tf.reduce_sum(m * _eye(tf.shape(m)[0], m.dtype))
 
 
 def _shift(cov):
@@ -97,7 +104,7 @@ def sqrt_pair_newton_schulz(cov, steps: int = NEWTON_SCHULZ_STEPS):
     iteration converges)."""
     cov = tf.cast(cov, tf.float32)
     n = tf.shape(cov)[0]
-    eye = tf.eye(n, dtype=tf.float32)
+    eye = _eye(n, tf.float32)
     shifted = 0.5 * (cov + tf.transpose(cov)) + _shift(cov) * eye
     scale = _trace(shifted)
     y, z = shifted / scale, eye
@@ -144,13 +151,16 @@ def blend_levels(styles, weights=None) -> dict:
 
 def whiten_colour(features, content: Moments, style: Style, strength=1.0, method: str = "eigh"):
     """`features` `[..., C]` whitened by `content`'s statistics and coloured by `style`, mixed with
-    the features themselves: `strength * S W (f - m_c) + m_s + (1 - strength) * f`."""
+    the features themselves: `strength * (S W (f - m_c) + m_s) + (1 - strength) * f`."""
     features = tf.cast(features, tf.float32)
     mean, cov = content.mean_cov()
     whiten = SQRT_METHODS[method](cov)[1]
     transform = tf.matmul(style.root, whiten)
     shape = tf.shape(features)
     flat = tf.reshape(features, [-1, shape[-1]])
-    coloured = tf.matmul(flat - mean[None, :], transform, transpose_b=True) + style.mean[None, :]
-    out = strength * coloured + (1.0 - strength) * flat
+    coloured = tf.matmul(flat - mean[None, :], transform, transpose_b=True)
+    # The style's mean is added after the product is scaled, not to the product: TensorFlow.js would
+    # fuse that matmul and add, and its WebAssembly kernel (4.22) gets a fused bias on a transposed
+    # product wrong.
+    out = strength * coloured + (strength * style.mean + (1.0 - strength) * flat)
     return tf.reshape(out, shape)

@@ -219,9 +219,24 @@ function loadScript(src) {
   });
 }
 
+function hardwareWebGL() {  // a GPU behind WebGL; software WebGL (SwiftShader, llvmpipe) is slower than WebAssembly
+  const gl = document.createElement("canvas").getContext("webgl2") || document.createElement("canvas").getContext("webgl");
+  if (!gl) return false;
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const renderer = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+  return !/swiftshader|llvmpipe|software/i.test(renderer);
+}
+
 async function models() {
   if (browserModels) return browserModels;
-  if (!window.tf) await loadScript("/static/tf.min.js");
+  if (!window.tf) {
+    await loadScript("/tfjs/tf.min.js");
+    await loadScript("/tfjs/tf-backend-wasm.min.js");
+    tf.wasm.setWasmPaths("/tfjs/");
+  }
+  const asked = new URLSearchParams(location.search).get("backend");  // ?backend=webgl|wasm|cpu to choose
+  await tf.setBackend(asked || (hardwareWebGL() ? "webgl" : "wasm"));
+  await tf.ready();
   const [predict, transform] = await Promise.all(["style_predict", "style_transform"].map((m) => tf.loadGraphModel(`/tfjs/${m}/model.json`)));
   browserModels = { predict, transform };
   return browserModels;
@@ -256,7 +271,8 @@ async function paintInBrowser(version, start) {
     const ms = performance.now() - start;
     $("result").onload = () => { $("result").onload = null; $("result").dataset.paintMs = ms.toFixed(0); $("result").dataset.version = String(version); };
     status(`painted in this browser in ${ms.toFixed(0)} ms (TensorFlow.js, ${tf.getBackend()})`);
-    canvas.toBlob((blob) => showResult(URL.createObjectURL(blob), ""), "image/png");
+    const note = "painted in this browser by the TensorFlow.js export (nst-tf-export-network --tfjs_dir)";
+    canvas.toBlob((blob) => showResult(URL.createObjectURL(blob), note), "image/png");
   } catch (e) {
     message(`painting in the browser failed: ${e.message}`);
     status("");
