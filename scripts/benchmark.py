@@ -131,6 +131,8 @@ flags.DEFINE_string("video_style", "the_scream", "Video: the painting (a bundled
 flags.DEFINE_list(
     "video_painters", ["network", "blended", "alone", "consistent"], "Video: which painters (of those four) to run."
 )
+flags.DEFINE_boolean("app", False, "Time nst-tf-app's page in headless Chromium instead (see app_main).")
+flags.DEFINE_string("tfjs_dir", "tfjs", "--app: the TensorFlow.js export to time in the browser too (make tfjs).")
 flags.DEFINE_list("video_later_steps", [], "Video: run the consistent optimisation with each of these later_steps.")
 FLAGS = flags.FLAGS
 
@@ -873,7 +875,87 @@ def video_main():
             print(f"{name:<14}{label:<26}{error:>14.2e}{np.mean(styles):>12.3f}{seconds:>9.2f}", flush=True)
 
 
+def app_main():
+    """nst-tf-app as the browser sees it (Debian's headless Chromium through Selenium): the time from
+    dropping the bundled photo and painting to the painting shown, then four strength changes (each
+    a new painting), at --size, this machine's auto precision; a refine's seconds per step as the
+    page reports them; and, with --tfjs_dir, the painting in the browser (TensorFlow.js), cold and warm."""
+    import asyncio
+    import statistics
+    import threading
+
+    from aiohttp import web
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from nst_tf import image_io
+    from nst_tf.app import server, studio
+
+    painter = studio.Studio("universal", weights=FLAGS.weights)
+    tfjs = FLAGS.tfjs_dir if os.path.isfile(os.path.join(FLAGS.tfjs_dir, "tf.min.js")) else None
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(server.make_app(painter, tfjs_dir=tfjs))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"))
+    data = lambda key: driver.execute_script(f"return document.getElementById('result').dataset['{key}'] || null")  # noqa: E731
+    wait = lambda f, s=600: WebDriverWait(driver, s, poll_frequency=0.02).until(lambda d: f())  # noqa: E731
+    try:
+        driver.get(f"http://127.0.0.1:{runner.addresses[0][1]}/")
+        wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#painting-bundled button"))
+        Select(driver.find_element(By.ID, "size")).select_by_visible_text(str(FLAGS.size))
+        driver.find_element(By.ID, "photo-input").send_keys(image_io.example_path("boston"))
+        driver.find_element(By.ID, "painting-input").send_keys(image_io.example_path("the_scream"))
+        wait(lambda: data("version"))
+        times = [int(data("paintMs"))]
+        slider = driver.find_element(By.ID, "strength")
+        for _ in range(4):
+            version = data("version")
+            slider.send_keys(Keys.ARROW_LEFT)
+            wait(lambda: data("version") != version)
+            times.append(int(data("paintMs")))
+        print(
+            f"precision {painter.plan.config.precision}, {FLAGS.size} px: drop to painting {times[0]} ms; "
+            f"each new painting: median {statistics.median(times[1:]):.0f} ms ({times[1:]})",
+            flush=True,
+        )
+        steps = driver.find_element(By.ID, "steps")
+        steps.clear()
+        steps.send_keys("30")
+        driver.find_element(By.ID, "refine").click()
+        status = lambda: driver.find_element(By.ID, "status")  # noqa: E731
+        wait(lambda: status().get_attribute("data-finished") == "done")
+        print(
+            f"refine, 30 steps: the page's last progress line said '{driver.find_element(By.ID, 'status').get_attribute('data-step')}' steps; "
+            f"{driver.execute_script('return window.lastProgress || null')}",
+            flush=True,
+        )
+        if tfjs:
+            browser_times = []
+            for control in ("in-browser", "strength", "strength"):
+                version = data("version")
+                if control == "in-browser":
+                    driver.find_element(By.ID, control).click()
+                else:
+                    slider.send_keys(Keys.ARROW_RIGHT)
+                wait(lambda: data("version") != version and "this browser" in status().text)
+                browser_times.append(int(data("paintMs")))
+            print(
+                f"in the browser: {status().text}; cold {browser_times[0]} ms, warm {browser_times[1:]} ms", flush=True
+            )
+    finally:
+        driver.quit()
+
+
 def main(argv):
+    if FLAGS.app:
+        return app_main()
     if FLAGS.video:
         return video_main()
     if FLAGS.network_tiling:

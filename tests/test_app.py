@@ -78,6 +78,30 @@ def test_the_painting_is_the_python_apis_and_carries_its_command_line(painter):
     np.testing.assert_array_equal(np.asarray(got.convert("RGB")), expected)
 
 
+def test_a_painted_region_paints_there_and_leaves_the_photo_elsewhere(painter):
+    """The page's mask (white where the user painted): with one painting, the painting inside and the
+    photo outside, as the universal painter's masks do."""
+    photo = image_io.load_image(image_io.example_path("boston"), 128)
+    h, w = photo.shape[:2]
+    mask = np.zeros((h, w, 3), np.uint8)
+    mask[:, : w // 2] = 255
+
+    async def body(client):
+        form = _form(_png(image_io.to_uint8(photo)), ("the_scream",), size=128)
+        form.add_field("mask", _png(mask), filename="mask.png", content_type="image/png")
+        response = await client.post("/api/paint", data=form)
+        return response.status, await response.read()
+
+    status, data = _run(painter, body)
+    assert status == 200, data[:300]
+    got = Image.open(io.BytesIO(data))
+    assert "--style_mask=mask.png" in got.info["nst-tf command"]
+    painted = np.asarray(got.convert("RGB")).astype(float) / 255
+    inside = np.abs(painted[:, : w // 2 - 8] - photo[:, : w // 2 - 8]).mean()
+    outside = np.abs(painted[:, w // 2 + 8 :] - photo[:, w // 2 + 8 :]).mean()
+    assert outside < inside / 3, (inside, outside)  # outside: the decoders' reconstruction of the photo
+
+
 def test_bad_uploads_and_settings_are_a_4xx_with_one_line(painter, tmp_path):
     big = _png(np.zeros((1100, 1000, 3), np.uint8))  # 1.1 megapixels: over the limit below, from its header
     cases = [

@@ -209,21 +209,25 @@ class Job:
 
 
 class _Stream(Callback):
-    """A refine's progress for the page: step, loss and ETA each step, the picture after the first
-    step and then every `image_seconds`; stops the run when its job is stopped."""
+    """A refine's progress for the page: step, loss, seconds per step and ETA each step, the picture
+    after the first step and then every `image_seconds`; stops the run when its job is stopped."""
 
     def __init__(self, job: Job, command: str, image_seconds: float = 1.0):
         self.job, self.command, self.image_seconds = job, command, image_seconds
-        self.start, self.last_image = time.perf_counter(), float("-inf")  # the first step's picture at once
+        self.last_image = float("-inf")  # the first step's picture at once
 
     def on_run_begin(self, transfer, steps):
-        self.steps, self.start = steps, time.perf_counter()
+        self.steps, self.last_step, self.durations = steps, time.perf_counter(), []
 
     def on_step_end(self, transfer, step, loss, terms):
         now = time.perf_counter()
+        self.durations.append(now - self.last_step)
+        self.last_step = now
+        # The first step traces and compiles: the rate is the median of the last ten after it.
+        recent = sorted(self.durations[1:][-10:] or self.durations)
+        rate = recent[len(recent) // 2]
         event = {"type": "progress", "step": step, "steps": self.steps, "loss": float(loss)}
-        event["seconds_per_step"] = (now - self.start) / step
-        event["eta"] = event["seconds_per_step"] * (self.steps - step)
+        event.update(seconds_per_step=rate, eta=rate * (self.steps - step))
         if now - self.last_image >= self.image_seconds:
             self.last_image = now
             event["image"] = png_bytes(transfer.image_uint8())

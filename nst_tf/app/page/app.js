@@ -192,6 +192,7 @@ async function refine() {
     if (ev.type === "queued") status(`waiting for the device: ${ev.place} job(s) ahead`);
     if (ev.type === "started") { status("refining..."); $("progress").hidden = false; $("command").textContent = ev.command; }
     if (ev.type === "progress") {
+      window.lastProgress = `step ${ev.step}/${ev.steps}, ${ev.seconds_per_step.toFixed(3)} s/step`;
       $("progress").max = ev.steps; $("progress").value = ev.step;
       status(`step ${ev.step}/${ev.steps}, loss ${ev.loss.toPrecision(4)}, ${ev.seconds_per_step.toFixed(2)} s/step, ETA ${Math.round(ev.eta)} s`);
       $("status").dataset.step = String(ev.step);
