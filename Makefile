@@ -63,9 +63,9 @@ browser:
 # 1.12, whose protos need protobuf 6) cannot live beside the project's TensorFlow.
 TFJS_VENV ?= .venv-tfjs
 TFJS_STAMP := $(TFJS_VENV)/.installed
-$(TFJS_STAMP):
+$(TFJS_STAMP): constraints-tfjs.txt
 	$(PYTHON) -m venv $(TFJS_VENV)
-	$(TFJS_VENV)/bin/pip install --quiet tensorflowjs==4.22.0 tensorflow==2.19.0 tensorflow_decision_forests==1.12.0
+	$(TFJS_VENV)/bin/pip install --quiet -c constraints-tfjs.txt tensorflowjs==4.22.0 tensorflow==2.19.0 tensorflow_decision_forests==1.12.0
 	$(TFJS_VENV)/bin/pip install --quiet --no-deps protobuf==6.31.1
 	touch $@
 

@@ -123,9 +123,10 @@ def png_bytes(image: np.ndarray, command: Optional[str] = None) -> bytes:
 
 class Studio:
     """The painter and the optimisation the page uses, built once: `paint` (one pass of the
-    universal painter) and `refine` (the optimisation from that painting)."""
+    universal painter) and `refine` (the optimisation from that painting). `autotune`: how the
+    precision is chosen (`nst_tf.autotune`'s modes; None: `$NST_TF_AUTOTUNE`, else "cached")."""
 
-    def __init__(self, network: str = "universal", weights: str = "auto", autotune: str = "auto"):
+    def __init__(self, network: str = "universal", weights: str = "auto", autotune: Optional[str] = None):
         from nst_tf import features
         from nst_tf import plan as plan_lib
         from nst_tf.networks import use

@@ -26,7 +26,7 @@ def define():
     flags.DEFINE_string("network", "universal", "The universal painter's decoders (a .keras file, or 'universal').")
     flags.DEFINE_string("weights", "auto", config_lib.option_help("weights"))
     flags.DEFINE_string("tfjs_dir", None, "A TensorFlow.js export of the painter (nst-tf-export-network --tfjs_dir).")
-    flags.DEFINE_enum("autotune", "auto", ["auto", "off"], "Measure this machine's fastest precision (auto) or not.")
+    common.define_autotune_flag()
     defaults = Limits()
     flags.DEFINE_integer("max_upload_mb", defaults.max_upload_bytes // 2**20, "Largest upload (all files), MB.")
     flags.DEFINE_integer("max_size", defaults.max_size, "Largest output side a page may ask for, pixels.")
@@ -58,7 +58,7 @@ def main(argv) -> int:
     painter = studio.Studio(fv.network, fv.weights, fv.autotune)
     app = server.make_app(painter, limits, fv.tfjs_dir)
     print(f"{NAME}: open http://{fv.host}:{fv.port}/ (Ctrl-C stops)", flush=True)
-    web.run_app(app, host=fv.host, port=fv.port, print=None)
+    web.run_app(app, host=fv.host, port=fv.port, print=None, access_log=None)
     return 0
 
 
