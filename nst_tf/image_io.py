@@ -86,8 +86,9 @@ def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = Fa
     return rgb
 
 
-def open_image(path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Opens and fully decodes an image file, with clear errors for what users get wrong."""
+def open_image(path, max_pixels: Optional[int] = None) -> Image.Image:
+    """Opens and fully decodes an image file, with clear errors for what users get wrong; more
+    than `max_pixels` (default `MAX_PIXELS`) is refused from the header."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise NstError(f"{path}: no such file")
@@ -96,13 +97,14 @@ def open_image(path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     return _decode(path, path, max_pixels)
 
 
-def decode_bytes(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def decode_bytes(data: bytes, name: str, max_pixels: Optional[int] = None) -> Image.Image:
     """An uploaded image's bytes, decoded with `open_image`'s checks (`name` is what errors call it):
     more than `max_pixels` pixels (read from the header, before decoding) is refused."""
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
-def _decode(source, name: str, max_pixels: int) -> Image.Image:
+def _decode(source, name: str, max_pixels: Optional[int]) -> Image.Image:
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
         image = Image.open(source)
         if image.width * image.height > max_pixels:

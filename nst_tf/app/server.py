@@ -26,7 +26,7 @@ import base64
 import json
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 from aiohttp import WSMsgType, web
 
@@ -45,6 +45,22 @@ STATIC_TYPES = {
 # Cross-origin isolation: TensorFlow.js's WebAssembly kernels may then run on several threads.
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 CONNECT_SECONDS = 30  # a refine whose tab does not connect to it in this time is dropped
+
+
+class _State(NamedTuple):
+    """What the handlers share: the studio and its queue, the limits, the jobs by id, and the
+    tables of what may be served (name -> path)."""
+
+    studio: studio_lib.Studio
+    limits: studio_lib.Limits
+    queue: studio_lib.Queue
+    jobs: dict
+    pictures: Dict[str, tuple]
+    static: Dict[str, str]
+    tfjs: Dict[str, str]
+
+
+STATE = web.AppKey("nst_tf", _State)
 
 
 def _files(folder: str, recursive: bool = False) -> Dict[str, str]:
@@ -87,7 +103,7 @@ async def _errors(request, handler):
     except NstError as err:
         return _error(400, str(err))
     except web.HTTPRequestEntityTooLarge as err:
-        limit = request.app["limits"].max_upload_bytes
+        limit = request.app[STATE].limits.max_upload_bytes
         return _error(413, f"the upload is over this server's limit of {limit / 2**20:g} MB ({err.text})")
 
 
@@ -99,8 +115,8 @@ class _Form:
 
 
 async def _read_form(request) -> _Form:
-    limits: studio_lib.Limits = request.app["limits"]
-    pictures = request.app["pictures"]
+    limits: studio_lib.Limits = request.app[STATE].limits
+    pictures = request.app[STATE].pictures
     if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise NstError("send the pictures as a form (multipart/form-data)")
     post = await request.post()
@@ -136,7 +152,7 @@ async def page(request):
 
 
 async def static(request):
-    path = request.app["static"].get(request.match_info["name"])
+    path = request.app[STATE].static.get(request.match_info["name"])
     if path is None:
         raise web.HTTPNotFound()
     kind = STATIC_TYPES.get(os.path.splitext(path)[1], "application/octet-stream")
@@ -145,7 +161,7 @@ async def static(request):
 
 async def tfjs(request):
     name = "/".join(filter(None, (request.match_info.get("model"), request.match_info["name"])))
-    path = request.app["tfjs"].get(name)
+    path = request.app[STATE].tfjs.get(name)
     if path is None:
         raise web.HTTPNotFound()
     kind = STATIC_TYPES.get(os.path.splitext(path)[1], "application/octet-stream")
@@ -153,26 +169,26 @@ async def tfjs(request):
 
 
 async def info(request):
-    limits, tfjs = request.app["limits"], request.app["tfjs"]
+    limits, tfjs = request.app[STATE].limits, request.app[STATE].tfjs
     models = sorted({name.split("/")[0] for name in tfjs if name.endswith("/model.json")})
     if "tf.min.js" not in tfjs:  # the models alone cannot run
         models = []
-    return web.json_response({"limits": limits._asdict(), "tfjs": models, "network": request.app["studio"].network})
+    return web.json_response({"limits": limits._asdict(), "tfjs": models, "network": request.app[STATE].studio.network})
 
 
 async def pictures(request):
-    return web.json_response([{"name": n, "kind": k} for n, (k, _) in request.app["pictures"].items()])
+    return web.json_response([{"name": n, "kind": k} for n, (k, _) in request.app[STATE].pictures.items()])
 
 
 async def picture(request):
-    found = request.app["pictures"].get(request.match_info["name"])
+    found = request.app[STATE].pictures.get(request.match_info["name"])
     if found is None:
         raise web.HTTPNotFound()
     return web.FileResponse(found[1], headers={"Content-Type": "image/jpeg"})
 
 
 async def paint(request):
-    studio: studio_lib.Studio = request.app["studio"]
+    studio: studio_lib.Studio = request.app[STATE].studio
     form = await _read_form(request)
     start = time.perf_counter()
     image = await asyncio.get_running_loop().run_in_executor(
@@ -193,13 +209,13 @@ async def refine(request):
         loop.call_soon_threadsafe(events.put_nowait, event)
 
     job = studio_lib.Job(form.photo, form.paintings, form.settings, form.mask, send)
-    jobs = request.app["jobs"]
+    jobs = request.app[STATE].jobs
     jobs[job.id] = (job, events)
-    place = request.app["queue"].submit(job)
+    place = request.app[STATE].queue.submit(job)
 
     def unclaimed():
         if job.id in jobs and not getattr(job, "claimed", False):
-            request.app["queue"].cancel(job)
+            request.app[STATE].queue.cancel(job)
             jobs.pop(job.id, None)
 
     loop.call_later(CONNECT_SECONDS, unclaimed)
@@ -214,7 +230,7 @@ def _wire(event: dict) -> str:
 
 
 async def job_events(request):
-    jobs = request.app["jobs"]
+    jobs = request.app[STATE].jobs
     found = jobs.get(request.match_info["id"])
     if found is None or getattr(found[0], "claimed", False):
         raise web.HTTPNotFound()
@@ -241,7 +257,7 @@ async def job_events(request):
             if event["type"] in ("done", "stopped", "error"):
                 break
     finally:
-        request.app["queue"].cancel(job)  # a closed tab frees its place (or stops its run)
+        request.app[STATE].queue.cancel(job)  # a closed tab frees its place (or stops its run)
         jobs.pop(job.id, None)
         listener.cancel()
         await socket.close()
@@ -254,12 +270,15 @@ def make_app(
     """The aiohttp application: the page and the API over `studio`, uploads checked against
     `limits`, and the TensorFlow.js network from `tfjs_dir` (if given) for painting in the browser."""
     app = web.Application(client_max_size=limits.max_upload_bytes, middlewares=[_errors])
-    app["studio"], app["limits"] = studio, limits
-    app["queue"] = studio_lib.Queue(studio)
-    app["jobs"] = {}
-    app["pictures"] = _pictures()
-    app["static"] = _files(PAGE)
-    app["tfjs"] = _files(tfjs_dir, recursive=True) if tfjs_dir else {}
+    app[STATE] = _State(
+        studio=studio,
+        limits=limits,
+        queue=studio_lib.Queue(studio),
+        jobs={},
+        pictures=_pictures(),
+        static=_files(PAGE),
+        tfjs=_files(tfjs_dir, recursive=True) if tfjs_dir else {},
+    )
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/api/info", info)

@@ -279,6 +279,10 @@ class Queue:
                 self._tell_places()
             try:
                 self._refine(job)
+            except Exception:  # a failure outside the run (sending to a closed tab): the queue goes on
+                import traceback
+
+                traceback.print_exc()
             finally:
                 self.running = None
 
