@@ -183,3 +183,39 @@ def test_the_command_refuses_bad_flags_with_one_line():
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("nst-tf-app: error: "), result.stderr
         assert want in lines[0], lines
+
+
+@pytest.mark.slow
+def test_the_command_serves_the_page_on_localhost_and_stops_on_ctrl_c():
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = "import sys; sys.argv[0] = 'nst-tf-app'; from nst_tf.cli import run_app; run_app()"
+    args = [sys.executable, "-c", code, f"--port={port}", "--weights=embedded", "--autotune=off"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.strip() == f"nst-tf-app: open http://127.0.0.1:{port}/ (Ctrl-C stops)", line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
+            assert page.status == 200 and b'id="photo-input"' in page.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=30) as info:
+            assert json.loads(info.read())["limits"]["max_size"] == 1024
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in err, err[-2000:]
+    with socket.socket() as taken:  # a port in use: one line, exit 2
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = subprocess.run(
+            args[:3] + [f"--port={taken.getsockname()[1]}", "--weights=embedded", "--autotune=off"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    lines = [line for line in busy.stderr.splitlines() if line.strip()]
+    assert busy.returncode == 2 and len(lines) == 1 and "cannot listen on 127.0.0.1" in lines[0], busy.stderr[-2000:]

@@ -57,8 +57,11 @@ def main(argv) -> int:
     limits = studio.Limits(max_upload_bytes=fv.max_upload_mb * 2**20, max_size=fv.max_size, max_steps=fv.max_steps)
     painter = studio.Studio(fv.network, fv.weights, fv.autotune)
     app = server.make_app(painter, limits, fv.tfjs_dir)
-    print(f"{NAME}: open http://{fv.host}:{fv.port}/ (Ctrl-C stops)", flush=True)
-    web.run_app(app, host=fv.host, port=fv.port, print=None, access_log=None)
+    ready = f"{NAME}: open http://{fv.host}:{fv.port}/ (Ctrl-C stops)"  # once the port is bound
+    try:
+        web.run_app(app, host=fv.host, port=fv.port, print=lambda _: print(ready, flush=True), access_log=None)
+    except OSError as err:  # the port is taken, or the address is not this machine's
+        raise NstError(f"cannot listen on {fv.host}:{fv.port} ({err.strerror or err}); choose another --port") from None
     return 0
 
 
