@@ -28,6 +28,7 @@ import os
 import time
 from typing import Dict, NamedTuple, Optional
 
+import numpy as np
 from aiohttp import WSMsgType, web
 
 from nst_tf import image_io
@@ -107,21 +108,26 @@ async def _errors(request, handler):
         return _error(413, f"the upload is over this server's limit of {limit / 2**20:g} MB ({err.text})")
 
 
-class _Form:
-    """A paint or refine request's fields, decoded and checked."""
+class _Form(NamedTuple):
+    """A paint or refine request, decoded and checked."""
 
-    def __init__(self, photo, paintings, mask, settings, fields):
-        self.photo, self.paintings, self.mask, self.settings, self.fields = photo, paintings, mask, settings, fields
+    photo: np.ndarray
+    paintings: list
+    mask: Optional[np.ndarray]
+    settings: studio_lib.Settings
 
 
 async def _read_form(request) -> _Form:
-    limits: studio_lib.Limits = request.app[STATE].limits
-    pictures = request.app[STATE].pictures
+    """The request's form, read here and decoded in a worker thread (pictures take a while to
+    decode; the server goes on serving meanwhile)."""
     if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise NstError("send the pictures as a form (multipart/form-data)")
     post = await request.post()
-    fields = {k: v for k, v in post.items() if isinstance(v, str)}
+    state = request.app[STATE]
+    return await asyncio.get_running_loop().run_in_executor(None, _decode_form, post, state.limits, state.pictures)
 
+
+def _decode_form(post, limits: studio_lib.Limits, pictures) -> _Form:
     def picture(value, what):
         if isinstance(value, str):  # a bundled picture, by name
             if value not in pictures:
@@ -139,12 +145,13 @@ async def _read_form(request) -> _Form:
         raise NstError(f"at most {limits.max_paintings} paintings at once")
     photo = picture(photos[0], "the photo")
     paintings = [picture(p, f"painting {k + 1}") for k, p in enumerate(paintings)]
+    fields = {k: v for k, v in post.items() if isinstance(v, str)}
     settings = studio_lib.settings_from_form(fields, len(paintings), limits)
     mask = None
     if "mask" in post and not isinstance(post["mask"], str):
         rgb = studio_lib.decode_upload(post["mask"].file.read(), "the mask", limits)
         mask = image_io.resize(rgb, image_io.fit_size(photo.shape[:2], settings.size)).mean(axis=-1)
-    return _Form(photo, paintings, mask, settings, fields)
+    return _Form(photo, paintings, mask, settings)
 
 
 async def page(request):

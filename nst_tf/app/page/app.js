@@ -271,7 +271,9 @@ async function paintInBrowser(version, start) {
     if (version !== state.version) return;
     const ms = performance.now() - start;
     $("result").onload = () => { $("result").onload = null; $("result").dataset.paintMs = ms.toFixed(0); $("result").dataset.version = String(version); };
-    status(`painted in this browser in ${ms.toFixed(0)} ms (TensorFlow.js, ${tf.getBackend()})`);
+    const unused = [state.paintings.length > 1 && "only the first painting", $("preserve_colors").value !== "none" && "no colour mode",
+      !$("mask-canvas").hidden && state.maskDrawn && "no region"].filter(Boolean);
+    status(`painted in this browser in ${ms.toFixed(0)} ms (TensorFlow.js, ${tf.getBackend()})` + (unused.length ? `: ${unused.join(", ")} (the server's painting has them)` : ""));
     const note = "painted in this browser by the TensorFlow.js export (nst-tf-export-network --tfjs_dir)";
     canvas.toBlob((blob) => showResult(URL.createObjectURL(blob), note), "image/png");
   } catch (e) {
