@@ -221,7 +221,7 @@ async def refine(request):
     place = request.app[STATE].queue.submit(job)
 
     def unclaimed():
-        if job.id in jobs and not getattr(job, "claimed", False):
+        if job.id in jobs and not job.claimed:
             request.app[STATE].queue.cancel(job)
             jobs.pop(job.id, None)
 
@@ -239,7 +239,7 @@ def _wire(event: dict) -> str:
 async def job_events(request):
     jobs = request.app[STATE].jobs
     found = jobs.get(request.match_info["id"])
-    if found is None or getattr(found[0], "claimed", False):
+    if found is None or found[0].claimed:
         raise web.HTTPNotFound()
     job, events = found
     job.claimed = True

@@ -195,7 +195,7 @@ class Studio:
             args += ["--init=network", "--scales=1", f"--steps={settings.steps}"]
             args += [f"--style_weight={settings.style_weight:g}", f"--style_loss={settings.style_loss}"]
         cfg = self.plan.config
-        args += [f"--precision={cfg.precision}", "--output=painted.png"]
+        args += [f"--precision={cfg.precision}"] + ([f"--jit={cfg.jit}"] if refined else []) + ["--output=painted.png"]
         return shlex.join(args)
 
 
@@ -207,14 +207,15 @@ class Job:
         self.photo, self.paintings, self.settings, self.mask = photo, paintings, settings, mask
         self.send = send
         self.stop = threading.Event()
+        self.claimed = False  # a tab has opened its WebSocket (only one may)
 
 
 class _Stream(Callback):
     """A refine's progress for the page: step, loss, seconds per step and ETA each step, the picture
     after the first step and then every `image_seconds`; stops the run when its job is stopped."""
 
-    def __init__(self, job: Job, command: str, image_seconds: float = 1.0):
-        self.job, self.command, self.image_seconds = job, command, image_seconds
+    def __init__(self, job: Job, image_seconds: float = 1.0):
+        self.job, self.image_seconds = job, image_seconds
         self.last_image = float("-inf")  # the first step's picture at once
 
     def on_run_begin(self, transfer, steps):
@@ -293,7 +294,7 @@ class Queue:
         command = self.studio.command(s, paintings, refined=True, mask=job.mask is not None)
         job.send({"type": "started", "steps": s.steps, "command": command})
         try:
-            image = self.studio.refine(job.photo, job.paintings, s, job.mask, callbacks=[_Stream(job, command)])
+            image = self.studio.refine(job.photo, job.paintings, s, job.mask, callbacks=[_Stream(job)])
             job.send({"type": "done", "image": png_bytes(image, command), "command": command})
         except Interrupted as stopped:
             step = stopped.run.step_count  # the picture so far is what this many steps make

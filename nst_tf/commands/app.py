@@ -9,6 +9,8 @@ as a PNG with the command line that makes it. With --tfjs_dir (`nst-tf-export-ne
 --tfjs_dir=...`), the page can also paint in the browser with TensorFlow.js.
 """
 
+import os
+
 from absl import flags
 
 from nst_tf import config as config_lib
@@ -34,8 +36,6 @@ def define():
 
 
 def main(argv) -> int:
-    import os
-
     fv = flags.FLAGS
     common.no_arguments(argv)
     if not 0 < fv.port < 65536:

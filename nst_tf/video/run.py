@@ -90,6 +90,11 @@ class _NetworkFrames:
         return painted
 
 
+def later_config(cfg, video: VideoConfig):
+    """The run of every frame after the first: `video.later_steps` steps at the final size."""
+    return cfg.replace(steps=video.later_steps, scales=1, start_size=None, scale_steps=None)
+
+
 class _OptimisationFrames:
     """The optimisation per frame: the full schedule for the first, then warm starts from the
     previous painting warped in, with the temporal loss. The later frames share one run
@@ -133,8 +138,7 @@ class _OptimisationFrames:
                 loss = factor * temporal.temporal_loss(image, self.warped, self.weights)
                 return loss, {"temporal": loss}
 
-            cfg = self.plan.config.replace(steps=self.video.later_steps, scales=1, start_size=None, scale_steps=None)
-            plan = self.plan._replace(config=cfg)
+            plan = self.plan._replace(config=later_config(self.plan.config, self.video))
             self.later = transfer.StyleTransfer(
                 frame, self.style, plan, model=self.model, init_image=warped[0], extra_loss=extra, retargetable=True
             )
@@ -175,9 +179,7 @@ def describe_plan(info, cfg, video: VideoConfig, size: int, style_hw, painter: s
         return "\n".join(lines)
     cfg = cfg.replace(size=size)
     first = planner.plan(cfg, hw, [style_hw], rate=rate)
-    later = planner.plan(
-        cfg.replace(steps=video.later_steps, scales=1, start_size=None, scale_steps=None), hw, [style_hw], rate=rate
-    )[0]
+    later = planner.plan(later_config(cfg, video), hw, [style_hw], rate=rate)[0]
     total = sum(s.seconds for s in first) + (frames - 1) * later.seconds
     peak = max(s.peak_bytes for s in first + [later])
     lines += [
