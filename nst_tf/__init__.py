@@ -23,6 +23,12 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
   paints any painting in one pass (VGG19 encoder, whitening and colouring transform, decoders
   trained on photos only: `train_network(TrainConfig(mode="decoder", ...))`); `make_painter(network)`
   gives the right painter for any network file or bundled name.
+- Painters (`nst_tf.painting`, `nst_tf.painters`): every door paints through one protocol.
+  `for_plan(plan)` gives a run's painter (the optimisation, a network, or the warm start);
+  `painter.paint(content, styles, size, **options)` paints with the `Options` every door knows
+  (strength, style_blend, style_index, style_mask, preserve_colors, style_size, tile) and refuses
+  with one line any the painter cannot honour; `prepare` + `render` keep a painting's
+  representation for many contents.
 - `stylize_video(clip, style, output, ...)`: a clip painted frame by frame, each frame held to the
   previous paintings along the optical flow (`nst_tf.video`; the optional extra `[video]`).
 Also: `nst_tf.autotune.resolve()` says what `precision="auto"` and `jit="auto"` are on this machine
@@ -53,7 +59,7 @@ _EXPORTS = {
     "TensorBoard": "nst_tf.callbacks",
     "StyleTransfer": "nst_tf.transfer",
     "example_path": "nst_tf.image_io",
-    "stylize": "nst_tf.transfer",
+    "stylize": "nst_tf.painters",
     "stylize_video": "nst_tf.video.run",
     "evaluate": "nst_tf.metrics",
     "export_saved_model": "nst_tf.serving",
@@ -61,8 +67,10 @@ _EXPORTS = {
     "TrainConfig": "nst_tf.networks.options",
     "train_network": "nst_tf.networks.train",
     "Painter": "nst_tf.networks.use",
-    "load_network": "nst_tf.networks.use",
-    "make_painter": "nst_tf.networks.use",
+    "load_network": "nst_tf.painters",
+    "make_painter": "nst_tf.painters",
+    "Options": "nst_tf.painting",
+    "for_plan": "nst_tf.painters",
     "UniversalNetwork": "nst_tf.networks.universal",
     "UniversalPainter": "nst_tf.networks.universal",
 }

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Dict, Iterable, List, NamedTuple, Sequence
 
-from nst_tf import files, image_io
+from nst_tf import files, image_io, painting
 from nst_tf.callbacks import Callback
 from nst_tf.config import INITS, Config, fields_of_kind
 from nst_tf.errors import NstError
@@ -210,7 +210,7 @@ class Runner:
     """
 
     def __init__(self, cfg, output_dir: str, evaluate: bool = True, strategy=None, worker: str = "main"):
-        from nst_tf import features, metrics
+        from nst_tf import features, metrics, painters
         from nst_tf import plan as plan_lib
 
         self.plan = plan_lib.resolve(cfg)  # a plan from the door passes through; once for every group
@@ -219,26 +219,27 @@ class Runner:
         self.output_dir, self.strategy, self.worker = output_dir, strategy, worker
         self.evaluator = metrics.feature_model(cfg.weights) if evaluate else None
         self.settings = settings(cfg)
-        self.painter = self.model = None
-        if self.plan.painter == "network":  # one forward pass per image, no optimisation
-            from nst_tf.networks import use
-
-            self.painter = use.make_painter(cfg.network, cfg.weights, cfg.precision)
-            if not (use.is_universal(self.painter.network) or self.painter.network.predict):
-                raise NstError(
-                    "a batch paints each content with each --styles image: that needs a predict network; "
-                    "paint a fixed-style network's styles with nst-tf --style_index"
-                )
-        elif strategy is not None:
-            with strategy.scope():
-                self.model = features.model_for(cfg)
-        else:
-            self.model = features.model_for(cfg)
+        model = None
+        if self.plan.painter != "network":  # one feature network for every group
+            if strategy is not None:
+                with strategy.scope():
+                    model = features.model_for(cfg)
+            else:
+                model = features.model_for(cfg)
+        self.painter = painters.for_plan(self.plan, model=model, strategy=strategy)
+        if not self.painter.takes_paintings:
+            raise NstError(
+                "a batch paints each content with each --styles image: that needs a painter that takes paintings; "
+                "paint a fixed-style network's styles with nst-tf --style_index"
+            )
+        self.options = painting.Options.of(cfg)
+        self.painter.check(self.options)
+        self.prepared = {}  # each painting prepared once, for every group that uses it
 
     def run(self, group: Sequence[Job], callbacks=()) -> List[dict]:
         """Stylises one group (same style, same size), writes each image atomically and returns
         one manifest record per image."""
-        from nst_tf import metrics, transfer
+        from nst_tf import metrics, painters
 
         last = _LastRun()
         contents = [image_io.load_image(job.content) for job in group]
@@ -247,17 +248,18 @@ class Runner:
             self.strategy if self.strategy is not None and len(group) >= self.strategy.num_replicas_in_sync else None
         )
         start = time.perf_counter()
-        if self.painter is not None:
-            cfg = self.cfg
-            images = [self.painter.paint(c, style, cfg.size, strength=cfg.strength, tile=cfg.tile) for c in contents]
-            seconds = time.perf_counter() - start
-            loss, terms = [None] * len(group), {}  # a network's painting has no optimisation loss
-        else:
-            images = transfer.stylize(
-                contents, style, self.plan, callbacks=[last, *callbacks], model=self.model, strategy=strategy
-            )
-            seconds = time.perf_counter() - start
+        if group[0].style not in self.prepared:
+            self.prepared = {group[0].style: self.painter.prepare([style])}
+        painter = self.painter
+        if self.painter.optimises and strategy is not self.strategy:  # a group smaller than the devices: one
+            painter = painters.for_plan(self.plan, model=self.painter.model)
+        images = painter.render_many(contents, self.prepared[group[0].style], self.options, [last, *callbacks])
+        images = [image_io.to_uint8(image) for image in images]
+        seconds = time.perf_counter() - start
+        if self.painter.optimises:
             loss, terms = last.run.evaluate(per_image=True)
+        else:  # a network's painting has no optimisation loss
+            loss, terms = [None] * len(group), {}
         records = []
         for k, (job, image) in enumerate(zip(group, images)):
             path = image_io.save_image(os.path.join(self.output_dir, job.output), image)

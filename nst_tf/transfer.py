@@ -1,19 +1,19 @@
 """The run: load images, build the feature model, compute targets once, step, report.
 
-`StyleTransfer` gives step-level control with callbacks; `stylize` is the one-call API.
+`StyleTransfer` gives step-level control with callbacks; `optimise` runs a plan's schedule;
+`OptimisationPainter` is the optimisation (and the warm start) as a painter (`nst_tf.painting`).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import color, driver, features, image_io, losses, optimize, planner, tensor_image, tiling
+from nst_tf import color, driver, features, image_io, losses, optimize, painting, planner, tensor_image, tiling
 from nst_tf import plan as plan_lib
-from nst_tf.callbacks import Callback, default_callbacks, tile_reporter
+from nst_tf.callbacks import Callback, tile_reporter
 from nst_tf.config import INITS, Config
 from nst_tf.errors import Interrupted, NstError
 from nst_tf.vgg import MIN_SIDE
@@ -88,6 +88,8 @@ class StyleTransfer:
     scale: which scale of a coarse-to-fine run this is (`stylize` counts them; checkpoints record it).
     extra_loss: a term added to the objective, `image [B, H, W, 3] -> (loss [B], {name: [B]})`, pure
         and traceable (the video's temporal loss); untiled runs only.
+    start: with `config.init="network"`, the painting to start from: a function of a content image
+        (float32 `[H, W, 3]` at the run's size) to an image (`WarmPainter` gives its network's).
     retargetable: hold the targets in variables, so that `retarget` can start the run over on
         another content image of the same size with the same compiled step (a clip's frames);
         untiled runs on one device.
@@ -111,9 +113,11 @@ class StyleTransfer:
         scale: int = 0,
         extra_loss=None,
         retargetable: bool = False,
+        start=None,
         **options,
     ):
         plan = plan_lib.resolve(config, **options)
+        self.start = start
         self.extra_loss, self.retargetable = extra_loss, retargetable
         self._sources = (style, masks)  # what `retarget` prepares again for a new content image
         self.config = cfg = plan.config
@@ -222,12 +226,14 @@ class StyleTransfer:
         if init_image is not None:
             image = image_io.resize(image_io.load_image(init_image), hw)
         elif cfg.init == "network":  # the warm start: the network's painting
-            from nst_tf.networks import use
-
-            base = self.content if content is None else content
-            painted = use.paint_with_config(cfg.replace(size=max(hw)), base, self.styles, default_styles=True)
-            image = image_io.load_image(painted)
-            image = image_io.resize(image, hw)
+            if self.start is None:
+                raise NstError(
+                    "init=network starts from a network's painting: call nst_tf.stylize, or give StyleTransfer "
+                    "start= (nst_tf.painters.for_plan(plan).start does)"
+                )
+            image = image_io.resize(
+                image_io.load_image(self.start(self.content_rgb if content is None else content)), hw
+            )
         elif cfg.init in INITS:  # as the export starts
             base = self.content if content is None else content
             image = tensor_image.start_image(cfg.init, base[None], self.style[None], cfg.seed).numpy()[0]
@@ -321,51 +327,18 @@ def _numpy(value) -> np.ndarray:
     return value.numpy()
 
 
-def stylize(
-    content,
-    style,
-    config=None,
-    callbacks: Optional[Sequence[Callback]] = None,
-    progress: bool = False,
-    model=None,
-    masks=None,
-    strategy=None,
-    **options,
-):
-    """Paints `content` in the manner of `style`; returns the result as uint8 `[H, W, 3]`.
+def optimise(content, style, plan, callbacks=(), model=None, masks=None, strategy=None, start=None):
+    """The optimisation of a resolved `nst_tf.plan.Plan` (`nst_tf.stylize` is its door): `content`
+    (one image, or a list: a batch of one size optimised together) in the manner of `style` (one
+    image or a list), coarse to fine (`scales` > 1: one `StyleTransfer` per size of
+    `config.scale_plan()`, each starting from the previous result upsampled, sharing the feature
+    model). Returns the last scale's `StyleTransfer` (its `output_image`, `images`).
 
-    content: a path, a PIL image or an array (uint8, uint16 or float in [0, 1]); or a list of
-        them of one shape, optimised together as a batch (see `StyleTransfer`): the result is
-        then the list of images.
-    style: one such image or a list of them (blended by `style_blend`, or each painting its own
-        region with `style_mask` / `masks`).
-    config: a `Config`, or the `nst_tf.plan.Plan` a door resolved (then nothing is re-resolved).
-    options: any `Config` field, named like the command-line flags (size=384, steps=300,
-        style_weight=..., init="noise", optimizer="lbfgs", scales=3, weights="embedded", ...).
-    callbacks: extra `Callback`s; `progress=True` adds a progress bar on stderr; the config's
-        snapshot_dir, logdir, contact_sheet and loss_plot add theirs.
-    model: a feature model to reuse (see `StyleTransfer`).
-    network (an option): a trained network's path, a bundled one's name ("universal", "demo",
-        "three_styles") or a loaded network: the result
-        is its one forward pass (with `strength`, `style_index`, `style_blend`), unless
-        `init="network"` makes it the optimisation's starting image.
-    strategy: a `tf.distribute` strategy to split a batch across devices (`nst_tf.distribute`);
-        the feature model is then built in its scope.
-    Coarse to fine (`scales` > 1): one `StyleTransfer` per size of `config.scale_plan()`, each
-    starting from the previous result upsampled; the feature model is shared between them.
-    """
-    network = options.get("network")
-    if network is not None and not isinstance(network, (str, os.PathLike)):  # a loaded StyleNetwork
-        if options.get("init") == "network" or getattr(config, "init", None) == "network":
-            raise NstError("init=network takes the network's file (a path or a bundled name), not a loaded network")
-        options = {**options, "network": "(model)"}
-    plan = plan_lib.resolve(config, **options)  # once: every scale agrees
+    callbacks: every `Callback` (the door adds the config's and a progress bar); masks: one region
+    mask per style (None: `config.style_mask`); model: a feature model to reuse; strategy: a
+    `tf.distribute` strategy to split a batch across devices (the feature model is then built in its
+    scope); start: the warm start's painter (`StyleTransfer`'s `start`)."""
     cfg = plan.config
-    if plan.painter == "network":  # one forward pass of a trained network
-        from nst_tf.networks import use
-
-        styles = [] if style is None else as_list(style)
-        return use.paint_with_config(cfg, content, styles, network if cfg.network == "(model)" else None)
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
     batched = isinstance(content, (list, tuple))
@@ -381,7 +354,7 @@ def stylize(
     scale_plans = plan.scales
     if cfg.memory_check:
         planner.check(scale_plans, cfg)
-    callbacks = default_callbacks(cfg, progress) + list(callbacks or ())
+    callbacks = list(callbacks)
     if strategy is not None and model is None:
         with strategy.scope():
             model = features.model_for(cfg)
@@ -414,6 +387,7 @@ def stylize(
             init_image=image,
             masks=masks,
             scale=index,
+            start=start,
         )
         model = transfer.model
         if resume is not None and index == resume.scale:
@@ -426,4 +400,69 @@ def stylize(
                 saver.save(transfer)
             raise
         image = transfer.images
-    return transfer.images_uint8() if batched else transfer.image_uint8()
+    return transfer
+
+
+PAINTING_FIELDS = ("size", "style_blend", "preserve_colors", "style_size", "tile")  # masks go to `optimise`
+
+
+class OptimisationPainter(painting.Painter):
+    """The optimisation as a painter (`nst_tf.painting`): the plan's objective and schedule, each
+    content optimised (a list: one batch), with the painting options of the call.
+
+    plan: a resolved `nst_tf.plan.Plan`; model: a feature model to share; strategy: devices for a
+    batch; start: a network painter (`nst_tf.painting.Painter`) whose painting each run starts from
+    (the warm start, `init="network"`): strength and a fixed style then shape that painting."""
+
+    name = "optimisation"
+    optimises = True
+
+    def __init__(self, plan, model=None, strategy=None, start=None):
+        self.plan, self.model, self.strategy, self.start = plan, model, strategy, start
+        supports = {"style_blend", "style_mask", "preserve_colors", "style_size", "tile"}
+        if start is not None:
+            self.name = f"warm start ({start.name})"
+            supports |= {"strength", "style_index"} & set(start.supports)
+        self.supports = frozenset(supports)
+
+    def check(self, options: painting.Options) -> None:
+        super().check(options)
+        if self.start is not None:
+            self.start.check(options._replace(style_mask=None, style_size=None, tile="auto"))
+
+    def prepare(self, styles) -> painting.Painting:
+        prepared = super().prepare(styles)
+        if self.start is not None:  # the network's own representation, once for every content and scale
+            paintings = prepared.images if self.start.takes_paintings else None
+            prepared.cache["start"] = self.start.prepare(paintings)
+        return prepared
+
+    def config(self, options: painting.Options) -> Config:
+        """The plan's config with the call's painting options."""
+        cfg = self.plan.config
+        values = {name: getattr(options, name) for name in PAINTING_FIELDS}
+        values["style_blend"] = None if options.style_blend is None else tuple(options.style_blend)
+        changed = {k: v for k, v in values.items() if getattr(cfg, k) != v}
+        return cfg.replace(**changed) if changed else cfg
+
+    def render_many(self, contents, prepared, options, callbacks=()) -> list:
+        cfg = self.config(options)
+        start = None
+        if self.start is not None:
+            start_options = options._replace(size=None, style_mask=None, style_size=None, tile="auto")
+            start = lambda image: self.start.render(image, prepared.cache["start"], start_options)  # noqa: E731
+        run = optimise(
+            list(contents),
+            prepared.images,
+            self.plan._replace(config=cfg),
+            callbacks,
+            self.model,
+            options.style_mask,
+            self.strategy,
+            start,
+        )
+        self.model = run.model
+        return [run.output_image()] if len(contents) == 1 else list(run.images)
+
+    def render(self, content, prepared, options, callbacks=()) -> np.ndarray:
+        return self.render_many([content], prepared, options, callbacks)[0]

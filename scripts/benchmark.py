@@ -717,10 +717,11 @@ def networks_main():
     import numpy as np
     import tensorflow as tf
 
-    from nst_tf import autotune, image_io, transfer
+    import nst_tf
+    from nst_tf import autotune, image_io
     from nst_tf.config import Config
     from nst_tf import make_painter, train_network
-    from nst_tf.networks import export, use
+    from nst_tf.networks import export
     from nst_tf.networks.options import TrainConfig
 
     print(f"machine: {autotune.machine_key(autotune.gpu_name())}", flush=True)
@@ -731,7 +732,7 @@ def networks_main():
     for size in map(int, FLAGS.network_sizes):
         painter.paint(content, style, size)  # traces this size
         net_s = median(lambda: painter.paint(content, style, size))
-        opt_s = _timed(lambda: transfer.stylize(content, style, weights=FLAGS.weights, size=size))
+        opt_s = _timed(lambda: nst_tf.stylize(content, style, weights=FLAGS.weights, size=size))
         rows.append((size, net_s, opt_s))
         print(
             f"{size} px: network {net_s:.3f} s, stylize default {opt_s:.1f} s, ratio {opt_s / net_s:.0f}x", flush=True
@@ -756,7 +757,7 @@ def networks_main():
         b = export.run_tflite(paths["style_predict"], s_in)
         sizes = {k: os.path.getsize(p) / 1e6 for k, p in paths.items()}
         t_pred = median(lambda: export.run_tflite(paths["style_predict"], s_in), 3)
-        extra = [np.ones([1], np.float32)] if use.is_universal(painter.network) else []  # strength
+        extra = [np.ones([1], np.float32)] if painter.name == "universal" else []  # strength
         t_tran = median(lambda: export.run_tflite(paths["style_transform"], c_in, b, *extra), 3)
         print(
             f"TF Lite {quantization}: style_predict {sizes['style_predict']:.2f} MB {t_pred:.3f} s, "
@@ -783,9 +784,10 @@ def networks_main():
 def warm_start(content, style, size, most=180):
     """Steps and seconds `--init=network` (one scale, L-BFGS) needs to reach the loss of stylize's
     default (coarse to fine, its last scale at `size`), both evaluated at `size`."""
-    from nst_tf import StyleTransfer, stylize
+    from nst_tf import Options, StyleTransfer, make_painter, stylize
     from nst_tf.config import Config
 
+    network = make_painter(FLAGS.network, weights=FLAGS.weights)
     start = time.perf_counter()
     default = stylize(content, style, weights=FLAGS.weights, size=size)
     default_s = time.perf_counter() - start
@@ -793,7 +795,11 @@ def warm_start(content, style, size, most=180):
     judge = StyleTransfer(content, style, cfg, init_image=default)
     target = judge.evaluate()[0]
     start = time.perf_counter()
-    warm = StyleTransfer(content, style, cfg.replace(init="network", network=FLAGS.network), model=judge.model)
+    painting = network.prepare(style if network.takes_paintings else None)
+    painted = lambda image: network.render(image, painting, Options(size=None))  # noqa: E731
+    warm = StyleTransfer(
+        content, style, cfg.replace(init="network", network=FLAGS.network), model=judge.model, start=painted
+    )
     losses = [warm.evaluate()[0]]
     while losses[-1] > target and len(losses) <= most:
         warm.run(1)

@@ -42,7 +42,6 @@ def stem(path):
 def make(name):
     """`(label, paint(content, style) -> uint8 image)` for a painter name."""
     import nst_tf
-    from nst_tf.networks import use
 
     if name == "optimisation":
         return name, lambda c, s: nst_tf.stylize(c, s, size=FLAGS.size, weights=FLAGS.weights)
@@ -54,10 +53,7 @@ def make(name):
         folder = name[5:]
         files = {os.path.splitext(f)[0]: os.path.join(folder, f) for f in os.listdir(folder)}
         return os.path.basename(folder.rstrip("/")), lambda c, s: nst_tf.load_image(files[f"{stem(c)}_{stem(s)}"])
-    if name == "universal" or name.endswith(".keras") and use.is_universal(use.load_network(name)):
-        painter = nst_tf.UniversalPainter(name, weights=FLAGS.weights, precision=FLAGS.precision)
-        return stem(name), lambda c, s: painter.paint(c, s, size=FLAGS.size)
-    painter = nst_tf.Painter(name, weights=FLAGS.weights)
+    painter = nst_tf.make_painter(name, weights=FLAGS.weights, precision=FLAGS.precision)
     return stem(name), lambda c, s: painter.paint(c, s, size=FLAGS.size)
 
 

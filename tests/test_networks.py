@@ -14,7 +14,7 @@ import tensorflow as tf
 from nst_tf import files, image_io
 from nst_tf.config import Objective
 from nst_tf.errors import NstError
-from nst_tf import Painter, StyleNetwork, TrainConfig, train_network
+from nst_tf import Options, Painter, StyleNetwork, TrainConfig, train_network
 from nst_tf.networks import export, models, train
 from nst_tf.networks.models import build_transform
 
@@ -78,10 +78,13 @@ def predict_painter(embedded_weights):
 def test_blend_one_zero_is_the_single_style(predict_painter, small_pair):
     content, style = small_pair
     other = image_io.load_image(STYLES[1], 64)
-    single = predict_painter.embedding([style]).numpy()
-    np.testing.assert_allclose(predict_painter.embedding([style, other], style_blend=(1, 0)).numpy(), single, atol=1e-6)
-    table = predict_painter.embedding(style_blend=(1, 0)).numpy()
-    np.testing.assert_array_equal(table, predict_painter.embedding(style_index=0).numpy())
+    embedding, prepare = predict_painter.embedding, predict_painter.prepare
+    single = embedding(prepare([style])).numpy()
+    np.testing.assert_allclose(
+        embedding(prepare([style, other]), Options(style_blend=(1, 0))).numpy(), single, atol=1e-6
+    )
+    table = embedding(prepare(None), Options(style_blend=(1, 0))).numpy()
+    np.testing.assert_array_equal(table, embedding(prepare(None), Options(style_index=0)).numpy())
     a = predict_painter.paint(content, style, size=48)
     np.testing.assert_array_equal(a, predict_painter.paint(content, [style, other], size=48, style_blend=(1, 0)))
 
@@ -89,10 +92,12 @@ def test_blend_one_zero_is_the_single_style(predict_painter, small_pair):
 def test_strength_zero_is_the_contents_own_embedding(predict_painter, small_pair):
     content, style = small_pair
     own = predict_painter.network.head(predict_painter.statistics(image_io.load_image(content, 256, square=True)[None]))
-    mixed = predict_painter.embedding([style], strength=0.0, content=content)
+    prepared = predict_painter.prepare([style])
+    mixed = predict_painter.embedding(prepared, Options(strength=0.0), content)
     np.testing.assert_allclose(mixed.numpy(), own.numpy(), atol=1e-6)
-    half = predict_painter.embedding([style], strength=0.5, content=content).numpy()
-    np.testing.assert_allclose(half, 0.5 * own.numpy() + 0.5 * predict_painter.embedding([style]).numpy(), atol=1e-5)
+    half = predict_painter.embedding(prepared, Options(strength=0.5), content).numpy()
+    full = predict_painter.embedding(prepared, Options(), content).numpy()
+    np.testing.assert_allclose(half, 0.5 * own.numpy() + 0.5 * full, atol=1e-5)
 
 
 class Losses:
@@ -405,7 +410,7 @@ def test_a_network_paints_tiled_as_whole_and_its_export_serves_the_same(predict_
     from nst_tf.networks import tiled
 
     content, style = small_pair
-    embedding = predict_painter.embedding([style])
+    embedding = predict_painter.embedding(predict_painter.prepare([style]))
     whole = predict_painter.network([tf.constant(content[None]), embedding])[0].numpy()
     seen = []
     part = tiled.paint_tiled(predict_painter.network.transform, content, embedding, 24, lambda *a: seen.append(a))

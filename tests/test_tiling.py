@@ -300,7 +300,7 @@ def test_a_network_painted_tile_by_tile_equals_the_untiled_painting(embedded_wei
     assets = os.path.join(REPO, "nst_tf", "assets")
     content = image_io.load_image(os.path.join(assets, "photos", "boston.jpg"), 170)  # 170 x 113
     style = os.path.join(assets, "paintings", "the_scream.jpg")
-    embedding = painter.embedding([style])
+    embedding = painter.embedding(painter.prepare([style]))
     whole = painter.network([tf.constant(content[None]), embedding])[0].numpy()
     seen = []
     # 4 tiles of 100 px, the last row and column narrower

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import image_io, planner
+from nst_tf import image_io, painters, planner
 from nst_tf.errors import NstError
-from nst_tf.networks import export, universal, use, wct
+from nst_tf.networks import export, universal, wct
 
 from conftest import REPO, serve_painting
 
@@ -175,8 +175,8 @@ def test_bundled_painter_moves_a_photo_towards_the_painting(bundled):
     [
         (dict(strength=1.5), r"strength must be in \[0, 1\]"),
         (dict(strength=-0.1), r"strength must be in \[0, 1\]"),
-        (dict(style_index=0), "style_index picks a fixed style"),
-        (dict(masks=[np.ones((8, 8, 3), np.float32)] * 2), "2 mask"),
+        (dict(style_index=0), "--style_index is not honoured by the universal painter"),
+        (dict(style_mask=[np.ones((8, 8, 3), np.float32)] * 2), "2 mask"),
         (dict(style_blend=(1, -1)), "non-negative"),
         (dict(preserve_colors="sepia"), "unknown preserve_colors"),
     ],
@@ -207,7 +207,7 @@ def test_decoder_files_that_do_not_fit_are_refused(tmp_path, embedded_weights):
     text = broken.read_bytes().replace(b'"width": 0.125', b'"width": 0.25')  # config and weights disagree
     broken.write_bytes(text)
     with pytest.raises(NstError):
-        use.load_network(str(broken))
+        painters.load_network(str(broken))
 
 
 def test_command_line_paints_any_painting_and_refuses_bad_input_with_one_line(tmp_path):
@@ -283,7 +283,7 @@ def test_decoder_training_lowers_the_reconstruction_loss_and_reports_held_out_ph
     held = report["held_out"][0]
     assert held["content_image"] == HELD_OUT_PHOTO and set(held) == {"content_image", "level1", "level2"}
     assert all(0 < held[k]["psnr_db"] < 60 for k in ("level1", "level2"))
-    network = use.load_network(tc.output)
+    network = painters.load_network(tc.output)
     assert isinstance(network, universal.UniversalNetwork) and network.levels == (1, 2)
 
 
@@ -332,7 +332,7 @@ def _free_ports(n):
 
 
 def _decoder_weights(path):
-    return np.concatenate([w.numpy().ravel() for w in use.load_network(str(path)).weights])
+    return np.concatenate([w.numpy().ravel() for w in painters.load_network(str(path)).weights])
 
 
 @pytest.mark.slow

@@ -127,15 +127,14 @@ class Studio:
     precision is chosen (`nst_tf.autotune`'s modes; None: `$NST_TF_AUTOTUNE`, else "cached")."""
 
     def __init__(self, network: str = "universal", weights: str = "auto", autotune: Optional[str] = None):
-        from nst_tf import features
+        from nst_tf import features, painters
         from nst_tf import plan as plan_lib
-        from nst_tf.networks import use
 
         self.network, self.weights = network, weights
         self.plan = plan_lib.resolve(Config(network=network, weights=weights, init="network", scales=1), autotune)
-        self.painter = use.make_painter(network, weights, self.plan.config.precision)
-        if not use.is_universal(self.painter.network):
-            raise NstError(f"{network}: the page paints any painting, so it takes a universal painter's decoders")
+        self.painter = painters.make_painter(network, weights, self.plan.config.precision)
+        if not self.painter.takes_paintings:
+            raise NstError(f"{network}: the page paints any painting, so it takes a network that paints any painting")
         self.model = features.model_for(self.plan.config)
         self._lock = threading.Lock()  # the network paints one picture at a time
 
@@ -146,20 +145,11 @@ class Studio:
     def paint(self, photo: np.ndarray, paintings: List[np.ndarray], settings: Settings, mask=None) -> np.ndarray:
         """The network's painting, uint8 `[H, W, 3]` at `settings.size` (what `nst-tf --network`
         paints with these settings)."""
-        cfg = self.config(settings)
+        from nst_tf import painting
+
+        options = painting.Options.of(self.config(settings), style_mask=region_masks(mask, len(paintings)))
         with self._lock:
-            return self.painter.paint(
-                photo,
-                paintings,
-                cfg.size,
-                cfg.style_blend,
-                None,
-                cfg.strength,
-                cfg.tile,
-                style_size=cfg.style_size,
-                masks=region_masks(mask, len(paintings)),
-                preserve_colors=cfg.preserve_colors,
-            )
+            return self.painter.paint_with(photo, paintings, options)
 
     def refine(self, photo, paintings, settings: Settings, mask=None, callbacks=()) -> np.ndarray:
         """The optimisation at `settings.size` for `settings.steps` steps from the network's painting:

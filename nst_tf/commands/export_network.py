@@ -49,9 +49,9 @@ def main(argv) -> int:
         export.version_path(fv.export_dir, fv.version, fv.overwrite)  # an existing version: before any work
     common.import_tensorflow_quietly()
     from nst_tf.networks import export as network_export
-    from nst_tf.networks import use
+    from nst_tf import painters
 
-    network = use.load_network(fv.network)
+    network = painters.load_network(fv.network)
     with common.native_stderr_quiet(not fv.verbose):  # the converter's C++ lines (E0000 ... Truncate) are not ours
         if fv.export_dir:
             path = network_export.export_saved_model(

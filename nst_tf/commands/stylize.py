@@ -53,12 +53,12 @@ def main(argv) -> int:
             return 0
         callbacks.check_outputs(cfg)
         common.import_tensorflow_quietly()
-        from nst_tf import transfer
+        from nst_tf import painters  # after the checks above: TensorFlow loads here
 
         plan = plan_lib.resolve(cfg, fv.autotune)
         start = time.perf_counter()
         with callbacks.StopOnSignal() as stop:
-            image = transfer.stylize(content, styles, plan, progress=fv.progress, masks=masks, callbacks=[stop])
+            image = painters.stylize(content, styles, plan, progress=fv.progress, masks=masks, callbacks=[stop])
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
     except Interrupted as err:
@@ -86,16 +86,16 @@ def _paint(fv, cfg, output, content, styles) -> int:
         print(planner.describe_network(hw, cfg.tile, estimate=planner.universal_bytes if universal else None))
         return 0
     common.import_tensorflow_quietly()
-    from nst_tf import callbacks
-    from nst_tf.networks import use
+    from nst_tf import callbacks, painters, painting  # after the checks: TensorFlow loads here
 
     plan = plan_lib.resolve(cfg, fv.autotune)
     start = time.perf_counter()
     progress = [callbacks.ProgressBar()] if fv.progress else []
     try:
-        image = use.paint_with_config(
-            plan.config, content, styles, default_styles=not fv["style"].present, callbacks=progress
-        )
+        painter = painters.for_plan(plan)
+        if not (painter.takes_paintings or fv["style"].present):
+            styles = None  # the bundled default painting is not for a network of fixed styles
+        image = painter.paint_with(content, styles, painting.Options.of(plan.config), progress)
     except KeyboardInterrupt:  # Ctrl-C: a painting has no image so far to keep
         if any(getattr(bar, "written", False) for bar in progress):
             sys.stderr.write("\n")  # end the progress line

@@ -8,7 +8,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from nst_tf import __version__, files
+from nst_tf import __version__, files, painters
 from nst_tf import export as export_lib
 from nst_tf.errors import NstError
 from nst_tf.networks import universal, use
@@ -99,6 +99,11 @@ class _ServedUniversal(tf.Module):
         self.serving_default = serving_default
 
 
+def _served_kind(painter):
+    """The SavedModel module that serves `painter` (by the painter's name)."""
+    return {"universal": _ServedUniversal, "network": _Served}[painter.name]
+
+
 def _encoder_models(painter):
     return [painter.encoder.all, *painter.encoder.each.values()]
 
@@ -118,12 +123,11 @@ def export_saved_model(
     longest side; <= 0: `size`) -> `image` (uint8 `[H, W, 3]`) and `png`. Loadable with
     `tf.saved_model.load` alone. Written as every nst_tf SavedModel is (`nst_tf.export.save`); an
     existing version is an error unless `overwrite`."""
-    painter = use.make_painter(network, weights)
-    served = _ServedUniversal if use.is_universal(painter.network) else _Served
+    painter = painters.make_painter(network, weights)
+    served = _served_kind(painter)
     export_lib.version_path(export_dir, version, overwrite)  # before the tracing
     module = served(painter, size, max_input_pixels)
-    kind = "universal" if served is _ServedUniversal else "network"
-    metadata = {"nst_tf": __version__, "painter": kind, "size": size, "max_input_pixels": max_input_pixels}
+    metadata = {"nst_tf": __version__, "painter": painter.name, "size": size, "max_input_pixels": max_input_pixels}
     return export_lib.save(
         module, export_dir, version, {"serving_default": module.serving_default}, metadata, overwrite
     )
@@ -147,8 +151,8 @@ def export_tflite(network, folder: str, weights: str = "auto", quantization: str
     the predict model. Returns `{name: path}`."""
     if quantization not in QUANTIZATIONS:
         raise NstError(f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}")
-    painter = use.make_painter(network, weights)
-    if use.is_universal(painter.network):
+    painter = painters.make_painter(network, weights)
+    if painter.name == "universal":
         return _export_universal_tflite(painter, folder, quantization)
     net, d = painter.network, painter.network.embedding_size
     module = tf.Module()
@@ -259,8 +263,8 @@ def export_tfjs(
     converter = converter or TFJS_CONVERTER
     if not os.path.isfile(converter):
         raise NstError(f"no TensorFlow.js converter at {converter}: make tfjs-converter installs one")
-    painter = use.make_painter(network, weights)
-    if not use.is_universal(painter.network):
+    painter = painters.make_painter(network, weights)
+    if painter.name != "universal":
         raise NstError("the TensorFlow.js export takes the universal painter (a network that paints any painting)")
     functions, module = _universal_pair(painter, content_shape=(1, None, None, 3))
     flags = {"float16": ["--quantize_float16=*"], "int8": ["--quantize_uint8=*"], "float32": []}[quantization]

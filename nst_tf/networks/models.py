@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from nst_tf import features, losses, vgg
 from nst_tf.errors import NstError
+from nst_tf.networks import options
 from nst_tf.networks.options import MIN_SIDE  # noqa: F401  (re-exported)
 
 EMBEDDING = 100
@@ -260,3 +261,19 @@ class StyleNetwork(keras.Model):
             "predict_layers": list(self.predict_layers),
             "style_names": list(self.style_names),
         }
+
+
+def load_model(src, kinds, what: str = "an nst_tf style network"):
+    """The Keras model in a network file (`options.check_network_file`: a `.keras` file or a bundled
+    name), or `src` itself when it is one of `kinds` already; an `NstError` unless it is one of `kinds`
+    (their module must be imported, so that Keras knows the classes)."""
+    if isinstance(src, kinds):
+        return src
+    path = options.check_network_file(src)
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # Keras raises many kinds for a damaged or foreign file
+        raise NstError(f"network {path}: cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
+    if not isinstance(model, kinds):
+        raise NstError(f"network {path}: a Keras model, but not {what}")
+    return model

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import callbacks as callbacks_lib
-from nst_tf import features, files, geometry, vgg
+from nst_tf import features, files, geometry, painting, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks import models, tiled, wct
 from nst_tf.networks.options import MAX_LEVEL
@@ -187,14 +187,7 @@ BUNDLED_NAME = "universal"
 def load_universal(src) -> UniversalNetwork:
     """A `UniversalNetwork` from a `.keras` file (`nst-tf-train --mode=decoder` writes them;
     "universal": the bundled one), or the model itself."""
-    if isinstance(src, UniversalNetwork):
-        return src
-    from nst_tf.networks import use
-
-    network = use.load_network(src)
-    if not isinstance(network, UniversalNetwork):
-        raise NstError(f"network {src}: not a universal painter's decoders (nst-tf-train --mode=decoder)")
-    return network
+    return models.load_model(src, (UniversalNetwork,), "a universal painter's decoders (nst-tf-train --mode=decoder)")
 
 
 class Transform:
@@ -240,7 +233,7 @@ class Transform:
         return out
 
 
-class UniversalPainter:
+class UniversalPainter(painting.Painter):
     """The universal painter ready to paint: the frozen VGG19 to each level, the decoders, and the
     whitening and colouring transform.
 
@@ -249,7 +242,11 @@ class UniversalPainter:
     method: the matrix square roots, "eigh" or "newton_schulz" (see `wct`).
     levels: the levels the cascade paints at, deepest first (default: the network's, without
         `CASCADE_SKIPS`).
+    A `nst_tf.painting.Painter`: honours every painting option but a fixed style.
     """
+
+    name = "universal"
+    supports = frozenset({"strength", "style_blend", "style_mask", "preserve_colors", "style_size", "tile"})
 
     def __init__(
         self,
@@ -401,60 +398,51 @@ class UniversalPainter:
             return self.cascade_tiled(image, transform, tile, report)
         return np.asarray(self.cascade(tf.constant(image[None], tf.float32), transform)[0].numpy(), np.float32)
 
-    def paint(
-        self,
-        content,
-        styles,
-        size=512,
-        style_blend=None,
-        style_index=None,
-        strength: float = 1.0,
-        tile="auto",
-        callbacks=(),
-        style_size=None,
-        masks=None,
-        preserve_colors: str = "none",
-    ) -> np.ndarray:
-        """`content` painted in the manner of `styles` (one or several images: paths, PIL images or
-        arrays) in one pass of the cascade: uint8 `[H, W, 3]`, the longest side `size` (None: as
-        given). The arguments are `Painter.paint`'s (style_index: none; tile: "auto", "off" or a
-        side in pixels; callbacks: told of each tile, `callbacks.painting`) and: style_size: the styles' longest side (None: the output's); masks:
-        one image per style, each style painting where its mask is bright; preserve_colors:
-        "none", "luminance" (the result's luminance with the content's colours) or "histogram"
-        (each style's colours moved to the content's first)."""
+    def check(self, options) -> None:
+        super().check(options)
+        if options.preserve_colors not in ("none", "luminance", "histogram"):
+            raise NstError(f"unknown preserve_colors {options.preserve_colors!r}; choose none, luminance or histogram")
+
+    def render(self, content, prepared, options, callbacks=()) -> np.ndarray:
+        """`content` painted in the manner of the prepared paintings in one pass of the cascade:
+        float32 `[H, W, 3]`. Options (`nst_tf.painting.Options`): style_size: the paintings'
+        longest side (None: the output's); style_mask: one image per painting, each painting where
+        its mask is bright; preserve_colors: "luminance" (the result's luminance with the content's
+        colours) or "histogram" (each painting's colours moved to the content's first); tile:
+        "auto", "off" or a side in pixels (the same picture, tile by tile); callbacks: told of
+        each tile (`callbacks.painting`). Each painting's representation at a size is computed
+        once and kept in `prepared`."""
         from nst_tf import color, image_io, planner
 
-        if style_index is not None:
-            raise NstError(
-                "style_index picks a fixed style of a trained network; the universal painter takes style images"
-            )
-        if preserve_colors not in ("none", "luminance", "histogram"):
-            raise NstError(f"unknown preserve_colors {preserve_colors!r}; choose none, luminance or histogram")
-        if not 0.0 <= strength <= 1.0:
-            raise NstError(f"strength must be in [0, 1], got {strength}")
-        image = image_io.load_image(content, size)
+        if not 0.0 <= options.strength <= 1.0:
+            raise NstError(f"strength must be in [0, 1], got {options.strength}")
+        image = image_io.load_image(content, options.size)
         _check_side(image, self.min_side, "content")
-        if isinstance(styles, (str, os.PathLike, np.ndarray)) or hasattr(styles, "mode"):
-            styles = [styles]
-        styles = list(styles or [])
-        if not styles:
-            raise NstError("the universal painter needs a style image")
-        side = style_size or max(image.shape[:2])
-        arrays = [image_io.load_image(s, side) for s in styles]
-        if preserve_colors == "histogram":
-            arrays = [color.match_color(s, image) for s in arrays]
+        side = options.style_size or max(image.shape[:2])
         mask_arrays = None
-        if masks is not None:
-            if len(masks) != len(arrays):
-                raise NstError(f"{len(masks)} mask(s) for {len(arrays)} style(s): give one mask per style")
-            mask_arrays = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., 0] for m in masks]
-        tile = planner.choose_network_tile(image.shape[:2], tile, estimate=planner.universal_bytes)
-        reps = [self.style_tiled(s, tile) if tile else self.style(s) for s in arrays]
+        if options.style_mask is not None:
+            if len(options.style_mask) != len(prepared):
+                raise NstError(
+                    f"{len(options.style_mask)} mask(s) for {len(prepared)} style(s): give one mask per style"
+                )
+            mask_arrays = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., 0] for m in options.style_mask]
+        tile = planner.choose_network_tile(image.shape[:2], options.tile, estimate=planner.universal_bytes)
+
+        def represent(arrays):
+            return [self.style_tiled(s, tile) if tile else self.style(s) for s in arrays]
+
+        def arrays():
+            return [image_io.load_image(s, side) for s in prepared.images]
+
+        if options.preserve_colors == "histogram":  # depends on the content: nothing to keep
+            reps = represent([color.match_color(s, image) for s in arrays()])
+        else:
+            reps = prepared.cached(("reps", side, tile), lambda: represent(arrays()))
         with callbacks_lib.painting(image, callbacks) as report:
-            out = self.paint_array(image, reps, style_blend, strength, mask_arrays, tile, report)
-        if preserve_colors == "luminance":
+            out = self.paint_array(image, reps, options.style_blend, options.strength, mask_arrays, tile, report)
+        if options.preserve_colors == "luminance":
             out = color.with_chroma(out, image)
-        return image_io.to_uint8(out)
+        return out
 
 
 def _check_side(image, side: int, what: str) -> None:

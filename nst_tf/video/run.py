@@ -65,24 +65,20 @@ def _settings(plan, video: VideoConfig, clip: str, style: str, size: int) -> str
 
 
 class _NetworkFrames:
-    """A network's painting per frame, blended with the previous painting where the flow is reliable."""
+    """A network's painting per frame (the painting prepared once, for every frame), blended with the
+    previous painting where the flow is reliable."""
 
-    def __init__(self, cfg, style, video: VideoConfig):
-        from nst_tf.networks import use
+    def __init__(self, plan, style, video: VideoConfig):
+        from nst_tf import painters, painting
 
-        self.cfg, self.video = cfg, video
-        self.painter = use.make_painter(cfg.network, cfg.weights, cfg.precision)
-        self.universal = use.is_universal(self.painter.network)
-        if self.universal:  # the painting's representation once, for every frame
-            self.styles = [self.painter.style(image_io.load_image(style, cfg.style_size or cfg.size))]
-        self.style = style
+        self.video = video
+        self.painter = painters.for_plan(plan)
+        self.options = painting.Options.of(plan.config, size=None)  # the frames come at their size
+        self.painter.check(self.options)
+        self.prepared = self.painter.prepare([style] if self.painter.takes_paintings else None)
 
     def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
-        cfg = self.cfg
-        if self.universal:
-            painted = self.painter.paint_array(frame, self.styles, strength=cfg.strength)
-        else:
-            painted = image_io.load_image(self.painter.paint(frame, [self.style], None, strength=cfg.strength))
+        painted = self.painter.render(frame, self.prepared, self.options)
         if history and self.video.blend:
             backward, mask = flow.between(frame, history[-1].source, self.video.flow)
             warped = flow.warp(history[-1].painting, backward)
@@ -112,11 +108,11 @@ class _OptimisationFrames:
     def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
         import tensorflow as tf
 
-        from nst_tf import transfer
+        from nst_tf import painters, transfer
         from nst_tf.video import temporal
 
         if not history:
-            image = transfer.stylize(frame, self.style, self.plan, callbacks=self.callbacks, model=self.model)
+            image = painters.stylize(frame, self.style, self.plan, callbacks=self.callbacks, model=self.model)
             return image_io.load_image(image)
         warped, masks = [], []
         for j in self.video.long_term:
@@ -262,7 +258,7 @@ def stylize_video(
     with files.atomic_file(stamp, "w") as f:
         json.dump({"settings": settings}, f)
     painter = (
-        _NetworkFrames(plan.config, style, video)
+        _NetworkFrames(plan, style, video)
         if plan.painter == "network"
         else _OptimisationFrames(plan, style, video, callbacks)
     )

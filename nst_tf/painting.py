@@ -1,0 +1,153 @@
+"""The one painter protocol: what every door paints through.
+
+A painter turns paintings into their representation once (`prepare`: a `Painting`, whose cache keeps
+what the painter computed from them for every content of a batch, clip or page visit) and paints a
+content with it (`render`), with the painting `Options` every door knows. Each painter declares the
+options it honours (`supports`); `check` refuses any other option set away from its default with one
+line (an `NstError`: exit status 2 on the command line), so an option is never silently dropped.
+
+    painter.check(options)                      # before any work
+    painting = painter.prepare(styles)          # once per painting (or blend of paintings)
+    image = painter.render(content, painting, options, callbacks)   # float32 [H, W, 3] in [0, 1]
+    image = painter.paint(content, styles, size=512, strength=0.7)  # all three, as uint8
+
+`nst_tf.painters.for_plan` is the one place that says which painter a run needs; the painters live
+beside what they paint with (`transfer` for the optimisation, `networks` for the networks).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from nst_tf import image_io
+from nst_tf.errors import NstError
+
+
+class Options(NamedTuple):
+    """The painting options every door knows, named like the flags.
+
+    size: the output's longest side (None: the content's own size).
+    strength: how much of the style, in [0, 1].
+    style_blend: each painting's share (None: equal).
+    style_index: a fixed-style network's style.
+    style_mask: one mask per painting (paths or arrays), each painting painting where its mask is bright.
+    preserve_colors: "none", "luminance" or "histogram".
+    style_size: the paintings' longest side (None: the painter's default).
+    tile: "auto", "off" or a tile side in pixels.
+    """
+
+    size: Optional[int] = 512
+    strength: float = 1.0
+    style_blend: Optional[Sequence[float]] = None
+    style_index: Optional[int] = None
+    style_mask: Optional[Sequence[Any]] = None
+    preserve_colors: str = "none"
+    style_size: Optional[int] = None
+    tile: Any = "auto"
+
+    @classmethod
+    def of(cls, cfg, **override) -> "Options":
+        """The options of a `Config` (or of anything with these fields), with `override`."""
+        values = {name: getattr(cfg, name) for name in cls._fields}
+        return cls(**{**values, **override})
+
+    def asked(self) -> List[str]:
+        """The options set away from their defaults (size is always honoured)."""
+        return [name for name in self._fields[1:] if not _same(getattr(self, name), self._field_defaults[name])]
+
+
+OPTION_FLAGS = {name: f"--{name}" for name in Options._fields}
+
+
+def _same(value, default) -> bool:
+    if value is None or default is None:
+        return value is None and default is None
+    if isinstance(value, str) and isinstance(default, str):
+        return value == default
+    try:
+        return bool(np.all(np.asarray(value) == np.asarray(default)))
+    except (TypeError, ValueError):
+        return False
+
+
+class Painting:
+    """Prepared paintings: the images as given (float32 `[h, w, 3]`), and a cache of what a painter
+    derived from them (keyed as the painter likes: a size, a tile), so that preparing happens once."""
+
+    def __init__(self, images: Sequence[np.ndarray]):
+        self.images = list(images)
+        self.cache: Dict[Any, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def cached(self, key, make):
+        """`make()` the first time `key` is asked for, the kept value after."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+
+def as_images(styles) -> list:
+    """One painting or several (paths, PIL images, arrays; None for none) as a list."""
+    if styles is None:
+        return []
+    if isinstance(styles, (str, os.PathLike, np.ndarray)) or hasattr(styles, "mode"):
+        return [styles]
+    return list(styles)
+
+
+class Painter:
+    """The protocol's base: `name` (as the user knows it), `supports` (the `Options` honoured besides
+    size), `takes_paintings` (False for a network of fixed styles), `optimises`, and `prepare`,
+    `render`."""
+
+    name = "painter"
+    supports: frozenset = frozenset()
+    takes_paintings = True
+    optimises = False  # True: the painter takes steps, and step callbacks (snapshots, logs) apply
+
+    def unsupported(self, options: Options) -> List[str]:
+        """The options `options` asks for that this painter cannot honour."""
+        return [name for name in options.asked() if name not in self.supports]
+
+    def check(self, options: Options) -> None:
+        """Raises one line naming the first option this painter cannot honour."""
+        refused = self.unsupported(options)
+        if refused:
+            honoured = ", ".join(OPTION_FLAGS[n] for n in Options._fields if n == "size" or n in self.supports)
+            raise NstError(
+                f"{OPTION_FLAGS[refused[0]]} is not honoured by the {self.name} painter (it takes {honoured}): "
+                "leave it out or choose another painter"
+            )
+
+    def prepare(self, styles) -> Painting:
+        """The paintings (see `as_images`) decoded once; painters that can add their representation
+        to the returned `Painting`'s cache."""
+        images = [image_io.load_image(s) for s in as_images(styles)]
+        if self.takes_paintings and not images:
+            raise NstError(f"the {self.name} painter needs a painting (a style image)")
+        if not self.takes_paintings and images:
+            raise NstError(f"the {self.name} painter paints its own fixed styles and cannot take a style image")
+        return Painting(images)
+
+    def render(self, content, painting: Painting, options: Options, callbacks=()) -> np.ndarray:
+        """`content` (a path, PIL image or array) painted: float32 `[H, W, 3]` in [0, 1]."""
+        raise NotImplementedError
+
+    def render_many(self, contents, painting: Painting, options: Options, callbacks=()) -> list:
+        """Each of `contents` painted (a painter that paints a batch together overrides this)."""
+        return [self.render(c, painting, options, callbacks) for c in contents]
+
+    def paint(self, content, styles=None, size: Optional[int] = 512, callbacks=(), **options) -> np.ndarray:
+        """`content` painted with `styles`: uint8 `[H, W, 3]`, the longest side `size` (None: as
+        given). options: any other `Options` field by name."""
+        return self.paint_with(content, styles, Options(size=size, **options), callbacks)
+
+    def paint_with(self, content, styles, options: Options, callbacks=()) -> np.ndarray:
+        """`check`, `prepare` and `render` in one: uint8 `[H, W, 3]`."""
+        self.check(options)
+        return image_io.to_uint8(self.render(content, self.prepare(styles), options, callbacks))
