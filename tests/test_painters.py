@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import nst_tf
-from nst_tf import batch, color, image_io, painters, painting, plan, transfer
+from nst_tf import batch, color, image_io, painting, plan, transfer
 from nst_tf.config import Config
 from nst_tf.errors import NstError
 from nst_tf.networks import models, universal, use
