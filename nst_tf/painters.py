@@ -4,6 +4,7 @@ one-call API every door's painting goes through.
 Painters (each a `nst_tf.painting.Painter`; `supports` lists the options each honours):
 - "optimisation" (`transfer.OptimisationPainter`): Gatys et al.'s optimisation, the plan's schedule;
 - "warm": the optimisation started from a network's painting (`init="network"`);
+- "arbitrary" (`networks.arbitrary.ArbitraryPainter`): any painting, one pass (Magenta's network);
 - "universal" (`networks.universal.UniversalPainter`): any painting, one pass (WCT + decoders);
 - "network" (`networks.use.Painter`): a trained `StyleNetwork` (fixed styles and/or a predict head).
 """
@@ -16,22 +17,26 @@ from nst_tf import callbacks as callbacks_lib
 from nst_tf import image_io, painting, transfer
 from nst_tf import plan as plan_lib
 from nst_tf.errors import NstError
-from nst_tf.networks import models, universal, use
+from nst_tf.networks import arbitrary, models, universal, use
 
 
 def load_network(src):
     """A network from a `.keras` file that `nst-tf-train` wrote, or a bundled one by name
-    ("universal", "demo", "three_styles"), or the model itself: a `StyleNetwork` (`--mode=table`
-    or `predict`) or a `universal.UniversalNetwork` (`--mode=decoder`)."""
-    return models.load_model(src, (models.StyleNetwork, universal.UniversalNetwork))
+    ("arbitrary", "universal", "demo", "three_styles"), or the model itself: a `StyleNetwork`
+    (`--mode=table` or `predict`), a `universal.UniversalNetwork` (`--mode=decoder`) or an
+    `arbitrary.ArbitraryNetwork`."""
+    return models.load_model(src, (models.StyleNetwork, universal.UniversalNetwork, arbitrary.ArbitraryNetwork))
 
 
 def make_painter(network, weights: str = "auto", precision: str = "float32") -> painting.Painter:
-    """The painter of a network (see `load_network`): a `universal.UniversalPainter` for decoders,
+    """The painter of a network (see `load_network`): an `arbitrary.ArbitraryPainter` for Magenta's
+    network, a `universal.UniversalPainter` for decoders,
     its VGG19 in `precision` ("auto": this machine's measured choice for a network, as a door's
     plan makes it; bfloat16 halves the encoders' time on an AVX-512 BF16 CPU), else a
     `networks.use.Painter`."""
     network = load_network(network)
+    if isinstance(network, arbitrary.ArbitraryNetwork):
+        return arbitrary.ArbitraryPainter(network)
     if isinstance(network, universal.UniversalNetwork):
         if precision == "auto":
             precision = plan_lib.resolve(network="universal", weights=weights).config.precision

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from nst_tf import features, losses, vgg
+from nst_tf import features, files, losses, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks import options
 from nst_tf.networks.options import MIN_SIDE  # noqa: F401  (re-exported)
@@ -145,16 +147,20 @@ def _conv(x, filters, kernel, stride=1, name=None):
     return keras.layers.Conv2D(filters, kernel, stride, padding="valid", name=name)(x)
 
 
-def build_transform(alpha: float = 1.0, embedding_size: int = EMBEDDING, residual_blocks: int = 5) -> keras.Model:
+def build_transform(
+    alpha: float = 1.0, embedding_size: int = EMBEDDING, residual_blocks: int = 5, contract_norm: bool = True
+) -> keras.Model:
     """The style transform network (see the module docstring): inputs `content` `[B, H, W, 3]` in
-    [0, 1] (any H, W >= `MIN_SIDE`) and `embedding` `[B, D]`; output `[B, H, W, 3]` in [0, 1]."""
+    [0, 1] (any H, W >= `MIN_SIDE`) and `embedding` `[B, D]`; output `[B, H, W, 3]` in [0, 1].
+    contract_norm: instance norm after the three contracting convolutions (False: their biases
+    only, as Magenta's released network has them, its batch norm folded in)."""
     width = lambda c: max(4, int(round(c * alpha)))  # noqa: E731
     content = keras.Input((None, None, 3), name="content")
     embedding = keras.Input((embedding_size,), name="embedding")
     x = ReflectPad(multiple=MULTIPLE, name="pad_to_multiple")(content)
     for i, (filters, kernel, stride) in enumerate(((32, 9, 1), (64, 3, 2), (128, 3, 2))):
         x = _conv(x, width(filters), kernel, stride, name=f"contract{i}")
-        x = keras.layers.ReLU()(InstanceNorm(name=f"contract{i}_norm")(x))
+        x = keras.layers.ReLU()(InstanceNorm(name=f"contract{i}_norm")(x) if contract_norm else x)
     cin = lambda x, name: ConditionalInstanceNorm(name=name)([x, embedding])  # noqa: E731
     for i in range(residual_blocks):
         y = keras.layers.ReLU()(cin(_conv(x, width(128), 3, name=f"residual{i}a"), f"residual{i}a_norm"))
@@ -271,9 +277,121 @@ def load_model(src, kinds, what: str = "an nst_tf style network"):
         return src
     path = options.check_network_file(src)
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        if path.endswith(".npz"):
+            model = load_packed(path)
+        else:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except NstError:
+        raise
     except Exception as err:  # Keras raises many kinds for a damaged or foreign file
         raise NstError(f"network {path}: cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
     if not isinstance(model, kinds):
         raise NstError(f"network {path}: a Keras model, but not {what}")
+    return model
+
+
+def save_float16(network, path: str) -> str:
+    """`network` (a Keras model) saved as a `.keras` file whose weights are stored in float16 (half
+    the size; they load back into the float32 model, `keras.saving.load_model` casting them),
+    written atomically. The bundled networks ship this way."""
+    import tempfile
+    import zipfile
+
+    import h5py
+
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        full = os.path.join(tmp, "full.keras")
+        network.save(full)
+        half = os.path.join(tmp, "half.keras")
+        with zipfile.ZipFile(full) as src, zipfile.ZipFile(half, "w", zipfile.ZIP_DEFLATED) as dst:
+            for item in src.infolist():
+                data = src.read(item.filename)
+                if item.filename.endswith(".h5"):
+                    data = _h5_as_float16(data, tmp, h5py)
+                dst.writestr(item, data)
+        os.chmod(half, 0o666 & ~files.umask())
+        os.replace(half, path)  # staged in a folder beside `path`: one atomic rename
+    return path
+
+
+def _h5_as_float16(data: bytes, tmp: str, h5py) -> bytes:
+    source, target = os.path.join(tmp, "in.h5"), os.path.join(tmp, "out.h5")
+    with open(source, "wb") as f:
+        f.write(data)
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                value = obj[()]
+                if getattr(value, "dtype", None) == np.float32:
+                    value = value.astype(np.float16)
+                dst.create_dataset(name, data=value)
+            else:
+                dst.require_group(name)
+            for key, attr in obj.attrs.items():
+                dst[name].attrs[key] = attr
+
+        for key, attr in src.attrs.items():
+            dst.attrs[key] = attr
+        src.visititems(copy)
+    with open(target, "rb") as f:
+        return f.read()
+
+
+def _as_int8(value: np.ndarray):
+    """`(q, scale)` with `q` int8 and `scale` float32 per channel of the last or second-to-last axis
+    such that `q * scale` is `value` exactly (as a dequantised int8 release's kernels are), or None."""
+    for axis in (value.ndim - 1, value.ndim - 2):
+        if axis < 0 or value.ndim < 2:
+            continue
+        others = tuple(a for a in range(value.ndim) if a != axis)
+        scale = (np.abs(value).max(axis=others, keepdims=True) / np.float32(127)).astype(np.float32)
+        scale[scale == 0] = 1
+        q = np.round(value / scale)
+        if np.abs(q).max() <= 127 and np.array_equal((q.astype(np.int8).astype(np.float32) * scale), value):
+            return q.astype(np.int8), scale
+    return None
+
+
+def save_packed(model, path: str) -> str:
+    """A registered nst_tf model saved as an `.npz` (`load_packed`): its class, its config, and its
+    weights, each kernel that is exactly int8 times a per-channel scale (a converted int8 release's)
+    stored so and the rest as float32: lossless, and a quarter of float32's size. Written atomically."""
+    import json
+
+    arrays = {
+        "__class__": np.array(keras.saving.get_registered_name(type(model))),
+        "__config__": np.array(json.dumps(model.get_config())),
+    }
+    for i, variable in enumerate(model.weights):
+        value = np.asarray(variable.numpy(), np.float32)
+        arrays[f"{i:04d}.path"] = np.array(variable.path)
+        packed = _as_int8(value)
+        if packed is None:
+            arrays[f"{i:04d}"] = value
+        else:
+            arrays[f"{i:04d}.q"], arrays[f"{i:04d}.scale"] = packed
+    return files.write_file(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
+
+
+def load_packed(path: str):
+    """The model `save_packed` wrote (its class must be registered: its module imported)."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        cls = keras.saving.get_registered_object(str(z["__class__"]))
+        if cls is None:
+            raise NstError(f"network {path}: its class {z['__class__']} is not an nst_tf network")
+        model = cls.from_config(json.loads(str(z["__config__"])))
+        if sum(k.endswith(".path") for k in z.files) != len(model.weights):
+            raise NstError(f"network {path}: its weights do not fit a {cls.__name__}")
+        for i, variable in enumerate(model.weights):
+            key = f"{i:04d}"
+            value = z[key] if key in z.files else z[f"{key}.q"].astype(np.float32) * z[f"{key}.scale"]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise NstError(
+                    f"network {path}: weight {z[key + '.path']} has shape {value.shape}, not {variable.shape}"
+                )
+            variable.assign(value)
     return model

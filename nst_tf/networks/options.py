@@ -14,17 +14,23 @@ MIN_SIDE = 16  # below this the reflect padding of the transform network's first
 QUANTIZATIONS = ("float32", "float16", "int8")  # TF Lite weights
 
 MODES = ("table", "predict", "decoder")
-# The networks shipped with the package (nst_tf/assets/networks/<file>.keras; README, "Networks"):
+# The networks shipped with the package (nst_tf/assets/networks/<file>; docs/networks.md):
 # "universal" paints any painting (`nst_tf.networks.universal`'s decoders); "demo" is its old name,
-# kept; "three_styles" is the predict network trained on the three bundled paintings.
-BUNDLED_NAMES = {"universal": "universal", "demo": "universal", "three_styles": "three_styles"}
+# kept; "three_styles" is the predict network trained on the three bundled paintings; "arbitrary" is
+# Magenta's arbitrary style network with its published weights (`nst_tf.networks.arbitrary`).
+BUNDLED_NAMES = {
+    "universal": "universal.keras",
+    "demo": "universal.keras",
+    "three_styles": "three_styles.keras",
+    "arbitrary": "arbitrary.npz",  # int8 kernels with their scales, as released: lossless (`models.save_packed`)
+}
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "networks")
 
 
 def network_path(spec: str) -> str:
     """The file a network spec names: a bundled name's file, or the spec itself."""
     if spec in BUNDLED_NAMES:
-        return os.path.join(BUNDLED_DIR, f"{BUNDLED_NAMES[spec]}.keras")
+        return os.path.join(BUNDLED_DIR, BUNDLED_NAMES[spec])
     return os.fspath(spec)
 
 

@@ -14,7 +14,6 @@ level's picture. No painting is needed in training, so no painting is ever unsee
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import keras
@@ -22,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import callbacks as callbacks_lib
-from nst_tf import features, files, geometry, painting, vgg
+from nst_tf import features, geometry, painting, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks import models, tiled, wct
 from nst_tf.networks.options import MAX_LEVEL
@@ -501,50 +500,4 @@ def subset(network: UniversalNetwork, levels: Sequence[int]) -> UniversalNetwork
     return out
 
 
-def save_float16(network: UniversalNetwork, path: str) -> str:
-    """`network` saved as a `.keras` file whose weights are stored in float16 (half the size; they
-    load back into the float32 model, `keras.saving.load_model` casting them), written
-    atomically. The bundled decoders ship this way (README, "Universal painter": what it costs)."""
-    import tempfile
-    import zipfile
-
-    import h5py
-
-    folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        full = os.path.join(tmp, "full.keras")
-        network.save(full)
-        half = os.path.join(tmp, "half.keras")
-        with zipfile.ZipFile(full) as src, zipfile.ZipFile(half, "w", zipfile.ZIP_DEFLATED) as dst:
-            for item in src.infolist():
-                data = src.read(item.filename)
-                if item.filename.endswith(".h5"):
-                    data = _h5_as_float16(data, tmp, h5py)
-                dst.writestr(item, data)
-        os.chmod(half, 0o666 & ~files.umask())
-        os.replace(half, path)  # staged in a folder beside `path`: one atomic rename
-    return path
-
-
-def _h5_as_float16(data: bytes, tmp: str, h5py) -> bytes:
-    source, target = os.path.join(tmp, "in.h5"), os.path.join(tmp, "out.h5")
-    with open(source, "wb") as f:
-        f.write(data)
-    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
-
-        def copy(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                value = obj[()]
-                if getattr(value, "dtype", None) == np.float32:
-                    value = value.astype(np.float16)
-                dst.create_dataset(name, data=value)
-            else:
-                dst.require_group(name)
-            for key, attr in obj.attrs.items():
-                dst[name].attrs[key] = attr
-
-        for key, attr in src.attrs.items():
-            dst.attrs[key] = attr
-        src.visititems(copy)
-    with open(target, "rb") as f:
-        return f.read()
+save_float16 = models.save_float16  # the bundled decoders ship this way

