@@ -140,3 +140,29 @@ def test_a_graph_that_does_not_fit_is_refused():
         magenta._transform_layer("transformer/extra/conv9/weights")
     with pytest.raises(NstError, match="no Keras layer"):
         magenta._predict_layer("MobilenetV2/head/weights")
+
+
+@pytest.mark.slow
+def test_the_savedmodel_and_the_tflite_pair_paint_what_the_painter_paints(painter, tmp_path):
+    """The exports' graphs (the painting's centred square for its vector, Magenta's strength) against the
+    painter, on PNG inputs as a server or a device meets them."""
+    from conftest import serve_painting
+
+    from nst_tf.networks import export
+
+    content = image_io.to_uint8(image_io.load_image(image_io.example_path("boston"), 96))
+    style = image_io.to_uint8(image_io.load_image(image_io.example_path("the_scream"), 200))
+    paths = [str(tmp_path / "content.png"), str(tmp_path / "style.png")]
+    image_io.save_image(paths[0], content)
+    image_io.save_image(paths[1], style)
+    expected = painter.paint(paths[0], paths[1], size=None, strength=0.6).astype(int)
+    served = export.export_saved_model("arbitrary", str(tmp_path / "served"), size=96)
+    got = serve_painting(served, paths[0], paths[1], 0.6, tmp_path).astype(int)
+    assert got.shape == expected.shape and np.abs(got - expected).mean() < 0.5, np.abs(got - expected).mean()
+    pair = export.export_tflite("arbitrary", str(tmp_path / "lite"), quantization="float32")
+    vector = export.run_tflite(pair["style_predict"], arbitrary.style_crop(style / 255.0)[None].astype(np.float32))
+    padded = np.zeros(export.TRANSFORM_SHAPE, np.float32)
+    padded[0, : content.shape[0], : content.shape[1]] = content / 255.0
+    lite = export.run_tflite(pair["style_transform"], padded, vector, np.ones([1], np.float32))[0]
+    whole = painter.render(padded[0], painter.prepare([style]), painting.Options(size=None))
+    assert np.abs(lite - whole).max() < 2e-3

@@ -11,7 +11,7 @@ import tensorflow as tf
 from nst_tf import __version__, files, painters
 from nst_tf import export as export_lib
 from nst_tf.errors import NstError
-from nst_tf.networks import universal, use
+from nst_tf.networks import arbitrary, universal, use
 from nst_tf.networks.options import QUANTIZATIONS
 from nst_tf.tensor_image import decode, fit_size, resize, to_uint8
 
@@ -99,9 +99,51 @@ class _ServedUniversal(tf.Module):
         self.serving_default = serving_default
 
 
+class _ServedArbitrary(tf.Module):
+    """Magenta's arbitrary network in one graph: the painting's vector (its centred square at 256 px),
+    mixed with the content's own below strength 1, and the transform at the content's size."""
+
+    def __init__(self, painter, size: int, max_input_pixels: int):
+        super().__init__()
+        self.network = painter.network
+        self.variables_ = [v.value for v in painter.network.weights]
+
+        @tf.function(input_signature=PAINT_SIGNATURE)
+        def serving_default(content, style, strength, size_):
+            content = decode(content, "content", max_input_pixels)
+            side = tf.where(size_ > 0, size_, size)
+            content = resize(content, fit_size(tf.shape(content)[1:3], side))
+            style = decode(style, "style", max_input_pixels)
+            image = to_uint8(_arbitrary_paint(painter, content, style, tf.clip_by_value(strength, 0.0, 1.0))[0])
+            return {"image": image, "png": tf.io.encode_png(image)}
+
+        self.serving_default = serving_default
+
+
+def _centre_square(image, side: int = arbitrary.STYLE_SIZE, lanczos: bool = True):
+    """`arbitrary.style_crop` as a graph: `[1, h, w, 3]` -> its centred square resized to `side`
+    (Lanczos as the painter does; bilinear where TF Lite and TensorFlow.js lack the kernel)."""
+    h, w = tf.shape(image)[1], tf.shape(image)[2]
+    s = tf.minimum(h, w)
+    square = image[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    if lanczos:
+        return resize(square, tf.stack([side, side]))
+    return tf.image.resize(square, [side, side], method="bilinear")
+
+
+def _arbitrary_paint(painter, content, style, strength, vector=None, lanczos: bool = True):
+    """The arbitrary network's painting as a graph: `content` `[1, H, W, 3]`, a style image (or its
+    `vector`), `strength` a scalar -> `[1, H, W, 3]` in [0, 1]."""
+    net = painter.network
+    if vector is None:
+        vector = net.predict_net(_centre_square(style, lanczos=lanczos))
+    own = net.predict_net(_centre_square(content, lanczos=lanczos))
+    return net.transform([content, strength * vector + (1.0 - strength) * own])
+
+
 def _served_kind(painter):
     """The SavedModel module that serves `painter` (by the painter's name)."""
-    return {"universal": _ServedUniversal, "network": _Served}[painter.name]
+    return {"universal": _ServedUniversal, "network": _Served, "arbitrary": _ServedArbitrary}[painter.name]
 
 
 def _encoder_models(painter):
@@ -152,8 +194,8 @@ def export_tflite(network, folder: str, weights: str = "auto", quantization: str
     if quantization not in QUANTIZATIONS:
         raise NstError(f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}")
     painter = painters.make_painter(network, weights)
-    if painter.name == "universal":
-        return _export_universal_tflite(painter, folder, quantization)
+    if painter.name in PAIRS:
+        return _write_tflite(folder, *PAIRS[painter.name](painter), quantization)
     net, d = painter.network, painter.network.embedding_size
     module = tf.Module()
     module.network, module.statistics, module.variables_ = net, painter.statistics, _tf_variables(painter)
@@ -212,10 +254,35 @@ def _universal_pair(painter, content_shape=TRANSFORM_SHAPE):
     return {"style_predict": style_predict, "style_transform": style_transform}, module
 
 
-def _export_universal_tflite(painter, folder: str, quantization: str) -> Dict[str, str]:
-    """The universal painter as the TF Lite pair (`_universal_pair` at the pair's fixed shapes)."""
-    functions, module = _universal_pair(painter)
-    return _write_tflite(folder, functions, module, quantization)
+def _arbitrary_pair(painter, content_shape=TRANSFORM_SHAPE):
+    """Magenta's network as `{"style_predict", "style_transform"}` and their variables' module: predict
+    (style `[1, 256, 256, 3]` -> its vector `[1, 100]`) and transform (content `content_shape` + the
+    vector + strength `[1]` -> image; below strength 1 the content's own vector is mixed in), the
+    universal pair's signatures, so the page and a device app take either."""
+    module = tf.Module()
+    module.variables_ = [v.value for v in painter.network.weights]
+
+    @tf.function(input_signature=[tf.TensorSpec(PREDICT_SHAPE, tf.float32, "style")])
+    def style_predict(style):
+        return {"representation": painter.network.predict_net(style)}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(content_shape, tf.float32, "content"),
+            tf.TensorSpec([1, arbitrary.EMBEDDING], tf.float32, "representation"),
+            tf.TensorSpec([1], tf.float32, "strength"),
+        ]
+    )
+    def style_transform(content, representation, strength):
+        return {"image": _arbitrary_paint(painter, content, None, strength[0], representation, lanczos=False)}
+
+    return {"style_predict": style_predict, "style_transform": style_transform}, module
+
+
+PAIRS = {
+    "universal": _universal_pair,
+    "arbitrary": _arbitrary_pair,
+}  # the painters that export a predict/transform pair
 
 
 def _write_tflite(folder: str, functions: dict, module, quantization: str) -> Dict[str, str]:
@@ -249,7 +316,7 @@ TFJS_CONVERTER = os.environ.get("NST_TF_TFJS_CONVERTER", os.path.join(".venv-tfj
 def export_tfjs(
     network, folder: str, weights: str = "auto", quantization: str = "float16", converter=None
 ) -> Dict[str, str]:
-    """Writes the universal painter for TensorFlow.js into `folder`: `style_predict/` (style
+    """Writes a painter of any painting (arbitrary, universal) for TensorFlow.js into `folder`: `style_predict/` (style
     `[1, 256, 256, 3]` float in [0, 1] -> `representation` `[1, D]`) and `style_transform/`
     (`content` `[1, H, W, 3]` of any size, `representation`, `strength` `[1]` -> image), each a graph
     model (`model.json` and weight shards), weights quantised as `quantization`. The functions are
@@ -264,9 +331,9 @@ def export_tfjs(
     if not os.path.isfile(converter):
         raise NstError(f"no TensorFlow.js converter at {converter}: make tfjs-converter installs one")
     painter = painters.make_painter(network, weights)
-    if painter.name != "universal":
-        raise NstError("the TensorFlow.js export takes the universal painter (a network that paints any painting)")
-    functions, module = _universal_pair(painter, content_shape=(1, None, None, 3))
+    if painter.name not in PAIRS:
+        raise NstError("the TensorFlow.js export takes a network that paints any painting (arbitrary or universal)")
+    functions, module = PAIRS[painter.name](painter, content_shape=(1, None, None, 3))
     flags = {"float16": ["--quantize_float16=*"], "int8": ["--quantize_uint8=*"], "float32": []}[quantization]
 
     def fill(staging):
