@@ -1,5 +1,5 @@
 # make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
-# make demo-network: the bundled universal painter, one forward pass, into painted.png.
+# make demo-network: the default one-pass painter (Magenta's arbitrary network), one forward pass, into painted.png.
 # make demo-video: the bundled test clip (clip.mp4) painted frame by frame, consistently, into painted.mp4.
 # make app: the web page (nst-tf-app) at http://127.0.0.1:8765/.
 # make test: set up .venv (if missing) with the test extras at the versions in constraints.txt, check formatting
@@ -32,23 +32,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/nst-tf --output=stylized.png
 
-# The bundled universal painter paints the same example in one forward pass -> painted.png
+# The default one-pass painter (demo: Magenta's arbitrary network) paints the same example -> painted.png
 demo-network: $(STAMP)
-	$(VENV)/bin/nst-tf --network=universal --output=painted.png
+	$(VENV)/bin/nst-tf --network=demo --output=painted.png
 
 # The bundled test clip (a pan across the bundled photo, a disc of the bundled painting crossing it)
-# painted by the universal painter, each frame blended with the last along the optical flow -> painted.mp4
+# painted by the default one-pass painter, each frame blended with the last along the optical flow -> painted.mp4
 demo-video: $(STAMP)
 	$(PY) -m nst_tf.video.synthetic clip.mp4
-	$(VENV)/bin/nst-tf-video --input=clip.mp4 --network=universal --output=painted.mp4
+	$(VENV)/bin/nst-tf-video --input=clip.mp4 --network=demo --output=painted.mp4
 
 # Retrain the universal painter's decoders on the bundled photos (about an hour on 2 CPU cores;
 # run it again to resume after a stop) -> universal.keras; the bundled file keeps the levels the
 # cascade paints with (3 and 2), in float16
 train-universal: $(STAMP)
 	$(VENV)/bin/nst-tf-train --flagfile=configs/train_universal.cfg --resume
-	$(PY) -c "from nst_tf.networks import universal as u, use; \
-	u.save_float16(u.subset(use.load_network('universal.keras'), (2, 3)), 'nst_tf/assets/networks/universal.keras')"
+	$(PY) -c "from nst_tf.networks import universal as u; \
+	u.save_float16(u.subset(u.load_universal('universal.keras'), (2, 3)), 'nst_tf/assets/networks/universal.keras')"
 
 # Retrain the three-style network from scratch (about an hour on 2 CPU cores) -> three_styles.keras
 train-three-styles: $(STAMP)
@@ -73,10 +73,10 @@ $(TFJS_STAMP): constraints-tfjs.txt
 
 tfjs-converter: $(TFJS_STAMP)
 
-# The universal painter for the browser -> tfjs/: the TensorFlow.js pair (style_predict/, style_transform/)
+# The default one-pass painter for the browser -> tfjs/: the TensorFlow.js pair (style_predict/, style_transform/)
 # and TensorFlow.js itself (tf.min.js, from the npm registry); nst-tf-app --tfjs_dir=tfjs serves them
-tfjs/style_transform/model.json: $(STAMP) $(TFJS_STAMP) nst_tf/assets/networks/universal.keras
-	$(VENV)/bin/nst-tf-export-network --network=universal --tfjs_dir=tfjs --tfjs_converter=$(TFJS_VENV)/bin/tensorflowjs_converter
+tfjs/style_transform/model.json: $(STAMP) $(TFJS_STAMP) nst_tf/assets/networks/arbitrary.npz
+	$(VENV)/bin/nst-tf-export-network --network=demo --tfjs_dir=tfjs --tfjs_converter=$(TFJS_VENV)/bin/tensorflowjs_converter
 	$(PY) scripts/fetch_tfjs.py tfjs
 
 tfjs: tfjs/style_transform/model.json

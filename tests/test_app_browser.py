@@ -50,7 +50,7 @@ def site():
 
     from nst_tf.app import server, studio
 
-    painter = studio.Studio("universal", weights="embedded", autotune="off")
+    painter = studio.Studio("demo", weights="embedded", autotune="off")  # make tfjs exports the same painter
     loop = asyncio.new_event_loop()
     tfjs = TFJS if os.path.isfile(os.path.join(TFJS, "tf.min.js")) else None
     runner = web.AppRunner(server.make_app(painter, tfjs_dir=tfjs))
@@ -161,7 +161,7 @@ def test_the_page_paints_refines_stops_downloads_and_refuses_a_bad_file(site, br
     expected = nst_tf.stylize(
         photo,
         painting,
-        network="universal",
+        network="demo",
         init="network",
         size=256,
         scales=1,

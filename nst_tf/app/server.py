@@ -180,7 +180,14 @@ async def info(request):
     models = sorted({name.split("/")[0] for name in tfjs if name.endswith("/model.json")})
     if "tf.min.js" not in tfjs:  # the models alone cannot run
         models = []
-    return web.json_response({"limits": limits._asdict(), "tfjs": models, "network": request.app[STATE].studio.network})
+    return web.json_response(
+        {
+            "limits": limits._asdict(),
+            "tfjs": models,
+            "network": request.app[STATE].studio.network,
+            "painter": request.app[STATE].studio.painter.name,
+        }
+    )
 
 
 async def pictures(request):

@@ -126,7 +126,7 @@ class Studio:
     universal painter) and `refine` (the optimisation from that painting). `autotune`: how the
     precision is chosen (`nst_tf.autotune`'s modes; None: `$NST_TF_AUTOTUNE`, else "cached")."""
 
-    def __init__(self, network: str = "universal", weights: str = "auto", autotune: Optional[str] = None):
+    def __init__(self, network: str = "demo", weights: str = "auto", autotune: Optional[str] = None):
         from nst_tf import features, painters
         from nst_tf import plan as plan_lib
 

@@ -25,7 +25,11 @@ def define():
 
     flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (default: this machine only).")
     flags.DEFINE_integer("port", 8765, "Port to listen on.")
-    flags.DEFINE_string("network", "universal", "The universal painter's decoders (a .keras file, or 'universal').")
+    flags.DEFINE_string(
+        "network",
+        "demo",
+        "A network that paints any painting: demo (the default: arbitrary), arbitrary, universal or a file.",
+    )
     flags.DEFINE_string("weights", "auto", config_lib.option_help("weights"))
     flags.DEFINE_string("tfjs_dir", None, "A TensorFlow.js export of the painter (nst-tf-export-network --tfjs_dir).")
     common.define_autotune_flag()
@@ -47,8 +51,7 @@ def main(argv) -> int:
         raise NstError(
             f"{fv.tfjs_dir}: no TensorFlow.js painter in it (nst-tf-export-network --tfjs_dir=... writes one)"
         )
-    if fv.network != "universal":
-        common.check_network(fv.network)
+    common.check_network(fv.network)
     common.import_tensorflow_quietly()
     from aiohttp import web
 

@@ -260,7 +260,12 @@ async function paintInBrowser(version, start) {
     const scale = size / Math.max(photo.naturalWidth, photo.naturalHeight);
     const h = Math.max(16, Math.round(photo.naturalHeight * scale)), w = Math.max(16, Math.round(photo.naturalWidth * scale));
     const out = tf.tidy(() => {
-      const style = tf.image.resizeBilinear(tf.browser.fromPixels(painting).toFloat().div(255).expandDims(0), [256, 256], false, true);
+      const pixels = tf.browser.fromPixels(painting).toFloat().div(255).expandDims(0);
+      // Magenta's network sees the painting's centred square (as the server's painter does); the universal painter all of it
+      const [ph, pw] = [painting.naturalHeight, painting.naturalWidth], side = Math.min(ph, pw);
+      const box = state.info.painter === "arbitrary"
+        ? [[(ph - side) / 2 / ph, (pw - side) / 2 / pw, (ph + side) / 2 / ph, (pw + side) / 2 / pw]] : [[0, 0, 1, 1]];
+      const style = tf.image.cropAndResize(pixels, box, [0], [256, 256]);
       const representation = predict.execute(style);
       const content = tf.image.resizeBilinear(tf.browser.fromPixels(photo).toFloat().div(255).expandDims(0), [h, w], false, true);
       return transform.execute({ content, representation, strength: tf.tensor1d([strength]) }).squeeze().clipByValue(0, 1);
