@@ -35,6 +35,8 @@ from typing import Callable, Dict, NamedTuple, Optional
 
 from nst_tf import files
 from nst_tf.errors import NstError
+from nst_tf import weights as weights_lib
+from nst_tf.config import Config
 
 ENV = "NST_TF_AUTOTUNE"
 MODES = ("cached", "remeasure", "off")
@@ -239,9 +241,7 @@ def measure(weights: str = "auto", log: Callable[[str], None] = None) -> dict:
 
     import tensorflow as tf
 
-    from nst_tf import features, image_io, losses, optimize
-    from nst_tf import weights as weights_lib
-    from nst_tf.config import Config
+    from nst_tf import features, image_io, losses, optimize  # loads TensorFlow: not at import
 
     log = log or (lambda line: sys.stderr.write(line + "\n"))
     start = time.perf_counter()

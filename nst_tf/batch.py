@@ -22,8 +22,9 @@ from typing import Dict, Iterable, List, NamedTuple, Sequence
 
 from nst_tf import files, image_io, painting
 from nst_tf.callbacks import Callback
-from nst_tf.config import INITS, Config, fields_of_kind
+from nst_tf.config import INITS, Config, fields_of_kind, result_settings
 from nst_tf.errors import NstError
+from nst_tf import plan as plan_lib
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MANIFEST = "manifest.jsonl"
@@ -93,10 +94,7 @@ def check_config(cfg: Config) -> None:
         )
 
 
-def settings(cfg: Config) -> dict:
-    """The options that shape a result (for the manifest)."""
-    shaping = fields_of_kind("shapes")
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k in shaping}
+settings = result_settings  # the options that shape a result (for the manifest): the one resume check's
 
 
 class Manifest:
@@ -210,8 +208,7 @@ class Runner:
     """
 
     def __init__(self, cfg, output_dir: str, evaluate: bool = True, strategy=None, worker: str = "main"):
-        from nst_tf import features, metrics, painters
-        from nst_tf import plan as plan_lib
+        from nst_tf import features, metrics, painters  # loads TensorFlow: not at import
 
         self.plan = plan_lib.resolve(cfg)  # a plan from the door passes through; once for every group
         self.cfg = cfg = self.plan.config
@@ -239,7 +236,7 @@ class Runner:
     def run(self, group: Sequence[Job], callbacks=()) -> List[dict]:
         """Stylises one group (same style, same size), writes each image atomically and returns
         one manifest record per image."""
-        from nst_tf import metrics, painters
+        from nst_tf import metrics, painters  # loads TensorFlow: not at import
 
         last = _LastRun()
         contents = [image_io.load_image(job.content) for job in group]
@@ -336,7 +333,7 @@ def run_batch(
     if todo:
         strategy = None
         if devices > 1:
-            from nst_tf import distribute
+            from nst_tf import distribute  # loads TensorFlow: not at import
 
             strategy = distribute.strategy(devices)
         runner = Runner(cfg, output_dir, evaluate=evaluate, strategy=strategy)

@@ -22,17 +22,18 @@ from typing import Iterable, List, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from nst_tf import batch
+from nst_tf.config import Config, make_config
+from nst_tf.errors import NstError
+
 try:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 except ImportError as err:  # pragma: no cover - depends on the install
-    from nst_tf.errors import NstError
-
     raise NstError("nst_tf.beam needs Apache Beam: pip install 'nst_tf[beam]'") from err
-
-from nst_tf import batch
-from nst_tf.config import Config, make_config
-from nst_tf.errors import NstError
+from nst_tf import cli
+from nst_tf.commands import batch as batch_command
+from nst_tf import plan as plan_lib
 
 
 class StylizeFn(beam.DoFn):
@@ -111,9 +112,6 @@ def main(argv=None) -> int:
     """`python -m nst_tf.beam`: the batch command's flags; the flags it does not know go to Beam."""
     from absl import flags
 
-    from nst_tf import cli
-    from nst_tf.commands import batch as batch_command
-
     fv = flags.FlagValues()
     cli.define_flags(fv, images=False)
     batch_command.define_batch_flags(fv)
@@ -126,8 +124,6 @@ def main(argv=None) -> int:
 
 
 def _main(fv, pipeline_args) -> int:
-    from nst_tf import cli
-    from nst_tf import plan as plan_lib
 
     for name in ("contents", "styles", "output_dir"):
         if not fv[name].value:

@@ -9,8 +9,6 @@ uninterrupted run gives.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from typing import NamedTuple, Optional, Tuple
@@ -19,11 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf.callbacks import Callback
-from nst_tf.config import fields_of_kind
+from nst_tf import config as config_lib
 from nst_tf.errors import NstError
 
 # Options that change what is written along the way, or how, not the result (`Config`'s field kinds).
-NOT_HASHED = fields_of_kind("output", "runtime")
 MAX_TO_KEEP = 2
 
 
@@ -33,15 +30,13 @@ FORMAT = 2
 
 
 def settings_hash(cfg, images) -> str:
-    """SHA-256 (hex, 16 digits) of the settings that shape the result and of the input images
-    (arrays: content, styles, masks)."""
-    digest = hashlib.sha256(f"format {FORMAT}\n".encode())
-    fields = {k: v for k, v in vars(cfg).items() if k not in NOT_HASHED}
-    digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
+    """`config.settings_hash` of the settings that shape the result, the checkpoint format, and the
+    input images (arrays: content, styles, masks)."""
+    blobs = []
     for image in images:
         image = np.ascontiguousarray(image, np.float32)
-        digest.update(str(image.shape).encode() + image.tobytes())
-    return digest.hexdigest()[:16]
+        blobs.append(str(image.shape).encode() + image.tobytes())
+    return config_lib.settings_hash({"format": FORMAT, **config_lib.result_settings(cfg)}, blobs)
 
 
 def _tracked(state, optimizer, settings: str = ""):

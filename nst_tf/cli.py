@@ -14,6 +14,7 @@ in, one resolved `nst_tf.plan.Plan` inside); these are their console entry point
 import importlib
 
 from nst_tf.commands.common import config_from_flags, define_flags, exits_2, fail  # noqa: F401  (the shared door)
+from nst_tf.commands import stylize
 
 
 def _command(module: str):
@@ -36,7 +37,6 @@ run_app = _command("app")
 
 def main(argv) -> int:
     """`nst-tf`'s main, for callers that parse the flags themselves."""
-    from nst_tf.commands import stylize
 
     return exits_2(stylize.main)(argv)
 

@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from nst_tf import schedule
+from nst_tf.image_io import INITS  # noqa: F401  (re-exported: the init option's names)
 from nst_tf.errors import NstError
 from nst_tf.schedule import MIN_SCALE_SIZE  # noqa: F401  (re-exported)
 from nst_tf.vgg import BACKBONES, layer_names  # noqa: F401  (BACKBONES: the backbone option's choices)
@@ -24,7 +25,6 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 JIT_MODES = ("auto", "on", "off")
 TV_LOSSES = ("abs", "squared")
 LOSS_NORMS = ("mean", "relative")
-INITS = ("content", "noise", "style", "network")
 GRAM_NORMS = ("hw", "chw")
 STYLE_LOSSES = ("gram", "poly", "gaussian", "meanstd", "w2")  # see nst_tf.losses
 PRESERVE_COLORS = ("none", "luminance", "histogram")
@@ -342,6 +342,25 @@ def option_help(name: str) -> str:
 def fields_of_kind(*kinds: str) -> Tuple[str, ...]:
     """The names of the options of these kinds (see `option`), in declaration order."""
     return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["kind"] in kinds)
+
+
+def result_settings(cfg: Config) -> dict:
+    """The options that shape a result (every kind but "output" and "runtime"), JSON-ready: what a
+    batch manifest records, and what every resume check (checkpoints, batches, clips) hashes."""
+    shaping = fields_of_kind("shapes")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k in shaping}
+
+
+def settings_hash(fields: dict, blobs=()) -> str:
+    """The one resume check's hash: SHA-256 (16 hex digits) of `fields` as JSON (sorted keys) and of
+    each of `blobs` (bytes: the input images, a file's contents)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    for blob in blobs:
+        digest.update(blob)
+    return digest.hexdigest()[:16]
 
 
 def make_config(base: Optional[Config] = None, **options) -> Config:

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from nst_tf import losses, optimize
 from nst_tf.errors import NstError
+from nst_tf import driver
 
 
 def strategy(devices: int) -> tf.distribute.Strategy:
@@ -83,7 +84,6 @@ def split(state, strategy: tf.distribute.Strategy, model, targets, cfg):
     one-device run recovers from it: its Adam rate lives in a variable, which one XLA-compiled step
     per device cannot share).
     """
-    from nst_tf import driver
 
     images = state.image.numpy()
     replicas = strategy.num_replicas_in_sync

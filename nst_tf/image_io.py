@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from nst_tf import files, schedule
-from nst_tf.config import INITS
 from nst_tf.errors import NstError
 
 # Larger inputs are refused before decoding (a guard against decompression bombs): 100 megapixels.
@@ -55,8 +54,11 @@ def example_path(name: str) -> str:
     raise NstError(f"no bundled image {name!r}; bundled: {', '.join(names)}")
 
 
+INITS = ("content", "noise", "style", "network")  # the starting images --init names; anything else is a file
+
+
 def load_init_image(init: str) -> np.ndarray:
-    """The starting image that `--init` names when it is not one of `config.INITS`: an image file."""
+    """The starting image that `--init` names when it is not one of `INITS`: an image file."""
     if not os.path.isfile(init):
         raise NstError(f"init must be one of {', '.join(INITS)} or an image file; {init!r} is neither")
     return load_image(init)
@@ -212,7 +214,7 @@ def resize(rgb: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
     """
     if tuple(rgb.shape[:2]) == tuple(hw):
         return rgb
-    from nst_tf import tensor_image
+    from nst_tf import tensor_image  # loads TensorFlow: not at import
 
     return tensor_image.resize(np.asarray(rgb, np.float32)[None], hw)[0].numpy()
 

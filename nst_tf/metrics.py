@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nst_tf import image_io
+from nst_tf import flow, image_io
 from nst_tf.config import DEFAULT_STYLE_LAYERS
+from nst_tf.errors import NstError
 
 STYLE_LAYERS = DEFAULT_STYLE_LAYERS
 CONTENT_LAYER = "block4_conv2"
@@ -35,7 +36,7 @@ def _gram(features: np.ndarray) -> np.ndarray:
 
 def feature_model(weights: str = "auto"):
     """The float32 VGG19 model the report uses (build once to evaluate many images)."""
-    from nst_tf import features
+    from nst_tf import features  # loads TensorFlow: not at import
 
     return features.build_feature_model(list(STYLE_LAYERS) + [CONTENT_LAYER], "vgg19", weights, precision="float32")
 
@@ -74,13 +75,11 @@ def evaluate(image, content, style, weights: str = "auto", model=None) -> dict:
 def warping_error(inputs, outputs, preset: str = "medium") -> dict:
     """Flicker: the warping error of Lai et al. ("Learning Blind Video Temporal Consistency", ECCV
     2018). For each consecutive pair, output frame t-1 is warped into frame t by the *input* clip's
-    flow (`video.flow.between`), and the squared RGB difference to output frame t (values in [0, 1],
+    flow (`nst_tf.flow.between`), and the squared RGB difference to output frame t (values in [0, 1],
     averaged over the channels) is averaged over the pixels the flow marks reliable. `inputs`,
     `outputs`: the clip and its painting, float RGB `[H, W, 3]` frames of one size each. Returns
     `{"warping_error": mean over pairs, "per_pair": [...]}`; the input clip scored against itself
     is the floor (what the flow itself cannot explain)."""
-    from nst_tf.errors import NstError
-    from nst_tf.video import flow
 
     inputs, outputs = list(inputs), list(outputs)
     if len(inputs) != len(outputs) or len(inputs) < 2:

@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 
 from nst_tf import autotune
 from nst_tf.config import Config, make_config
+from nst_tf import planner
 
 PAINTERS = ("optimisation", "network", "warm")
 
@@ -45,7 +46,6 @@ class Plan(NamedTuple):
         width) `content_hw` (and styles of `style_hws`; `batch` contents of that size together),
         the tiles chosen against the memory `available` (default: what the run's device has free,
         `device_bytes`)."""
-        from nst_tf import planner
 
         available = device_bytes() if available is None else available
         return self._replace(scales=tuple(planner.plan(self.config, content_hw, style_hws, batch, available)))
@@ -69,7 +69,6 @@ def device_bytes() -> Optional[int]:
     """The memory a run's tiles are chosen against: the GPU's free memory where the run computes on a
     GPU (`gpu_free_bytes`), else the host's available memory (`planner.available_bytes`). The
     estimates are fitted to a CPU's peak resident memory; on a GPU they count the same tensors."""
-    from nst_tf import planner
 
     gpu = gpu_free_bytes()
     return gpu if gpu is not None else planner.available_bytes()

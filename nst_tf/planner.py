@@ -26,6 +26,7 @@ from nst_tf.config import Config, tile_pixels
 from nst_tf import geometry
 from nst_tf.vgg import channels, layer_hw, layer_names
 from nst_tf.errors import NstError
+from nst_tf.image_io import fit_size
 
 GIB = 2**30
 BASE_BYTES = int(1.00 * GIB)  # fitted with XLA (see the module docstring)
@@ -95,7 +96,6 @@ def plan(
     tile is `choose_tile`'s (with `available` bytes, default what is available now). rate: seconds per
     pixel per step (`autotune.cached_rate`; default `SECONDS_PER_PIXEL_STEP`, a 2-core AVX2 CPU's)."""
     per_pixel_step = rate.seconds if rate else SECONDS_PER_PIXEL_STEP
-    from nst_tf.image_io import fit_size
 
     out = []
     for size, style_size, steps in cfg.scale_plan():

@@ -17,6 +17,8 @@ from nst_tf.callbacks import Callback, tile_reporter
 from nst_tf.config import INITS, Config
 from nst_tf.errors import Interrupted, NstError
 from nst_tf.vgg import MIN_SIDE
+from nst_tf import checkpoint
+from nst_tf import distribute
 
 
 def _batch(rgb: np.ndarray) -> tf.Tensor:
@@ -287,8 +289,6 @@ class StyleTransfer:
             raise NstError(f"steps must be a positive integer, got {steps!r}")
         callbacks, join = list(callbacks), None
         if strategy is not None and strategy.num_replicas_in_sync > 1:
-            from nst_tf import distribute
-
             if self.tiled is not None:
                 raise NstError("a tiled run takes one device: pass --tile=off, or leave out --devices")
             stepper, self.state, join = distribute.split(self.state, strategy, self.model, self.targets, self.config)
@@ -362,7 +362,6 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     if cfg.checkpoint_dir:
         if strategy is not None:
             raise NstError("checkpoints are not kept for a run across devices: leave out --checkpoint_dir")
-        from nst_tf import checkpoint
 
         saver, resume = checkpoint.for_run(cfg, [*contents, *style, *(masks or [])])
         callbacks = [saver] + callbacks

@@ -29,6 +29,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import numpy as np
 
 from nst_tf.errors import NstError
+from nst_tf import vgg
 
 LayerWeights = Dict[str, Tuple[np.ndarray, np.ndarray]]
 # Per layer (uint8 indices in the kernel layout, float32[256] table, bias): the embedded form.
@@ -153,7 +154,6 @@ def download_official(backbone: str) -> str:
 
 def load_keras_file(path: str, backbone: str) -> LayerWeights:
     """Reads a Keras `.h5` / `.weights.h5` file of `backbone` (no top) with Keras' own loader."""
-    from nst_tf import vgg
 
     model = vgg.build_backbone(backbone)  # a throwaway backbone, for Keras' own reader of both .h5 layouts
     try:

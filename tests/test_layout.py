@@ -11,29 +11,92 @@ from conftest import REPO
 PACKAGE = os.path.join(REPO, "nst_tf")
 
 
-def _module_imports():
-    """Each nst_tf module's imports of other nst_tf modules made when it is imported (module level,
-    not inside functions)."""
-    graph = {}
+PACKAGES = {"nst_tf", "nst_tf.networks", "nst_tf.video", "nst_tf.app", "nst_tf.commands"}
+# Libraries that take a second or more to import, or are optional: a command's start-up and `import
+# nst_tf` stay without them, so an nst_tf module that loads one is imported inside functions only.
+HEAVY = {
+    "tensorflow",
+    "keras",
+    "cv2",
+    "av",
+    "aiohttp",
+    "apache_beam",
+    "matplotlib",
+    "h5py",
+    "scipy",
+    "onnx",
+    "onnxruntime",
+}
+
+
+def _imported(node) -> set:
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name.startswith("nst_tf")}
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nst_tf"):
+        return {f"{node.module}.{a.name}" if node.module in PACKAGES else node.module for a in node.names}
+    return set()
+
+
+def _heavy_library(node) -> bool:
+    if isinstance(node, ast.Import):
+        return any(a.name.split(".")[0] in HEAVY for a in node.names)
+    return isinstance(node, ast.ImportFrom) and bool(node.module) and node.module.split(".")[0] in HEAVY
+
+
+def _layout():
+    """Per nst_tf module: `(module-level imports, function-level imports as (line, text, modules),
+    whether it imports a heavy library at module level)`, nst_tf modules only."""
+    found = {}
     for root, _, names in os.walk(PACKAGE):
         for name in names:
             if not name.endswith(".py"):
                 continue
             path = os.path.join(root, name)
             module = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
-            found = set()
-            for node in ast.parse(open(path, encoding="utf-8").read()).body:
-                if isinstance(node, ast.Import):
-                    found |= {a.name for a in node.names if a.name.startswith("nst_tf.")}
-                elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nst_tf"):
-                    found |= {f"{node.module}.{a.name}" if node.module == "nst_tf" else node.module for a in node.names}
-            graph[module] = found
-    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+            source = open(path, encoding="utf-8").read()
+            tree = ast.parse(source)
+            top = {id(node) for node in tree.body}
+            module_level, local, heavy = set(), [], False
+            for node in ast.walk(tree):
+                if id(node) in top:
+                    module_level |= _imported(node)
+                    heavy |= _heavy_library(node)
+                elif _imported(node):
+                    local.append((node.lineno, source.splitlines()[node.lineno - 1], _imported(node)))
+            found[module] = (module_level, local, heavy)
+    modules = set(found)
+    return {
+        m: (
+            {d for d in top if d in modules and d != m},
+            [(n, t, {d for d in ds if d in modules}) for n, t, ds in local],
+            h,
+        )
+        for m, (top, local, h) in found.items()
+    }
+
+
+def _module_imports():
+    """Each nst_tf module's imports of other nst_tf modules, at module level and inside functions."""
+    return {m: top | {d for _, _, ds in local for d in ds} - {m} for m, (top, local, _) in _layout().items()}
+
+
+def _loads_heavy(layout) -> set:
+    """The modules whose import loads a heavy library (themselves, or through their module-level imports)."""
+    heavy = {m for m, (_, _, h) in layout.items() if h}
+    grown = True
+    while grown:
+        grown = False
+        for m, (top, _, _) in layout.items():
+            if m not in heavy and top & heavy:
+                heavy.add(m)
+                grown = True
+    return heavy
 
 
 def test_no_module_imports_itself_through_others():
     graph = _module_imports()
     assert len(graph) > 40 and "nst_tf.plan" in graph["nst_tf.transfer"]  # the walk sees the package
+    assert "nst_tf.transfer" in graph["nst_tf.app.studio"]  # and the imports inside functions
 
     def cycle_from(start):
         stack, seen = [(start, [start])], set()
@@ -49,6 +112,32 @@ def test_no_module_imports_itself_through_others():
 
     cycles = [c for c in map(cycle_from, graph) if c]
     assert not cycles, " -> ".join(cycles[0])
+
+
+def test_imports_inside_functions_only_keep_a_heavy_library_out_of_start_up_and_say_so():
+    """A function-level import of an nst_tf module is there because the module loads TensorFlow (or
+    another heavy library) and the importer does not: anything else is imported at module level,
+    where the reader sees it. Each says why on its line."""
+    layout = _layout()
+    heavy = _loads_heavy(layout)
+    wrong = [
+        f"{m}:{line}: {text.strip()}"
+        for m, (_, local, _) in layout.items()
+        for line, text, deps in local
+        if m in heavy or not deps & heavy or "#" not in text
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_nothing_below_imports_a_door_or_the_video_package():
+    """Data flows one way: the library below the doors imports no command, and no module outside
+    `nst_tf.video` (the clip door) imports from it."""
+    graph = _module_imports()
+    for module, deps in graph.items():
+        if not module.startswith(("nst_tf.commands", "nst_tf.cli", "nst_tf.beam")):
+            assert not {d for d in deps if d.startswith("nst_tf.commands")}, module
+        if not module.startswith(("nst_tf.video", "nst_tf.commands", "nst_tf.cli")):
+            assert not {d for d in deps if d.startswith("nst_tf.video")}, module
 
 
 def test_every_command_loads_without_tensorflow():

@@ -291,7 +291,7 @@ def test_cli_paints_with_a_fixed_style_network(table_network, tmp_path):
 
 @pytest.mark.slow
 def test_cli_paints_with_the_bundled_network_and_the_bundled_painting(tmp_path):
-    # make demo-network: the demo is a predict network; the style defaults to the bundled painting
+    # make demo-network: the demo is the arbitrary network; the style defaults to the bundled painting
     result = run_script(SCRIPT, ["--network=demo", "--size=40", "--output=o.png", "--weights=embedded"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert image_io.load_image(str(tmp_path / "o.png")).shape == (27, 40, 3)

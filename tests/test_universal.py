@@ -217,9 +217,9 @@ def test_command_line_paints_any_painting_and_refuses_bad_input_with_one_line(tm
 
     grey = tmp_path / "grey.png"
     image_io.save_image(str(grey), np.full((40, 40, 3), 128, np.uint8))
-    ok = run("--network=demo", f"--style={grey}", "--size=48", "--output=o.png")  # demo: the old name
+    ok = run("--network=universal", f"--style={grey}", "--size=48", "--output=o.png")
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "painted by demo" in ok.stdout and image_io.load_image(str(tmp_path / "o.png")).shape == (32, 48, 3)
+    assert "painted by universal" in ok.stdout and image_io.load_image(str(tmp_path / "o.png")).shape == (32, 48, 3)
     for args, message in (
         (["--strength=2"], "strength"),
         ([f"--style={grey}", "--size=8"], "needs 16 px"),

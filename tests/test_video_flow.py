@@ -6,7 +6,7 @@ import pytest
 
 from nst_tf import image_io, metrics
 from nst_tf.errors import NstError
-from nst_tf.video import flow
+from nst_tf import flow
 
 
 @pytest.fixture(scope="module")

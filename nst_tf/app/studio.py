@@ -24,6 +24,8 @@ from nst_tf import image_io
 from nst_tf.callbacks import Callback
 from nst_tf.config import STYLE_LOSSES, Config
 from nst_tf.errors import Interrupted, NstError
+from nst_tf import plan as plan_lib
+from nst_tf import painting
 
 COLOR_MODES = ("none", "luminance", "histogram")
 
@@ -127,8 +129,7 @@ class Studio:
     precision is chosen (`nst_tf.autotune`'s modes; None: `$NST_TF_AUTOTUNE`, else "cached")."""
 
     def __init__(self, network: str = "demo", weights: str = "auto", autotune: Optional[str] = None):
-        from nst_tf import features, painters
-        from nst_tf import plan as plan_lib
+        from nst_tf import features, painters  # loads TensorFlow: not at import
 
         self.network, self.weights = network, weights
         self.plan = plan_lib.resolve(Config(network=network, weights=weights, init="network", scales=1), autotune)
@@ -145,7 +146,6 @@ class Studio:
     def paint(self, photo: np.ndarray, paintings: List[np.ndarray], settings: Settings, mask=None) -> np.ndarray:
         """The network's painting, uint8 `[H, W, 3]` at `settings.size` (what `nst-tf --network`
         paints with these settings)."""
-        from nst_tf import painting
 
         options = painting.Options.of(self.config(settings), style_mask=region_masks(mask, len(paintings)))
         with self._lock:
@@ -154,7 +154,7 @@ class Studio:
     def refine(self, photo, paintings, settings: Settings, mask=None, callbacks=()) -> np.ndarray:
         """The optimisation at `settings.size` for `settings.steps` steps from the network's painting:
         uint8 `[H, W, 3]`. A callback may stop it by raising `Interrupted` (its run holds the image)."""
-        from nst_tf import transfer
+        from nst_tf import transfer  # loads TensorFlow: not at import
 
         start = self.paint(photo, paintings, settings, mask)
         plan = self.plan._replace(config=self.config(settings))

@@ -16,12 +16,12 @@ from absl import flags
 from nst_tf import config as config_lib
 from nst_tf.commands import common
 from nst_tf.errors import NstError
+from nst_tf.app.studio import Limits
 
 NAME = "nst-tf-app"
 
 
 def define():
-    from nst_tf.app.studio import Limits
 
     flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (default: this machine only).")
     flags.DEFINE_integer("port", 8765, "Port to listen on.")
@@ -55,7 +55,7 @@ def main(argv) -> int:
     common.import_tensorflow_quietly()
     from aiohttp import web
 
-    from nst_tf.app import server, studio
+    from nst_tf.app import server, studio  # loads aiohttp and TensorFlow: not at import
 
     limits = studio.Limits(max_upload_bytes=fv.max_upload_mb * 2**20, max_size=fv.max_size, max_steps=fv.max_steps)
     painter = studio.Studio(fv.network, fv.weights, fv.autotune)

@@ -17,6 +17,8 @@ from nst_tf import image_io
 from nst_tf import plan as plan_lib
 from nst_tf.commands import common
 from nst_tf.errors import Interrupted, NstError
+from nst_tf import batch
+from nst_tf import callbacks
 
 NAME = "nst-tf-batch"
 
@@ -62,7 +64,6 @@ def main(argv) -> int:
         cfg = common.config_from_flags(fv)
         if cfg.network:
             common.check_network(cfg.network)
-        from nst_tf import batch
 
         jobs, todo, groups = batch.plan(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size)
         for path in sorted({p for job in todo for p in (job.content, job.style)}):
@@ -75,7 +76,6 @@ def main(argv) -> int:
         if not todo:
             return 0
         common.import_tensorflow_quietly()
-        from nst_tf import callbacks
 
         plan = plan_lib.resolve(cfg, fv.autotune, devices=fv.devices)
         with callbacks.StopOnSignal() as stop:

@@ -20,6 +20,7 @@ from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement ru
 from nst_tf import config as config_lib  # noqa: E402
 from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import NstError  # noqa: E402
+from nst_tf.networks import options
 
 # The command whose errors these are (set by `run`; the Python API's callers see nst-tf's).
 command = "nst-tf"
@@ -176,6 +177,5 @@ def run(name: str, main, define, doc: str):
 
 def check_network(spec):
     """A network spec (a bundled name or a .keras path) checked at the door, before TensorFlow loads."""
-    from nst_tf.networks import options
 
     options.check_network_file(spec)

@@ -17,6 +17,8 @@ from nst_tf import config as config_lib
 from nst_tf import image_io
 from nst_tf.commands import common
 from nst_tf.errors import NstError
+from nst_tf import metrics
+from nst_tf.video import io
 
 NAME = "nst-tf-evaluate"
 
@@ -39,7 +41,6 @@ def main(argv) -> int:
             raise NstError(f"--{name} is required")
     images = [image_io.load_image(fv[name].value) for name in ("image", "content", "style")]
     common.import_tensorflow_quietly()
-    from nst_tf import metrics
 
     print(json.dumps(metrics.evaluate(*images, weights=fv.weights), indent=2))
     return 0
@@ -47,7 +48,6 @@ def main(argv) -> int:
 
 def _clip(fv) -> int:
     """The flicker report of --video against the input clip --content."""
-    from nst_tf.video import io
 
     if not fv.content:
         raise NstError("--content is required: the input clip the painted one was made from")
@@ -57,8 +57,6 @@ def _clip(fv) -> int:
         image_io.load_image(fv.style)
     common.import_tensorflow_quietly()
     import numpy as np
-
-    from nst_tf import metrics
 
     outputs = [f.rgb for f in io.read(fv.video)]
     inputs = [image_io.resize(f.rgb, (painted.height, painted.width)) for f in io.read(fv.content)][: len(outputs)]

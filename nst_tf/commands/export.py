@@ -49,7 +49,7 @@ def main(argv) -> int:
     export.version_path(fv.export_dir, fv.version, fv.overwrite)  # an existing version: before any work
     limits = export.Limits(fv.max_pixels, fv.max_steps, fv.max_input_pixels).check()
     common.import_tensorflow_quietly()
-    from nst_tf import serving
+    from nst_tf import serving  # loads TensorFlow: not at import
 
     plan = plan_lib.resolve(cfg, fv.autotune, export=True)
     start = time.perf_counter()

@@ -20,12 +20,12 @@ from nst_tf import export, files
 from nst_tf.commands import common
 from nst_tf.commands.export import define_export_flags
 from nst_tf.errors import NstError
+from nst_tf.networks.options import QUANTIZATIONS
 
 NAME = "nst-tf-export-network"
 
 
 def define():
-    from nst_tf.networks.options import QUANTIZATIONS
 
     flags.DEFINE_string("network", None, "The network (.keras from nst-tf-train, or universal, demo, three_styles).")
     define_export_flags()
@@ -48,8 +48,8 @@ def main(argv) -> int:
     if fv.export_dir:
         export.version_path(fv.export_dir, fv.version, fv.overwrite)  # an existing version: before any work
     common.import_tensorflow_quietly()
-    from nst_tf.networks import export as network_export
-    from nst_tf import painters
+    from nst_tf.networks import export as network_export  # loads TensorFlow: not at import
+    from nst_tf import painters  # loads TensorFlow: not at import
 
     network = painters.load_network(fv.network)
     with common.native_stderr_quiet(not fv.verbose):  # the converter's C++ lines (E0000 ... Truncate) are not ours

@@ -18,6 +18,9 @@ from nst_tf import config as config_lib
 from nst_tf import plan as plan_lib
 from nst_tf.commands import common
 from nst_tf.errors import Interrupted, NstError
+from nst_tf import planner
+from nst_tf import callbacks
+from nst_tf.networks import options
 
 NAME = "nst-tf"
 
@@ -43,7 +46,6 @@ def main(argv) -> int:
         masks = [image_io.load_image(path) for path in cfg.style_mask or ()] or None
         if cfg.init not in config_lib.INITS:
             image_io.load_init_image(cfg.init)  # a bad start image fails here, before any work
-        from nst_tf import callbacks, planner
 
         if fv.dry_run:
             rate = autotune.cached_rate(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune)
@@ -76,11 +78,8 @@ def main(argv) -> int:
 
 def _paint(fv, cfg, output, content, styles) -> int:
     """One forward pass of --network."""
-    from nst_tf import planner
 
     if fv.dry_run:
-        from nst_tf.networks import options
-
         hw = image_io.load_image(fv.content, cfg.size).shape[:2]
         universal = options.is_universal_file(cfg.network)
         print(planner.describe_network(hw, cfg.tile, estimate=planner.universal_bytes if universal else None))

@@ -18,12 +18,13 @@ from absl import flags
 from nst_tf import config as config_lib
 from nst_tf.commands import common
 from nst_tf.errors import Interrupted, NstError
+from nst_tf.networks.options import TrainConfig
+from nst_tf import image_io, planner
 
 NAME = "nst-tf-train"
 
 
 def define():
-    from nst_tf.networks.options import TrainConfig
 
     common.define_field_flags([f for f in dataclasses.fields(TrainConfig) if f.name != "objective"])
     common.define_field_flags(dataclasses.fields(config_lib.Objective))
@@ -43,20 +44,18 @@ def main(argv) -> int:
     fv = flags.FLAGS
     try:
         common.no_arguments(argv)
-        from nst_tf.networks.options import TrainConfig
 
         values = {f.name: fv[f.name].value for f in dataclasses.fields(TrainConfig) if f.name != "objective"}
         values.update({k: tuple(v) for k, v in values.items() if isinstance(v, list)})
         tc = TrainConfig(objective=common.config_from_flags(fv, config_lib.Objective), **values)
         config_lib.make_config(precision=fv.precision, jit=fv.jit)  # checked with the rest, before any work
-        from nst_tf import image_io, planner
 
         image_io.check_output_path(tc.output, (".keras",))
         if fv.memory_check:
             planner.check_training(tc)
         common.import_tensorflow_quietly()
-        from nst_tf import callbacks, distribute
-        from nst_tf.networks import train
+        from nst_tf import callbacks, distribute  # loads TensorFlow: not at import
+        from nst_tf.networks import train  # loads TensorFlow: not at import
 
         if os.environ.get("TF_CONFIG"):  # several machines (or processes): one worker each
             if tc.devices > 1:

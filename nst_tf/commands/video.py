@@ -19,6 +19,12 @@ from nst_tf import image_io
 from nst_tf import plan as plan_lib
 from nst_tf.commands import common
 from nst_tf.errors import Interrupted, NstError
+from nst_tf.video.options import VideoConfig
+from nst_tf.video import io
+from nst_tf.video.run import work_folder
+from nst_tf import callbacks
+from nst_tf.video import run as video_run
+from nst_tf import autotune
 
 NAME = "nst-tf-video"
 # A clip's run resumes from its finished frames (--resume), not from optimiser checkpoints.
@@ -26,7 +32,6 @@ CHECKPOINTS = ("checkpoint_dir", "checkpoint_every", "resume", "force")
 
 
 def define():
-    from nst_tf.video.options import VideoConfig
 
     flags.DEFINE_string(
         "input", None, "The clip: a video file FFmpeg reads (mp4, mov, webm, gif, ...) or a folder of frames."
@@ -41,9 +46,6 @@ def define():
 
 def main(argv) -> int:
     fv = flags.FLAGS
-    from nst_tf.video import io
-    from nst_tf.video.options import VideoConfig
-    from nst_tf.video.run import work_folder
 
     try:
         common.no_arguments(argv)
@@ -62,26 +64,21 @@ def main(argv) -> int:
             raise NstError(f"--start={video.start} is past the clip's end ({info.duration:.2f} s)")
         size = cfg.size if fv["size"].present else max(info.width, info.height)
         if fv.dry_run:
-            from nst_tf import autotune
-            from nst_tf.video import run
-
             style_hw = image_io.load_image(fv.style, cfg.effective_style_size).shape[:2]
             rate = (
                 None
                 if painter == "network"
                 else autotune.cached_rate(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune)
             )
-            print(run.describe_plan(info, cfg, video, size, style_hw, painter, rate))
+            print(video_run.describe_plan(info, cfg, video, size, style_hw, painter, rate))
             if painter != "network":
                 print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
             return 0
         common.import_tensorflow_quietly()
-        from nst_tf import callbacks
-        from nst_tf.video import run
 
         plan = plan_lib.resolve(cfg, fv.autotune)
         with callbacks.StopOnSignal() as stop:
-            result = run.stylize_video(
+            result = video_run.stylize_video(
                 fv.input, fv.style, fv.output, plan, video, size=size, progress=fv.progress, callbacks=[stop]
             )
     except (Interrupted, KeyboardInterrupt) as err:

@@ -35,6 +35,11 @@ from nst_tf import weights as weights_lib
 from nst_tf.errors import NstError, Interrupted
 from nst_tf.networks import data, models, universal
 from nst_tf.networks.options import MODES, TrainConfig  # noqa: F401  (re-exported)
+from nst_tf import plan as plan_lib
+from nst_tf.config import Config
+from nst_tf import metrics
+from nst_tf import distribute
+from nst_tf.networks import use
 
 
 class Trainer:
@@ -83,7 +88,6 @@ class Trainer:
             vgg19 = arrays if self.cfg.backbone == "vgg19" else weights_lib.load(self.cfg.weights, "vgg19")
             self.statistics = models.style_statistics(layer_weights=vgg19)
         self.checkpoint = tf.train.Checkpoint(network=self.network, optimizer=self.optimizer, step=self.step_var)
-        from nst_tf import distribute
 
         self.chief = distribute.is_chief(self.strategy)
         self.manager = None
@@ -101,7 +105,6 @@ class Trainer:
     @functools.cached_property
     def painter(self):
         """The network being trained, ready to paint (for TensorBoard and the held-out report)."""
-        from nst_tf.networks import use
 
         return use.Painter(self.network, self.statistics)
 
@@ -248,8 +251,6 @@ def sample_outputs(trainer: Trainer, contents, size: int = 256):
 def plan_for(objective, precision: str = "auto", jit: str = "auto", mode=None):
     """The run plan of a training run (`nst_tf.plan`): `objective`'s loss with this precision and XLA
     ("auto": this machine's measured choice)."""
-    from nst_tf import plan as plan_lib
-    from nst_tf.config import Config
 
     return plan_lib.resolve(Config(**vars(objective), precision=precision, jit=jit), mode)
 
@@ -306,7 +307,6 @@ def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256
             {"content_image": c, **universal.reconstruction_report(trainer.network, trainer.vgg, c, size)}
             for c in contents
         ]
-    from nst_tf import metrics
 
     painter, model = trainer.painter, metrics.feature_model(trainer.cfg.weights)  # one model for every row
     rows = []

@@ -25,6 +25,9 @@ from nst_tf import features, geometry, painting, vgg
 from nst_tf.errors import NstError
 from nst_tf.networks import models, tiled, wct
 from nst_tf.networks.options import MAX_LEVEL
+from nst_tf import image_io
+from nst_tf import weights as weights_lib
+from nst_tf import color, planner
 
 LEVELS = (1, 2, 3, 4, 5)
 # Levels the cascade leaves out by default. Level 1's decoder is one linear 3x3 convolution (the
@@ -165,7 +168,6 @@ def reconstruct(network: UniversalNetwork, encoder: Encoder, image) -> dict:
 def reconstruction_report(network: UniversalNetwork, encoder: Encoder, path, size: int) -> dict:
     """Each level's reconstruction error of the photo at `path` (longest side `size`): mean absolute
     difference in 8-bit levels and PSNR in dB."""
-    from nst_tf import image_io
 
     image = image_io.load_image(path, size)
     truth = np.round(image * 255.0)
@@ -256,7 +258,6 @@ class UniversalPainter(painting.Painter):
         encoder=None,
         levels=None,
     ):
-        from nst_tf import weights as weights_lib
 
         if method not in wct.SQRT_METHODS:
             raise NstError(f"unknown method {method!r}; choose one of: {', '.join(wct.SQRT_METHODS)}")
@@ -411,7 +412,6 @@ class UniversalPainter(painting.Painter):
         "auto", "off" or a side in pixels (the same picture, tile by tile); callbacks: told of
         each tile (`callbacks.painting`). Each painting's representation at a size is computed
         once and kept in `prepared`."""
-        from nst_tf import color, image_io, planner
 
         if not 0.0 <= options.strength <= 1.0:
             raise NstError(f"strength must be in [0, 1], got {options.strength}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import tensorflow as tf
+from nst_tf.errors import NstError
 
 # The shift, relative to the mean eigenvalue. 1e-4 left the whitening sensitive to float32 rounding
 # in the covariance: a tiled picture's (summed tile by tile) differed from the untiled one's by up
@@ -143,8 +144,6 @@ def blend_levels(styles, weights=None) -> dict:
     """Per level, the blend (`blend`) of several styles' `{level: Style}` (weights None: equal)."""
     weights = [1.0] * len(styles) if weights is None else list(weights)
     if len(weights) != len(styles) or any(w < 0 for w in weights) or not sum(weights) > 0:
-        from nst_tf.errors import NstError
-
         raise NstError(f"style_blend needs {len(styles)} non-negative weights, not all zero")
     return {k: blend([s[k] for s in styles], weights) for k in styles[0]}
 

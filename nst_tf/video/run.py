@@ -15,7 +15,6 @@ the temporal loss looks back at, whatever the clip's length.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,11 +24,15 @@ from typing import List, NamedTuple, Optional
 
 import numpy as np
 
+from nst_tf import config as config_lib
 from nst_tf import files, image_io
 from nst_tf import plan as plan_lib
 from nst_tf.errors import NstError
-from nst_tf.video import flow, io
+from nst_tf import flow
+from nst_tf.video import io
 from nst_tf.video.options import VideoConfig
+from nst_tf import planner
+from nst_tf.networks import options
 
 WORK_SUFFIX = ".frames"
 
@@ -48,20 +51,15 @@ def work_folder(output: str) -> str:
 
 def _settings(plan, video: VideoConfig, clip: str, style: str, size: int) -> str:
     """What a work folder's frames were made with: a resumed run must match it."""
-    from nst_tf.checkpoint import NOT_HASHED
-
-    options = {k: v for k, v in vars(plan.config).items() if k not in NOT_HASHED}
     # Resuming, or replacing bad frames from here on, does not change the frames already painted.
     kept = {k: v for k, v in vars(video).items() if k not in ("resume", "skip_bad_frames")}
-    fields = dict(options, video=kept, clip=os.path.abspath(clip))
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    fields = dict(config_lib.result_settings(plan.config), video=kept, clip=os.path.abspath(clip))
     if isinstance(style, str):
         with open(style, "rb") as f:
-            digest.update(f.read())
+            painting = f.read()
     else:
-        digest.update(np.asarray(style).tobytes())
-    digest.update(str(size).encode())
-    return digest.hexdigest()[:16]
+        painting = np.asarray(style).tobytes()
+    return config_lib.settings_hash(fields, [painting, str(size).encode()])
 
 
 class _NetworkFrames:
@@ -69,7 +67,7 @@ class _NetworkFrames:
     previous painting where the flow is reliable."""
 
     def __init__(self, plan, style, video: VideoConfig):
-        from nst_tf import painters, painting
+        from nst_tf import painters, painting  # loads TensorFlow: not at import
 
         self.video = video
         self.painter = painters.for_plan(plan)
@@ -98,7 +96,7 @@ class _OptimisationFrames:
     are variables assigned per frame, so the step is traced (and compiled) once for the clip."""
 
     def __init__(self, plan, style, video: VideoConfig, callbacks):
-        from nst_tf import features
+        from nst_tf import features  # loads TensorFlow: not at import
 
         self.plan, self.style, self.video, self.callbacks = plan, style, video, list(callbacks)
         self.model = features.model_for(plan.config)  # one feature network for every frame
@@ -108,8 +106,8 @@ class _OptimisationFrames:
     def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
         import tensorflow as tf
 
-        from nst_tf import painters, transfer
-        from nst_tf.video import temporal
+        from nst_tf import painters, transfer  # loads TensorFlow: not at import
+        from nst_tf.video import temporal  # loads TensorFlow: not at import
 
         if not history:
             image = painters.stylize(frame, self.style, self.plan, callbacks=self.callbacks, model=self.model)
@@ -157,7 +155,6 @@ def describe_plan(info, cfg, video: VideoConfig, size: int, style_hw, painter: s
     (`nst_tf.planner`'s models; `rate` as `planner.plan` takes it): for the optimisation, the first
     frame's whole schedule and each later frame's `later_steps` at the final size. A network's time
     is not modelled: its memory alone."""
-    from nst_tf import planner
 
     frames = _expected_frames(info, video)
     hw = image_io.fit_size((info.height, info.width), size)
@@ -166,8 +163,6 @@ def describe_plan(info, cfg, video: VideoConfig, size: int, style_hw, painter: s
         f"{info.duration:.2f} s{', with audio' if info.audio else ''}; {frames} frame(s) painted at {hw[1]}x{hw[0]}"
     ]
     if painter == "network":
-        from nst_tf.networks import options
-
         estimate = planner.universal_bytes if options.is_universal_file(cfg.network) else None
         lines.append(
             f"by the network {cfg.network}, each frame: " + planner.describe_network(hw, cfg.tile, estimate=estimate)

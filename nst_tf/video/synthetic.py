@@ -3,7 +3,7 @@
 A camera pans right across the lower part of the photo of Boston (the view moves `pan` px per frame)
 while a disc cut from The Scream crosses the view from the right (`speed` px per frame in the view).
 Whole-pixel motion, so each frame is the previous one moved exactly: the true backward flow (current
-frame -> previous, as `video.flow.flow` gives it) is `(+pan, 0)` on the background and
+frame -> previous, as `nst_tf.flow.flow` gives it) is `(+pan, 0)` on the background and
 `(+speed, 0)` on the disc, and the background the disc uncovers was hidden in the previous frame.
 """
 
@@ -14,6 +14,7 @@ from typing import List, NamedTuple
 import numpy as np
 
 from nst_tf import image_io
+from nst_tf.video import io
 
 
 class Clip(NamedTuple):
@@ -67,8 +68,6 @@ def write(path: str, frames: int = 24, fps: int = 12, **options) -> str:
     """The test clip as a video file (or a folder of frames) at `fps`, for `make demo-video`;
     `options`: `clip`'s."""
     import fractions
-
-    from nst_tf.video import io
 
     made = clip(frames=frames, **options)
     height, width = made.frames[0].shape[:2]

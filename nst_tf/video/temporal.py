@@ -2,7 +2,7 @@
 warped into it by the flow, where the flow is reliable.
 
 For frame t, with earlier paintings warped into it (`w_j`, j frames back) and their reliability masks
-(`c_j`, `video.flow.between`), the loss is
+(`c_j`, `nst_tf.flow.between`), the loss is
 
     sum_j  mean_over_pixels( c_long_j * |x - w_j|^2 )          (RGB in [0, 1], summed over channels)
 
