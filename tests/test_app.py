@@ -112,7 +112,7 @@ def test_bad_uploads_and_settings_are_a_4xx_with_one_line(painter, tmp_path):
         (_form(size=5000), 400, "size must be between 64 and 1024"),
         (_form(strength="strong"), 400, "strength must be a number"),
         (_form(paintings=("the_scream", "shipwreck"), style_blend="1"), 400, "style_blend needs 2"),
-        (_form(preserve_colors="sepia"), 400, "preserve_colors must be one of"),
+        (_form(preserve_colors="sepia"), 400, "unknown preserve_colors 'sepia'; choose one of"),
         (_form(_png(np.random.default_rng(0).integers(0, 256, (600, 600, 3), np.uint8))), 413, "limit of 0.38147 MB"),
     ]
     limits = studio.Limits(max_input_pixels=1_000_000, max_upload_bytes=400_000)
@@ -219,3 +219,28 @@ def test_the_command_serves_the_page_on_localhost_and_stops_on_ctrl_c():
         )
     lines = [line for line in busy.stderr.splitlines() if line.strip()]
     assert busy.returncode == 2 and len(lines) == 1 and "cannot listen on 127.0.0.1" in lines[0], busy.stderr[-2000:]
+
+
+@pytest.mark.parametrize("refined, mask", [(False, False), (True, False), (True, True)])
+def test_the_command_line_shown_parses_back_into_the_same_settings(painter, refined, mask):
+    """The page's command is written by the code the command line parses it with: absl reads it back
+    into the run's options."""
+    import shlex
+
+    from absl import flags
+
+    from nst_tf.commands import common
+
+    settings = studio.Settings(size=256, strength=0.7, style_blend=(1.0, 3.0), preserve_colors="luminance", steps=7)
+    command = painter.command(settings, 2, refined, mask)
+    fv = flags.FlagValues()
+    common.define_flags(fv)
+    fv(shlex.split(command))
+    parsed = common.config_from_flags(fv)
+    expected = painter.config(settings)
+    names = ["network", "weights", "size", "strength", "style_blend", "preserve_colors", "precision"]
+    names += ["init", "scales", "steps", "style_weight", "style_loss", "jit"] if refined else []
+    assert {n: getattr(parsed, n) for n in names} == {n: getattr(expected, n) for n in names}, command
+    assert parsed.init == ("network" if refined else "content")
+    assert parsed.style_mask == (("mask.png", "mask_outside.png") if mask else None)
+    assert fv.content == "photo.png" and fv.style == ["painting1.png", "painting2.png"] and fv.output == "painted.png"

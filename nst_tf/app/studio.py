@@ -22,12 +22,11 @@ import numpy as np
 
 from nst_tf import image_io
 from nst_tf.callbacks import Callback
-from nst_tf.config import STYLE_LOSSES, Config
+from nst_tf.commands import common
+from nst_tf.config import Config, make_config
 from nst_tf.errors import Interrupted, NstError
 from nst_tf import plan as plan_lib
 from nst_tf import painting
-
-COLOR_MODES = ("none", "luminance", "histogram")
 
 
 class Limits(NamedTuple):
@@ -74,21 +73,17 @@ def settings_from_form(form, paintings: int, limits: Limits = Limits()) -> Setti
             raise NstError(f"style_blend must be numbers separated by commas, got {form['style_blend']!r}") from None
         if len(blend) != paintings or min(blend) < 0 or not sum(blend) > 0:
             raise NstError(f"style_blend needs {paintings} non-negative weights, not all zero")
-    colors = form.get("preserve_colors") or "none"
-    if colors not in COLOR_MODES:
-        raise NstError(f"preserve_colors must be one of {', '.join(COLOR_MODES)}, got {colors!r}")
-    loss = form.get("style_loss") or "gram"
-    if loss not in STYLE_LOSSES:
-        raise NstError(f"style_loss must be one of {', '.join(STYLE_LOSSES)}, got {loss!r}")
-    return Settings(
+    settings = Settings(
         size=_number(form, "size", int, 512, 64, limits.max_size),
         strength=_number(form, "strength", float, 1.0, 0.0, 1.0),
         style_blend=blend,
-        preserve_colors=colors,
+        preserve_colors=form.get("preserve_colors") or "none",
         style_weight=_number(form, "style_weight", float, Config.style_weight, 1e-6, 1e6),
-        style_loss=loss,
+        style_loss=form.get("style_loss") or "gram",
         steps=_number(form, "steps", int, 100, 1, limits.max_steps),
     )
+    make_config(**settings._asdict())  # the flags' own checks (choices, ranges): an NstError names the option
+    return settings
 
 
 def decode_upload(data: bytes, name: str, limits: Limits = Limits()) -> np.ndarray:
@@ -166,27 +161,22 @@ class Studio:
 
     def command(self, settings: Settings, paintings: int, refined: bool, mask: bool = False) -> str:
         """The `nst-tf` command line that makes the same picture from files named photo.png,
-        painting1.png, ... (and mask.png, mask_outside.png for a painted region)."""
+        painting1.png, ... (and mask.png, mask_outside.png for a painted region): the run's `Config`
+        written back as flags by the code the command line parses them with (`common.flag_args`)."""
+        cfg = self.config(settings)
+        if mask:
+            cfg = cfg.replace(style_mask=("mask.png",) if paintings == 1 else ("mask.png", "mask_outside.png"))
+        names = ["network", "weights", "size", "strength", "style_blend", "preserve_colors", "style_mask"]
+        if refined:
+            names += ["init", "scales", "steps", "style_weight", "style_loss", "precision", "jit"]
+        else:
+            cfg, names = cfg.replace(init="content"), names + ["precision"]
         args = [
             "nst-tf",
             "--content=photo.png",
             "--style=" + ",".join(f"painting{k + 1}.png" for k in range(paintings)),
         ]
-        args += [f"--network={self.network}", f"--weights={self.weights}", f"--size={settings.size}"]
-        if settings.strength != 1.0:
-            args.append(f"--strength={settings.strength:g}")
-        if settings.style_blend:
-            args.append("--style_blend=" + ",".join(f"{b:g}" for b in settings.style_blend))
-        if settings.preserve_colors != "none":
-            args.append(f"--preserve_colors={settings.preserve_colors}")
-        if mask:
-            args.append("--style_mask=" + ("mask.png" if paintings == 1 else "mask.png,mask_outside.png"))
-        if refined:
-            args += ["--init=network", "--scales=1", f"--steps={settings.steps}"]
-            args += [f"--style_weight={settings.style_weight:g}", f"--style_loss={settings.style_loss}"]
-        cfg = self.plan.config
-        args += [f"--precision={cfg.precision}"] + ([f"--jit={cfg.jit}"] if refined else []) + ["--output=painted.png"]
-        return shlex.join(args)
+        return shlex.join(args + common.flag_args(cfg, names) + ["--output=painted.png"])
 
 
 class Job:

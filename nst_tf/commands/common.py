@@ -86,6 +86,27 @@ def config_from_flags(fv=flags.FLAGS, kind=config_lib.Config, exclude=()):
     return kind(**{name: fv[name].value for name in names})
 
 
+def flag_args(cfg, names) -> list:
+    """`config_from_flags`' inverse: the flags (`--name=value`, lists comma-joined, `--name` /
+    `--noname` for booleans) that set each of `names` to its value in `cfg` (a `Config`), for the
+    options whose value is not their default. What a door shows as "the command that makes this"."""
+    fields = {f.name: f for f in dataclasses.fields(type(cfg))}
+    args = []
+    for name in names:
+        value, default = getattr(cfg, name), fields[name].default
+        if value == default:
+            continue
+        if isinstance(value, bool):
+            args.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, (tuple, list)):
+            args.append(f"--{name}=" + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value))
+        elif isinstance(value, float):
+            args.append(f"--{name}={value:g}")
+        else:
+            args.append(f"--{name}={value}")
+    return args
+
+
 @contextlib.contextmanager
 def native_stderr_quiet(quiet: bool = True):
     """File descriptor 2 pointed at /dev/null inside the block (when `quiet`): TensorFlow's C++ code
