@@ -448,7 +448,10 @@ class OptimisationPainter(painting.Painter):
         cfg = self.config(options)
         start = None
         if self.start is not None:
-            start_options = options._replace(size=None, style_mask=None, style_size=None, tile="auto")
+            # the start at the run's size, each painting in its region where the network takes regions;
+            # style_size means the optimisation's painting size, not the network's
+            masks = options.style_mask if "style_mask" in self.start.supports else None
+            start_options = options._replace(size=None, style_mask=masks, style_size=None, tile="auto")
             start = lambda image: self.start.render(image, prepared.cache["start"], start_options)  # noqa: E731
         run = optimise(
             list(contents),

@@ -151,7 +151,9 @@ class Studio:
         uint8 `[H, W, 3]`. A callback may stop it by raising `Interrupted` (its run holds the image)."""
         from nst_tf import transfer  # loads TensorFlow: not at import
 
-        start = self.paint(photo, paintings, settings, mask)
+        options = painting.Options.of(self.config(settings), style_mask=region_masks(mask, len(paintings)))
+        with self._lock:  # the start as the warm painter makes it (float, at the run's size)
+            start = self.painter.render(photo, self.painter.prepare(paintings), options)
         plan = self.plan._replace(config=self.config(settings))
         run = transfer.StyleTransfer(
             photo, paintings, plan, model=self.model, init_image=start, masks=region_masks(mask, len(paintings))
