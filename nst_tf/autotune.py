@@ -4,7 +4,7 @@ Which precision the convolutions run in and whether XLA compiles the step decide
 the fastest pair depends on the processor and the TensorFlow build, in ways no rule predicted:
 on a 2-core AVX-512 BF16 CPU, bfloat16 without XLA took 0.53x float32's step and XLA slowed every
 precision (1.2-2x); on a 2-core AVX2 CPU, bfloat16 without XLA took 9x float32's step and XLA sped
-float32 up (README, Speed). So `auto` times the real step (the default objective, VGG19, Adam) on
+float32 up (docs/performance.md, Speed). So `auto` times the real step (the default objective, VGG19, Adam) on
 the bundled images at `SIZE` px for each candidate, float32 / bfloat16 / float16 x XLA on / off,
 and keeps the fastest one whose result is as good as float32's. The measurement takes about 20-40 s
 and is cached per machine (CPU model, instruction flags, cores, GPU, TensorFlow version) in

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Iterable, List, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ lines hidden (as the commands do)
 
 from nst_tf import batch
 from nst_tf.config import Config, make_config
@@ -116,6 +116,9 @@ def main(argv=None) -> int:
     cli.define_flags(fv, images=False)
     batch_command.define_batch_flags(fv)
     argv = list(sys.argv if argv is None else argv)
+    if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
+        print(__doc__.strip() + "\n\nFlags (Beam's own pass through):\n" + fv.main_module_help())
+        return 0
     try:
         rest = fv(argv, known_only=True)
     except flags.Error as err:

@@ -139,7 +139,10 @@ class Painting:
 class Optimisation:
     """How the image is optimised: the optimiser, its steps and start, coarse to fine."""
 
-    steps: int = option(60, "Optimiser steps.")
+    steps: int = option(
+        60,
+        "Optimiser steps per scale: with --scales=3 (the default) 3 x 60 = 180 steps in all (--scale_steps sets each).",
+    )
     optimizer: str = option(
         "lbfgs",
         "Optimiser: adam, or lbfgs (L-BFGS with a line search; a step is one loss evaluation).",

@@ -231,14 +231,14 @@ def check_output_path(path, extensions=SAVE_FORMATS) -> str:
     """Fails early, before any work, if `path` cannot receive an image (or a file with one of
     `extensions`)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise NstError(f"the output path {path} is a folder; give a file name such as {os.path.join(path, 'out.png')}")
     ext = os.path.splitext(path)[1].lower()
     if ext not in extensions:
         raise NstError(f"{path}: unknown extension {ext or '(none)'}; use one of {', '.join(extensions)}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise NstError(f"the output folder {folder} does not exist; create it or choose another output path")
-    if os.path.isdir(path):
-        raise NstError(f"the output path {path} is a folder; give a file name such as {os.path.join(path, 'out.png')}")
     try:  # a real write, since permissions alone do not tell (root, read-only mounts)
         fd, probe = tempfile.mkstemp(prefix=".nst_tf-probe-", dir=folder)
         os.close(fd)

@@ -43,7 +43,7 @@ TILED_IMAGE_COPIES = 5
 # A tiled pass's peak over its grown tile's float32 activation bytes (the passes run without XLA;
 # a bfloat16 or float16 pass keeps less), and an update's temporaries over the optimiser's state.
 # Fitted to VmHWM of 3-step runs on a 2-core AVX-512 CPU (`benchmark.py --memory`, tiles of 1024
-# and 2048 px at 2048 and 4096 px, Adam and L-BFGS): every estimate within 10% (the README's
+# and 2048 px at 2048 and 4096 px, Adam and L-BFGS): every estimate within 10% (docs/performance.md's
 # tiling section lists them).
 TILE_ACTIVATION_FACTOR = {"float32": 1.7, "bfloat16": 1.0, "float16": 1.0}
 UPDATE_EXTRA = {"adam": 1.0, "lbfgs": 1.6}
@@ -302,7 +302,9 @@ def check(scales: Sequence[ScalePlan], cfg: Config, available: Optional[int] = N
         h, w = scales[-1].size
         raise NstError(
             f"this run needs about {peak / GIB:.1f} GiB at {w}x{h} (estimated) but {available / GIB:.1f} GiB is "
-            f"available; choose a smaller --size or --tile, --precision=bfloat16 (halves the activations)"
+            "available; choose a smaller --size or --tile"
+            # the precision hint only where it would change something
+            + (", --precision=bfloat16 (halves the activations)" if cfg.precision == "float32" else "")
             + (", --optimizer=adam or a smaller --lbfgs_memory" if cfg.optimizer == "lbfgs" else "")
             + ", or pass --nomemory_check to try anyway"
         )

@@ -1,5 +1,5 @@
-"""Makes the README gallery: runs each preset in configs/ on the bundled images with the command
-the README shows, and writes configs/gallery/<name>.jpg; prints the README table.
+"""Makes the gallery of docs/controls.md: runs each preset in configs/ on the bundled images with the command
+docs/controls.md shows, and writes configs/gallery/<name>.jpg; prints the table for docs/controls.md.
 
     python scripts/gallery.py                # all entries
     python scripts/gallery.py blend regions  # some
@@ -77,4 +77,10 @@ def main(names):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "names", nargs="*", help="gallery entries to make (default: all): " + ", ".join(g[0] for g in GALLERY)
+    )
+    main(parser.parse_args().names)

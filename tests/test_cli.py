@@ -210,3 +210,32 @@ def test_each_command_helps_with_its_own_flags_and_names_itself_in_its_errors(na
     assert "--alsologtostderr" not in shown.stdout  # absl's own flags only under --helpfull
     refused = _command(name, bad)
     assert refused.returncode == 2 and refused.stderr.startswith(f"{name}: error: ") and refused.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_every_script_and_module_answers_help_and_writes_nothing(tmp_path):
+    """`--help` is help everywhere: every script and `python -m` entry prints its usage, exits 0 and
+    writes no file (it once made a folder named --help)."""
+    scripts = sorted(f for f in os.listdir(os.path.join(REPO, "scripts")) if f.endswith(".py"))
+    entries = [[os.path.join(REPO, "scripts", f)] for f in scripts]
+    entries += [["-m", m] for m in ("nst_tf.cli", "nst_tf.beam", "nst_tf.video.synthetic")]
+    for entry in entries:
+        done = subprocess.run(
+            [sys.executable, *entry, "--help"], capture_output=True, text=True, cwd=str(tmp_path), timeout=300
+        )
+        assert done.returncode == 0 and len(done.stdout.strip().splitlines()) > 3, (entry, done.stderr[-1000:])
+        assert os.listdir(tmp_path) == [], (entry, os.listdir(tmp_path))
+
+
+@pytest.mark.slow
+def test_tensorflows_own_log_lines_stay_hidden_unless_verbose(tmp_path):
+    """A command prints its own lines only: TensorFlow's C++ start-up and kernel lines (cuInit, oneDNN)
+    appear with --verbose alone."""
+    base = [sys.executable, os.path.join(REPO, "scripts", "stylize.py"), "--network=demo", "--size=48", "--noprogress"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([*base, "--output=a.png"], capture_output=True, text=True, cwd=str(tmp_path), env=env)
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr
+    loud = subprocess.run(
+        [*base, "--output=b.png", "--verbose"], capture_output=True, text=True, cwd=str(tmp_path), env=env
+    )
+    assert loud.returncode == 0 and re.search(r"^[IWE]0000 ", loud.stderr, re.M), loud.stderr[-500:]

@@ -171,5 +171,8 @@ def test_output_path_checks(tmp_path):
         image_io.check_output_path(str(tmp_path / "out.xyz"))
     with pytest.raises(NstError, match="not writable"):
         image_io.check_output_path("/proc/out.png")
+    # an existing folder is named as a folder (not as a file name without an extension)
+    with pytest.raises(NstError, match=f"^the output path {tmp_path} is a folder; give a file name such as"):
+        image_io.check_output_path(str(tmp_path))
     assert image_io.check_output_path(str(tmp_path / "ok.png")).endswith("ok.png")
     assert os.listdir(tmp_path) == []  # the probe file is removed

@@ -101,3 +101,16 @@ def test_the_dry_run_times_read_as_durations_from_this_machines_calibration(monk
     text = planner.describe(fast, cfg, rate)
     assert "estimated from this machine's calibration (bfloat16, XLA off)" in text.splitlines()[-1]
     assert "from a 2-core AVX2 CPU's float32 rate" in planner.describe(slow, cfg)
+
+
+def test_the_memory_refusal_suggests_bfloat16_only_where_it_would_change_something():
+    from nst_tf import planner
+    from nst_tf.config import Config
+    from nst_tf.errors import NstError
+
+    for precision, hinted in (("float32", True), ("bfloat16", False)):
+        cfg = Config(size=8192, precision=precision, jit="off")
+        scales = planner.plan(cfg, (5464, 8192), [(5464, 8192)], 1, available=2**30)
+        with pytest.raises(NstError) as err:
+            planner.check(scales, cfg, available=2**30)
+        assert ("--precision=bfloat16" in str(err.value)) == hinted, str(err.value)

@@ -313,3 +313,24 @@ def test_an_interruption_is_checkpointed(tmp_path, vgg19):
     assert caught.value.run.step_count == 5
     found = checkpoint.latest(str(tmp_path), settings="", force=True)
     assert (found.scale, found.step) == (0, 5)
+
+
+@pytest.mark.slow
+def test_an_interruption_never_replaces_a_finished_picture(tmp_path):
+    """Ctrl-C on a run whose output already holds a finished picture keeps that picture and writes the
+    picture so far beside it, saying where."""
+    out = tmp_path / "keep.png"
+    Image.new("RGB", (10, 10), (200, 10, 10)).save(out)
+    before = out.read_bytes()
+    process = start_cli(
+        ["--size=64", "--scales=1", "--steps=500", "--save_every=2", "--snapshot_dir=snaps", f"--output={out}"],
+        tmp_path,
+    )
+    wait_for(tmp_path / "snaps" / "step_00004.png", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    line = stderr.strip().splitlines()[-1]
+    partial = tmp_path / "keep.partial.png"
+    assert f"kept {out} as it was; wrote the image so far to {partial}" in line, line
+    assert out.read_bytes() == before and Image.open(partial).size == (64, 43)

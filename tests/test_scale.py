@@ -17,7 +17,7 @@ from conftest import REPO
 
 CONTENTS = ["boston", "seated_nude", "shipwreck"]
 # One size for every content (square), XLA off: XLA's convolutions round differently with the
-# batch size, which L-BFGS's line search then amplifies (see the README's note on scale).
+# batch size, which L-BFGS's line search then amplifies (see docs/cli.md's note on scale).
 SMALL = dict(size=48, square=True, scales=1, steps=6, jit="off", precision="float32")
 
 

@@ -101,7 +101,7 @@ def tiny_painter(embedded_weights):
 @pytest.fixture(scope="module")
 def bundled(embedded_weights):
     painter = universal.UniversalPainter("universal", encoder=universal.Encoder(embedded_weights, (2, 3)))
-    assert painter.levels == (3, 2)  # the bundled decoders (README, "Universal painter": why these)
+    assert painter.levels == (3, 2)  # the bundled decoders (docs/networks.md, "Universal painter": why these)
     return painter
 
 
@@ -156,7 +156,7 @@ def test_a_styles_tiled_representation_is_its_untiled_one(bundled):
 
 def test_bundled_decoders_reconstruct_a_held_out_photo(bundled):
     report = universal.reconstruction_report(bundled.network, bundled.encoder, HELD_OUT_PHOTO, 256)
-    # measured on this photo 22.2 and 21.6 dB (README, "Universal painter"); the bounds leave 1 dB
+    # measured on this photo 22.2 and 21.6 dB (docs/networks.md); the bounds leave 1 dB
     floors = {"level2": 21.2, "level3": 20.5}
     for level, floor in floors.items():
         assert report[level]["psnr_db"] >= floor, report

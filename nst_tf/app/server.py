@@ -13,7 +13,7 @@
     GET  /tfjs/tf.min.js        TensorFlow.js itself (from the npm registry, in the same folder)
 
 aiohttp, measured against Flask and Starlette (`scripts/benchmark.py --app` does not decide this;
-the note in the README does): the one of the three with WebSockets, multipart uploads and an upload
+docs/app.md does): the one of the three with WebSockets, multipart uploads and an upload
 limit built in, and no template engine or CLI framework beside TensorFlow. Nothing a request says
 is a path: pictures and files are looked up by name in tables made at start-up. Results stay in the
 tab's own job (its id is unguessable) and are never written to disk.

@@ -12,7 +12,12 @@ import functools
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+# TensorFlow's C++ lines (start-up probes, "failed call to cuInit", kernel fallbacks) stay hidden unless
+# the user asks for them: --verbose (or their own TF_CPP_MIN_LOG_LEVEL). Set before TensorFlow loads.
+VERBOSE = "--verbose" in sys.argv
+if VERBOSE:
+    sys.argv.remove("--verbose")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 
 from absl import app, flags  # noqa: E402
 
@@ -130,7 +135,7 @@ def native_stderr_quiet(quiet: bool = True):
 def import_tensorflow_quietly():
     """Imports TensorFlow (and discovers its devices) with its start-up lines hidden, and sets its
     Python loggers to errors only: a command line prints only its own lines."""
-    with native_stderr_quiet():
+    with native_stderr_quiet(not VERBOSE):
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery logs too
@@ -191,8 +196,10 @@ def run(name: str, main, define, doc: str):
         if module.startswith("nst_tf."):  # the command's own flags, not absl's
             for flag in flag_list:
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    if not getattr(sys.modules["__main__"], "__doc__", None):
-        sys.modules["__main__"].__doc__ = doc
+    main_doc = getattr(sys.modules["__main__"], "__doc__", None) or doc
+    sys.modules["__main__"].__doc__ = (
+        main_doc.rstrip() + "\n\n--verbose shows TensorFlow's own log lines (hidden otherwise).\n"
+    )
     app.run(exits_2(main), flags_parser=parse)
 
 

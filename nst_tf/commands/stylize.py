@@ -8,6 +8,7 @@ With no flags it stylises the bundled example into stylized.png. Every user erro
 line on stderr and exit status 2; no output file is written unless the run succeeds.
 """
 
+import os
 import sys
 import time
 
@@ -58,13 +59,14 @@ def main(argv) -> int:
         from nst_tf import painters  # after the checks above: TensorFlow loads here
 
         plan = plan_lib.resolve(cfg, fv.autotune)
+        existed = os.path.exists(output)  # a finished picture an interruption must not replace
         start = time.perf_counter()
         with callbacks.StopOnSignal() as stop:
             image = painters.stylize(content, styles, plan, progress=fv.progress, masks=masks, callbacks=[stop])
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
     except Interrupted as err:
-        return _interrupted(err, output, fv.progress)
+        return _interrupted(err, output, fv.progress, existed)
     except KeyboardInterrupt:  # a signal before the run started, or a second one
         common.fail("stopped before a step finished; nothing written")
         return 130
@@ -108,19 +110,28 @@ def _paint(fv, cfg, output, content, styles) -> int:
     return 0
 
 
-def _interrupted(err, output, progress) -> int:
-    """Saves the interrupted run's last image to `output` (atomically); exit status 128 + signal."""
+def partial_path(output: str) -> str:
+    """Where an interrupted run's picture goes when `output` already holds a finished one."""
+    stem, ext = os.path.splitext(output)
+    return f"{stem}.partial{ext}"
+
+
+def _interrupted(err, output, progress, existed: bool) -> int:
+    """Saves the interrupted run's last image (atomically) to `output`, or beside it when `output`
+    held a finished picture before the run (`partial_path`: that one is kept); exit status 128 + signal."""
     if progress:
         sys.stderr.write("\n")
     run = err.run
+    target = partial_path(output) if existed else output
+    kept = f"kept {output} as it was; " if existed else ""
     try:
-        image_io.save_image(output, run.image_uint8())
+        image_io.save_image(target, run.image_uint8())
     except NstError as save_err:
         common.fail(f"{err}; could not save the image: {save_err}")
         return 128 + err.signum
     sys.stderr.write(
         f"{NAME}: {err} after step {run.step_count} at {run.content.shape[1]}x{run.content.shape[0]}: "
-        f"wrote the image so far to {output}\n"
+        f"{kept}wrote the image so far to {target}\n"
     )
     return 128 + err.signum
 

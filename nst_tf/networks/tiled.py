@@ -19,7 +19,7 @@ least the network's reach (`reach`: every owned pixel's receptive field lies ins
 so the reflect padding at a tile's inner edges never reaches it; at the image's edges a tile's edge
 is the image's, padded as the whole image is). The cost: the statistics passes recompute the layers
 before each norm layer (the residual trunk holds 10 of the 16), plus the halos and one trace per
-pass: measured 5.6x the untiled pass at 4096 px and 2.9x at 8192 px, in tiles of 2048 (README), so
+pass: measured 5.6x the untiled pass at 4096 px and 2.9x at 8192 px, in tiles of 2048 (docs/tiling.md), so
 `planner.choose_network_tile` tiles only what does not fit.
 """
 

@@ -37,7 +37,7 @@ LEVELS = (1, 2, 3, 4, 5)
 # errors 1.6 to 12x those of the same cascade without level 1).
 # Level 2's transform already matches the colours (block1 Gram error 0.06 without level 1).
 # (The bundled file holds levels 2 and 3 only: with decoders trained for 3000 steps on a CPU, adding
-# level 4 or 5 raised both the style and the content error on the tuning paintings; README.)
+# level 4 or 5 raised both the style and the content error on the tuning paintings; docs/networks.md.)
 CASCADE_SKIPS = (1,)
 # The root mean square of each level's features on photos (VGG19's 0-255 scale, measured on the
 # bundled photos at 256 px): a decoder divides its input by it, so its initial output is near the

@@ -76,6 +76,12 @@ def write(path: str, frames: int = 24, fps: int = 12, **options) -> str:
 
 
 if __name__ == "__main__":  # python -m nst_tf.video.synthetic clip.mp4
-    import sys
+    import argparse
 
-    print(f"wrote {write(sys.argv[1] if len(sys.argv) > 1 else 'clip.mp4')}")
+    parser = argparse.ArgumentParser(
+        prog="python -m nst_tf.video.synthetic",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("output", nargs="?", default="clip.mp4", help="the clip to write (default: clip.mp4)")
+    print(f"wrote {write(parser.parse_args().output)}")
