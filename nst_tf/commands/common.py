@@ -25,7 +25,7 @@ from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement ru
 from nst_tf import config as config_lib  # noqa: E402
 from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import NstError  # noqa: E402
-from nst_tf.networks import options
+from nst_tf.networks import options  # noqa: E402
 
 # The command whose errors these are (set by `run`; the Python API's callers see nst-tf's).
 command = "nst-tf"
