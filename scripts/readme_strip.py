@@ -29,7 +29,7 @@ def main(argv):
     pictures = [
         image_io.load_image(photo),
         image_io.load_image(painting),
-        nst_tf.stylize(photo, painting, progress=True),  # the default optimisation, as make demo runs it
+        nst_tf.stylize(photo, painting),  # the default optimisation, as make demo runs it
         nst_tf.stylize(photo, painting, network="demo"),  # the default one-pass painter
     ]
     row = []
