@@ -130,4 +130,6 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["contents", "styles"])
-    app.run(main)
+    from nst_tf.commands import common  # --help is usage and exit 0, a bad flag one line and exit 2
+
+    app.run(main, flags_parser=common.parse)

@@ -43,4 +43,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from nst_tf.commands import common  # --help is usage and exit 0, a bad flag one line and exit 2
+
+    app.run(main, flags_parser=common.parse)

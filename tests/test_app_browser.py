@@ -77,6 +77,8 @@ def browser(tmp_path):
         "--disable-gpu",
         "--disable-dev-shm-usage",
         "--window-size=1400,1000",
+        "--use-fake-device-for-media-stream",  # Chromium's own test camera, no permission prompt
+        "--use-fake-ui-for-media-stream",
     ):
         options.add_argument(arg)
     downloads = tmp_path / "downloads"
@@ -228,4 +230,72 @@ def _picture(browser) -> np.ndarray:
         "c.width = img.naturalWidth; c.height = img.naturalHeight; c.getContext('2d').drawImage(img, 0, 0);"
         "return c.toDataURL('image/png');"
     )
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("RGB"))
+
+
+@pytest.mark.parametrize("width", [1280, 420])
+def test_the_page_loads_clean_fits_a_narrow_screen_and_recovers_from_a_bad_file(site, browser, shots, tmp_path, width):
+    """At load: no broken picture and no empty command box; the chosen bundled photo is marked; at 420 px
+    wide the controls and the result stay on screen (one column); a bad upload clears the old result and
+    keeps the photo that painted; the command line names the files as they were picked."""
+    browser.set_window_size(width, 900)
+    browser.get(site)
+    _until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#photo-bundled button")) >= 1)
+    assert not browser.find_element(By.ID, "result").is_displayed()
+    assert not browser.find_element(By.ID, "command").is_displayed()
+    assert browser.find_element(By.ID, "placeholder").is_displayed()
+    shots(browser, f"9-loaded-{width}")
+    photo_button = browser.find_element(By.CSS_SELECTOR, "#photo-bundled button")
+    photo_button.click()
+    assert "chosen" in photo_button.get_attribute("class")
+    browser.find_element(By.ID, "painting-input").send_keys(image_io.example_path("shipwreck"))
+    _until(browser, lambda d: _data(d, "result", "version"))
+    command = browser.find_element(By.ID, "command").text
+    assert f"--content={photo_button.get_attribute('title')}.jpg" in command and "--style=shipwreck.jpg" in command, (
+        command
+    )
+    page_width = browser.execute_script("return document.documentElement.clientWidth")
+    for id_ in ("strength", "size", "refine", "result"):
+        box = browser.find_element(By.ID, id_).rect
+        assert box["x"] >= 0 and box["x"] + box["width"] <= page_width + 1, (id_, box, page_width)
+    shots(browser, f"10-painted-{width}")
+    good = browser.find_element(By.ID, "photo-preview").get_attribute("src")
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    browser.find_element(By.ID, "photo-input").send_keys(str(bad))
+    _until(browser, lambda d: "is not an image" in d.find_element(By.ID, "message").text)
+    _until(browser, lambda d: d.find_element(By.ID, "photo-preview").get_attribute("src") == good)
+    assert not browser.find_element(By.ID, "result").is_displayed()
+    assert not browser.find_element(By.ID, "download").is_displayed()
+    shots(browser, f"11-bad-file-{width}")
+
+
+def test_the_page_paints_the_webcam_live_in_the_browser(site, browser, shots):
+    """Live: the webcam (Chromium's fake camera here) painted frame by frame by the TensorFlow.js pair,
+    the painting's vector computed once; frames per second shown."""
+    if not os.path.isfile(os.path.join(TFJS, "tf.min.js")):
+        _missing(f"no TensorFlow.js export in {TFJS} (make tfjs)")
+    browser.get(site)
+    _until(browser, lambda d: d.find_element(By.ID, "browser-row").is_displayed())
+    Select(browser.find_element(By.ID, "size")).select_by_visible_text("256")
+    browser.find_element(By.ID, "painting-input").send_keys(image_io.example_path("the_scream"))
+    browser.find_element(By.ID, "live").click()
+    _until(browser, lambda d: int(_data(d, "live-canvas", "frames") or 0) >= 8, 300)
+    fps = float(_data(browser, "live-canvas", "fps"))
+    status = browser.find_element(By.ID, "status").text
+    assert not browser.find_element(By.ID, "message").text and "live:" in status and fps > 0
+    pixels = _canvas(browser, "live-canvas")
+    assert pixels.shape[1] == 256 and pixels.std() > 10  # a painted frame, not a blank canvas
+    shots(browser, "12-live")
+    print(f"live webcam in the browser: {fps:.2f} frames/s ({status})")
+    browser.find_element(By.ID, "live").click()
+    _until(browser, lambda d: not d.find_element(By.ID, "live-canvas").is_displayed())
+
+
+def _canvas(browser, id_) -> np.ndarray:
+    """A canvas's pixels, as the page drew them."""
+    import base64
+    import io
+
+    data = browser.execute_script(f"return document.getElementById('{id_}').toDataURL('image/png')")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("RGB"))

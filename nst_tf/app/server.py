@@ -115,6 +115,7 @@ class _Form(NamedTuple):
     paintings: list
     mask: Optional[np.ndarray]
     settings: studio_lib.Settings
+    names: Optional[tuple] = None  # (the photo's file name, [the paintings'])
 
 
 async def _read_form(request) -> _Form:
@@ -135,6 +136,12 @@ def _decode_form(post, limits: studio_lib.Limits, pictures) -> _Form:
             return image_io.load_image(pictures[value][1])
         return studio_lib.decode_upload(value.file.read(), value.filename or what, limits)
 
+    def name(value, default):  # the file name the command line shows (never a path: the name only)
+        given = os.path.basename(value if isinstance(value, str) else (value.filename or ""))
+        return (given + ".jpg" if isinstance(value, str) else given).replace(
+            ",", "_"
+        ) or default  # --style splits at commas
+
     photos = post.getall("photo", [])
     if len(photos) != 1:
         raise NstError("send one photo")
@@ -151,7 +158,11 @@ def _decode_form(post, limits: studio_lib.Limits, pictures) -> _Form:
     if "mask" in post and not isinstance(post["mask"], str):
         rgb = studio_lib.decode_upload(post["mask"].file.read(), "the mask", limits)
         mask = image_io.resize(rgb, image_io.fit_size(photo.shape[:2], settings.size)).mean(axis=-1)
-    return _Form(photo, paintings, mask, settings)
+    names = (
+        name(photos[0], "photo.png"),
+        [name(p, f"painting{k + 1}.png") for k, p in enumerate(post.getall("painting"))],
+    )
+    return _Form(photo, paintings, mask, settings, names)
 
 
 async def page(request):
@@ -209,7 +220,9 @@ async def paint(request):
         None, studio.paint, form.photo, form.paintings, form.settings, form.mask
     )
     seconds = time.perf_counter() - start
-    command = studio.command(form.settings, len(form.paintings), refined=False, mask=form.mask is not None)
+    command = studio.command(
+        form.settings, len(form.paintings), refined=False, mask=form.mask is not None, names=form.names
+    )
     body = studio_lib.png_bytes(image, command)
     headers = {"X-Paint-Seconds": f"{seconds:.3f}", "X-Command": command, "Cache-Control": "no-store"}
     return web.Response(body=body, content_type="image/png", headers=headers)
@@ -222,7 +235,7 @@ async def refine(request):
     def send(event):  # from the refine's thread into the tab's WebSocket
         loop.call_soon_threadsafe(events.put_nowait, event)
 
-    job = studio_lib.Job(form.photo, form.paintings, form.settings, form.mask, send)
+    job = studio_lib.Job(form.photo, form.paintings, form.settings, form.mask, send, form.names)
     jobs = request.app[STATE].jobs
     jobs[job.id] = (job, events)
     place = request.app[STATE].queue.submit(job)

@@ -161,32 +161,31 @@ class Studio:
         run.run(callbacks=callbacks)
         return run.image_uint8()
 
-    def command(self, settings: Settings, paintings: int, refined: bool, mask: bool = False) -> str:
-        """The `nst-tf` command line that makes the same picture from files named photo.png,
-        painting1.png, ... (and mask.png, mask_outside.png for a painted region): the run's `Config`
-        written back as flags by the code the command line parses them with (`common.flag_args`)."""
+    def command(self, settings: Settings, paintings: int, refined: bool, mask: bool = False, names=None) -> str:
+        """The `nst-tf` command line that makes the same picture from the files `names` (`(photo,
+        [paintings])`, as uploaded; default photo.png, painting1.png, ...) and mask.png,
+        mask_outside.png for a painted region: the run's `Config` written back as flags by the code
+        the command line parses them with (`common.flag_args`)."""
         cfg = self.config(settings)
         if mask:
             cfg = cfg.replace(style_mask=("mask.png",) if paintings == 1 else ("mask.png", "mask_outside.png"))
-        names = ["network", "weights", "size", "strength", "style_blend", "preserve_colors", "style_mask"]
+        fields = ["network", "weights", "size", "strength", "style_blend", "preserve_colors", "style_mask"]
         if refined:
-            names += ["init", "scales", "steps", "style_weight", "style_loss", "precision", "jit"]
+            fields += ["init", "scales", "steps", "style_weight", "style_loss", "precision", "jit"]
         else:
-            cfg, names = cfg.replace(init="content"), names + ["precision"]
-        args = [
-            "nst-tf",
-            "--content=photo.png",
-            "--style=" + ",".join(f"painting{k + 1}.png" for k in range(paintings)),
-        ]
-        return shlex.join(args + common.flag_args(cfg, names) + ["--output=painted.png"])
+            cfg, fields = cfg.replace(init="content"), fields + ["precision"]
+        photo, styles = names or ("photo.png", [f"painting{k + 1}.png" for k in range(paintings)])
+        args = ["nst-tf", f"--content={photo}", "--style=" + ",".join(styles)]
+        return shlex.join(args + common.flag_args(cfg, fields) + ["--output=painted.png"])
 
 
 class Job:
     """One tab's refine: its inputs, a stop flag, and `send(event)` (a dict) for the page."""
 
-    def __init__(self, photo, paintings, settings: Settings, mask, send: Callable[[dict], None]):
+    def __init__(self, photo, paintings, settings: Settings, mask, send: Callable[[dict], None], names=None):
         self.id = secrets.token_urlsafe(16)  # unguessable: a tab sees only the jobs it made
         self.photo, self.paintings, self.settings, self.mask = photo, paintings, settings, mask
+        self.names = names  # the files' names, for the command line
         self.send = send
         self.stop = threading.Event()
         self.claimed = False  # a tab has opened its WebSocket (only one may)
@@ -273,14 +272,16 @@ class Queue:
         if job.stop.is_set():
             return
         s, paintings = job.settings, len(job.paintings)
-        command = self.studio.command(s, paintings, refined=True, mask=job.mask is not None)
+        command = self.studio.command(s, paintings, refined=True, mask=job.mask is not None, names=job.names)
         job.send({"type": "started", "steps": s.steps, "command": command})
         try:
             image = self.studio.refine(job.photo, job.paintings, s, job.mask, callbacks=[_Stream(job)])
             job.send({"type": "done", "image": png_bytes(image, command), "command": command})
         except Interrupted as stopped:
             step = stopped.run.step_count  # the picture so far is what this many steps make
-            command = self.studio.command(s._replace(steps=step), paintings, refined=True, mask=job.mask is not None)
+            command = self.studio.command(
+                s._replace(steps=step), paintings, refined=True, mask=job.mask is not None, names=job.names
+            )
             image = png_bytes(stopped.run.image_uint8(), command)
             job.send({"type": "stopped", "step": step, "image": image, "command": command})
         except NstError as err:

@@ -16,6 +16,7 @@ async function errorText(response) {
 function showPhoto() {
   const src = typeof state.photo === "string" ? `/api/pictures/${state.photo}` : URL.createObjectURL(state.photo);
   $("photo-preview").src = src;
+  document.querySelectorAll("#photo-bundled button").forEach((b) => b.classList.toggle("chosen", b.dataset.name === state.photo));
   clearMask();
 }
 
@@ -143,9 +144,25 @@ async function form() {
 function showResult(url, command) {
   const img = $("result");
   img.src = url;
+  img.hidden = false;
+  $("placeholder").hidden = true;
   $("download").href = url;
   $("download").hidden = false;
-  if (command) $("command").textContent = command;
+  if (command) { $("command").textContent = command; $("command").hidden = false; }
+}
+
+function clearResult() {  // a failed request: no stale picture, link or command stays
+  $("result").hidden = true;
+  $("result").removeAttribute("src");
+  $("download").hidden = true;
+  $("command").hidden = true;
+  $("placeholder").hidden = false;
+}
+
+function restoreInputs() {  // back to the last pictures that painted (the previews stay meaningful)
+  if (!state.good) return;
+  if (state.photo !== state.good.photo) { state.photo = state.good.photo; showPhoto(); }
+  if (state.paintings !== state.good.paintings) { state.paintings = state.good.paintings; showPaintings(); }
 }
 
 let timer = null;
@@ -163,7 +180,8 @@ async function paint() {
   if ($("in-browser").checked) return paintInBrowser(version, start);
   const response = await fetch("/api/paint", { method: "POST", body: await form() });
   if (version !== state.version) return;  // a newer painting was asked for
-  if (!response.ok) { status(""); message(await errorText(response)); return; }
+  if (!response.ok) { status(""); message(await errorText(response)); clearResult(); restoreInputs(); return; }
+  state.good = { photo: state.photo, paintings: state.paintings };
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
   $("result").onload = () => {  // once: later pictures (a refine's) are not this painting
@@ -252,6 +270,65 @@ function pictureElement(p) {
   });
 }
 
+function styleInput(painting) {  // the predictor's input: [1, 256, 256, 3] in [0, 1]
+  const pixels = tf.browser.fromPixels(painting).toFloat().div(255).expandDims(0);
+  // Magenta's network sees the painting's centred square (as the server's painter does); the universal painter all of it
+  const [ph, pw] = [painting.naturalHeight, painting.naturalWidth], side = Math.min(ph, pw);
+  const box = state.info.painter === "arbitrary"
+    ? [[(ph - side) / 2 / ph, (pw - side) / 2 / pw, (ph + side) / 2 / ph, (pw + side) / 2 / pw]] : [[0, 0, 1, 1]];
+  return tf.image.cropAndResize(pixels, box, [0], [256, 256]);
+}
+
+// ---- live: the webcam painted frame by frame in this browser -------------------------------------
+let live = null;
+async function startLive() {
+  if (!state.paintings.length) { message("pick a painting first"); return; }
+  try {
+    const { predict, transform } = await models();
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    const video = $("live-video");
+    video.srcObject = stream;
+    await video.play();
+    const painting = await pictureElement(state.paintings[0]);
+    const representation = tf.tidy(() => predict.execute(styleInput(painting)));  // once per painting
+    live = { stream, representation, frames: 0, start: performance.now() };
+    $("live").textContent = "stop the webcam";
+    $("live-canvas").hidden = false;
+    $("placeholder").hidden = true;
+    message("");
+    const frame = async () => {
+      if (!live) return;
+      const side = Math.min(Number($("size").value), 512), strength = Number($("strength").value);
+      const scale = side / Math.max(video.videoWidth, video.videoHeight);
+      const h = Math.max(16, Math.round(video.videoHeight * scale)), w = Math.max(16, Math.round(video.videoWidth * scale));
+      const out = tf.tidy(() => {
+        const content = tf.image.resizeBilinear(tf.browser.fromPixels(video).toFloat().div(255).expandDims(0), [h, w], false, true);
+        return transform.execute({ content, representation: live.representation, strength: tf.tensor1d([strength]) }).squeeze().clipByValue(0, 1);
+      });
+      await tf.browser.toPixels(out, $("live-canvas"));
+      out.dispose();
+      if (!live) return;
+      live.frames += 1;
+      const fps = live.frames / ((performance.now() - live.start) / 1000);
+      Object.assign($("live-canvas").dataset, { frames: String(live.frames), fps: fps.toFixed(2) });
+      status(`live: ${fps.toFixed(1)} frames/s at ${w}x${h} (TensorFlow.js, ${tf.getBackend()})`);
+      requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+  } catch (e) {
+    message(`the webcam cannot be painted here: ${e.message}`);
+    stopLive();
+  }
+}
+
+function stopLive() {
+  if (live) { live.stream.getTracks().forEach((t) => t.stop()); live.representation.dispose(); }
+  live = null;
+  $("live").textContent = "live webcam";
+  $("live-canvas").hidden = true;
+  $("placeholder").hidden = !$("result").hidden;
+}
+
 async function paintInBrowser(version, start) {
   try {
     const { predict, transform } = await models();
@@ -260,12 +337,7 @@ async function paintInBrowser(version, start) {
     const scale = size / Math.max(photo.naturalWidth, photo.naturalHeight);
     const h = Math.max(16, Math.round(photo.naturalHeight * scale)), w = Math.max(16, Math.round(photo.naturalWidth * scale));
     const out = tf.tidy(() => {
-      const pixels = tf.browser.fromPixels(painting).toFloat().div(255).expandDims(0);
-      // Magenta's network sees the painting's centred square (as the server's painter does); the universal painter all of it
-      const [ph, pw] = [painting.naturalHeight, painting.naturalWidth], side = Math.min(ph, pw);
-      const box = state.info.painter === "arbitrary"
-        ? [[(ph - side) / 2 / ph, (pw - side) / 2 / pw, (ph + side) / 2 / ph, (pw + side) / 2 / pw]] : [[0, 0, 1, 1]];
-      const style = tf.image.cropAndResize(pixels, box, [0], [256, 256]);
+      const style = styleInput(painting);
       const representation = predict.execute(style);
       const content = tf.image.resizeBilinear(tf.browser.fromPixels(photo).toFloat().div(255).expandDims(0), [h, w], false, true);
       return transform.execute({ content, representation, strength: tf.tensor1d([strength]) }).squeeze().clipByValue(0, 1);
@@ -298,6 +370,7 @@ async function start() {
   dropZone($("photo-drop"), "photo");
   dropZone($("painting-drop"), "painting");
   for (const id of ["strength", "blend", "preserve_colors", "size", "in-browser"]) $(id).addEventListener("input", paintSoon);
+  $("live").addEventListener("click", () => (live ? stopLive() : startLive()));
   $("strength").addEventListener("input", () => { $("strength-value").textContent = $("strength").value; });
   $("refine").addEventListener("click", refine);
   $("stop").addEventListener("click", () => { if (state.socket) state.socket.send("stop"); });
