@@ -125,13 +125,11 @@ class Painting:
     )
     network: Optional[str] = option(
         None,
-        "A network: universal (any painting; demo is its old name), three_styles, or a .keras file from "
-        "nst-tf-train: paint in one forward pass; with "
+        "A network that paints in one forward pass: demo (the default one-pass painter: Magenta's arbitrary "
+        "network), arbitrary, universal, three_styles, or a file from nst-tf-train; with "
         "--init=network, start the optimisation from its painting.",
     )
-    strength: float = option(
-        1.0, "With --network: how much of the style, in [0, 1] (the universal painter or a predict network)."
-    )
+    strength: float = option(1.0, "With --network: how much of the style, in [0, 1] (a network that takes paintings).")
     style_index: Optional[int] = option(None, "With --network and no --style: which of its fixed styles (from 0).")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import shutil
 import tempfile
 from typing import Callable, Iterator
@@ -91,3 +92,23 @@ def write_folder(final: str, write: Callable[[str], None], overwrite: bool = Fal
 def folder_bytes(path: str) -> int:
     """Total size of the files under `path`."""
     return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+@contextlib.contextmanager
+def native_stderr_quiet(quiet: bool = True):
+    """File descriptor 2 pointed at /dev/null inside the block (when `quiet`): TensorFlow's C++ code
+    (start-up probes, the SavedModel writer, the TF Lite converter) writes there directly, past
+    Python's logging. Python errors raised inside still reach the user: stderr is restored first."""
+    if not quiet:
+        yield
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

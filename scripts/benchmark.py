@@ -757,7 +757,7 @@ def networks_main():
         b = export.run_tflite(paths["style_predict"], s_in)
         sizes = {k: os.path.getsize(p) / 1e6 for k, p in paths.items()}
         t_pred = median(lambda: export.run_tflite(paths["style_predict"], s_in), 3)
-        extra = [np.ones([1], np.float32)] if painter.name == "universal" else []  # strength
+        extra = [np.ones([1], np.float32)] if painter.name in ("universal", "arbitrary") else []  # strength
         t_tran = median(lambda: export.run_tflite(paths["style_transform"], c_in, b, *extra), 3)
         print(
             f"TF Lite {quantization}: style_predict {sizes['style_predict']:.2f} MB {t_pred:.3f} s, "

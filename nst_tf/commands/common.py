@@ -6,7 +6,6 @@ A command module defines its flags in `define()`, does its work in `main(argv)` 
 stderr, `<command>: error: ...`, and exit status 2.
 """
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -25,6 +24,7 @@ from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement ru
 from nst_tf import config as config_lib  # noqa: E402
 from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import NstError  # noqa: E402
+from nst_tf.files import native_stderr_quiet  # noqa: E402, F401  (re-exported: the commands use it)
 from nst_tf.networks import options  # noqa: E402
 
 # The command whose errors these are (set by `run`; the Python API's callers see nst-tf's).
@@ -110,26 +110,6 @@ def flag_args(cfg, names) -> list:
         else:
             args.append(f"--{name}={value}")
     return args
-
-
-@contextlib.contextmanager
-def native_stderr_quiet(quiet: bool = True):
-    """File descriptor 2 pointed at /dev/null inside the block (when `quiet`): TensorFlow's C++ code
-    (start-up probes, the SavedModel writer, the TF Lite converter) writes there directly, past
-    Python's logging. Python errors raised inside still reach the user: stderr is restored first."""
-    if not quiet:
-        yield
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def import_tensorflow_quietly():

@@ -9,11 +9,12 @@ frame -> previous, as `nst_tf.flow.flow` gives it) is `(+pan, 0)` on the backgro
 
 from __future__ import annotations
 
+import os
 from typing import List, NamedTuple
 
 import numpy as np
 
-from nst_tf import image_io
+from nst_tf import files, image_io
 from nst_tf.video import io
 
 
@@ -84,4 +85,8 @@ if __name__ == "__main__":  # python -m nst_tf.video.synthetic clip.mp4
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("output", nargs="?", default="clip.mp4", help="the clip to write (default: clip.mp4)")
-    print(f"wrote {write(parser.parse_args().output)}")
+    output = parser.parse_args().output
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ lines are not ours
+    with files.native_stderr_quiet():
+        import tensorflow  # noqa: F401  (its start-up lines hidden; the clip's resizing uses it)
+    print(f"wrote {write(output)}")
