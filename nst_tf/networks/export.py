@@ -78,13 +78,14 @@ class _Served(tf.Module):
         self.serving_default = serving_default
 
 
-class _ServedUniversal(tf.Module):
-    """The universal painter's cascade in one graph (eigen-decompositions: TF Serving runs them)."""
+class _ServedPainting(tf.Module):
+    """A painter of any painting in one graph: photo and painting bytes, strength and size -> the
+    image and its PNG. `paint(content, style, strength)` is the painter's graph (`[1, H, W, 3]`
+    tensors, the photo at the asked size, the painting as decoded, strength clipped to [0, 1])."""
 
-    def __init__(self, painter, size: int, max_input_pixels: int):
+    def __init__(self, network, variables, paint, size: int, max_input_pixels: int):
         super().__init__()
-        self.network = painter.network
-        self.variables_ = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
+        self.network, self.variables_ = network, variables
 
         @tf.function(input_signature=PAINT_SIGNATURE)
         def serving_default(content, style, strength, size_):
@@ -92,32 +93,31 @@ class _ServedUniversal(tf.Module):
             side = tf.where(size_ > 0, size_, size)
             content = resize(content, fit_size(tf.shape(content)[1:3], side))
             style = decode(style, "style", max_input_pixels)
-            style = resize(style, fit_size(tf.shape(style)[1:3], tf.reduce_max(tf.shape(content)[1:3])))
-            image = to_uint8(universal.graph_paint(painter, content, style, tf.clip_by_value(strength, 0.0, 1.0))[0])
+            image = to_uint8(paint(content, style, tf.clip_by_value(strength, 0.0, 1.0))[0])
             return {"image": image, "png": tf.io.encode_png(image)}
 
         self.serving_default = serving_default
 
 
-class _ServedArbitrary(tf.Module):
-    """Magenta's arbitrary network in one graph: the painting's vector (its centred square at 256 px),
-    mixed with the content's own below strength 1, and the transform at the content's size."""
+def _served_universal(painter, size: int, max_input_pixels: int) -> _ServedPainting:
+    """The universal painter's cascade (eigen-decompositions: TF Serving runs them), the painting at
+    the photo's size."""
 
-    def __init__(self, painter, size: int, max_input_pixels: int):
-        super().__init__()
-        self.network = painter.network
-        self.variables_ = [v.value for v in painter.network.weights]
+    def paint(content, style, strength):
+        style = resize(style, fit_size(tf.shape(style)[1:3], tf.reduce_max(tf.shape(content)[1:3])))
+        return universal.graph_paint(painter, content, style, strength)
 
-        @tf.function(input_signature=PAINT_SIGNATURE)
-        def serving_default(content, style, strength, size_):
-            content = decode(content, "content", max_input_pixels)
-            side = tf.where(size_ > 0, size_, size)
-            content = resize(content, fit_size(tf.shape(content)[1:3], side))
-            style = decode(style, "style", max_input_pixels)
-            image = to_uint8(_arbitrary_paint(painter, content, style, tf.clip_by_value(strength, 0.0, 1.0))[0])
-            return {"image": image, "png": tf.io.encode_png(image)}
+    variables = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
+    return _ServedPainting(painter.network, variables, paint, size, max_input_pixels)
 
-        self.serving_default = serving_default
+
+def _served_arbitrary(painter, size: int, max_input_pixels: int) -> _ServedPainting:
+    """Magenta's arbitrary network: the painting's vector (its centred square at 256 px), mixed with
+    the content's own below strength 1, and the transform at the content's size."""
+    variables = [v.value for v in painter.network.weights]
+    return _ServedPainting(
+        painter.network, variables, lambda c, s, k: _arbitrary_paint(painter, c, s, k), size, max_input_pixels
+    )
 
 
 def _centre_square(image, side: int = arbitrary.STYLE_SIZE, lanczos: bool = True):
@@ -143,7 +143,7 @@ def _arbitrary_paint(painter, content, style, strength, vector=None, lanczos: bo
 
 def _served_kind(painter):
     """The SavedModel module that serves `painter` (by the painter's name)."""
-    return {"universal": _ServedUniversal, "network": _Served, "arbitrary": _ServedArbitrary}[painter.name]
+    return {"universal": _served_universal, "network": _Served, "arbitrary": _served_arbitrary}[painter.name]
 
 
 def _encoder_models(painter):
