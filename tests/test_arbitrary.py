@@ -143,9 +143,11 @@ def test_a_graph_that_does_not_fit_is_refused():
 
 
 @pytest.mark.slow
-def test_the_savedmodel_and_the_tflite_pair_paint_what_the_painter_paints(painter, tmp_path):
-    """The exports' graphs (the painting's centred square for its vector, Magenta's strength) against the
-    painter, on PNG inputs as a server or a device meets them."""
+def test_the_savedmodel_paints_what_the_painter_paints(painter, tmp_path):
+    """The export's graph (the painting's centred square for its vector, Magenta's strength) against the
+    painter, on PNG inputs as a server meets them, in a process without nst_tf. (The predict/transform
+    pair is `make tfjs`'s, which the browser tests hold to the server's picture; its TF Lite conversion
+    is timed by `scripts/benchmark.py --networks --network=demo`.)"""
     from conftest import serve_painting
 
     from nst_tf.networks import export
@@ -159,10 +161,3 @@ def test_the_savedmodel_and_the_tflite_pair_paint_what_the_painter_paints(painte
     served = export.export_saved_model("arbitrary", str(tmp_path / "served"), size=96)
     got = serve_painting(served, paths[0], paths[1], 0.6, tmp_path).astype(int)
     assert got.shape == expected.shape and np.abs(got - expected).mean() < 0.5, np.abs(got - expected).mean()
-    pair = export.export_tflite("arbitrary", str(tmp_path / "lite"), quantization="float32")
-    vector = export.run_tflite(pair["style_predict"], arbitrary.style_crop(style / 255.0)[None].astype(np.float32))
-    padded = np.zeros(export.TRANSFORM_SHAPE, np.float32)
-    padded[0, : content.shape[0], : content.shape[1]] = content / 255.0
-    lite = export.run_tflite(pair["style_transform"], padded, vector, np.ones([1], np.float32))[0]
-    whole = painter.render(padded[0], painter.prepare([style]), painting.Options(size=None))
-    assert np.abs(lite - whole).max() < 2e-3
