@@ -53,6 +53,7 @@ def test_strength_and_blends_are_magentas_vector_arithmetic(painter, pair):
     np.testing.assert_allclose(half.numpy(), (0.25 * vs[0] + 0.75 * vs[1]).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_tiles_paint_the_whole_picture(painter):
     content = image_io.load_image(image_io.example_path("boston"), 130)
     style = image_io.example_path("seated_nude")

@@ -87,7 +87,12 @@ def test_each_painter_declares_what_it_honours_and_refuses_the_rest_in_one_line(
             assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["optimisation", "universal", "network", "warm"])
+SLOW = pytest.mark.slow  # the optimisation's runs: the fast tier keeps the one-pass painters
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("optimisation", marks=SLOW), "universal", "network", pytest.param("warm", marks=SLOW)]
+)
 def test_luminance_keeps_the_contents_chroma(all_painters, pair, name):
     content, style = pair
     out = _render(all_painters[name], content, [style], preserve_colors="luminance")
@@ -97,7 +102,7 @@ def test_luminance_keeps_the_contents_chroma(all_painters, pair, name):
     assert np.abs(_chroma(plain) - color.rgb_to_yiq(content)[..., 1:]).max() > 0.05  # it did change something
 
 
-@pytest.mark.parametrize("name", ["optimisation", "universal", "network"])
+@pytest.mark.parametrize("name", [pytest.param("optimisation", marks=SLOW), "universal", "network"])
 def test_histogram_moves_the_paintings_colours_to_the_contents(all_painters, pair, name):
     content, style = pair
     out = _render(all_painters[name], content, [style], preserve_colors="histogram")
@@ -159,6 +164,7 @@ def test_the_api_door_paints_through_the_registry_and_refuses(pair, embedded_wei
         nst_tf.stylize(content, style, network="universal", weights="embedded", size=SIZE, style_index=1)
 
 
+@pytest.mark.slow
 def test_the_batch_door_honours_colour_preservation_and_style_size(tmp_path, pair):
     """Before the one protocol, a batch of network paintings dropped --preserve_colors and --style_size."""
     folder = tmp_path / "in"
@@ -191,6 +197,7 @@ def test_the_clip_door_honours_colour_preservation(pair):
         run._NetworkFrames(p._replace(config=p.config.replace(style_index=0)), None, run.VideoConfig())
 
 
+@pytest.mark.slow
 def test_the_page_door_paints_what_the_api_paints(pair):
     from nst_tf.app import studio
 
