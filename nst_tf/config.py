@@ -451,7 +451,7 @@ def _parse_list(name, value, kind):
         try:
             value = [kind(v) for v in value]
         except ValueError:
-            raise NstError(f"{name} must be {_LIST_WORDS[kind]}, got {','.join(value)}") from None
+            raise NstError(f"{name} must be {_LIST_WORDS[kind]}, got {','.join(value)!r}") from None  # repr: one line
     return tuple(value)
 
 

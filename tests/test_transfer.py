@@ -292,9 +292,9 @@ def test_list_options_parse_alike_from_text_flag_lists_and_numbers():
         cfg = config.Config(style_layers=("block1_conv1", "block2_conv1"), style_layer_weights=given)
         assert cfg.style_layer_weights == (1.0, 3.0)
     assert config.Config(scales=2, scale_steps=["5", "7"]).scale_steps == (5, 7)
-    with pytest.raises(NstError, match="style_blend must be numbers, got 1,x"):
+    with pytest.raises(NstError, match="style_blend must be numbers, got '1,x'"):
         config.Config(style_blend="1,x")
-    with pytest.raises(NstError, match="scale_steps must be whole numbers, got 1.5,2"):
+    with pytest.raises(NstError, match="scale_steps must be whole numbers, got '1.5,2'"):
         config.Config(scales=2, scale_steps=["1.5", "2"])
 
 
