@@ -23,6 +23,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 
 from nst_tf import image_io
+from nst_tf.config import PRESERVE_COLORS
 from nst_tf.errors import NstError
 
 
@@ -57,9 +58,6 @@ class Options(NamedTuple):
     def asked(self) -> List[str]:
         """The options set away from their defaults (size is always honoured)."""
         return [name for name in self._fields[1:] if not _same(getattr(self, name), self._field_defaults[name])]
-
-
-OPTION_FLAGS = {name: f"--{name}" for name in Options._fields}
 
 
 def _same(value, default) -> bool:
@@ -115,13 +113,18 @@ class Painter:
         return [name for name in options.asked() if name not in self.supports]
 
     def check(self, options: Options) -> None:
-        """Raises one line naming the first option this painter cannot honour."""
+        """Raises one line naming the first option this painter cannot honour, or a colour mode that
+        is none of `config.PRESERVE_COLORS`."""
         refused = self.unsupported(options)
         if refused:
-            honoured = ", ".join(OPTION_FLAGS[n] for n in Options._fields if n == "size" or n in self.supports)
+            honoured = ", ".join(f"--{n}" for n in Options._fields if n == "size" or n in self.supports)
             raise NstError(
-                f"{OPTION_FLAGS[refused[0]]} is not honoured by the {self.name} painter (it takes {honoured}): "
+                f"--{refused[0]} is not honoured by the {self.name} painter (it takes {honoured}): "
                 "leave it out or choose another painter"
+            )
+        if options.preserve_colors not in PRESERVE_COLORS:
+            raise NstError(
+                f"unknown preserve_colors {options.preserve_colors!r}; choose one of: {', '.join(PRESERVE_COLORS)}"
             )
 
     def prepare(self, styles) -> Painting:

@@ -13,9 +13,8 @@ import sys
 
 # TensorFlow's C++ lines (start-up probes, "failed call to cuInit", kernel fallbacks) stay hidden unless
 # the user asks for them: --verbose (or their own TF_CPP_MIN_LOG_LEVEL). Set before TensorFlow loads.
+# (`run` takes --verbose off the command line for commands that do not define it as a flag.)
 VERBOSE = "--verbose" in sys.argv
-if VERBOSE:
-    sys.argv.remove("--verbose")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 
 from absl import app, flags  # noqa: E402
@@ -91,6 +90,14 @@ def config_from_flags(fv=flags.FLAGS, kind=config_lib.Config, exclude=()):
     return kind(**{name: fv[name].value for name in names})
 
 
+def _number(value) -> str:
+    """A value as a flag writes it: floats short (0.7, 5) where that reads back exactly, else in full."""
+    if not isinstance(value, float):
+        return str(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def flag_args(cfg, names) -> list:
     """`config_from_flags`' inverse: the flags (`--name=value`, lists comma-joined, `--name` /
     `--noname` for booleans) that set each of `names` to its value in `cfg` (a `Config`), for the
@@ -104,9 +111,9 @@ def flag_args(cfg, names) -> list:
         if isinstance(value, bool):
             args.append(f"--{name}" if value else f"--no{name}")
         elif isinstance(value, (tuple, list)):
-            args.append(f"--{name}=" + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value))
+            args.append(f"--{name}=" + ",".join(_number(v) for v in value))
         elif isinstance(value, float):
-            args.append(f"--{name}={value:g}")
+            args.append(f"--{name}={_number(value)}")
         else:
             args.append(f"--{name}={value}")
     return args
@@ -172,6 +179,8 @@ def run(name: str, main, define, doc: str):
     global command
     command = name
     define()
+    if VERBOSE and "verbose" not in flags.FLAGS:  # the TensorFlow log switch, not one of the command's flags
+        sys.argv.remove("--verbose")
     for module, flag_list in flags.FLAGS.flags_by_module_dict().items():
         if module.startswith("nst_tf."):  # the command's own flags, not absl's
             for flag in flag_list:

@@ -100,11 +100,6 @@ class ArbitraryPainter(painting.Painter):
         """The style vector `[1, 100]` of a painting (float32 `[h, w, 3]`)."""
         return self._vector(tf.constant(style_crop(image, side)[None]))
 
-    def check(self, options) -> None:
-        super().check(options)
-        if options.preserve_colors not in ("none", "luminance", "histogram"):
-            raise NstError(f"unknown preserve_colors {options.preserve_colors!r}; choose none, luminance or histogram")
-
     def vectors(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
         """Each painting's vector for `image` (the content at its size): kept in `prepared` unless the
         paintings' colours are moved to this content's first (histogram)."""

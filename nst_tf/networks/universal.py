@@ -398,11 +398,6 @@ class UniversalPainter(painting.Painter):
             return self.cascade_tiled(image, transform, tile, report)
         return np.asarray(self.cascade(tf.constant(image[None], tf.float32), transform)[0].numpy(), np.float32)
 
-    def check(self, options) -> None:
-        super().check(options)
-        if options.preserve_colors not in ("none", "luminance", "histogram"):
-            raise NstError(f"unknown preserve_colors {options.preserve_colors!r}; choose none, luminance or histogram")
-
     def render(self, content, prepared, options, callbacks=()) -> np.ndarray:
         """`content` painted in the manner of the prepared paintings in one pass of the cascade:
         float32 `[H, W, 3]`. Options (`nst_tf.painting.Options`): style_size: the paintings'
