@@ -36,7 +36,7 @@ from typing import Callable, Dict, NamedTuple, Optional
 from nst_tf import files
 from nst_tf.errors import NstError
 from nst_tf import weights as weights_lib
-from nst_tf.config import Config
+from nst_tf.config import Objective, Optimisation
 
 ENV = "NST_TF_AUTOTUNE"
 MODES = ("cached", "remeasure", "off")
@@ -246,8 +246,8 @@ def measure(weights: str = "auto", log: Callable[[str], None] = None) -> dict:
     log = log or (lambda line: sys.stderr.write(line + "\n"))
     start = time.perf_counter()
     gpu = gpu_name()
-    cfg = Config(size=SIZE, scales=1, optimizer="adam", weights=weights, memory_check=False)
-    layers = list(cfg.content_layers) + list(cfg.style_layers)
+    spec = Objective(weights=weights)  # the default objective
+    layers = list(spec.content_layers) + list(spec.style_layers)
     try:
         layer_weights = weights_lib.load(weights, "vgg19")
     except NstError:
@@ -275,12 +275,12 @@ def measure(weights: str = "auto", log: Callable[[str], None] = None) -> dict:
             entry["skipped"][key] = why
             continue
         model = features.build_feature_model(layers, "vgg19", layer_weights=layer_weights, precision=precision)
-        adam = optimize.make_optimizer(cfg)
+        adam = optimize.make_optimizer(Optimisation(optimizer="adam"))
         image, opt_state = content, adam.init(content)
         t0 = time.perf_counter()
         try:
-            targets = losses.compute_targets(model, content, style, cfg)
-            loss_fn = lambda x, model=model, targets=targets: losses.objective(model, targets, cfg, x, per_image=True)  # noqa: E731
+            targets = losses.compute_targets(model, content, style, spec)
+            loss_fn = lambda x, model=model, targets=targets: losses.objective(model, targets, spec, x, per_image=True)  # noqa: E731
             step = optimize.CompiledStep(optimize.make_step(loss_fn, adam), jit_compile=xla)
             image, opt_state, loss, _, _ = step(image, opt_state)  # traces (and compiles)
             loss.numpy()

@@ -220,9 +220,9 @@ class Runner:
         if self.plan.painter != "network":  # one feature network for every group
             if strategy is not None:
                 with strategy.scope():
-                    model = features.model_for(cfg)
+                    model = features.model_for(cfg.objective, cfg.precision)
             else:
-                model = features.model_for(cfg)
+                model = features.model_for(cfg.objective, cfg.precision)
         self.painter = painters.for_plan(self.plan, model=model, strategy=strategy)
         if not self.painter.takes_paintings:
             raise NstError(

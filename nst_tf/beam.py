@@ -73,7 +73,7 @@ def build(pipeline, groups: Sequence[List[batch.Job]], cfg: Config, output_dir: 
         pipeline
         | "Batches" >> beam.Create([[tuple(job) for job in group] for group in groups])
         | "Spread" >> beam.Reshuffle()
-        | "Stylize" >> beam.ParDo(StylizeFn(vars(cfg), output_dir, evaluate))
+        | "Stylize" >> beam.ParDo(StylizeFn(cfg.options(), output_dir, evaluate))
         | "Gather" >> beam.combiners.ToList()
         | "Manifest" >> beam.Map(write_manifest, output_dir)
     )

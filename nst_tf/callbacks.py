@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
@@ -214,7 +214,7 @@ class TensorBoard(AcrossScales):
                 self.writer = tf.summary.create_file_writer(self.logdir)
             except (tf.errors.OpError, OSError) as err:
                 raise NstError(f"cannot write TensorBoard logs to {self.logdir}: {err}") from None
-            rows = "\n".join(f"| {k} | {v} |" for k, v in vars(transfer.config).items())
+            rows = "\n".join(f"| {k} | {v} |" for k, v in transfer.config.options().items())
             with self.writer.as_default():
                 self._write(
                     "config", "| option | value |\n| --- | --- |\n" + rows, "text", summary_pb2.DATA_CLASS_TENSOR
@@ -333,13 +333,13 @@ class LossPlot(AcrossScales):
 
     def on_step_end(self, transfer, step, loss, terms):
         super().on_step_end(transfer, step, loss, terms)
-        cfg = transfer.config
+        spec = transfer.config.objective  # the weights of the terms
         self.steps.append(self.done)
         weighted = {
             "total": loss,
-            f"content x {cfg.content_weight:g}": cfg.content_weight * terms["content"],
-            f"style x {cfg.style_weight:g}": cfg.style_weight * terms["style"],
-            f"tv x {cfg.tv_weight:g}": cfg.tv_weight * terms["tv"],
+            f"content x {spec.content_weight:g}": spec.content_weight * terms["content"],
+            f"style x {spec.style_weight:g}": spec.style_weight * terms["style"],
+            f"tv x {spec.tv_weight:g}": spec.tv_weight * terms["tv"],
         }
         for name, value in weighted.items():
             self.curves.setdefault(name, []).append(value)
@@ -381,26 +381,27 @@ class LossPlot(AcrossScales):
         image_io.save_image(self.path, rgba[..., :3].copy())
 
 
-def default_callbacks(cfg, progress: bool = True, total_steps: Optional[int] = None) -> list:
-    """The callbacks `cfg` asks for (snapshots, TensorBoard, contact sheet, loss plot), after a
-    progress bar if `progress`. `total_steps`: the run's steps over all scales."""
-    total_steps = total_steps if total_steps is not None else sum(n for _, _, n in cfg.scale_plan())
+def default_callbacks(outputs, total_steps: int, progress: bool = True) -> list:
+    """The callbacks the output options (`config.Outputs`) ask for (snapshots, TensorBoard, contact
+    sheet, loss plot), after a progress bar if `progress`. `total_steps`: the run's steps over all
+    scales."""
     callbacks = [ProgressBar()] if progress else []
-    if cfg.save_every:
-        callbacks.append(Snapshots(cfg.save_every, cfg.snapshot_dir))
-    if cfg.logdir:
-        callbacks.append(TensorBoard(cfg.logdir, cfg.log_every))
-    if cfg.contact_sheet:
-        callbacks.append(ContactSheet(cfg.contact_sheet, total_steps, cfg.contact_sheet_frames))
-    if cfg.loss_plot:
-        callbacks.append(LossPlot(cfg.loss_plot))
+    if outputs.save_every:
+        callbacks.append(Snapshots(outputs.save_every, outputs.snapshot_dir))
+    if outputs.logdir:
+        callbacks.append(TensorBoard(outputs.logdir, outputs.log_every))
+    if outputs.contact_sheet:
+        callbacks.append(ContactSheet(outputs.contact_sheet, total_steps, outputs.contact_sheet_frames))
+    if outputs.loss_plot:
+        callbacks.append(LossPlot(outputs.loss_plot))
     return callbacks
 
 
-def check_outputs(cfg) -> None:
-    """Fails early, before any work, if a report file `cfg` names cannot be written."""
-    for path in (cfg.contact_sheet, cfg.loss_plot):
+def check_outputs(outputs) -> None:
+    """Fails early, before any work, if a report file the output options (`config.Outputs`) name
+    cannot be written."""
+    for path in (outputs.contact_sheet, outputs.loss_plot):
         if path:
             image_io.check_output_path(path)
-    if cfg.loss_plot:
-        LossPlot(cfg.loss_plot)  # matplotlib is there
+    if outputs.loss_plot:
+        LossPlot(outputs.loss_plot)  # matplotlib is there

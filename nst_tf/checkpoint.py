@@ -20,7 +20,6 @@ from nst_tf.callbacks import Callback
 from nst_tf import config as config_lib
 from nst_tf.errors import NstError
 
-# Options that change what is written along the way, or how, not the result (`Config`'s field kinds).
 MAX_TO_KEEP = 2
 
 
@@ -29,14 +28,14 @@ MAX_TO_KEEP = 2
 FORMAT = 2
 
 
-def settings_hash(cfg, images) -> str:
-    """`config.settings_hash` of the settings that shape the result, the checkpoint format, and the
-    input images (arrays: content, styles, masks)."""
+def settings_hash(settings: dict, images) -> str:
+    """`config.settings_hash` of the settings that shape the result (`config.result_settings`),
+    the checkpoint format, and the input images (arrays: content, styles, masks)."""
     blobs = []
     for image in images:
         image = np.ascontiguousarray(image, np.float32)
         blobs.append(str(image.shape).encode() + image.tobytes())
-    return config_lib.settings_hash({"format": FORMAT, **config_lib.result_settings(cfg)}, blobs)
+    return config_lib.settings_hash({"format": FORMAT, **settings}, blobs)
 
 
 def _tracked(state, optimizer, settings: str = ""):
@@ -109,15 +108,16 @@ class Resume(NamedTuple):
         )
 
 
-def for_run(cfg, images) -> Tuple[Checkpoints, Optional[Resume]]:
-    """A run's checkpoints, in `cfg.checkpoint_dir`: the saver (a callback) for the run with `cfg` on
-    `images` (content, styles, masks: arrays), and with `cfg.resume` the checkpoint to resume from
-    (None: from the start)."""
-    settings = settings_hash(cfg, images)
-    resume = latest(cfg.checkpoint_dir, settings, cfg.force) if cfg.resume else None
-    if cfg.resume and resume is None:
-        sys.stderr.write(f"nst-tf: no checkpoint in {cfg.checkpoint_dir} yet: starting from the beginning\n")
-    return Checkpoints(cfg.checkpoint_dir, cfg.checkpoint_every, settings), resume
+def for_run(outputs, settings: dict, images) -> Tuple[Checkpoints, Optional[Resume]]:
+    """A run's checkpoints, in `outputs.checkpoint_dir` (`outputs`: `config.Outputs`): the saver
+    (a callback) for the run with the result-shaping `settings` (`config.result_settings`) on
+    `images` (content, styles, masks: arrays), and with `outputs.resume` the checkpoint to resume
+    from (None: from the start)."""
+    digest = settings_hash(settings, images)
+    resume = latest(outputs.checkpoint_dir, digest, outputs.force) if outputs.resume else None
+    if outputs.resume and resume is None:
+        sys.stderr.write(f"nst-tf: no checkpoint in {outputs.checkpoint_dir} yet: starting from the beginning\n")
+    return Checkpoints(outputs.checkpoint_dir, outputs.checkpoint_every, digest), resume
 
 
 def latest(directory: str, settings: str, force: bool = False) -> Optional[Resume]:

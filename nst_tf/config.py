@@ -7,6 +7,7 @@ The defaults here are the `configs/default.cfg` preset (a test keeps the two equ
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import os
@@ -303,9 +304,26 @@ class Config(Runtime, Outputs, Optimisation, Painting, Objective):
         kind = GROUPS[name]
         return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
 
-    @property
+    # Each group as the code below the doors takes it (made once per Config).
+    @functools.cached_property
     def objective(self) -> Objective:
         return self.group("objective")
+
+    @functools.cached_property
+    def painting(self) -> Painting:
+        return self.group("painting")
+
+    @functools.cached_property
+    def optimisation(self) -> Optimisation:
+        return self.group("optimisation")
+
+    @functools.cached_property
+    def outputs(self) -> Outputs:
+        return self.group("outputs")
+
+    @functools.cached_property
+    def runtime(self) -> Runtime:
+        return self.group("runtime")
 
     @property
     def effective_style_size(self) -> int:
@@ -326,10 +344,15 @@ class Config(Runtime, Outputs, Optimisation, Painting, Objective):
     def scale_plan(self) -> Tuple[Tuple[int, Optional[int], int], ...]:
         """Coarse to fine: `(size, style_size, steps)` per scale that runs, the last at `size`
         (`nst_tf.schedule`, which the export runs on tensors)."""
-        return tuple((s.size, s.style_size, s.steps) for s in schedule.scale_plan(self, self.size) if s.runs)
+        scales = schedule.scale_plan(self.painting, self.optimisation, self.size)
+        return tuple((s.size, s.style_size, s.steps) for s in scales if s.runs)
 
     def replace(self, **changes) -> "Config":
         return make_config(self, **changes)
+
+    def options(self) -> dict:
+        """Every option by name (the fields only, not the groups cached on the instance)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def field_names():
@@ -349,7 +372,7 @@ def result_settings(cfg: Config) -> dict:
     """The options that shape a result (every kind but "output" and "runtime"), JSON-ready: what a
     batch manifest records, and what every resume check (checkpoints, batches, clips) hashes."""
     shaping = fields_of_kind("shapes")
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items() if k in shaping}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.options().items() if k in shaping}
 
 
 def settings_hash(fields: dict, blobs=()) -> str:

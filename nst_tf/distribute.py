@@ -74,11 +74,12 @@ def is_chief(strategy) -> bool:
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
-def split(state, strategy: tf.distribute.Strategy, model, targets, cfg):
+def split(state, strategy: tf.distribute.Strategy, model, targets, spec, opt, jit_compile: bool):
     """A run's batch split across `strategy`'s replicas (each gets consecutive images, at least
     one), for the one driver (`nst_tf.driver.drive`): given the run's state (`driver.RunState`), its
-    feature model, targets and config, returns `(stepper, the split run state, join)`, where
-    `join(state)` brings a split run state back into one.
+    feature model, targets, objective (`config.Objective`), optimisation options
+    (`config.Optimisation`) and whether to compile with XLA, returns `(stepper, the split run state, join)`, where `join(state)` brings a split run
+    state back into one.
 
     The optimiser starts afresh on the replicas. A non-finite step is an error here (the
     one-device run recovers from it: its Adam rate lives in a variable, which one XLA-compiled step
@@ -92,8 +93,8 @@ def split(state, strategy: tf.distribute.Strategy, model, targets, cfg):
             f"{len(images)} image(s) for {replicas} devices: give each device at least one image "
             "(or use fewer --devices)"
         )
+    optimizer = optimize.make_optimizer(opt)
     bounds = np.cumsum([0] + [len(p) for p in np.array_split(np.arange(len(images)), replicas)])
-    optimizer = optimize.make_optimizer(cfg)
 
     def shard(value):
         """A `[B, ...]` array as per-replica slices of the batch."""
@@ -111,7 +112,7 @@ def split(state, strategy: tf.distribute.Strategy, model, targets, cfg):
 
     def pure_step(image, state, content):
         mine = losses.Targets(content=content, styles=targets.styles)
-        return optimize.make_step(lambda x: losses.objective(model, mine, cfg, x, per_image=True), optimizer)(
+        return optimize.make_step(lambda x: losses.objective(model, mine, spec, x, per_image=True), optimizer)(
             image, state
         )
 
@@ -122,7 +123,7 @@ def split(state, strategy: tf.distribute.Strategy, model, targets, cfg):
     def replica_step(image, state, content):
         replica = int(tf.get_static_value(tf.distribute.get_replica_context().replica_id_in_sync_group))
         if replica not in compiled_steps:
-            compiled_steps[replica] = optimize.CompiledStep(pure_step, jit_compile=cfg.jit == "on")
+            compiled_steps[replica] = optimize.CompiledStep(pure_step, jit_compile=jit_compile)
         image, state, loss, terms, finite = compiled_steps[replica](image, state, content)
         return image, state, loss, terms, tf.reshape(finite, [1])  # [1]: each replica's, gathered
 

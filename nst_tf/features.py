@@ -79,13 +79,14 @@ def build_feature_model(
     return model
 
 
-def model_for(cfg):
-    """The feature model a `Config` asks for: its content and style layers, backbone, weights,
-    precision (resolved: `nst_tf.plan.resolve` turns "auto" into one) and pooling."""
+def model_for(spec, precision: str):
+    """The feature model an objective (`config.Objective`) needs: its content and style layers,
+    backbone, weights and pooling, at `precision` (resolved: `nst_tf.plan.resolve` turns "auto"
+    into one)."""
     return build_feature_model(
-        list(cfg.content_layers) + list(cfg.style_layers),
-        cfg.backbone,
-        cfg.weights,
-        precision=cfg.precision,
-        pooling=cfg.pooling,
+        list(spec.content_layers) + list(spec.style_layers),
+        spec.backbone,
+        spec.weights,
+        precision=precision,
+        pooling=spec.pooling,
     )

@@ -6,7 +6,7 @@ Every term is per image, a `[B]` vector: a batch of images is optimised as B ind
 (each image's loss depends on that image alone). `objective` averages over the batch unless
 asked for the per-image vector.
 
-Style statistics (`STYLE_STATISTICS`, chosen by `Config.style_loss`) compare the distribution of an
+Style statistics (`STYLE_STATISTICS`, chosen by the objective's `style_loss`, `config.Objective`) compare the distribution of an
 activation's positions (`h*w` vectors of `c` channels) with the style image's:
 - "gram": Gram matrices, the uncentred second moments (Gatys et al.);
 - "poly": MMD with the polynomial kernel `(x.y / s + 1)^2`, `s` the style's mean squared norm
@@ -333,18 +333,19 @@ class Wasserstein(Statistic):
 STYLE_STATISTICS = ("gram", "poly", "gaussian", "meanstd", "w2")
 
 
-def style_statistic(cfg):
-    """The statistic `cfg.style_loss` names (see the module docstring)."""
+def style_statistic(spec):
+    """The statistic `spec.style_loss` names (see the module docstring); `spec`: the objective's
+    options (`config.Objective`)."""
     kinds = {
-        "gram": lambda: Gram(cfg.gram_norm),
+        "gram": lambda: Gram(spec.gram_norm),
         "poly": Poly,
         "gaussian": Gaussian,
         "meanstd": MeanStd,
         "w2": Wasserstein,
     }
-    if cfg.style_loss not in kinds:
-        raise ValueError(f"unknown style loss {cfg.style_loss!r}")
-    return kinds[cfg.style_loss]()
+    if spec.style_loss not in kinds:
+        raise ValueError(f"unknown style loss {spec.style_loss!r}")
+    return kinds[spec.style_loss]()
 
 
 def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor], norm: str = "mean") -> tf.Tensor:
@@ -402,43 +403,46 @@ def compute_targets(
     model,
     content: tf.Tensor,
     style,
-    cfg,
+    spec,
     blend: Optional[Sequence[float]] = None,
     masks: Optional[Sequence[tf.Tensor]] = None,
+    seed: int = 0,
 ) -> Targets:
     """Content activations of `content` (`[1, H, W, 3]`) and the style statistics of each style
-    image (`style`: one `[1, h, w, 3]` tensor or a sequence of them).
+    image (`style`: one `[1, h, w, 3]` tensor or a sequence of them), for the objective `spec`
+    (`config.Objective`: its layers and style statistic).
 
     blend: each style's share of the style term (normalised to sum to one; default equal).
     masks: per style, a `[H, W]` mask in [0, 1] at the content's size: the region it paints.
+    seed: the seed of a statistic's random parameters (the MMD kernels' projections).
     """
     styles = [style] if isinstance(style, (tf.Tensor, tf.Variable)) or getattr(style, "ndim", 0) == 4 else list(style)
     blend = [1.0] * len(styles) if blend is None else [float(b) for b in blend]
     shares = [b / sum(blend) for b in blend]
-    need_content = cfg.content_layers or (masks is not None and cfg.style_layers)
+    need_content = spec.content_layers or (masks is not None and spec.style_layers)
     content_features = model(content, training=False) if need_content else {}
-    statistic = style_statistic(cfg)
+    statistic = style_statistic(spec)
     style_targets = []
     for k, (image, share) in enumerate(zip(styles, shares)):
-        style_features = model(image, training=False) if cfg.style_layers else {}
+        style_features = model(image, training=False) if spec.style_layers else {}
         stats = {
-            name: statistic.target(style_features[name], seed=(cfg.seed, 1000 * k + i))
-            for i, name in enumerate(cfg.style_layers)
+            name: statistic.target(style_features[name], seed=(seed, 1000 * k + i))
+            for i, name in enumerate(spec.style_layers)
         }
-        region = None if masks is None else layer_masks(masks[k], content_features, cfg.style_layers)
+        region = None if masks is None else layer_masks(masks[k], content_features, spec.style_layers)
         style_targets.append(StyleTarget(stats, share, region))
-    return Targets(content={name: content_features[name] for name in cfg.content_layers}, styles=tuple(style_targets))
+    return Targets(content={name: content_features[name] for name in spec.content_layers}, styles=tuple(style_targets))
 
 
 def objective(
-    model, targets: Targets, cfg, image: tf.Tensor, content_weight=None, style_weight=None, per_image: bool = False
+    model, targets: Targets, spec, image: tf.Tensor, content_weight=None, style_weight=None, per_image: bool = False
 ):
     """The total loss of `image` and its terms: a pure function of the image tensor.
 
     total = content_weight * content + style_weight * style + tv_weight * tv, where content is the
     mean over content layers and style the blend-weighted sum over style images of each one's
     weighted mean over style layers (layer weights summing to one), each layer's error per
-    `cfg.style_loss` and `cfg.loss_norm`. `content_weight` and `style_weight` (numbers or scalar
+    `spec` (`config.Objective`: `style_loss`, `loss_norm`, the weights). `content_weight` and `style_weight` (numbers or scalar
     tensors, as a serving request supplies) override the config's.
     Returns `(total, terms)`: "content", "style", "tv", "style/<layer>" (blended over styles),
     and with several styles "style_<k>" (k from 1) for each style's own term.
@@ -448,9 +452,9 @@ def objective(
     Computed as `objective_from_sums(objective_sums(...))`, the form `nst_tf.tiling` adds up
     over tiles.
     """
-    sums = objective_sums(model(image, training=False), targets, cfg)
-    tv = total_variation(image, cfg.tv_loss)
-    return objective_from_sums(sums, targets, cfg, tv, content_weight, style_weight, per_image)
+    sums = objective_sums(model(image, training=False), targets, spec)
+    tv = total_variation(image, spec.tv_loss)
+    return objective_from_sums(sums, targets, spec, tv, content_weight, style_weight, per_image)
 
 
 class Counts(NamedTuple):
@@ -461,7 +465,7 @@ class Counts(NamedTuple):
     masks: Tuple[Optional[Dict[str, tf.Tensor]], ...]
 
 
-def objective_sums(features: Mapping[str, tf.Tensor], targets: Targets, cfg, counts: Optional[Counts] = None):
+def objective_sums(features: Mapping[str, tf.Tensor], targets: Targets, spec, counts: Optional[Counts] = None):
     """Every term's moments: `{"content": {layer: [B]}, "style": ({layer: statistic sums}, ...)}`
     (one dict per style image), each a sum over positions (see `Statistic`).
 
@@ -477,11 +481,11 @@ def objective_sums(features: Mapping[str, tf.Tensor], targets: Targets, cfg, cou
             values = tf.cast(counts.positions[name], error.dtype) * tf.cast(tf.shape(error)[3], error.dtype)
             content[name] = tf.reduce_sum(error, axis=[1, 2, 3]) / values
     styles = []
-    if cfg.style_layers:
-        statistic = style_statistic(cfg)
+    if spec.style_layers:
+        statistic = style_statistic(spec)
         for k, style in enumerate(targets.styles):
             own = {}
-            for name in cfg.style_layers:
+            for name in spec.style_layers:
                 mask = None if style.masks is None else style.masks[name]
                 total = None
                 if counts is not None:
@@ -492,24 +496,24 @@ def objective_sums(features: Mapping[str, tf.Tensor], targets: Targets, cfg, cou
 
 
 def objective_from_sums(
-    sums, targets: Targets, cfg, tv: tf.Tensor, content_weight=None, style_weight=None, per_image: bool = False
+    sums, targets: Targets, spec, tv: tf.Tensor, content_weight=None, style_weight=None, per_image: bool = False
 ):
     """`objective` from the whole image's `objective_sums` and its total variation `tv` (`[B]`)."""
     zero = tf.zeros_like(tv)
     terms = {}
-    content = [_relative_to(sums["content"][name], target, cfg.loss_norm) for name, target in targets.content.items()]
+    content = [_relative_to(sums["content"][name], target, spec.loss_norm) for name, target in targets.content.items()]
     terms["content"] = content_loss_of(content) if content else zero
     terms["style"] = zero
-    if targets.styles and cfg.style_layers:
-        statistic = style_statistic(cfg)
+    if targets.styles and spec.style_layers:
+        statistic = style_statistic(spec)
         per_layer = {}
         for k, (style, own_sums) in enumerate(zip(targets.styles, sums["style"])):
             errors = {}
-            for name in cfg.style_layers:
-                errors[name] = statistic.error_from(own_sums[name], style.stats[name], cfg.loss_norm)
+            for name in spec.style_layers:
+                errors[name] = statistic.error_from(own_sums[name], style.stats[name], spec.loss_norm)
                 if style.masks is not None:  # an empty region: no pull at all (its statistic is undefined)
                     errors[name] *= mask_present(style.masks[name])
-            own = style_loss(errors, cfg.layer_weights)
+            own = style_loss(errors, spec.layer_weights)
             if len(targets.styles) > 1:
                 terms[f"style_{k + 1}"] = own
             terms["style"] = own * style.weight if k == 0 else terms["style"] + own * style.weight
@@ -517,9 +521,9 @@ def objective_from_sums(
                 per_layer[name] = value * style.weight if k == 0 else per_layer[name] + value * style.weight
         terms.update({f"style/{name}": value for name, value in per_layer.items()})
     terms["tv"] = tv
-    content_weight = cfg.content_weight if content_weight is None else content_weight
-    style_weight = cfg.style_weight if style_weight is None else style_weight
-    total = content_weight * terms["content"] + style_weight * terms["style"] + cfg.tv_weight * terms["tv"]
+    content_weight = spec.content_weight if content_weight is None else content_weight
+    style_weight = spec.style_weight if style_weight is None else style_weight
+    total = content_weight * terms["content"] + style_weight * terms["style"] + spec.tv_weight * terms["tv"]
     if per_image:
         return total, terms
     return tf.reduce_mean(total), {name: tf.reduce_mean(value) for name, value in terms.items()}

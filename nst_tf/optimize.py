@@ -271,15 +271,15 @@ class Lbfgs:
         return state.x + each(state.t) * state.d, state
 
 
-def make_optimizer(cfg, variable_rate: bool = False):
-    """The optimiser `cfg` names; `variable_rate` holds Adam's learning rate in a `tf.Variable`
-    (so `recover` can change it under a compiled step)."""
-    if cfg.optimizer == "adam":
-        rate = tf.Variable(cfg.learning_rate, trainable=False, dtype=tf.float32) if variable_rate else cfg.learning_rate
-        return Adam(rate, cfg.beta_1, cfg.beta_2, cfg.epsilon)
-    if cfg.optimizer == "lbfgs":
-        return Lbfgs(cfg.lbfgs_memory)
-    raise NstError(f"unknown optimizer {cfg.optimizer!r}")
+def make_optimizer(opt, variable_rate: bool = False):
+    """The optimiser the optimisation options `opt` (`config.Optimisation`) name; `variable_rate`
+    holds Adam's learning rate in a `tf.Variable` (so `recover` can change it under a compiled step)."""
+    if opt.optimizer == "adam":
+        rate = tf.Variable(opt.learning_rate, trainable=False, dtype=tf.float32) if variable_rate else opt.learning_rate
+        return Adam(rate, opt.beta_1, opt.beta_2, opt.epsilon)
+    if opt.optimizer == "lbfgs":
+        return Lbfgs(opt.lbfgs_memory)
+    raise NstError(f"unknown optimizer {opt.optimizer!r}")
 
 
 def make_step(loss_fn: Callable, optimizer) -> Callable:

@@ -99,7 +99,8 @@ def stylize(
     painter.check(opts)
     extra = list(callbacks or ())
     if painter.optimises:
-        extra = callbacks_lib.default_callbacks(cfg, progress) + extra
+        total = sum(steps for _, _, steps in cfg.scale_plan())
+        extra = callbacks_lib.default_callbacks(cfg.outputs, total, progress) + extra
     elif progress:
         extra = [callbacks_lib.ProgressBar()] + extra
     batched = isinstance(content, (list, tuple))

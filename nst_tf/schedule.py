@@ -60,14 +60,15 @@ class Scale(NamedTuple):
     runs: Any
 
 
-def scale_plan(cfg, size, ops: Ops = PY) -> List[Scale]:
-    """The scales of `cfg` for an output of longest side `size` (`cfg.size` locally; a request's
-    in the export): `cfg.scales` sizes growing geometrically from `cfg.start_size` (default:
-    size / 2**(scales-1)) to `size`, each style side in proportion."""
-    n = cfg.scales
+def scale_plan(painting, opt, size, ops: Ops = PY) -> List[Scale]:
+    """The scales of the optimisation options `opt` (`config.Optimisation`) for an output of
+    longest side `size` (`painting.size` locally; a request's in the export): `opt.scales` sizes
+    growing geometrically from `opt.start_size` (default: size / 2**(scales-1)) to `size`, each
+    style side in proportion (`painting`: `config.Painting`, its style size or scale)."""
+    n = opt.scales
     size_f = ops.real(size)
-    if cfg.start_size:
-        start = ops.real(cfg.start_size)
+    if opt.start_size:
+        start = ops.real(opt.start_size)
     else:
         start = ops.real(ops.at_least_1(ops.whole(size_f / 2.0 ** (n - 1))))
     plan = []
@@ -76,12 +77,12 @@ def scale_plan(cfg, size, ops: Ops = PY) -> List[Scale]:
             scale_size, runs = size, True
         else:
             scale_size = ops.whole(start * (size_f / start) ** (i / (n - 1)))
-            runs = True if cfg.start_size else scale_size >= MIN_SCALE_SIZE
-        if cfg.style_size is not None:
-            style_size = ops.at_least_1(ops.whole(cfg.style_size * ops.real(scale_size) / cfg.size))
-        elif cfg.style_scale != 1:
-            style_size = ops.at_least_1(ops.whole(ops.real(scale_size) * cfg.style_scale))
+            runs = True if opt.start_size else scale_size >= MIN_SCALE_SIZE
+        if painting.style_size is not None:
+            style_size = ops.at_least_1(ops.whole(painting.style_size * ops.real(scale_size) / painting.size))
+        elif painting.style_scale != 1:
+            style_size = ops.at_least_1(ops.whole(ops.real(scale_size) * painting.style_scale))
         else:
             style_size = None
-        plan.append(Scale(scale_size, style_size, cfg.scale_steps[i] if cfg.scale_steps else cfg.steps, runs))
+        plan.append(Scale(scale_size, style_size, opt.scale_steps[i] if opt.scale_steps else opt.steps, runs))
     return plan

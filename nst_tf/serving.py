@@ -97,7 +97,7 @@ def scale_plan(cfg: Config, size):
     `stylize` skips; the same function `Config.scale_plan` runs on Python numbers."""
     return [
         (s.size, s.size if s.style_size is None else s.style_size, s.steps, s.runs)
-        for s in schedule.scale_plan(cfg, tf.cast(size, tf.int32), schedule.TF)
+        for s in schedule.scale_plan(cfg.painting, cfg.optimisation, tf.cast(size, tf.int32), schedule.TF)
     ]
 
 
@@ -110,7 +110,7 @@ class _Graph:
 
     def __init__(self, cfg: Config, limits: Limits, model, graph_weights: GraphWeights, jit: bool):
         self.cfg, self.limits, self.model, self.weights = cfg, limits, model, graph_weights
-        self.optimizer = optimize.make_optimizer(cfg)
+        self.optimizer = optimize.make_optimizer(cfg.optimisation)
         self.optimise = tf.function(self._optimise, jit_compile=jit)
 
     def _optimise(self, values, content, style, init, steps, content_weight, style_weight):
@@ -121,9 +121,10 @@ class _Graph:
         def model(x, training=False):
             return self.model.stateless_call([], values, x, training=training)[0]
 
-        targets = losses.compute_targets(model, content, style, cfg)
+        targets = losses.compute_targets(model, content, style, cfg.objective, seed=cfg.seed)
         step = optimize.make_step(
-            lambda image: losses.objective(model, targets, cfg, image, content_weight, style_weight), self.optimizer
+            lambda image: losses.objective(model, targets, cfg.objective, image, content_weight, style_weight),
+            self.optimizer,
         )
 
         def body(i, image, state):
@@ -247,7 +248,7 @@ class ExportedModule(tf.Module):
             "precision": precision,
             "xla": jit,
             "precision_choice": choice.reason,
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.options().items()},
         }
         info_json = json.dumps(self.info, indent=2, sort_keys=True)
         scalars = [

@@ -65,16 +65,17 @@ def _silent(stage: str, done: int, total: int) -> None:
 class TiledObjective:
     """`losses.objective` and its gradient for `[B, H, W, 3]` images, computed tile by tile.
 
-    model: the feature model (`features.model_for(cfg)`); tile: the owned tile side in pixels.
+    model: the feature model (`features.model_for`); spec: the objective (`config.Objective`); tile:
+    the owned tile side in pixels; seed: the seed of a statistic's random parameters.
     `targets(...)` must be called once (it fixes the content's size) before `loss_and_grad`.
     Passes report each tile they finish to the `report(stage, done, total)` given to them (`step`).
     """
 
-    def __init__(self, model, cfg, tile: int):
-        self.model, self.cfg, self.tile = model, cfg, tile
-        self.layers = list(dict.fromkeys(list(cfg.content_layers) + list(cfg.style_layers)))
-        self.geometry = geometry.of_layers(self.layers, cfg.backbone)
-        names = vgg.layer_names(cfg.backbone)
+    def __init__(self, model, spec, tile: int, seed: int = 0):
+        self.model, self.spec, self.tile, self.seed = model, spec, tile, seed
+        self.layers = list(dict.fromkeys(list(spec.content_layers) + list(spec.style_layers)))
+        self.geometry = geometry.of_layers(self.layers, spec.backbone)
+        names = vgg.layer_names(spec.backbone)
         self.strides = {name: 2 ** sum(n.endswith("pool") for n in names[: names.index(name)]) for name in self.layers}
         self._functions = {
             "features": tf.function(self._owned_features),
@@ -91,7 +92,7 @@ class TiledObjective:
     def _windows(self, tile: Tile, hw) -> Dict[str, Tuple[int, int, int, int]]:
         """Per layer, the tile's owned positions in the whole layer's coordinates."""
         return {
-            name: owned_window(tile, vgg.layer_hw(hw, name, self.cfg.backbone), self.strides[name])
+            name: owned_window(tile, vgg.layer_hw(hw, name, self.spec.backbone), self.strides[name])
             for name in self.layers
         }
 
@@ -125,7 +126,7 @@ class TiledObjective:
     def _tile_sums(self, image, part: Part):
         owned = self._owned_features(image, part.windows)
         styles = tuple(style._replace(masks=masks) for style, masks in zip(self._targets.styles, part.masks))
-        return losses.objective_sums(owned, losses.Targets(part.content, styles), self.cfg, self._counts)
+        return losses.objective_sums(owned, losses.Targets(part.content, styles), self.spec, self._counts)
 
     def _tile_grad(self, image, part: Part, cotangents):
         with tf.GradientTape() as tape:
@@ -145,8 +146,8 @@ class TiledObjective:
         total variation, the image; with the per-image scale to multiply the gradient back by."""
         with tf.GradientTape() as tape:
             tape.watch([tf.nest.flatten(sums), image])
-            tv = losses.total_variation(image, self.cfg.tv_loss)
-            loss, terms = losses.objective_from_sums(sums, self._targets, self.cfg, tv, per_image=True)
+            tv = losses.total_variation(image, self.spec.tv_loss)
+            loss, terms = losses.objective_from_sums(sums, self._targets, self.spec, tv, per_image=True)
             scale = tf.stop_gradient(tf.maximum(tf.abs(loss), 1e-30) / optimize.LOSS_SCALE)
             scaled = tf.reduce_sum(loss / scale)
         cotangents, tv_grad = tape.gradient(scaled, [sums, image], unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -170,35 +171,35 @@ class TiledObjective:
         """`losses.compute_targets` tile by tile: `contents` `[B, H, W, 3]`, `styles` `[h, w, 3]`
         each, `masks` `[H, W]` each (one per style) or None. Fixes the size of the images this
         objective takes, and precomputes each tile's part of the targets."""
-        cfg = self.cfg
+        spec = self.spec
         hw = contents.shape[1:3]
         self.hw = hw
         content = {}
-        if cfg.content_layers:
+        if spec.content_layers:
             full = {
                 name: np.zeros(
-                    (contents.shape[0], *vgg.layer_hw(hw, name, cfg.backbone), vgg.channels(name)), np.float32
+                    (contents.shape[0], *vgg.layer_hw(hw, name, spec.backbone), vgg.channels(name)), np.float32
                 )
-                for name in cfg.content_layers
+                for name in spec.content_layers
             }
 
             def gather(tile, owned):
-                for name in cfg.content_layers:
+                for name in spec.content_layers:
                     r0, r1, c0, c1 = self._windows(tile, hw)[name]
                     full[name][:, r0:r1, c0:c1] = tf.cast(owned[name], tf.float32).numpy()
 
             self._reduce(contents, gather)
             content = {name: tf.constant(value) for name, value in full.items()}
         blend = [1.0] * len(styles) if blend is None else [float(b) for b in blend]
-        statistic = losses.style_statistic(cfg)
+        statistic = losses.style_statistic(spec)
         style_targets = []
         for k, style in enumerate(styles):
-            stats = self._style_stats(statistic, style[None], k) if cfg.style_layers else {}
+            stats = self._style_stats(statistic, style[None], k) if spec.style_layers else {}
             region = None if masks is None else self._layer_masks(masks[k], hw)
             style_targets.append(losses.StyleTarget(stats, blend[k] / sum(blend), region))
         self._targets = losses.Targets(content, tuple(style_targets))
         self._counts = losses.Counts(
-            {name: float(np.prod(vgg.layer_hw(hw, name, cfg.backbone))) for name in self.layers},
+            {name: float(np.prod(vgg.layer_hw(hw, name, spec.backbone))) for name in self.layers},
             tuple(
                 None if t.masks is None else {n: tf.reduce_sum(m) for n, m in t.masks.items()} for t in style_targets
             ),
@@ -208,32 +209,32 @@ class TiledObjective:
 
     def _style_stats(self, statistic, style: np.ndarray, k: int):
         """One style image's statistic per style layer, from its tiles' sums."""
-        cfg, hw = self.cfg, style.shape[1:3]
-        counts = {name: float(np.prod(vgg.layer_hw(hw, name, cfg.backbone))) for name in cfg.style_layers}
-        params = {name: {} for name in cfg.style_layers}
-        seeds = {name: (cfg.seed, 1000 * k + i) for i, name in enumerate(cfg.style_layers)}
+        spec, hw = self.spec, style.shape[1:3]
+        counts = {name: float(np.prod(vgg.layer_hw(hw, name, spec.backbone))) for name in spec.style_layers}
+        params = {name: {} for name in spec.style_layers}
+        seeds = {name: (self.seed, 1000 * k + i) for i, name in enumerate(spec.style_layers)}
         if type(statistic).param_sums is not losses.Statistic.param_sums:  # random features: drawn first
             param_sums = self._reduce(
                 style,
                 lambda tile, owned: {
-                    n: statistic.param_sums(losses.positions(owned[n], total=counts[n])) for n in cfg.style_layers
+                    n: statistic.param_sums(losses.positions(owned[n], total=counts[n])) for n in spec.style_layers
                 },
             )
-            params = {name: statistic.params(param_sums[name], seeds[name]) for name in cfg.style_layers}
+            params = {name: statistic.params(param_sums[name], seeds[name]) for name in spec.style_layers}
         sums = self._reduce(
             style,
             lambda tile, owned: {
-                n: statistic.sums(losses.positions(owned[n], total=counts[n]), params[n]) for n in cfg.style_layers
+                n: statistic.sums(losses.positions(owned[n], total=counts[n]), params[n]) for n in spec.style_layers
             },
         )
-        return {name: statistic.target_from(sums[name], params[name]) for name in cfg.style_layers}
+        return {name: statistic.target_from(sums[name], params[name]) for name in spec.style_layers}
 
     def _layer_masks(self, mask: np.ndarray, hw) -> Dict[str, tf.Tensor]:
         """As `losses.layer_masks`, at each style layer's whole size."""
         mask = tf.convert_to_tensor(mask, tf.float32)[None, :, :, None]
         return {
-            name: tf.image.resize(mask, vgg.layer_hw(hw, name, self.cfg.backbone), method="area")[..., 0]
-            for name in self.cfg.style_layers
+            name: tf.image.resize(mask, vgg.layer_hw(hw, name, self.spec.backbone), method="area")[..., 0]
+            for name in self.spec.style_layers
         }
 
     def _part(self, tile: Tile) -> Part:
@@ -266,8 +267,8 @@ class TiledObjective:
     def loss(self, image):
         """`(loss [B], terms)` of `image`, as `losses.objective(..., per_image=True)`."""
         image = np.asarray(image, np.float32)
-        tv = losses.total_variation(tf.constant(image), self.cfg.tv_loss)
-        return losses.objective_from_sums(self.sums(image), self._targets, self.cfg, tv, per_image=True)
+        tv = losses.total_variation(tf.constant(image), self.spec.tv_loss)
+        return losses.objective_from_sums(self.sums(image), self._targets, self.spec, tv, per_image=True)
 
     def loss_and_grad(self, image, report=_silent):
         """`(loss [B], terms, gradient)` as `optimize.loss_and_grad` gives them for the untiled

@@ -14,6 +14,7 @@ import tensorflow as tf
 from nst_tf import color, driver, features, image_io, losses, optimize, painting, planner, tensor_image, tiling
 from nst_tf import plan as plan_lib
 from nst_tf.callbacks import Callback, tile_reporter
+from nst_tf import config as config_lib
 from nst_tf.config import INITS, Config
 from nst_tf.errors import Interrupted, NstError
 from nst_tf.vgg import MIN_SIDE
@@ -127,11 +128,11 @@ class StyleTransfer:
         self.batched = isinstance(content, (list, tuple))
         self.contents_rgb, self.content, self.styles, self.masks = prepare_images(cfg, content, style, masks)
         self.content_rgb = self.contents_rgb[0]
-        self.model = model or features.model_for(cfg)
+        self.model = model or features.model_for(cfg.objective, cfg.precision)
         missing = [name for name in cfg.content_layers + cfg.style_layers if name not in self.model.output]
         if missing:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
-        self.optimizer = optimize.make_optimizer(cfg, variable_rate=True)
+        self.optimizer = optimize.make_optimizer(cfg.optimisation, variable_rate=True)
         contents = np.stack([self.content, *self.contents_rgb[1:]])  # a batch is never grey
         self.tile = planner.choose_tile(cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents))
         self._build_objective(contents)
@@ -147,7 +148,7 @@ class StyleTransfer:
         if self.tile:
             if self.extra_loss is not None or self.retargetable:
                 raise NstError("an extra loss term (a video's temporal loss) takes an untiled run: pass --tile=off")
-            self.tiled = tiling.TiledObjective(self.model, cfg, self.tile)
+            self.tiled = tiling.TiledObjective(self.model, cfg.objective, self.tile, cfg.seed)
             self.targets = self.tiled.targets(contents, self.styles, cfg.style_blend, self.masks)
             self.loss_fn = self.tiled.loss
             self.compiled = optimize.CompiledStep(optimize.make_update(optimizer))
@@ -157,7 +158,8 @@ class StyleTransfer:
         if self.retargetable:  # the step reads variables that `retarget` assigns: one trace for every frame
             self.targets = tf.nest.map_structure(_variable, self.targets)
         # Per image: each image's gradient is its own loss's, and L-BFGS keeps one history each.
-        self.loss_fn = lambda image: losses.objective(self.model, self.targets, cfg, image, per_image=True)
+        spec = cfg.objective
+        self.loss_fn = lambda image: losses.objective(self.model, self.targets, spec, image, per_image=True)
         if self.extra_loss is not None:
             self.loss_fn = _with_extra(self.loss_fn, self.extra_loss)
         self.compiled = optimize.CompiledStep(optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on")
@@ -167,9 +169,10 @@ class StyleTransfer:
             self.model,
             tf.constant(contents),
             [_batch(s) for s in self.styles],
-            self.config,
+            self.config.objective,
             self.config.style_blend,
             self.masks,
+            seed=self.config.seed,
         )
 
     def retarget(self, content, init_image=None) -> None:
@@ -291,7 +294,15 @@ class StyleTransfer:
         if strategy is not None and strategy.num_replicas_in_sync > 1:
             if self.tiled is not None:
                 raise NstError("a tiled run takes one device: pass --tile=off, or leave out --devices")
-            stepper, self.state, join = distribute.split(self.state, strategy, self.model, self.targets, self.config)
+            stepper, self.state, join = distribute.split(
+                self.state,
+                strategy,
+                self.model,
+                self.targets,
+                self.config.objective,
+                self.config.optimisation,
+                self.config.jit == "on",
+            )
         else:
             step = self.compiled
             if self.tiled is not None:  # a tiled step tells the callbacks of each tile it finishes
@@ -357,13 +368,15 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     callbacks = list(callbacks)
     if strategy is not None and model is None:
         with strategy.scope():
-            model = features.model_for(cfg)
+            model = features.model_for(cfg.objective, cfg.precision)
     saver = resume = None
     if cfg.checkpoint_dir:
         if strategy is not None:
             raise NstError("checkpoints are not kept for a run across devices: leave out --checkpoint_dir")
 
-        saver, resume = checkpoint.for_run(cfg, [*contents, *style, *(masks or [])])
+        saver, resume = checkpoint.for_run(
+            cfg.outputs, config_lib.result_settings(cfg), [*contents, *style, *(masks or [])]
+        )
         callbacks = [saver] + callbacks
     image = transfer = None
     for index, (size, style_size, steps) in enumerate(cfg.scale_plan()):

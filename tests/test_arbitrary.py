@@ -162,3 +162,84 @@ def test_the_savedmodel_paints_what_the_painter_paints(painter, tmp_path):
     served = export.export_saved_model("arbitrary", str(tmp_path / "served"), size=96)
     got = serve_painting(served, paths[0], paths[1], 0.6, tmp_path).astype(int)
     assert got.shape == expected.shape and np.abs(got - expected).mean() < 0.5, np.abs(got - expected).mean()
+
+
+# -- training (nst-tf-train --mode=arbitrary) ---------------------------------------------------------
+
+PHOTOS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nst_tf", "assets", "photos")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"mode": "predict", "start": "scratch"}, "only arbitrary mode starts from a network"),
+        ({"mode": "arbitrary", "alpha": 0.5}, "width is fixed"),
+        ({"mode": "arbitrary", "start": "missing.keras"}, "no such network file"),
+    ],
+)
+def test_training_options_the_arbitrary_network_cannot_honour_are_refused(changes, message):
+    with pytest.raises(NstError, match=message):
+        options.TrainConfig(contents=(PHOTOS,), styles=(image_io.example_path("the_scream"),), **changes)
+
+
+def _trainable(path) -> np.ndarray:
+    """The trained parts' weights (transform and projection: the MobileNetV2 is frozen)."""
+    network = arbitrary.load_arbitrary(str(path))
+    parts = network.transform.weights + network.predict_net.get_layer("bottleneck").weights
+    return np.concatenate([w.numpy().ravel() for w in parts])
+
+
+@pytest.mark.slow
+def test_two_localhost_workers_fine_tune_the_arbitrary_network_as_one_process(tmp_path):
+    """`nst-tf-train --mode=arbitrary` on MultiWorkerMirroredStrategy (two processes on localhost,
+    `TF_CONFIG`) takes the steps one process takes on the whole batch: the chief writes the network
+    and the checkpoints; the weights move from the published ones and agree with one process's."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from test_universal import _free_ports
+
+    train = os.path.join(REPO, "scripts", "train.py")
+    args = [
+        "--mode=arbitrary",
+        f"--contents={PHOTOS}",
+        f"--styles={image_io.example_path('the_scream')},{image_io.example_path('shipwreck')}",
+        "--size=32",
+        "--style_size=64",
+        "--batch_size=2",
+        "--steps=2",
+        "--learning_rate=1e-3",
+        "--weights=embedded",
+        "--precision=float32",
+        "--jit=off",
+        "--noprogress",
+    ]
+    one = subprocess.run(
+        [sys.executable, train, *args, "--output=one.keras"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+        )
+        command = [sys.executable, train, *args, "--output=two.keras", f"--checkpoint_dir=ck{index}"]
+        procs.append(
+            subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-2000:]
+    assert os.listdir(tmp_path / "ck0") and not (tmp_path / "ck1").exists()
+    published, a, b = _trainable("arbitrary"), _trainable(tmp_path / "one.keras"), _trainable(tmp_path / "two.keras")
+    lr = 1e-3
+    assert np.median(np.abs(a - published)) > 0.5 * lr  # Adam moved the typical weight about lr a step
+    # As for the decoders (tests/test_universal.py): the worst weight may part by a step's rounding,
+    # the typical one must not.
+    assert np.max(np.abs(a - b)) <= 3 * 3.2 * lr and np.median(np.abs(a - b)) <= 0.025 * lr
+    report = json.loads((tmp_path / "one.report.json").read_text())
+    assert report["steps"] == 2

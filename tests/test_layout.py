@@ -141,6 +141,68 @@ def test_nothing_below_imports_a_door_or_the_video_package():
             assert not {d for d in deps if d.startswith("nst_tf.video")}, module
 
 
+# The modules that may read the whole `Config`: the option module, the plan, the doors (commands,
+# the page, batch and Beam, the clip runner, the SavedModel export), the painter registry, the
+# painting options' reader, and the run a plan configures (`transfer`); the trainer's `plan_for`
+# builds its plan's Config. Everything else takes an option group or built objects.
+WHOLE_CONFIG = (
+    "nst_tf.config",
+    "nst_tf.plan",
+    "nst_tf.planner",
+    "nst_tf.commands",
+    "nst_tf.app",
+    "nst_tf.batch",
+    "nst_tf.beam",
+    "nst_tf.video.run",
+    "nst_tf.serving",
+    "nst_tf.painters",
+    "nst_tf.painting",
+    "nst_tf.transfer",
+    "nst_tf.networks.train",
+)
+GROUPS = {"objective", "painting", "optimisation", "outputs", "runtime", "options"}
+
+
+def _whole_config_reads(tree) -> set:
+    """What in `tree` reaches for the whole Config: the names `cfg` or `Config`, or an attribute
+    `.config` (other than TensorFlow's and Keras's) not narrowed at once to one group."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def narrowed(node):
+        up = parents.get(node)
+        return isinstance(up, ast.Attribute) and up.attr in GROUPS
+
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in ("cfg", "Config") and not narrowed(node):
+            found.add(f"line {node.lineno}: {node.id}")
+        elif isinstance(node, ast.ImportFrom) and any(a.name == "Config" for a in node.names):
+            found.add(f"line {node.lineno}: imports Config")
+        elif isinstance(node, ast.Attribute) and node.attr == "config" and not narrowed(node):
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("tf", "keras")):
+                found.add(f"line {node.lineno}: .config")
+    return found
+
+
+def test_below_the_doors_code_takes_option_groups_or_built_objects_not_the_whole_config():
+    """Losses, features, optimisers, the schedule, tiling, checkpoints, callbacks, devices, the
+    autotuner and the networks take `config.Objective`, `Optimisation`, `Outputs`... or built objects:
+    changing an option touches its group's readers, which this test keeps countable."""
+    offenders = {}
+    for root, _, names in os.walk(PACKAGE):
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(root, name)
+            module = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+            if module.startswith(WHOLE_CONFIG):
+                continue
+            found = _whole_config_reads(ast.parse(open(path, encoding="utf-8").read()))
+            if found:
+                offenders[module] = sorted(found)
+    assert not offenders, offenders
+
+
 def test_every_command_loads_without_tensorflow():
     """A command checks its flags and files before TensorFlow loads (seconds): importing any command's
     module, and the thin cli, must not import it."""

@@ -81,7 +81,7 @@ def test_options_are_grouped_as_the_code_uses_them_and_the_trainer_shares_the_ob
     names = [
         f for group in ("objective", "painting", "optimisation", "outputs", "runtime") for f in vars(cfg.group(group))
     ]
-    assert sorted(names) == sorted(vars(cfg))  # every option in exactly one group
+    assert sorted(names) == sorted(cfg.options())  # every option in exactly one group
     with pytest.raises(NstError, match="unknown vgg19 layer"):
         Objective(content_layers="block9_conv1")  # a group checks its own options
     tc = nst_tf.TrainConfig(contents=("a.jpg",), styles=("b.jpg",), objective=cfg.objective)

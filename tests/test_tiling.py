@@ -76,12 +76,12 @@ def _both(cfg, model, content, styles, tile, masks=None, blend=None):
     """`(loss, gradient)` of a perturbed content image, untiled and tiled."""
     x = np.clip(content + 0.1 * np.random.default_rng(0).standard_normal(content.shape), 0, 1).astype(np.float32)
     targets = losses.compute_targets(
-        model, tf.constant(content), [tf.constant(s[None]) for s in styles], cfg, blend, masks
+        model, tf.constant(content), [tf.constant(s[None]) for s in styles], cfg.objective, blend, masks, seed=cfg.seed
     )
     loss, _, grad = optimize.loss_and_grad(
-        lambda im: losses.objective(model, targets, cfg, im, per_image=True), tf.constant(x)
+        lambda im: losses.objective(model, targets, cfg.objective, im, per_image=True), tf.constant(x)
     )
-    tiled = tiling.TiledObjective(model, cfg, tile)
+    tiled = tiling.TiledObjective(model, cfg.objective, tile, cfg.seed)
     tiled.targets(content, styles, blend, masks)
     tiled_loss, _, tiled_grad = tiled.loss_and_grad(x)
     assert len(tiled.grid(content.shape[1:3])) > 4
@@ -98,7 +98,7 @@ def test_the_tiled_gradient_equals_the_untiled_one_for_every_statistic_with_a_ma
     """214x320 px in tiles of 72 px (three rows of 72, 72, 70; columns 72 x 4 and 32), halo 40
     (block4's reach); the mask is random, so every tile's positions weigh differently."""
     cfg = config.Config(style_loss=statistic, size=320, **BLOCK4, **{k: RUN[k] for k in ("precision", "weights")})
-    model = features.model_for(cfg)
+    model = features.model_for(cfg.objective, cfg.precision)
     content = image_io.load_image(image_io.example_path("boston"), 320)[None]
     style = image_io.load_image(image_io.example_path("the_scream"), 256)
     mask = np.random.default_rng(1).random(content.shape[1:3]).astype(np.float32)

@@ -131,7 +131,7 @@ class Studio:
         self.painter = painters.make_painter(network, weights, self.plan.config.precision)
         if not self.painter.takes_paintings:
             raise NstError(f"{network}: the page paints any painting, so it takes a network that paints any painting")
-        self.model = features.model_for(self.plan.config)
+        self.model = features.model_for(self.plan.config.objective, self.plan.config.precision)
         self._lock = threading.Lock()  # the network paints one picture at a time
 
     def config(self, settings: Settings) -> Config:

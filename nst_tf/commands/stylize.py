@@ -54,7 +54,7 @@ def main(argv) -> int:
             print(planner.describe(scales, cfg, rate))
             print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
             return 0
-        callbacks.check_outputs(cfg)
+        callbacks.check_outputs(cfg.outputs)
         common.import_tensorflow_quietly()
         from nst_tf import painters  # after the checks above: TensorFlow loads here
 

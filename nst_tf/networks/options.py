@@ -13,7 +13,8 @@ from nst_tf.errors import NstError
 MIN_SIDE = 16  # below this the reflect padding of the transform network's first 9x9 conv cannot be formed
 QUANTIZATIONS = ("float32", "float16", "int8")  # TF Lite weights
 
-MODES = ("table", "predict", "decoder")
+MODES = ("table", "predict", "decoder", "arbitrary")
+STARTS = ("arbitrary", "scratch")  # arbitrary mode: the published weights, or a fresh transform and projection
 # The networks shipped with the package (nst_tf/assets/networks/<file>; docs/networks.md):
 # "arbitrary" is Magenta's arbitrary style network with its published weights
 # (`nst_tf.networks.arbitrary`); "demo" names the default one-pass painter, the arbitrary network
@@ -84,8 +85,13 @@ class TrainConfig:
     contents, styles: specs for `data.scan` (folders, globs, files, TFRecord shards).
     output: the network file (`.keras`) written at the end (and on Ctrl-C).
     mode: "table" (one learned embedding per style image: fixed styles), "predict" (the predict
-        head: any style image), or "decoder" (the universal painter's decoders, levels 1 to
-        `levels`, trained to reconstruct the content photos: no style images).
+        head: any style image), "decoder" (the universal painter's decoders, levels 1 to
+        `levels`, trained to reconstruct the content photos: no style images), or "arbitrary"
+        (Magenta's arbitrary network, `networks.arbitrary`: its transform and its predictor's
+        1280 -> 100 projection, from `start`; the predictor's MobileNetV2 stays as published, as
+        Ghiasi et al. kept their ImageNet-trained predictor's features).
+    start: arbitrary mode: "arbitrary" (fine-tune the published weights), "scratch" (a fresh transform
+        and projection on the published MobileNetV2), or an arbitrary network's file to go on from.
     size, style_size: training crop sides; batch_size: images per step (across all devices).
     alpha: the transform network's width multiplier.
     held_out: content images kept out of training, styled for TensorBoard and the final report.
@@ -100,8 +106,13 @@ class TrainConfig:
     mode: str = option(
         "table",
         "table: one learned embedding per style image; predict: any style image; decoder: the universal "
-        "painter's decoders (photos only, no --styles).",
+        "painter's decoders (photos only, no --styles); arbitrary: Magenta's arbitrary network (see --start).",
         MODES,
+    )
+    start: str = option(
+        "arbitrary",
+        "arbitrary mode: start from the published weights (arbitrary), a fresh transform and projection "
+        "(scratch), or an arbitrary network's file.",
     )
     levels: int = option(4, "decoder mode: decoders for VGG19 levels relu1_1 .. relu<levels>_1.")
     feature_weight: float = option(0.5, "decoder mode: weight of the feature reconstruction term (pixel: 1).")
@@ -141,6 +152,12 @@ class TrainConfig:
             )
         if self.mode not in MODES:
             raise NstError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.mode != "arbitrary" and self.start != "arbitrary":
+            raise NstError(f"start={self.start}: only arbitrary mode starts from a network (--mode=arbitrary)")
+        if self.mode == "arbitrary" and self.alpha != 1.0:
+            raise NstError("alpha: the arbitrary network's width is fixed (its transform is the published 0.25)")
+        if self.mode == "arbitrary" and self.start not in STARTS and not os.path.isfile(network_path(self.start)):
+            raise NstError(f"start={self.start}: no such network file (or {', '.join(STARTS)})")
         if self.size < MIN_SIDE or self.style_size < MIN_SIDE:
             raise NstError(f"size and style_size must be {MIN_SIDE} or more")
         if not self.learning_rate > 0 or not self.alpha > 0 or self.feature_weight < 0:

@@ -1,6 +1,7 @@
-"""Training a `StyleNetwork` with nst_tf's own objective, or the universal painter's decoders
-(`mode="decoder"`: each level reconstructs the photo, `universal.reconstruction_loss`), through the
-same driver as an optimisation.
+"""Training a `StyleNetwork` or Magenta's arbitrary network (`mode="arbitrary"`: fine-tuning the
+published weights, or a fresh transform, on your photos and paintings) with nst_tf's own objective,
+or the universal painter's decoders (`mode="decoder"`: each level reconstructs the photo,
+`universal.reconstruction_loss`), through the same driver as an optimisation.
 
 The loss of a batch is `losses.objective` on the frozen VGG19 (content, any style statistic, TV),
 with each image's content target from its own content crop and its style target from its own style
@@ -33,7 +34,7 @@ import tensorflow as tf
 from nst_tf import callbacks as callbacks_lib, driver, features, files, image_io, losses
 from nst_tf import weights as weights_lib
 from nst_tf.errors import NstError, Interrupted
-from nst_tf.networks import data, models, universal
+from nst_tf.networks import arbitrary, data, models, universal
 from nst_tf.networks.options import MODES, TrainConfig  # noqa: F401  (re-exported)
 from nst_tf import plan as plan_lib
 from nst_tf.config import Config
@@ -49,7 +50,8 @@ class Trainer:
     def __init__(self, tc: TrainConfig, strategy=None, plan=None):
         self.tc = tc
         plan = plan or plan_for(tc.objective)
-        self.cfg, self.choice = plan.config, plan.choice
+        # The objective and the precision / XLA the plan resolved: all the run reads of the plan's config.
+        self.spec, self.runtime, self.choice = plan.config.objective, plan.config.runtime, plan.choice
         self.contents = data.scan(tc.contents, "content")
         self.styles = data.scan(tc.styles, "style") if tc.styles else None
         if tc.mode == "table" and not self.styles.files:
@@ -59,6 +61,8 @@ class Trainer:
         with self.strategy.scope():
             if tc.mode == "decoder":
                 self.network = universal.UniversalNetwork(range(1, tc.levels + 1), width=tc.alpha)
+            elif tc.mode == "arbitrary":
+                self.network = arbitrary_start(tc.start)
             else:
                 names = tuple(os.path.splitext(os.path.basename(p))[0] for p in self.styles.files)
                 self.network = models.StyleNetwork(
@@ -75,17 +79,21 @@ class Trainer:
             self.optimizer.build(self.network.trainable_variables)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         if tc.mode == "decoder":  # VGG19 to each level: the targets in one pass, each output to its own level
-            arrays = weights_lib.load(self.cfg.weights, "vgg19")
-            self.vgg = universal.Encoder(arrays, self.network.levels, self.cfg.precision)
+            arrays = weights_lib.load(self.spec.weights, "vgg19")
+            self.vgg = universal.Encoder(arrays, self.network.levels, self.runtime.precision)
         else:
-            layers = list(self.cfg.content_layers) + list(self.cfg.style_layers)
-            arrays = weights_lib.load(self.cfg.weights, self.cfg.backbone)  # read and decoded once
+            layers = list(self.spec.content_layers) + list(self.spec.style_layers)
+            arrays = weights_lib.load(self.spec.weights, self.spec.backbone)  # read and decoded once
             self.vgg = features.build_feature_model(
-                layers, self.cfg.backbone, layer_weights=arrays, precision=self.cfg.precision, pooling=self.cfg.pooling
+                layers,
+                self.spec.backbone,
+                layer_weights=arrays,
+                precision=self.runtime.precision,
+                pooling=self.spec.pooling,
             )
         self.statistics = None
         if tc.mode == "predict":  # the predict head's VGG19 (the loss's arrays when it is VGG19 too)
-            vgg19 = arrays if self.cfg.backbone == "vgg19" else weights_lib.load(self.cfg.weights, "vgg19")
+            vgg19 = arrays if self.spec.backbone == "vgg19" else weights_lib.load(self.spec.weights, "vgg19")
             self.statistics = models.style_statistics(layer_weights=vgg19)
         self.checkpoint = tf.train.Checkpoint(network=self.network, optimizer=self.optimizer, step=self.step_var)
 
@@ -105,10 +113,13 @@ class Trainer:
     @functools.cached_property
     def painter(self):
         """The network being trained, ready to paint (for TensorBoard and the held-out report)."""
-
+        if self.tc.mode == "arbitrary":
+            return arbitrary.ArbitraryPainter(self.network)
         return use.Painter(self.network, self.statistics)
 
     def embedding(self, style, label):
+        if self.tc.mode == "arbitrary":  # the predictor sees the style crop whole (256 px as published)
+            return self.network.predict_net(style)
         if self.network.table is not None:
             return tf.gather(tf.convert_to_tensor(self.network.table), label)
         return self.network.head(self.statistics(style))
@@ -120,8 +131,8 @@ class Trainer:
             total, terms = universal.reconstruction_loss(self.vgg, content, targets, outputs, self.tc.feature_weight)
             return outputs[self.network.levels[-1]], total, terms
         output = self.network([content, self.embedding(style, label)])
-        targets = losses.compute_targets(self.vgg, content, style, self.cfg)
-        total, terms = losses.objective(self.vgg, targets, self.cfg, output)
+        targets = losses.compute_targets(self.vgg, content, style, self.spec)
+        total, terms = losses.objective(self.vgg, targets, self.spec, output)
         return output, total, terms
 
     def _replica_step(self, *batch):
@@ -137,7 +148,7 @@ class Trainer:
 
     def _compiled_step(self):
         if self.strategy.num_replicas_in_sync == 1:
-            return tf.function(self._replica_step, jit_compile=self.cfg.jit == "on")
+            return tf.function(self._replica_step, jit_compile=self.runtime.jit == "on")
         # The whole strategy.run in one tf.function: the gradients' all-reduce is a
         # synchronisation point, which a nested tf.function may not hold.
         return tf.function(lambda *batch: self.strategy.run(self._replica_step, batch))
@@ -245,7 +256,24 @@ def sample_outputs(trainer: Trainer, contents, size: int = 256):
         ]
     painter = trainer.painter
     style = trainer.styles.files[0] if trainer.styles.files else None
-    return [painter.paint(c, style if trainer.network.predict else None, size=size) for c in contents]
+    return [painter.paint(c, style if painter.takes_paintings else None, size=size) for c in contents]
+
+
+def arbitrary_start(start: str) -> arbitrary.ArbitraryNetwork:
+    """Arbitrary mode's network before its first step (`TrainConfig.start`): the published weights
+    (or a network file) to fine-tune, or for "scratch" a fresh transform and projection (seeded)
+    on the published MobileNetV2. Only the MobileNetV2 is frozen: its batch norms stay in inference."""
+    network = arbitrary.load_arbitrary(arbitrary.BUNDLED_NAME if start == "scratch" else start)
+    if start == "scratch":
+        fresh = arbitrary.ArbitraryNetwork()
+        base = [layer for layer in network.predict_net.layers if isinstance(layer, keras.Model)][0]
+        fresh_base = [layer for layer in fresh.predict_net.layers if isinstance(layer, keras.Model)][0]
+        fresh_base.set_weights(base.get_weights())
+        network = fresh
+    for layer in network.predict_net.layers:
+        if isinstance(layer, keras.Model):
+            layer.trainable = False
+    return network
 
 
 def plan_for(objective, precision: str = "auto", jit: str = "auto", mode=None):
@@ -291,7 +319,7 @@ def train_network(tc: TrainConfig, progress: bool = True, callbacks=(), strategy
         "images_per_second": round(steps * tc.batch_size / seconds, 2) if seconds else None,
         "skipped_files": len(skipped),
         "skipped_steps": len(trainer.recoveries),
-        "precision": trainer.cfg.precision,
+        "precision": trainer.runtime.precision,
         "held_out": evaluate_held_out(trainer, tc.held_out),
     }
     return report
@@ -308,12 +336,12 @@ def evaluate_held_out(trainer: Trainer, contents: Sequence[str], size: int = 256
             for c in contents
         ]
 
-    painter, model = trainer.painter, metrics.feature_model(trainer.cfg.weights)  # one model for every row
+    painter, model = trainer.painter, metrics.feature_model(trainer.spec.weights)  # one model for every row
     rows = []
     for content in contents:
         for k, style in enumerate(trainer.styles.files):
-            kwargs = {"style_index": k} if trainer.network.table is not None else {}
-            image = painter.paint(content, None if trainer.network.table is not None else style, size=size, **kwargs)
+            kwargs = {} if painter.takes_paintings else {"style_index": k}
+            image = painter.paint(content, style if painter.takes_paintings else None, size=size, **kwargs)
             report = metrics.evaluate(image, content, style, model=model)  # evaluate reads the files
             rows.append({"content_image": content, "style_image": style, **report})
     return rows

@@ -99,7 +99,9 @@ class _OptimisationFrames:
         from nst_tf import features  # loads TensorFlow: not at import
 
         self.plan, self.style, self.video, self.callbacks = plan, style, video, list(callbacks)
-        self.model = features.model_for(plan.config)  # one feature network for every frame
+        self.model = features.model_for(
+            plan.config.objective, plan.config.precision
+        )  # one feature network for every frame
         self.later = None  # the later frames' run, made at the second frame
         self.warped, self.weights = [], []  # per long-term slot: variables of the run's size
 
