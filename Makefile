@@ -97,13 +97,16 @@ tfjs: tfjs/style_transform/model.json
 app: $(VENV)/.nst_tf-app
 	$(VENV)/bin/nst-tf-app $(if $(wildcard tfjs/style_transform/model.json),--tfjs_dir=tfjs)
 
+# pytest-xdist: a worker per core (at most 4), each test file on one worker (its fixtures built once).
+PARALLEL = -n auto --maxprocesses=4 --dist loadfile
+
 test: $(STAMP) browser tfjs
 	$(VENV)/bin/ruff format --check nst_tf tests scripts
 	$(VENV)/bin/ruff check nst_tf tests scripts
-	NST_TF_REQUIRE_BROWSER=1 $(PY) -m pytest -q --durations=10 tests
+	NST_TF_REQUIRE_BROWSER=1 $(PY) -m pytest -q $(PARALLEL) --durations=10 tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q $(PARALLEL) -m "not slow" tests
 
 # The newest releases of everything (a scheduled or manual check; CI runs `make test`).
 test-latest:

@@ -95,7 +95,7 @@ def stylize(
     plan = plan_lib.resolve(config, **options)  # once: every scale agrees
     cfg = plan.config
     painter = for_plan(plan, network if cfg.network == "(model)" else None, model, strategy)
-    opts = painting.Options.of(cfg, style_mask=cfg.style_mask if masks is None else transfer.as_list(masks))
+    opts = painting.Options.of(cfg, style_mask=cfg.style_mask if masks is None else painting.as_images(masks))
     painter.check(opts)
     extra = list(callbacks or ())
     if painter.optimises:
@@ -104,7 +104,7 @@ def stylize(
     elif progress:
         extra = [callbacks_lib.ProgressBar()] + extra
     batched = isinstance(content, (list, tuple))
-    prepared = painter.prepare(None if style is None else transfer.as_list(style))
-    images = painter.render_many(transfer.as_list(content), prepared, opts, extra)
+    prepared = painter.prepare(None if style is None else painting.as_images(style))
+    images = painter.render_many(painting.as_images(content), prepared, opts, extra)
     images = [image_io.to_uint8(image) for image in images]
     return images if batched else images[0]

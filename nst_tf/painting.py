@@ -17,7 +17,6 @@ beside what they paint with (`transfer` for the optimisation, `networks` for the
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -89,13 +88,19 @@ class Painting:
         return self.cache[key]
 
 
-def as_images(styles) -> list:
-    """One painting or several (paths, PIL images, arrays; None for none) as a list."""
-    if styles is None:
+def as_images(images) -> list:
+    """One image or several (a list or tuple of paths, PIL images or arrays; None for none) as a
+    list: paintings, masks, or a batch of contents."""
+    if images is None:
         return []
-    if isinstance(styles, (str, os.PathLike, np.ndarray)) or hasattr(styles, "mode"):
-        return [styles]
-    return list(styles)
+    return list(images) if isinstance(images, (list, tuple)) else [images]
+
+
+def checked_strength(strength) -> float:
+    """`strength` if it is in [0, 1] (how much of the style a one-pass painter puts in), else one line."""
+    if not 0.0 <= strength <= 1.0:
+        raise NstError(f"strength must be in [0, 1], got {strength}")
+    return float(strength)
 
 
 class Painter:

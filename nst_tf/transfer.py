@@ -26,23 +26,17 @@ def _batch(rgb: np.ndarray) -> tf.Tensor:
     return tf.constant(rgb[None], dtype=tf.float32)
 
 
-def as_list(images) -> list:
-    """One image or several (a list or tuple of paths, PIL images or arrays) as a list: several
-    styles, masks, or a batch of contents."""
-    return list(images) if isinstance(images, (list, tuple)) else [images]
-
-
 def prepare_images(cfg: Config, content, style, masks=None):
     """A run's images as it sees them, `(contents_rgb, content, styles, masks)`: each content at
     `cfg.size` (a list: a batch of one size), the first as it is optimised (grey in luminance
     mode), the styles at `cfg.effective_style_size` (their colours moved to the content's in a
     colour mode), and one mask per style at the content's size (None: `cfg.style_mask`)."""
-    styles = as_list(style)
-    masks = cfg.style_mask if masks is None else as_list(masks)
+    styles = painting.as_images(style)
+    masks = cfg.style_mask if masks is None else painting.as_images(masks)
     cfg.check_styles(len(styles))
     if masks is not None and len(masks) != len(styles):
         raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
-    contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in as_list(content)]
+    contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in painting.as_images(content)]
     if not contents_rgb:
         raise NstError("no content image given")
     styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]
@@ -354,10 +348,10 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     masks = masks if masks is not None else cfg.style_mask
     batched = isinstance(content, (list, tuple))
     contents, style = (
-        [image_io.load_image(c) for c in as_list(content)],
-        [image_io.load_image(s) for s in as_list(style)],
+        [image_io.load_image(c) for c in painting.as_images(content)],
+        [image_io.load_image(s) for s in painting.as_images(style)],
     )
-    masks = None if masks is None else [image_io.load_image(m) for m in as_list(masks)]
+    masks = None if masks is None else [image_io.load_image(m) for m in painting.as_images(masks)]
     if not contents:
         raise NstError("no content image given")
     # The plan fixes each scale's tile once, for these images, from the memory available before the run.

@@ -8,6 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # cache (the subprocesses the CLI tests start inherit both). tests/test_autotune.py measures.
 os.environ["NST_TF_AUTOTUNE"] = "off"
 os.environ["NST_TF_CACHE_DIR"] = tempfile.mkdtemp(prefix="nst_tf-test-cache-")
+# Under pytest-xdist (make test runs a worker per core) each worker's TensorFlow computes an op on
+# one thread: two workers of two threads each on two cores spend their time waiting on each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -108,3 +112,16 @@ def serve_painting(model_dir, content, style, strength: float, workdir) -> np.nd
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return np.load(out)
+
+
+def free_ports(n: int) -> list:
+    """`n` localhost ports free now (for a cluster of worker processes)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

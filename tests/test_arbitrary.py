@@ -193,53 +193,52 @@ def _trainable(path) -> np.ndarray:
 def test_two_localhost_workers_fine_tune_the_arbitrary_network_as_one_process(tmp_path):
     """`nst-tf-train --mode=arbitrary` on MultiWorkerMirroredStrategy (two processes on localhost,
     `TF_CONFIG`) takes the steps one process takes on the whole batch: the chief writes the network
-    and the checkpoints; the weights move from the published ones and agree with one process's."""
+    and the checkpoints; the weights move from the published ones and agree with one process's. (The
+    other modes share this trainer and its multi-worker path; this is its test.)"""
     import json
     import subprocess
     import sys
 
-    from conftest import REPO
-    from test_universal import _free_ports
+    from conftest import REPO, free_ports
+    from nst_tf.networks import train
 
-    train = os.path.join(REPO, "scripts", "train.py")
-    args = [
+    styles = (image_io.example_path("the_scream"), image_io.example_path("shipwreck"))
+    setting = dict(size=32, style_size=64, batch_size=2, steps=2, learning_rate=1e-3)
+    tc = options.TrainConfig(
+        (PHOTOS,), styles, str(tmp_path / "one.keras"), objective=nst_tf.Config(weights="embedded").objective,
+        mode="arbitrary", **setting,
+    )  # fmt: skip
+    report = train.train_network(tc, progress=False, plan=train.plan_for(tc.objective, "float32", "off"))
+    assert report["steps"] == 2
+    args = [f"--{k}={v}" for k, v in setting.items()] + [
         "--mode=arbitrary",
         f"--contents={PHOTOS}",
-        f"--styles={image_io.example_path('the_scream')},{image_io.example_path('shipwreck')}",
-        "--size=32",
-        "--style_size=64",
-        "--batch_size=2",
-        "--steps=2",
-        "--learning_rate=1e-3",
+        f"--styles={','.join(styles)}",
         "--weights=embedded",
         "--precision=float32",
         "--jit=off",
         "--noprogress",
+        "--output=two.keras",
     ]
-    one = subprocess.run(
-        [sys.executable, train, *args, "--output=one.keras"], capture_output=True, text=True, cwd=tmp_path
-    )
-    assert one.returncode == 0, one.stderr[-2000:]
-    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    workers = [f"localhost:{p}" for p in free_ports(2)]
     procs = []
     for index in range(2):
         env = dict(
             os.environ,
             TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
         )
-        command = [sys.executable, train, *args, "--output=two.keras", f"--checkpoint_dir=ck{index}"]
+        command = [sys.executable, os.path.join(REPO, "scripts", "train.py"), *args, f"--checkpoint_dir=ck{index}"]
         procs.append(
             subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
     results = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-2000:]
-    assert os.listdir(tmp_path / "ck0") and not (tmp_path / "ck1").exists()
+    assert os.listdir(tmp_path / "ck0") and not (tmp_path / "ck1").exists()  # the chief's only
     published, a, b = _trainable("arbitrary"), _trainable(tmp_path / "one.keras"), _trainable(tmp_path / "two.keras")
     lr = 1e-3
     assert np.median(np.abs(a - published)) > 0.5 * lr  # Adam moved the typical weight about lr a step
-    # As for the decoders (tests/test_universal.py): the worst weight may part by a step's rounding,
-    # the typical one must not.
+    # Adam moves any weight by up to ~3.2 lr a step whatever its gradient's size, so the worst weight
+    # may part by rounding; the typical one must not (as for the other modes' devices test,
+    # tests/test_networks.py).
     assert np.max(np.abs(a - b)) <= 3 * 3.2 * lr and np.median(np.abs(a - b)) <= 0.025 * lr
-    report = json.loads((tmp_path / "one.report.json").read_text())
-    assert report["steps"] == 2

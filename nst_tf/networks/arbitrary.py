@@ -111,9 +111,7 @@ class ArbitraryPainter(painting.Painter):
     def embeddings(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
         """The vectors to paint with: one (the blend) without masks, else one per painting; each mixed
         with the content's own vector below strength 1."""
-        strength = options.strength
-        if not 0.0 <= strength <= 1.0:
-            raise NstError(f"strength must be in [0, 1], got {strength}")
+        strength = painting.checked_strength(options.strength)
         vectors = self.vectors(prepared, options, image)
         if options.style_mask is None:
             count = len(vectors)

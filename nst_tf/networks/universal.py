@@ -385,8 +385,7 @@ class UniversalPainter(painting.Painter):
         `masks` (one `[H, W]` per style in [0, 1]) each style paints where its mask is bright (the
         transform computed per region; where the masks add to less than 1, the content shows).
         tile: 0 (untiled) or a tile side in pixels (`cascade_tiled`: the same picture)."""
-        if not 0.0 <= strength <= 1.0:
-            raise NstError(f"strength must be in [0, 1], got {strength}")
+        strength = painting.checked_strength(strength)
         _check_side(image, self.min_side, "content")
         if masks is None:
             transform = Transform([wct.blend_levels(styles, blend)], strength, self.method)
@@ -407,9 +406,7 @@ class UniversalPainter(painting.Painter):
         "auto", "off" or a side in pixels (the same picture, tile by tile); callbacks: told of
         each tile (`callbacks.painting`). Each painting's representation at a size is computed
         once and kept in `prepared`."""
-
-        if not 0.0 <= options.strength <= 1.0:
-            raise NstError(f"strength must be in [0, 1], got {options.strength}")
+        painting.checked_strength(options.strength)
         image = image_io.load_image(content, options.size)
         _check_side(image, self.min_side, "content")
         side = options.style_size or max(image.shape[:2])

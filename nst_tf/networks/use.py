@@ -82,9 +82,7 @@ class Painter(painting.Painter):
         """The `[1, D]` embedding to paint `content` (float32 `[H, W, 3]`) with: the paintings'
         (blended by `style_blend`), or the table's row `style_index` (default 0) or its rows blended;
         strength below 1 mixes in the content's own embedding."""
-        net, strength = self.network, options.strength
-        if not 0.0 <= strength <= 1.0:
-            raise NstError(f"strength must be in [0, 1], got {strength}")
+        net, strength = self.network, painting.checked_strength(options.strength)
         style_blend, style_index = options.style_blend, options.style_index
         if prepared.images:
             if style_index is not None:
