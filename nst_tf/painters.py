@@ -104,7 +104,7 @@ def stylize(
     elif progress:
         extra = [callbacks_lib.ProgressBar()] + extra
     batched = isinstance(content, (list, tuple))
-    prepared = painter.prepare(None if style is None else painting.as_images(style))
+    prepared = painter.prepare(style)
     images = painter.render_many(painting.as_images(content), prepared, opts, extra)
     images = [image_io.to_uint8(image) for image in images]
     return images if batched else images[0]
