@@ -43,27 +43,31 @@ def _heavy_library(node) -> bool:
     return isinstance(node, ast.ImportFrom) and bool(node.module) and node.module.split(".")[0] in HEAVY
 
 
+def _modules():
+    """`(module name, source)` of every nst_tf module."""
+    for root, _, names in os.walk(PACKAGE):
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                module = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                yield module, open(path, encoding="utf-8").read()
+
+
 def _layout():
     """Per nst_tf module: `(module-level imports, function-level imports as (line, text, modules),
     whether it imports a heavy library at module level)`, nst_tf modules only."""
     found = {}
-    for root, _, names in os.walk(PACKAGE):
-        for name in names:
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(root, name)
-            module = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
-            source = open(path, encoding="utf-8").read()
-            tree = ast.parse(source)
-            top = {id(node) for node in tree.body}
-            module_level, local, heavy = set(), [], False
-            for node in ast.walk(tree):
-                if id(node) in top:
-                    module_level |= _imported(node)
-                    heavy |= _heavy_library(node)
-                elif _imported(node):
-                    local.append((node.lineno, source.splitlines()[node.lineno - 1], _imported(node)))
-            found[module] = (module_level, local, heavy)
+    for module, source in _modules():
+        tree = ast.parse(source)
+        top = {id(node) for node in tree.body}
+        module_level, local, heavy = set(), [], False
+        for node in ast.walk(tree):
+            if id(node) in top:
+                module_level |= _imported(node)
+                heavy |= _heavy_library(node)
+            elif _imported(node):
+                local.append((node.lineno, source.splitlines()[node.lineno - 1], _imported(node)))
+        found[module] = (module_level, local, heavy)
     modules = set(found)
     return {
         m: (
@@ -189,17 +193,10 @@ def test_below_the_doors_code_takes_option_groups_or_built_objects_not_the_whole
     autotuner and the networks take `config.Objective`, `Optimisation`, `Outputs`... or built objects:
     changing an option touches its group's readers, which this test keeps countable."""
     offenders = {}
-    for root, _, names in os.walk(PACKAGE):
-        for name in names:
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(root, name)
-            module = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
-            if module.startswith(WHOLE_CONFIG):
-                continue
-            found = _whole_config_reads(ast.parse(open(path, encoding="utf-8").read()))
-            if found:
-                offenders[module] = sorted(found)
+    for module, source in _modules():
+        found = set() if module.startswith(WHOLE_CONFIG) else _whole_config_reads(ast.parse(source))
+        if found:
+            offenders[module] = sorted(found)
     assert not offenders, offenders
 
 
