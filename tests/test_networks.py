@@ -325,6 +325,11 @@ NETWORK_BAD = [
     ),
     (TRAIN, [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--batch_size=3", "--devices=2"], "does not split"),
     (TRAIN, [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--batch_size=4096"], "training needs about"),
+    (
+        TRAIN,
+        [f"--contents={CONTENTS[0]}", f"--styles={STYLES[0]}", "--mode=arbitrary", "--start=missing.keras"],
+        "start=missing.keras: no such network file",
+    ),
 ]
 
 
