@@ -2,6 +2,7 @@
 
     nst-tf-train --flagfile=configs/train_universal.cfg --resume
     nst-tf-train --contents=photos/ --styles=paintings/ --mode=predict --output=mine.keras
+    nst-tf-train --contents=photos/ --styles=paintings/ --mode=arbitrary --output=mine.keras  # Magenta's network, fine-tuned
 
 Writes the network (.keras), its report beside it (mine.keras -> mine.report.json, with the
 evaluate report of --held_out images), checkpoints (--checkpoint_dir, --resume) and TensorBoard
