@@ -74,7 +74,7 @@ class Trainer:
             # Keras' loss-scale wrapper skips an update whose gradients are not finite (on every
             # replica alike); at scale 1 and no growth it changes nothing else.
             self.optimizer = keras.optimizers.LossScaleOptimizer(
-                keras.optimizers.Adam(tc.learning_rate), initial_scale=1.0, dynamic_growth_steps=2**31 - 1
+                keras.optimizers.Adam(tc.rate), initial_scale=1.0, dynamic_growth_steps=2**31 - 1
             )
             self.optimizer.build(self.network.trainable_variables)
             self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
