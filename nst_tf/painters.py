@@ -28,18 +28,19 @@ def load_network(src):
     return models.load_model(src, (models.StyleNetwork, universal.UniversalNetwork, arbitrary.ArbitraryNetwork))
 
 
-def make_painter(network, weights: str = "auto", precision: str = "float32") -> painting.Painter:
+def make_painter(network, weights: str = "auto", precision: str = "float32", objective=None) -> painting.Painter:
     """The painter of a network (see `load_network`): an `arbitrary.ArbitraryPainter` for Magenta's
-    network, a `universal.UniversalPainter` for decoders,
-    its VGG19 in `precision` ("auto": this machine's measured choice for a network, as a door's
-    plan makes it; bfloat16 halves the encoders' time on an AVX-512 BF16 CPU), else a
-    `networks.use.Painter`."""
+    network (adapting to `objective`, a `config.Objective`, when asked), a
+    `universal.UniversalPainter` for decoders, each with its VGG19 in `precision` ("auto": this
+    machine's measured choice for a network, as a door's plan makes it; bfloat16 halves the
+    encoders' time on an AVX-512 BF16 CPU), else a `networks.use.Painter`."""
     network = load_network(network)
+    with_vgg = isinstance(network, (arbitrary.ArbitraryNetwork, universal.UniversalNetwork))
+    if with_vgg and precision == "auto":
+        precision = plan_lib.resolve(network="universal", weights=weights).config.precision
     if isinstance(network, arbitrary.ArbitraryNetwork):
-        return arbitrary.ArbitraryPainter(network)
+        return arbitrary.ArbitraryPainter(network, weights, precision, objective)
     if isinstance(network, universal.UniversalNetwork):
-        if precision == "auto":
-            precision = plan_lib.resolve(network="universal", weights=weights).config.precision
         return universal.UniversalPainter(network, weights, precision)
     return use.Painter(network, weights=weights)
 
@@ -51,7 +52,7 @@ def for_plan(plan: plan_lib.Plan, network=None, model=None, strategy=None) -> pa
     cfg = plan.config
     if plan.painter == "optimisation":
         return transfer.OptimisationPainter(plan, model, strategy)
-    net = make_painter(cfg.network if network is None else network, cfg.weights, cfg.precision)
+    net = make_painter(cfg.network if network is None else network, cfg.weights, cfg.precision, cfg.objective)
     if plan.painter == "network":
         return net
     return transfer.OptimisationPainter(plan, model, strategy, start=net)

@@ -37,6 +37,7 @@ class Options(NamedTuple):
     preserve_colors: "none", "luminance" or "histogram".
     style_size: the paintings' longest side (None: the painter's default).
     tile: "auto", "off" or a tile side in pixels.
+    adapt_steps: gradient steps adapting a network to this painting and photo (0: none).
     """
 
     size: Optional[int] = 512
@@ -47,6 +48,7 @@ class Options(NamedTuple):
     preserve_colors: str = "none"
     style_size: Optional[int] = None
     tile: Any = "auto"
+    adapt_steps: int = 0
 
     @classmethod
     def of(cls, cfg, **override) -> "Options":

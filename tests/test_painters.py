@@ -32,7 +32,7 @@ def pair():
 @pytest.fixture(scope="module")
 def all_painters(embedded_weights, vgg19):
     """Each painter the registry builds, on small inputs: the optimisation (8 steps, one scale), the
-    bundled universal painter, an untrained predict network (fixed styles too), and the warm start."""
+    bundled universal painter, an untrained predict network (fixed styles too), the warm start, and Magenta's arbitrary network."""
     tf.keras.utils.set_random_seed(0)
     cfg = Config(weights="embedded", steps=8, scales=1, precision="float32", jit="off")
     optimisation = transfer.OptimisationPainter(plan.resolve(cfg, "off"), model=vgg19)
@@ -44,7 +44,8 @@ def all_painters(embedded_weights, vgg19):
     warm = transfer.OptimisationPainter(
         plan.resolve(cfg.replace(network="universal", init="network"), "off"), vgg19, start=uni
     )
-    return {"optimisation": optimisation, "universal": uni, "network": net, "warm": warm}
+    arb = nst_tf.make_painter("arbitrary", weights="embedded")
+    return {"optimisation": optimisation, "universal": uni, "network": net, "warm": warm, "arbitrary": arb}
 
 
 def _chroma(image):
@@ -61,6 +62,7 @@ HONOURED = {
     "universal": {"strength", "style_blend", "style_mask", "preserve_colors", "style_size", "tile"},
     "network": {"strength", "style_blend", "style_index", "preserve_colors", "tile"},
     "warm": {"style_blend", "style_mask", "preserve_colors", "style_size", "tile", "strength"},
+    "arbitrary": {"strength", "style_blend", "style_mask", "preserve_colors", "style_size", "tile", "adapt_steps"},
 }
 ASKED = dict(
     strength=0.5,
@@ -70,6 +72,7 @@ ASKED = dict(
     preserve_colors="luminance",
     style_size=32,
     tile="off",
+    adapt_steps=2,
 )
 
 

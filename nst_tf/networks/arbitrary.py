@@ -19,14 +19,16 @@ storage). Painting needs neither onnx nor onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from nst_tf import callbacks as callbacks_lib
-from nst_tf import color, image_io, painting, planner
+from nst_tf import color, config, image_io, painting, planner
 from nst_tf.errors import NstError
-from nst_tf.networks import models, tiled
+from nst_tf.networks import adapt, models, tiled
 
 BUNDLED_NAME = "arbitrary"
 EMBEDDING = 100
@@ -86,26 +88,56 @@ class ArbitraryPainter(painting.Painter):
     Honours strength (the style vector interpolated with the content's own, Magenta's way), blends
     (convex combinations of the paintings' vectors), regions (each painting's picture where its mask
     is bright, the content where the masks add to less than one), colour preservation, style_size
-    (the predictor's input side: 256 as trained) and tiles (exact)."""
+    (the predictor's input side: 256 as trained), tiles (exact) and adapt_steps (`networks.adapt`:
+    the network adapted to each painting and photo against `objective`, VGG in `precision`, with
+    neither regions nor strength below 1: both would pull against the adaptation's full style).
+
+    objective: the `config.Objective` adaptation minimises (default: nst_tf's default objective on
+    `weights`); weights, precision: its VGG19's."""
 
     name = "arbitrary"
-    supports = frozenset({"strength", "style_blend", "style_mask", "preserve_colors", "style_size", "tile"})
+    supports = frozenset(
+        {"strength", "style_blend", "style_mask", "preserve_colors", "style_size", "tile", "adapt_steps"}
+    )
 
-    def __init__(self, network=BUNDLED_NAME):
+    def __init__(self, network=BUNDLED_NAME, weights: str = "auto", precision: str = "float32", objective=None):
         self.network = load_arbitrary(network)
         self._vector = tf.function(self.network.predict_net, reduce_retracing=True)
         self._forward = tf.function(lambda c, v: self.network.transform([c, v]), reduce_retracing=True)
+        self.objective = objective or config.Objective(weights=weights)
+        self.precision = "float32" if precision == "auto" else precision
+        self._adapter = None
+
+    def check(self, options) -> None:
+        super().check(options)
+        if options.adapt_steps and options.style_mask is not None:
+            raise NstError("--adapt_steps adapts to the whole picture: leave out --style_mask, or --adapt_steps")
+        if options.adapt_steps and options.strength < 1.0:
+            raise NstError("--adapt_steps pulls towards the full style: leave --strength at 1, or --adapt_steps out")
+
+    def adapter(self) -> adapt.Adapter:
+        """The adapter (built on first use: it holds VGG19)."""
+        if self._adapter is None:
+            self._adapter = adapt.Adapter(self.network.transform, self.objective, self.precision)
+        return self._adapter
 
     def vector(self, image: np.ndarray, side: int = STYLE_SIZE) -> tf.Tensor:
         """The style vector `[1, 100]` of a painting (float32 `[h, w, 3]`)."""
         return self._vector(tf.constant(style_crop(image, side)[None]))
+
+    @staticmethod
+    def paintings(prepared: painting.Painting, options, image: np.ndarray) -> list:
+        """The paintings as painted with: their colours moved to `image`'s first (histogram)."""
+        if options.preserve_colors == "histogram":
+            return [color.match_color(s, image) for s in prepared.images]
+        return prepared.images
 
     def vectors(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
         """Each painting's vector for `image` (the content at its size): kept in `prepared` unless the
         paintings' colours are moved to this content's first (histogram)."""
         side = options.style_size or STYLE_SIZE
         if options.preserve_colors == "histogram":
-            return [self.vector(color.match_color(s, image), side) for s in prepared.images]
+            return [self.vector(s, side) for s in self.paintings(prepared, options, image)]
         return prepared.cached(("vectors", side), lambda: [self.vector(s, side) for s in prepared.images])
 
     def embeddings(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
@@ -144,7 +176,13 @@ class ArbitraryPainter(painting.Painter):
             masks = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., :1] for m in options.style_mask]
         vectors = self.embeddings(prepared, options, image)
         tile = planner.choose_network_tile(image.shape[:2], options.tile, TRANSFORM_ALPHA)
-        with callbacks_lib.painting(image, callbacks) as report:
+        with contextlib.ExitStack() as stack:
+            if options.adapt_steps:  # one vector: no regions (check)
+                paintings = self.paintings(prepared, options, image)
+                stack.enter_context(
+                    self.adapter().adapted(image, paintings, vectors[0], options.adapt_steps, options.style_blend)
+                )
+            report = stack.enter_context(callbacks_lib.painting(image, callbacks))
             pictures = [self._transform(image, v, tile, report) for v in vectors]
         if masks is None:
             out = pictures[0]

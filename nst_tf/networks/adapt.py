@@ -1,0 +1,103 @@
+"""The arbitrary network adapted to one painting and one photo in a few gradient steps (issue 34, 7a).
+
+Magenta's network paints any painting in one pass from its 100-number style vector; what that
+vector cannot say, a few steps of nst_tf's own objective (`losses.objective`: content and style on
+VGG, the user's objective options) can. Each step moves the conditional instance norms' gamma and
+beta offsets (the biases of their linear maps from the vector: 694 numbers at width 0.25, a
+per-channel scale and shift on top of what the vector gives) by Adam:
+
+- the transform paints the whole photo at the size asked (so each norm sees the whole picture's
+  statistics, as the final painting will);
+- VGG sees one square crop of that picture (`CROP` px, a new seeded place each step, on VGG's
+  16-px grid): a quarter of the pixels of a 512 px picture, at the picture's own scale, so the
+  strokes measured are the strokes painted; the content target is the same crop of the photo's
+  activations, the style targets the whole paintings' statistics at the picture's longest side.
+
+Chosen on the tuning set only (the bundled paintings x Boston, Chelsea, rocket; `scripts/benchmark.py
+--adapt`): moving the norms' offsets beat moving the vector (100 numbers) and every weight of the
+transform; a crop of the whole painted picture beat painting a crop (whose norms see only the crop)
+and the whole picture at half size (whose strokes are twice too large); 0.1 was the rate that kept
+improving through 20 steps. The network's own weights come back after each painting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import features, image_io, losses
+
+CROP = 256  # VGG's view per step, in pixels (a multiple of GRID)
+GRID = 16  # VGG19's largest stride at the default layers: crops start on it so activations align
+RATE = 0.1  # Adam's learning rate on the norms' offsets
+
+
+def norm_offsets(transform: keras.Model) -> list:
+    """The conditional norms' gamma and beta biases: what adaptation moves."""
+    layers = [layer for layer in transform.layers if hasattr(layer, "gamma") and hasattr(layer.gamma, "bias")]
+    return [layer.gamma.bias for layer in layers] + [layer.beta.bias for layer in layers]
+
+
+class Adapter:
+    """Adapts a style transform (`ArbitraryNetwork.transform`) for one photo and painting at a time.
+
+    spec: the objective (`config.Objective`); precision: VGG's compute precision (as a plan resolved
+    it); crop, rate: see the module docstring; seed: where the crops fall (the same inputs give the
+    same picture)."""
+
+    def __init__(self, transform: keras.Model, spec, precision: str = "float32", crop: int = CROP, rate: float = RATE, seed: int = 0):
+        self.transform, self.spec, self.crop, self.seed = transform, spec, crop, seed
+        self.model = features.model_for(spec, precision)
+        self.offsets = norm_offsets(transform)
+        self.optimizer = keras.optimizers.Adam(rate)
+        self.optimizer.build(self.offsets)
+        self._lock = threading.Lock()  # one adaptation at a time: it moves the shared network's weights
+        self._step = tf.function(self._step_fn, reduce_retracing=True)
+
+    def _step_fn(self, content, vector, targets: losses.Targets, top, left, side):
+        with tf.GradientTape() as tape:
+            picture = self.transform([content, vector])
+            crop = picture[:, top : top + side, left : left + side]
+            content_targets = {}
+            for name, full in targets.content.items():  # the same crop of the photo's activations
+                stride = tf.shape(content)[1] // tf.shape(full)[1]
+                content_targets[name] = full[:, top // stride : (top + side) // stride, left // stride : (left + side) // stride]
+            loss, _ = losses.objective(self.model, targets._replace(content=content_targets), self.spec, crop)
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.offsets), self.offsets))
+        return loss
+
+    @contextlib.contextmanager
+    def adapted(self, content: np.ndarray, paintings: Sequence[np.ndarray], vector, steps: int, blend: Optional[Sequence[float]] = None):
+        """Within the block the transform paints `content` (float32 `[H, W, 3]`) adapted to
+        `paintings` (blended by `blend`) after `steps` steps from `vector` (`[1, 100]`); its own
+        weights come back after. Yields the losses, one per step."""
+        with self._lock:
+            saved = [v.numpy() for v in self.offsets]
+            try:
+                yield self._run(content, paintings, vector, steps, blend)
+            finally:
+                for v, value in zip(self.offsets, saved):
+                    v.assign(value)
+
+    def _run(self, content, paintings, vector, steps, blend) -> list:
+        height, width = content.shape[:2]
+        side = min(self.crop, height // GRID * GRID, width // GRID * GRID)
+        longest = max(height, width)
+        styles = [tf.constant(image_io.load_image(p, longest)[None]) for p in paintings]
+        image = tf.constant(content[None])
+        targets = losses.compute_targets(self.model, image, styles, self.spec, blend)
+        for v in self.optimizer.variables[2:]:  # a fresh Adam for each adaptation (its moments)
+            v.assign(tf.zeros_like(v))
+        self.optimizer.iterations.assign(0)
+        rng = np.random.default_rng(self.seed)
+        history = []
+        for _ in range(steps):
+            top = int(rng.integers(0, (height - side) // GRID + 1)) * GRID
+            left = int(rng.integers(0, (width - side) // GRID + 1)) * GRID
+            history.append(float(self._step(image, vector, targets, tf.constant(top), tf.constant(left), side)))
+        return history
