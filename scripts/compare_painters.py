@@ -31,7 +31,9 @@ flags.DEFINE_list("styles", None, "Style images (paintings).")
 flags.DEFINE_list("painters", ["universal", "three_styles"], "Painters to compare (see the module docstring).")
 flags.DEFINE_integer("size", 512, "Output longest side.")
 flags.DEFINE_string("weights", "embedded", "VGG19 weights for the painters and the evaluation.")
-flags.DEFINE_string("precision", "float32", "The universal painter's encoder precision, and the adapted painters' VGG's.")
+flags.DEFINE_string(
+    "precision", "float32", "The universal painter's encoder precision, and the adapted painters' VGG's."
+)
 flags.DEFINE_string("json", None, "Write one JSON line per pair and painter here.")
 flags.DEFINE_string("sheet", None, "Write a contact sheet (rows: pairs; columns: content, style, painters).")
 flags.DEFINE_string("output_dir", None, "Also save each painting here.")

@@ -86,7 +86,9 @@ def test_adapting_brings_the_picture_nearer_the_painting_and_gives_the_weights_b
     one_pass = adapting.render(content, prepared, painting.Options(size=None))
     adapted = adapting.render(content, prepared, painting.Options(size=None, adapt_steps=8))
     # seeded crops: the same picture again; and the network's own weights are back after each
-    np.testing.assert_array_equal(adapting.render(content, prepared, painting.Options(size=None, adapt_steps=8)), adapted)
+    np.testing.assert_array_equal(
+        adapting.render(content, prepared, painting.Options(size=None, adapt_steps=8)), adapted
+    )
     np.testing.assert_array_equal(adapting.render(content, prepared, painting.Options(size=None)), one_pass)
     # nearer the painting by the independent NumPy report (float64 Grams of the whole picture)
     model = metrics.feature_model("embedded")

@@ -50,7 +50,15 @@ class Adapter:
     it); crop, rate: see the module docstring; seed: where the crops fall (the same inputs give the
     same picture)."""
 
-    def __init__(self, transform: keras.Model, spec, precision: str = "float32", crop: int = CROP, rate: float = RATE, seed: int = 0):
+    def __init__(
+        self,
+        transform: keras.Model,
+        spec,
+        precision: str = "float32",
+        crop: int = CROP,
+        rate: float = RATE,
+        seed: int = 0,
+    ):
         self.transform, self.spec, self.crop, self.seed = transform, spec, crop, seed
         self.model = features.model_for(spec, precision)
         self.offsets = norm_offsets(transform)
@@ -66,13 +74,22 @@ class Adapter:
             content_targets = {}
             for name, full in targets.content.items():  # the same crop of the photo's activations
                 stride = tf.shape(content)[1] // tf.shape(full)[1]
-                content_targets[name] = full[:, top // stride : (top + side) // stride, left // stride : (left + side) // stride]
+                content_targets[name] = full[
+                    :, top // stride : (top + side) // stride, left // stride : (left + side) // stride
+                ]
             loss, _ = losses.objective(self.model, targets._replace(content=content_targets), self.spec, crop)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, self.offsets), self.offsets))
         return loss
 
     @contextlib.contextmanager
-    def adapted(self, content: np.ndarray, paintings: Sequence[np.ndarray], vector, steps: int, blend: Optional[Sequence[float]] = None):
+    def adapted(
+        self,
+        content: np.ndarray,
+        paintings: Sequence[np.ndarray],
+        vector,
+        steps: int,
+        blend: Optional[Sequence[float]] = None,
+    ):
         """Within the block the transform paints `content` (float32 `[H, W, 3]`) adapted to
         `paintings` (blended by `blend`) after `steps` steps from `vector` (`[1, 100]`); its own
         weights come back after. Yields the losses, one per step."""
