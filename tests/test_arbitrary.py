@@ -13,7 +13,7 @@ import nst_tf
 from nst_tf import image_io, metrics, painting
 from nst_tf.config import Config
 from nst_tf.errors import NstError
-from nst_tf.networks import arbitrary, models, options
+from nst_tf.networks import adapt, arbitrary, models, options
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,18 @@ def test_adapting_brings_the_picture_nearer_the_painting_and_gives_the_weights_b
     model = metrics.feature_model("embedded")
     before, after = (metrics.evaluate(x, content, style, model=model) for x in (one_pass, adapted))
     assert after["style"]["mean"] < 0.9 * before["style"]["mean"]  # 0.78 here, AVX-512 and AVX2 alike
+
+
+def test_a_picture_larger_than_the_window_adapts_on_its_centre_and_is_painted_whole(adapting, monkeypatch):
+    content = image_io.load_image(image_io.example_path("boston"), 112)
+    style = image_io.load_image(image_io.example_path("the_scream"), 112)
+    prepared = adapting.prepare([style])
+    one_pass = adapting.render(content, prepared, painting.Options(size=None))
+    monkeypatch.setattr(adapt, "WINDOW", 48)  # 112 x 75 -> its centred 48 x 48
+    adapted = adapting.render(content, prepared, painting.Options(size=None, adapt_steps=3))
+    assert adapted.shape == content.shape
+    assert np.abs(adapted - one_pass).mean() > 0.01  # adapted everywhere, not only in the window
+    assert np.abs(adapted - one_pass)[:, :16].mean() > 0.01
 
 
 def test_adapting_minimises_the_objective_the_user_chose(pair):

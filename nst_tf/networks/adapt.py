@@ -11,7 +11,10 @@ per-channel scale and shift on top of what the vector gives) by Adam:
 - VGG sees one square crop of that picture (`CROP` px, a new seeded place each step, on VGG's
   16-px grid): a quarter of the pixels of a 512 px picture, at the picture's own scale, so the
   strokes measured are the strokes painted; the content target is the same crop of the photo's
-  activations, the style targets the whole paintings' statistics at the picture's longest side.
+  activations, the style targets the whole paintings' statistics at the picture's longest side;
+- a picture larger than `WINDOW` px a side adapts on its centred window of that side (the
+  transform's gradient at full size would need gigabytes for a print); the painting itself is
+  still the whole picture, in tiles as asked.
 
 Chosen on the tuning set only (the bundled paintings x Boston, Chelsea, rocket; `scripts/benchmark.py
 --adapt`): moving the norms' offsets beat moving the vector (100 numbers) and every weight of the
@@ -35,6 +38,7 @@ from nst_tf import features, image_io, losses
 CROP = 256  # VGG's view per step, in pixels (a multiple of GRID)
 GRID = 16  # VGG19's largest stride at the default layers: crops start on it so activations align
 RATE = 0.1  # Adam's learning rate on the norms' offsets
+WINDOW = 1024  # a larger picture adapts on its centred window of this side (the memory of the transform's gradient)
 
 
 def norm_offsets(transform: keras.Model) -> list:
@@ -102,15 +106,16 @@ class Adapter:
                     v.assign(value)
 
     def _run(self, content, paintings, vector, steps, blend) -> list:
-        height, width = content.shape[:2]
-        side = min(self.crop, height // GRID * GRID, width // GRID * GRID)
-        longest = max(height, width)
+        longest = max(content.shape[:2])  # the paintings at the picture's scale, however large
         styles = [tf.constant(image_io.load_image(p, longest)[None]) for p in paintings]
-        image = tf.constant(content[None])
+        height, width = (min(n, WINDOW) for n in content.shape[:2])
+        top, left = (content.shape[0] - height) // 2, (content.shape[1] - width) // 2
+        image = tf.constant(content[None, top : top + height, left : left + width])
+        side = min(self.crop, height // GRID * GRID, width // GRID * GRID)
         targets = losses.compute_targets(self.model, image, styles, self.spec, blend)
-        for v in self.optimizer.variables[2:]:  # a fresh Adam for each adaptation (its moments)
-            v.assign(tf.zeros_like(v))
-        self.optimizer.iterations.assign(0)
+        for v in self.optimizer.variables:  # a fresh Adam for each adaptation: its count and moments
+            if not v.path.endswith("learning_rate"):
+                v.assign(tf.zeros_like(v))
         rng = np.random.default_rng(self.seed)
         history = []
         for _ in range(steps):
