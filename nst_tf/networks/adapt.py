@@ -16,8 +16,9 @@ per-channel scale and shift on top of what the vector gives) by Adam:
   transform's gradient at full size would need gigabytes for a print); the painting itself is
   still the whole picture, in tiles as asked.
 
-Chosen on the tuning set only (the bundled paintings x Boston, Chelsea, rocket; `scripts/benchmark.py
---adapt`): moving the norms' offsets beat moving the vector (100 numbers) and every weight of the
+Chosen on the tuning set only (the bundled paintings x Boston, Chelsea, rocket; `scripts/compare_painters.py
+--painters=arbitrary,adapted:10`, the alternatives as throwaway variants of this module; docs/networks.md
+gives the figures): moving the norms' offsets beat moving the vector (100 numbers) and every weight of the
 transform; a crop of the whole painted picture beat painting a crop (whose norms see only the crop)
 and the whole picture at half size (whose strokes are twice too large); 0.1 was the rate that kept
 improving through 20 steps. The network's own weights come back after each painting.
