@@ -20,8 +20,8 @@ Chosen on the tuning set only (the bundled paintings x Boston, Chelsea, rocket; 
 --painters=arbitrary,adapted:10`, the alternatives as throwaway variants of this module; docs/networks.md
 gives the figures): moving the norms' offsets beat moving the vector (100 numbers) and every weight of the
 transform; a crop of the whole painted picture beat painting a crop (whose norms see only the crop)
-and the whole picture at half size (whose strokes are twice too large); 0.1 was the rate that kept
-improving through 20 steps. The network's own weights come back after each painting.
+and the whole picture at half size (whose strokes are twice too large); 0.1 was the best of the
+rates 0.05-0.3. The network's own weights come back after each painting.
 """
 
 from __future__ import annotations
