@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -64,6 +65,31 @@ def load_init_image(init: str) -> np.ndarray:
     return load_image(init)
 
 
+# The smallest side a photo may have, as given and as painted: VGG pools it four times, and the
+# networks' first 9x9 convolution reflect-pads it (`vgg.MIN_SIDE`, `networks.options.MIN_SIDE`).
+MIN_SIDE = 16
+
+
+def load_photo(src: ImageLike, max_side: Optional[int] = None, square: bool = False, name: str = "the photo"):
+    """`load_image` for the picture to be painted, with the one rule every door keeps: a photo whose
+    shorter side is under `MIN_SIDE` pixels, as given or once sized to `max_side`, is refused with
+    one line (never silently enlarged from a few pixels)."""
+    rgb = load_image(src)
+    _check_side(rgb.shape[:2], name, "")
+    if max_side:
+        rgb = resize(rgb, (max_side, max_side) if square else fit_size(rgb.shape[:2], max_side))
+        _check_side(rgb.shape[:2], name, f" at size {max_side}")
+    return rgb
+
+
+def _check_side(hw, name: str, where: str) -> None:
+    if min(hw) < MIN_SIDE:
+        raise NstError(
+            f"{name} is {hw[1]}x{hw[0]}{where}: a photo needs {MIN_SIDE} px or more on each side "
+            "(give a larger photo or size)"
+        )
+
+
 def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = False) -> np.ndarray:
     """`src` as float32 RGB in [0, 1], `[H, W, 3]`, resized (Lanczos) so its longest side is
     `max_side` (or to `max_side` x `max_side` when `square`)."""
@@ -88,44 +114,115 @@ def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = Fa
     return rgb
 
 
-def open_image(path, max_pixels: Optional[int] = None) -> Image.Image:
-    """Opens and fully decodes an image file, with clear errors for what users get wrong; more
-    than `max_pixels` (default `MAX_PIXELS`) is refused from the header."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NstError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise NstError(f"{path} is a folder, not an image file")
-    return _decode(path, path, max_pixels)
+def open_image(path, max_pixels: Optional[int] = None, max_side: Optional[int] = None) -> Image.Image:
+    """Opens and decodes an image file, with clear errors for what users get wrong; more than
+    `max_pixels` (default `MAX_PIXELS`) is refused from the header. `max_side`: see `decode`."""
+    return decode(peek(path, max_pixels=max_pixels), max_side=max_side)
 
 
-def decode_bytes(data: bytes, name: str, max_pixels: Optional[int] = None) -> Image.Image:
-    """An uploaded image's bytes, decoded with `open_image`'s checks (`name` is what errors call it):
-    more than `max_pixels` pixels (read from the header, before decoding) is refused."""
-    return _decode(io.BytesIO(data), name, max_pixels)
+def decode_bytes(data, name: str, max_pixels: Optional[int] = None, max_side: Optional[int] = None) -> Image.Image:
+    """An uploaded image (bytes, or a binary file object), decoded with `open_image`'s checks
+    (`name` is what errors call it)."""
+    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    return decode(peek(source, name, max_pixels), max_side=max_side)
 
 
-def _decode(source, name: str, max_pixels: Optional[int]) -> Image.Image:
+def peek(source, name: Optional[str] = None, max_pixels: Optional[int] = None) -> Image.Image:
+    """The image's header only (nothing decoded yet: `image.size`, `image.mode`, `image.format`
+    are known): an `NstError` for what is not an image Pillow reads, or has more than `max_pixels`
+    (default `MAX_PIXELS`). `decode` finishes it; `decode_bytes_needed` says what that will hold."""
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(source, (str, os.PathLike)):
+        name = name or os.fspath(source)
+        if not os.path.exists(source):
+            raise NstError(f"{name}: no such file")
+        if os.path.isdir(source):
+            raise NstError(f"{name} is a folder, not an image file")
+    name = name or "the image"
     try:
-        image = Image.open(source)
-        if image.width * image.height > max_pixels:
-            raise NstError(
-                f"{name} is {image.width}x{image.height}, more than {max_pixels / 1e6:g} megapixels; downscale it first"
-            )
-        frames = getattr(image, "n_frames", 1)
-        image.load()
-        if frames > 1:
-            sys.stderr.write(f"nst-tf: note: {name} has {frames} frames (an animation); using the first\n")
-    except NstError:
-        raise
+        with warnings.catch_warnings():  # our own limit applies, from the same header
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
     except Image.DecompressionBombError:
         raise NstError(f"{name} is too large to decode safely; downscale it first") from None
     except Image.UnidentifiedImageError:
         raise NstError(f"{name} is not an image Pillow can read (empty, or another kind of file)") from None
+    except Exception as err:  # a damaged header can make Pillow raise almost anything (found by fuzzing)
+        raise NstError(f"{name} cannot be decoded ({_first_line(err)}); the file may be truncated or damaged") from None
+    image.nst_tf_name = name
+    if image.width * image.height > max_pixels:
+        raise NstError(
+            f"{name} is {image.width}x{image.height}, more than {max_pixels / 1e6:g} megapixels; downscale it first"
+        )
+    return image
+
+
+# Bytes a pixel takes in Pillow's memory, by mode (RGB is stored as four bytes).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+
+
+def _draft_scale(image: Image.Image, max_side: Optional[int]) -> int:
+    """The JPEG decoder's own reduction (1, 2, 4 or 8) that keeps the longest side at least
+    `2 * max_side` (so the final Lanczos resize still has twice the pixels it makes)."""
+    if not max_side or image.format != "JPEG":
+        return 1
+    scale = max(image.size) // (2 * max_side)
+    return 8 if scale >= 8 else 4 if scale >= 4 else 2 if scale >= 2 else 1
+
+
+def decode_bytes_needed(image: Image.Image, max_side: Optional[int] = None) -> int:
+    """An upper estimate of the bytes `decode(image, max_side)` holds at its peak (read from a
+    `peek`ed header): the decoded pixels (after the JPEG decoder's own reduction), the reduced copy,
+    and the float32 RGB array `load_image` makes of it."""
+    scale = _draft_scale(image, max_side)
+    pixels = -(-image.width // scale) * -(-image.height // scale)
+    decoded = pixels * _MODE_BYTES.get(image.mode, 4)
+    kept = min(pixels, (2 * max_side) ** 2) if max_side else pixels
+    return decoded + kept * (4 + 3 * 4 * 2)  # the reduced RGB copy; float32 RGB twice (conversion, clip)
+
+
+def decode(image: Image.Image, max_side: Optional[int] = None) -> Image.Image:
+    """Finishes a `peek`ed image: decodes it (the first frame of an animation, with a note) and,
+    with `max_side`, shrinks it while decoding to no less than twice `max_side` on its longest side
+    (the JPEG decoder's own 1/2, 1/4, 1/8 scaling, then a box reduction), so a 40-megapixel upload
+    painted at 512 px never exists at full size in float32. EXIF orientation and colour profile
+    are kept for `pil_to_rgb`."""
+    name = getattr(image, "nst_tf_name", "the image")
+    try:
+        frames = getattr(image, "n_frames", 1)
+        scale = _draft_scale(image, max_side)
+        if scale > 1:
+            image.draft(image.mode if image.mode in ("RGB", "L") else None, (image.width // scale, image.height // scale))
+        image.load()
+        if frames > 1:
+            sys.stderr.write(f"nst-tf: note: {name} has {frames} frames (an animation); using the first\n")
+        factor = max(image.size) // (2 * max_side) if max_side else 1
+        if factor >= 2:
+            image = _reduce(image, factor)
+    except NstError:
+        raise
+    except Image.DecompressionBombError:
+        raise NstError(f"{name} is too large to decode safely; downscale it first") from None
     except Exception as err:  # a damaged file can make Pillow raise almost anything (found by fuzzing)
         raise NstError(f"{name} cannot be decoded ({_first_line(err)}); the file may be truncated or damaged") from None
     return image
+
+
+def _reduce(image: Image.Image, factor: int) -> Image.Image:
+    """`image` shrunk `factor` times by box averaging, in a mode that averages (palettes and
+    1-bit images first become RGB(A) and L), with its metadata (EXIF, ICC profile) kept."""
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        image = image.convert("RGB")
+    info = dict(image.info)
+    reduced = image.reduce(factor)
+    reduced.info.update(info)
+    return reduced
 
 
 def _first_line(err) -> str:

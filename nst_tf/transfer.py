@@ -36,7 +36,7 @@ def prepare_images(cfg: Config, content, style, masks=None):
     cfg.check_styles(len(styles))
     if masks is not None and len(masks) != len(styles):
         raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
-    contents_rgb = [image_io.load_image(c, cfg.size, cfg.square) for c in painting.as_images(content)]
+    contents_rgb = [image_io.load_photo(c, cfg.size, cfg.square) for c in painting.as_images(content)]
     if not contents_rgb:
         raise NstError("no content image given")
     styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import hmac
 import json
 import os
 import time
-from typing import Dict, NamedTuple, Optional
+import urllib.parse
+from typing import Callable, Dict, NamedTuple, Optional
 
 import numpy as np
 from aiohttp import WSMsgType, web
@@ -45,20 +48,23 @@ STATIC_TYPES = {
 }
 # Cross-origin isolation: TensorFlow.js's WebAssembly kernels may then run on several threads.
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
-CONNECT_SECONDS = 30  # a refine whose tab does not connect to it in this time is dropped
+TOKEN_COOKIE = "nst_tf_token"
 
 
 class _State(NamedTuple):
-    """What the handlers share: the studio and its queue, the limits, the jobs by id, and the
-    tables of what may be served (name -> path)."""
+    """What the handlers share: the studio and its queue, the limits, the memory budget and the
+    decode pool, the jobs by id, the tables of what may be served (name -> path), the token."""
 
     studio: studio_lib.Studio
     limits: studio_lib.Limits
     queue: studio_lib.Queue
+    budget: studio_lib.Budget
+    decoder: concurrent.futures.ThreadPoolExecutor
     jobs: dict
     pictures: Dict[str, tuple]
     static: Dict[str, str]
     tfjs: Dict[str, str]
+    token: Optional[str]
 
 
 STATE = web.AppKey("nst_tf", _State)
@@ -93,6 +99,31 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _token_given(request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[len("Bearer ") :]
+    return request.query.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
+
+
+@web.middleware
+async def _auth(request, handler):
+    """With a token, every route but the page's static files needs it: `Authorization: Bearer
+    <token>`, `?token=<token>` (the page opened as `/?token=...` keeps it in a same-site cookie),
+    or that cookie. Compared in constant time."""
+    token = request.app[STATE].token
+    if token is None or request.path.startswith("/static/"):
+        return await handler(request)
+    if not hmac.compare_digest(_token_given(request).encode(), token.encode()):
+        return _error(
+            401, "this server needs its token: open the page as /?token=<token>, or send Authorization: Bearer"
+        )
+    response = await handler(request)
+    if request.path == "/" and request.query.get("token"):
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+    return response
+
+
 @web.middleware
 async def _errors(request, handler):
     """A user's mistake is a 4xx with one line for the page, never a traceback."""
@@ -100,6 +131,10 @@ async def _errors(request, handler):
         response = await handler(request)
         if not isinstance(response, web.WebSocketResponse):
             response.headers.update(ISOLATION)
+        return response
+    except studio_lib.Busy as err:
+        response = _error(503, str(err))
+        response.headers["Retry-After"] = str(err.retry_after)
         return response
     except NstError as err:
         return _error(400, str(err))
@@ -109,60 +144,103 @@ async def _errors(request, handler):
 
 
 class _Form(NamedTuple):
-    """A paint or refine request, decoded and checked."""
+    """A paint or refine request, decoded and checked; `release` frees its share of the budget."""
 
     photo: np.ndarray
     paintings: list
     mask: Optional[np.ndarray]
     settings: studio_lib.Settings
     names: Optional[tuple] = None  # (the photo's file name, [the paintings'])
+    release: Callable[[], None] = lambda: None
+
+
+def safe_name(given: str, default: str) -> str:
+    """An uploaded file's name as the command line shows it: the base name, its characters other
+    than letters, digits, '.', '-' and '_' replaced by '_' (never a path, a newline or a comma,
+    which --style splits at), at most 64 characters."""
+    base = os.path.basename(given.replace("\\", "/"))
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in base)[-64:]
+    return cleaned.lstrip(".") or default
 
 
 async def _read_form(request) -> _Form:
-    """The request's form, read here and decoded in a worker thread (pictures take a while to
-    decode; the server goes on serving meanwhile)."""
+    """The request's form: every cheap check first (counts, settings, each upload's header and
+    pixels), then the request's share of the memory budget (`Busy` when it is full), then the
+    pictures decoded in the decode pool, each shrunk while decoding to the size it is painted at."""
     if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise NstError("send the pictures as a form (multipart/form-data)")
     post = await request.post()
     state = request.app[STATE]
-    return await asyncio.get_running_loop().run_in_executor(None, _decode_form, post, state.limits, state.pictures)
+    loop = asyncio.get_running_loop()
+    checked = await loop.run_in_executor(state.decoder, _check_form, post, state.limits, state.pictures)
+    release = state.budget.reserve(checked.bytes_needed)
+    try:
+        form = await loop.run_in_executor(state.decoder, _decode_form, checked)
+    except BaseException:
+        release()
+        raise
+    return form._replace(release=release)
 
 
-def _decode_form(post, limits: studio_lib.Limits, pictures) -> _Form:
-    def picture(value, what):
-        if isinstance(value, str):  # a bundled picture, by name
-            if value not in pictures:
-                raise NstError(f"no bundled picture {value!r}")
-            return image_io.load_image(pictures[value][1])
-        return studio_lib.decode_upload(value.file.read(), value.filename or what, limits)
+class _Checked(NamedTuple):
+    """A form whose headers have been read and checked, nothing decoded yet."""
 
-    def name(value, default):  # the file name the command line shows (never a path: the name only)
-        given = os.path.basename(value if isinstance(value, str) else (value.filename or ""))
-        return (given + ".jpg" if isinstance(value, str) else given).replace(
-            ",", "_"
-        ) or default  # --style splits at commas
+    photo: object  # a bundled picture's path, or a peeked upload (`image_io.peek`)
+    paintings: list
+    mask: object
+    settings: studio_lib.Settings
+    names: tuple
+    bytes_needed: int
 
-    photos = post.getall("photo", [])
+
+def _check_form(post, limits: studio_lib.Limits, pictures) -> _Checked:
+    photos, paintings = post.getall("photo", []), post.getall("painting", [])
     if len(photos) != 1:
         raise NstError("send one photo")
-    paintings = post.getall("painting", [])
     if not paintings:
         raise NstError("send at least one painting")
     if len(paintings) > limits.max_paintings:
         raise NstError(f"at most {limits.max_paintings} paintings at once")
-    photo = picture(photos[0], "the photo")
-    paintings = [picture(p, f"painting {k + 1}") for k, p in enumerate(paintings)]
+    masks = [m for m in post.getall("mask", []) if not isinstance(m, str)]
+    if len(masks) > 1:
+        raise NstError("send at most one mask")
+    studio_lib.check_regions(bool(masks), len(paintings))
     fields = {k: v for k, v in post.items() if isinstance(v, str)}
     settings = studio_lib.settings_from_form(fields, len(paintings), limits)
+
+    def header(value, what):
+        if isinstance(value, str):  # a bundled picture, by name
+            if value not in pictures:
+                raise NstError(f"no bundled picture {value!r}")
+            return pictures[value][1]
+        return image_io.peek(value.file, what, limits.max_input_pixels)
+
+    def name(value, default):  # the file name the command line shows
+        return safe_name(value, "") + ".jpg" if isinstance(value, str) else safe_name(value.filename or "", default)
+
+    photo = header(photos[0], "the photo")
+    styles = [header(p, f"painting {k + 1}") for k, p in enumerate(paintings)]
+    mask = header(masks[0], "the mask") if masks else None
+    uploads = [p for p in [photo, *styles, mask] if p is not None and not isinstance(p, str)]
+    needed = sum(image_io.decode_bytes_needed(p, settings.size) for p in uploads)
+    names = (name(photos[0], "photo.png"), [name(p, f"painting{k + 1}.png") for k, p in enumerate(paintings)])
+    return _Checked(photo, styles, mask, settings, names, needed)
+
+
+def _decode_form(form: _Checked) -> _Form:
+    size = form.settings.size
+
+    def picture(source, max_side=None):
+        if isinstance(source, str):  # a bundled picture: as the command line reads it
+            return image_io.load_image(source)
+        return image_io.load_image(image_io.decode(source, max_side))
+
+    photo = image_io.load_photo(picture(form.photo, size), size)
+    paintings = [picture(p, size) for p in form.paintings]
     mask = None
-    if "mask" in post and not isinstance(post["mask"], str):
-        rgb = studio_lib.decode_upload(post["mask"].file.read(), "the mask", limits)
-        mask = image_io.resize(rgb, image_io.fit_size(photo.shape[:2], settings.size)).mean(axis=-1)
-    names = (
-        name(photos[0], "photo.png"),
-        [name(p, f"painting{k + 1}.png") for k, p in enumerate(post.getall("painting"))],
-    )
-    return _Form(photo, paintings, mask, settings, names)
+    if form.mask is not None:
+        mask = image_io.resize(picture(form.mask, size), photo.shape[:2]).mean(axis=-1)
+    return _Form(photo, paintings, mask, form.settings, form.names)
 
 
 async def page(request):
@@ -212,19 +290,28 @@ async def picture(request):
     return web.FileResponse(found[1], headers={"Content-Type": "image/jpeg"})
 
 
+def header_text(text: str) -> str:
+    """`text` percent-encoded for an HTTP header (the page decodes it with decodeURIComponent):
+    nothing a user wrote reaches a header raw."""
+    return urllib.parse.quote(text, safe=" =-_.,/:'\"@+")
+
+
 async def paint(request):
     studio: studio_lib.Studio = request.app[STATE].studio
     form = await _read_form(request)
-    start = time.perf_counter()
-    image = await asyncio.get_running_loop().run_in_executor(
-        None, studio.paint, form.photo, form.paintings, form.settings, form.mask
-    )
-    seconds = time.perf_counter() - start
+    try:
+        start = time.perf_counter()
+        image = await asyncio.get_running_loop().run_in_executor(
+            None, studio.paint, form.photo, form.paintings, form.settings, form.mask
+        )
+        seconds = time.perf_counter() - start
+    finally:
+        form.release()
     command = studio.command(
         form.settings, len(form.paintings), refined=False, mask=form.mask is not None, names=form.names
     )
     body = studio_lib.png_bytes(image, command)
-    headers = {"X-Paint-Seconds": f"{seconds:.3f}", "X-Command": command, "Cache-Control": "no-store"}
+    headers = {"X-Paint-Seconds": f"{seconds:.3f}", "X-Command": header_text(command), "Cache-Control": "no-store"}
     return web.Response(body=body, content_type="image/png", headers=headers)
 
 
@@ -236,16 +323,21 @@ async def refine(request):
         loop.call_soon_threadsafe(events.put_nowait, event)
 
     job = studio_lib.Job(form.photo, form.paintings, form.settings, form.mask, send, form.names)
+    job.release = form.release  # held until the job ends (done, stopped, cancelled or never claimed)
     jobs = request.app[STATE].jobs
+    try:
+        place = request.app[STATE].queue.submit(job)
+    except studio_lib.Busy:
+        form.release()
+        raise
     jobs[job.id] = (job, events)
-    place = request.app[STATE].queue.submit(job)
 
     def unclaimed():
-        if job.id in jobs and not job.claimed:
+        if job.id in jobs and not job.claimed.is_set():
             request.app[STATE].queue.cancel(job)
             jobs.pop(job.id, None)
 
-    loop.call_later(CONNECT_SECONDS, unclaimed)
+    loop.call_later(studio_lib.CLAIM_SECONDS, unclaimed)
     return web.json_response({"job": job.id, "place": place})
 
 
@@ -259,10 +351,10 @@ def _wire(event: dict) -> str:
 async def job_events(request):
     jobs = request.app[STATE].jobs
     found = jobs.get(request.match_info["id"])
-    if found is None or found[0].claimed:
+    if found is None or found[0].claimed.is_set():
         raise web.HTTPNotFound()
     job, events = found
-    job.claimed = True
+    job.claimed.set()
     socket = web.WebSocketResponse(heartbeat=20)
     await socket.prepare(request)
 
@@ -292,19 +384,27 @@ async def job_events(request):
 
 
 def make_app(
-    studio: studio_lib.Studio, limits: studio_lib.Limits = studio_lib.Limits(), tfjs_dir: Optional[str] = None
+    studio: studio_lib.Studio,
+    limits: studio_lib.Limits = studio_lib.Limits(),
+    tfjs_dir: Optional[str] = None,
+    token: Optional[str] = None,
 ):
     """The aiohttp application: the page and the API over `studio`, uploads checked against
-    `limits`, and the TensorFlow.js network from `tfjs_dir` (if given) for painting in the browser."""
-    app = web.Application(client_max_size=limits.max_upload_bytes, middlewares=[_errors])
+    `limits` (docs/security.md), the TensorFlow.js network from `tfjs_dir` (if given) for painting
+    in the browser, and every route but the static files behind `token` when one is given."""
+    app = web.Application(client_max_size=limits.max_upload_bytes, middlewares=[_errors, _auth])
     app[STATE] = _State(
         studio=studio,
         limits=limits,
-        queue=studio_lib.Queue(studio),
+        queue=studio_lib.Queue(studio, limits.max_refines),
+        budget=studio_lib.Budget(limits.memory_bytes),
+        # Decoding is CPU work: no more at once than the machine has cores (at most 2).
+        decoder=concurrent.futures.ThreadPoolExecutor(min(2, os.cpu_count() or 1), "nst-tf-app decode"),
         jobs={},
         pictures=_pictures(),
         static=_files(PAGE),
         tfjs=_files(tfjs_dir, recursive=True) if tfjs_dir else {},
+        token=token or None,
     )
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", static)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import secrets
 import shlex
 import threading
@@ -29,15 +30,30 @@ from nst_tf import plan as plan_lib
 from nst_tf import painting
 
 
+def memory_budget() -> int:
+    """The default budget for decoded pictures held by requests in flight and queued: an eighth of
+    this machine's memory, at most 2 GiB (`Limits.memory_bytes`)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        total = 8 * 2**30
+    return int(min(2 * 2**30, total // 8))
+
+
 class Limits(NamedTuple):
-    """What one request may ask: upload bytes (all files together), pixels of an upload (read from
-    its header before it is decoded), the output's longest side, refine steps, paintings."""
+    """What one request may ask, and what all of them may hold: upload bytes (all files together),
+    pixels of an upload (read from its header before it is decoded), the output's longest side,
+    refine steps, paintings; refines queued or running at once; the bytes of decoded pictures that
+    requests in flight and queued may hold together (each request's share is estimated from the
+    headers before decoding; past it, 503 and Retry-After)."""
 
     max_upload_bytes: int = 20 * 2**20
     max_input_pixels: int = 40_000_000
     max_size: int = 1024
     max_steps: int = 500
     max_paintings: int = 4
+    max_refines: int = 4
+    memory_bytes: int = memory_budget()
 
 
 class Settings(NamedTuple):
@@ -86,12 +102,19 @@ def settings_from_form(form, paintings: int, limits: Limits = Limits()) -> Setti
     return settings
 
 
-def decode_upload(data: bytes, name: str, limits: Limits = Limits()) -> np.ndarray:
-    """An uploaded picture as float32 RGB `[H, W, 3]`: an `NstError` for one that is not a picture,
-    is damaged, or has more pixels than the limit (a decompression bomb is refused from its header)."""
-    if not data:
-        raise NstError(f"{name} is empty")
-    return image_io.load_image(image_io.decode_bytes(data, name, limits.max_input_pixels))
+def decode_upload(data, name: str, limits: Limits = Limits(), max_side: Optional[int] = None) -> np.ndarray:
+    """An uploaded picture (bytes or a binary file) as float32 RGB `[H, W, 3]`: an `NstError` for
+    one that is not a picture, is damaged, or has more pixels than the limit (read from the header,
+    before decoding). With `max_side`, decoded straight to no less than twice that side
+    (`image_io.decode`)."""
+    header = image_io.peek(io.BytesIO(data) if isinstance(data, bytes) else data, name, limits.max_input_pixels)
+    return image_io.load_image(image_io.decode(header, max_side))
+
+
+def check_regions(mask: bool, paintings: int) -> None:
+    """A painted region takes one or two paintings (checked before anything is decoded)."""
+    if mask and paintings > 2:
+        raise NstError("a painted region takes one or two paintings (the first inside, the second outside)")
 
 
 def region_masks(mask: Optional[np.ndarray], paintings: int) -> Optional[list]:
@@ -99,8 +122,7 @@ def region_masks(mask: Optional[np.ndarray], paintings: int) -> Optional[list]:
     painting: the first painting where it is bright and, with two paintings, the second elsewhere."""
     if mask is None:
         return None
-    if paintings > 2:
-        raise NstError("a painted region takes one or two paintings (the first inside, the second outside)")
+    check_regions(True, paintings)
     return [mask] if paintings == 1 else [mask, 1.0 - mask]
 
 
@@ -179,8 +201,51 @@ class Studio:
         return shlex.join(args + common.flag_args(cfg, fields) + ["--output=painted.png"])
 
 
+CLAIM_SECONDS = 5.0  # a refine whose tab has not opened its WebSocket in this time is dropped, never run
+
+
+class Busy(NstError):
+    """The server is full (its memory budget, or its refine queue): try again in `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Budget:
+    """Bytes of decoded pictures that requests in flight and queued may hold together: `reserve`
+    takes a request's share or raises `Busy` at once (a request larger than the whole budget is an
+    `NstError`); the returned release frees it (once, however often called)."""
+
+    def __init__(self, total: int):
+        self.total, self.used = int(total), 0
+        self._lock = threading.Lock()
+
+    def reserve(self, amount: int) -> Callable[[], None]:
+        amount = int(amount)
+        if amount > self.total:
+            raise NstError(
+                f"these pictures need about {amount / 2**20:.0f} MB to decode, more than this server's budget of "
+                f"{self.total / 2**20:.0f} MB: send smaller pictures"
+            )
+        with self._lock:
+            if self.used + amount > self.total:
+                raise Busy("the server is busy with other pictures; try again in a few seconds")
+            self.used += amount
+        released = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if not released.is_set():
+                    released.set()
+                    self.used -= amount
+
+        return release
+
+
 class Job:
-    """One tab's refine: its inputs, a stop flag, and `send(event)` (a dict) for the page."""
+    """One tab's refine: its inputs, a stop flag, and `send(event)` (a dict) for the page; `claimed`
+    once its tab opened the WebSocket; `release` frees what it holds of the budget when it ends."""
 
     def __init__(self, photo, paintings, settings: Settings, mask, send: Callable[[dict], None], names=None):
         self.id = secrets.token_urlsafe(16)  # unguessable: a tab sees only the jobs it made
@@ -188,7 +253,8 @@ class Job:
         self.names = names  # the files' names, for the command line
         self.send = send
         self.stop = threading.Event()
-        self.claimed = False  # a tab has opened its WebSocket (only one may)
+        self.claimed = threading.Event()  # a tab has opened its WebSocket (only one may)
+        self.release: Callable[[], None] = lambda: None
 
 
 class _Stream(Callback):
@@ -225,16 +291,18 @@ class Queue:
     type "done" (with the PNG and its command line), "stopped" (the same, for the last step's
     picture), "error" (a message) or none at all when it was cancelled before it ran."""
 
-    def __init__(self, studio: Studio):
-        self.studio = studio
+    def __init__(self, studio: Studio, max_jobs: int = Limits().max_refines):
+        self.studio, self.max_jobs = studio, max_jobs
         self._waiting: collections.deque = collections.deque()
         self._changed = threading.Condition()
         self.running: Optional[Job] = None
         threading.Thread(target=self._work, name="nst-tf-app refine", daemon=True).start()
 
     def submit(self, job: Job) -> int:
-        """Queues `job`; returns its place (1: next)."""
+        """Queues `job`; returns its place (1: next). `Busy` when `max_jobs` are queued or running."""
         with self._changed:
+            if len(self._waiting) + (self.running is not None) >= self.max_jobs:
+                raise Busy(f"{self.max_jobs} refines are queued or running; try again when one has finished", 10)
             self._waiting.append(job)
             self._changed.notify()
             place = len(self._waiting) + (self.running is not None) - 1
@@ -247,6 +315,7 @@ class Queue:
             if job in self._waiting:
                 self._waiting.remove(job)
                 self._tell_places()
+                job.release()  # a running job releases when its run has stopped
 
     def _tell_places(self) -> None:
         for place, waiting in enumerate(self._waiting, 1):
@@ -267,9 +336,11 @@ class Queue:
                 traceback.print_exc()
             finally:
                 self.running = None
+                job.release()
 
     def _refine(self, job: Job) -> None:
-        if job.stop.is_set():
+        if not job.claimed.wait(CLAIM_SECONDS) or job.stop.is_set():  # nobody is watching: never run
+            job.stop.set()
             return
         s, paintings = job.settings, len(job.paintings)
         command = self.studio.command(s, paintings, refined=True, mask=job.mask is not None, names=job.names)

@@ -1,11 +1,13 @@
 """nst-tf-app: a web page to paint with, served from this machine.
 
     nst-tf-app                      then open http://127.0.0.1:8765/
-    nst-tf-app --port=9000 --host=0.0.0.0     (reachable from other machines: mind who can reach it)
+    nst-tf-app --host=0.0.0.0 --token=SECRET   (other machines open http://<this machine>:8765/?token=SECRET)
 
 Drop a photo and one or more paintings (or pick the bundled ones): the universal painter's painting
 appears at once; Refine runs the optimisation from it and streams its progress; the result downloads
-as a PNG with the command line that makes it. With --tfjs_dir (`nst-tf-export-network
+as a PNG with the command line that makes it. Served beyond this machine (--host other than
+loopback), every route but the static files needs --token (or $NST_TF_APP_TOKEN); what the server
+promises and what to put in front of it: docs/security.md. With --tfjs_dir (`nst-tf-export-network
 --tfjs_dir=...`), the page can also paint in the browser with TensorFlow.js.
 """
 
@@ -19,11 +21,21 @@ from nst_tf.errors import NstError
 from nst_tf.app.studio import Limits
 
 NAME = "nst-tf-app"
+TOKEN_ENV = "NST_TF_APP_TOKEN"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def define():
 
-    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (default: this machine only).")
+    flags.DEFINE_string(
+        "host", "127.0.0.1", "Address to listen on (default: this machine only; any other needs --token)."
+    )
+    flags.DEFINE_string(
+        "token",
+        os.environ.get(TOKEN_ENV) or None,
+        f"A secret every API request must carry (Bearer header, ?token=, or the cookie the page gets from "
+        f"/?token=...). Required with a --host other than loopback. Default: ${TOKEN_ENV}.",
+    )
     flags.DEFINE_integer("port", 8765, "Port to listen on.")
     flags.DEFINE_string(
         "network",
@@ -37,6 +49,13 @@ def define():
     flags.DEFINE_integer("max_upload_mb", defaults.max_upload_bytes // 2**20, "Largest upload (all files), MB.")
     flags.DEFINE_integer("max_size", defaults.max_size, "Largest output side a page may ask for, pixels.")
     flags.DEFINE_integer("max_steps", defaults.max_steps, "Most refine steps a page may ask for.")
+    flags.DEFINE_integer("max_refines", defaults.max_refines, "Refines queued or running at once (beyond: 503).")
+    flags.DEFINE_integer(
+        "memory_mb",
+        defaults.memory_bytes // 2**20,
+        "Budget for decoded pictures held by requests in flight and queued, MB (beyond: 503). "
+        "Default: an eighth of this machine's memory, at most 2048.",
+    )
 
 
 def main(argv) -> int:
@@ -44,7 +63,12 @@ def main(argv) -> int:
     common.no_arguments(argv)
     if not 0 < fv.port < 65536:
         raise NstError(f"--port must be in 1..65535, got {fv.port}")
-    for name in ("max_upload_mb", "max_size", "max_steps"):
+    if fv.host not in LOOPBACK and not fv.token:
+        raise NstError(
+            f"--host={fv.host} serves other machines: give --token=SECRET (or ${TOKEN_ENV}) so only those who "
+            "know it can paint, or keep the default --host=127.0.0.1"
+        )
+    for name in ("max_upload_mb", "max_size", "max_steps", "max_refines", "memory_mb"):
         if fv[name].value <= 0:
             raise NstError(f"--{name} must be positive, got {fv[name].value}")
     if fv.tfjs_dir and not os.path.isfile(os.path.join(fv.tfjs_dir, "style_transform", "model.json")):
@@ -57,10 +81,17 @@ def main(argv) -> int:
 
     from nst_tf.app import server, studio  # loads aiohttp and TensorFlow: not at import
 
-    limits = studio.Limits(max_upload_bytes=fv.max_upload_mb * 2**20, max_size=fv.max_size, max_steps=fv.max_steps)
+    limits = studio.Limits(
+        max_upload_bytes=fv.max_upload_mb * 2**20,
+        max_size=fv.max_size,
+        max_steps=fv.max_steps,
+        max_refines=fv.max_refines,
+        memory_bytes=fv.memory_mb * 2**20,
+    )
     painter = studio.Studio(fv.network, fv.weights, fv.autotune)
-    app = server.make_app(painter, limits, fv.tfjs_dir)
-    ready = f"{NAME}: open http://{fv.host}:{fv.port}/ (Ctrl-C stops)"  # once the port is bound
+    app = server.make_app(painter, limits, fv.tfjs_dir, fv.token)
+    query = "?token=<your token>" if fv.token else ""
+    ready = f"{NAME}: open http://{fv.host}:{fv.port}/{query} (Ctrl-C stops)"  # once the port is bound
     try:
         web.run_app(app, host=fv.host, port=fv.port, print=lambda _: print(ready, flush=True), access_log=None)
     except OSError as err:  # the port is taken, or the address is not this machine's

@@ -162,11 +162,7 @@ class ArbitraryPainter(painting.Painter):
         return self._forward(tf.constant(image[None]), vector).numpy()[0]
 
     def render(self, content, prepared: painting.Painting, options, callbacks=()) -> np.ndarray:
-        image = image_io.load_image(content, options.size)
-        if min(image.shape[:2]) < models.MIN_SIDE:
-            raise NstError(
-                f"the content is {image.shape[1]}x{image.shape[0]}: the network needs {models.MIN_SIDE} px or more"
-            )
+        image = image_io.load_photo(content, options.size)
         masks = None
         if options.style_mask is not None:
             if len(options.style_mask) != len(prepared):

@@ -9,8 +9,8 @@ from typing import Optional, Tuple
 
 from nst_tf.config import Objective, option
 from nst_tf.errors import NstError
+from nst_tf.image_io import MIN_SIDE  # noqa: F401  (re-exported) below it the first 9x9 conv's padding cannot form
 
-MIN_SIDE = 16  # below this the reflect padding of the transform network's first 9x9 conv cannot be formed
 QUANTIZATIONS = ("float32", "float16", "int8")  # TF Lite weights
 
 MODES = ("table", "predict", "decoder", "arbitrary")

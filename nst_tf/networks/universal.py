@@ -407,7 +407,7 @@ class UniversalPainter(painting.Painter):
         each tile (`callbacks.painting`). Each painting's representation at a size is computed
         once and kept in `prepared`."""
         painting.checked_strength(options.strength)
-        image = image_io.load_image(content, options.size)
+        image = image_io.load_photo(content, options.size)
         _check_side(image, self.min_side, "content")
         side = options.style_size or max(image.shape[:2])
         mask_arrays = None

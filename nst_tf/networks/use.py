@@ -112,11 +112,7 @@ class Painter(painting.Painter):
         """One forward pass; tile: "auto" (tiled only when the untiled pass would not fit in the
         memory available), "off", or a side in pixels (`nst_tf.networks.tiled`, exact); callbacks:
         told of each tile (`callbacks.painting`)."""
-        image = image_io.load_image(content, options.size)
-        if min(image.shape[:2]) < models.MIN_SIDE:
-            raise NstError(
-                f"the content is {image.shape[1]}x{image.shape[0]}: the network needs {models.MIN_SIDE} px or more"
-            )
+        image = image_io.load_photo(content, options.size)
         embedding = self.embedding(prepared, options, image)
         tile = planner.choose_network_tile(image.shape[:2], options.tile, self.network.alpha)
         if tile:

@@ -191,7 +191,7 @@ async function paint() {
     $("result").dataset.version = String(version);
     status(`painted in ${ms.toFixed(0)} ms (the network: ${(1000 * Number(response.headers.get("X-Paint-Seconds"))).toFixed(0)} ms)`);
   };
-  showResult(url, response.headers.get("X-Command"));
+  showResult(url, decodeURIComponent(response.headers.get("X-Command") || ""));  // percent-encoded by the server
 }
 
 // ---- refine over a WebSocket --------------------------------------------------------------------
