@@ -31,11 +31,16 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
   representation for many contents.
 - `stylize_video(clip, style, output, ...)`: a clip painted frame by frame, each frame held to the
   previous paintings along the optical flow (`nst_tf.video`; the optional extra `[video]`).
+Quiet by default: TensorFlow's C++ start-up lines (device probes, "failed call to cuInit" on a
+machine without a GPU) are hidden when nst_tf is the first to load TensorFlow; `NST_TF_VERBOSE=1`
+shows them, and a `TF_CPP_MIN_LOG_LEVEL` you set is kept.
 Also: `nst_tf.autotune.resolve()` says what `precision="auto"` and `jit="auto"` are on this machine
 (each candidate timed once, cached; `Choice(precision, xla, reason)`).
 """
 
 import importlib
+import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -81,8 +86,18 @@ __all__ = sorted(_EXPORTS)
 _RENAMED = {"resolve_plan": "resolve"}
 
 
+# Modules that never load TensorFlow: everything else is imported with TensorFlow's C++ start-up
+# lines hidden, unless $NST_TF_VERBOSE=1 (or TensorFlow was already imported: its lines are shown).
+_LIGHT = {"nst_tf.config", "nst_tf.errors", "nst_tf.image_io", "nst_tf.plan", "nst_tf.networks.options"}
+VERBOSE_ENV = "NST_TF_VERBOSE"
+
+
 def __getattr__(name):
     if name in _EXPORTS:
+        if _EXPORTS[name] not in _LIGHT and "tensorflow" not in sys.modules:
+            from nst_tf import files
+
+            files.import_tensorflow_quietly(os.environ.get(VERBOSE_ENV) == "1")
         value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
         globals()[name] = value
         return value

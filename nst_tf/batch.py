@@ -3,7 +3,9 @@
 Every content image is stylised with every style image into `<output_dir>/<content>__<style>.png`.
 An output that exists is done: a re-run skips it, so a stopped job resumes where it was. Each
 output written adds one line to `<output_dir>/manifest.jsonl`: the inputs, the settings, the
-final loss terms, `nst_tf.evaluate`'s report and the timings.
+final loss terms, `nst_tf.evaluate`'s report and the timings. A batch paints what it can: every
+input is decoded before the first painting, and a job whose photo or painting is bad (or whose
+painting fails with an `NstError`) gets a line with its `error` instead; a re-run retries it.
 
 The runner (`Runner`) builds the feature network once and optimises the contents that share a
 style and a size together, `batch_size` at a time (`StyleTransfer` with a list of contents),
@@ -18,7 +20,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, Iterable, List, NamedTuple, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 from nst_tf import files, image_io, painting
 from nst_tf.callbacks import Callback
@@ -115,8 +117,10 @@ class Manifest:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and os.path.exists(os.path.join(output_dir, str(record.get("output")))):
-                self.records[record["output"]] = record
+            if not isinstance(record, dict):
+                continue
+            if "error" in record or os.path.exists(os.path.join(output_dir, str(record.get("output")))):
+                self.records[record["output"]] = record  # a failure stays listed until a re-run paints it
         if len(self.records) != len(lines):
             self._rewrite()
 
@@ -136,9 +140,32 @@ class Manifest:
             os.fsync(f.fileno())
 
 
+def failure(job: Job, reason: str) -> dict:
+    """The manifest's line for a job that could not be painted (a re-run tries it again)."""
+    return {
+        "output": job.output,
+        "content": job.content,
+        "style": job.style,
+        "error": reason,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def bad_inputs(paths: Iterable[str]) -> Dict[str, str]:
+    """`{path: one line}` for each of `paths` that does not decode as an image (each decoded fully,
+    one at a time, before any painting)."""
+    bad = {}
+    for path in sorted(set(paths)):
+        try:
+            image_io.load_image(path)
+        except NstError as err:
+            bad[path] = str(err)
+    return bad
+
+
 def output_hw(path: str, cfg: Config):
     """The size a content image is optimised at, from its header (no full decode)."""
-    with image_io.open_image(path) as image:
+    with image_io.peek(path) as image:
         w, h = image.size
     return (cfg.size, cfg.size) if cfg.square else image_io.fit_size((h, w), cfg.size)
 
@@ -284,17 +311,20 @@ class Runner:
 
 
 class Jobs(NamedTuple):
-    """What a batch will do: every (content, style) job, those whose output is missing, and those
-    grouped into batches (same style, same size, at most `batch_size`)."""
+    """What a batch will do: every (content, style) job, those whose output is missing, those of
+    them whose inputs decode grouped into batches (same style, same size, at most `batch_size`),
+    the inputs that do not decode (`{path: reason}`) and the jobs they fail (`[(job, reason)]`)."""
 
     jobs: List[Job]
     todo: List[Job]
     groups: List[List[Job]]
+    bad: Dict[str, str] = {}
+    failed: List[tuple] = []
 
 
 def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Jobs:
-    """The one plan of the batch command and the Beam pipeline; checks the options and the output
-    folder, writes nothing."""
+    """The one plan of the batch command and the Beam pipeline; checks the options, the output
+    folder and every input the missing outputs need (decoded once each), writes nothing."""
     check_config(cfg)
     if cfg.init not in INITS:
         image_io.load_init_image(cfg.init)
@@ -302,7 +332,10 @@ def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Job
         raise NstError(f"--output_dir {output_dir} is a file, not a folder")
     jobs = plan_jobs(expand(contents), expand(styles))
     todo = pending(jobs, output_dir)
-    return Jobs(jobs, todo, groups(todo, cfg, batch_size))
+    bad = bad_inputs(p for job in todo for p in (job.content, job.style))
+    failed = [(job, bad.get(job.content) or bad[job.style]) for job in todo if {job.content, job.style} & set(bad)]
+    good = [job for job in todo if not {job.content, job.style} & set(bad)]
+    return Jobs(jobs, todo, groups(good, cfg, batch_size), bad, failed)
 
 
 def steps_per_image(cfg: Config) -> int:
@@ -319,32 +352,50 @@ def run_batch(
     evaluate: bool = True,
     progress: bool = True,
     callbacks=(),
+    planned: Optional[Jobs] = None,
 ) -> dict:
     """Stylises every content with every style into `output_dir` (see the module docstring),
     skipping outputs that exist. Returns `{"written": n, "skipped": n, "seconds": s}`.
 
     contents, styles: specs for `expand`; cfg: a `Config`, or the `nst_tf.plan.Plan` a door resolved; batch_size: contents optimised together (same style
     and size); devices: split each batch across this many devices (`nst_tf.distribute`);
-    callbacks: extra callbacks for every run (e.g. `StopOnSignal`)."""
-    jobs, todo, batches = plan(contents, styles, output_dir, getattr(cfg, "config", cfg), batch_size)
+    callbacks: extra callbacks for every run (e.g. `StopOnSignal`). A job that cannot be painted
+    (a bad input, or an `NstError` while painting) is listed in the manifest with its error, and in
+    the result's `failed` (`[(output, reason)]`); the others are painted. planned: the `plan` of
+    these arguments when the caller has made it (its inputs are not decoded again)."""
+    planned = planned or plan(contents, styles, output_dir, getattr(cfg, "config", cfg), batch_size)
+    jobs, todo, batches, _, failed = planned
     os.makedirs(output_dir, exist_ok=True)
     manifest = Manifest(output_dir)
+    for job, reason in failed:
+        manifest.add(failure(job, reason))
+    failed = [(job.output, reason) for job, reason in failed]
     start = time.perf_counter()
-    if todo:
+    if batches:
         strategy = None
         if devices > 1:
             from nst_tf import distribute  # loads TensorFlow: not at import
 
             strategy = distribute.strategy(devices)
         runner = Runner(cfg, output_dir, evaluate=evaluate, strategy=strategy)
-        bar = Progress(len(todo), steps_per_image(runner.cfg)) if progress else None
+        bar = Progress(sum(map(len, batches)), steps_per_image(runner.cfg)) if progress else None
         try:
             for group in batches:
-                for record in runner.run(group, callbacks=([bar] if bar else []) + list(callbacks)):
+                try:
+                    records = runner.run(group, callbacks=([bar] if bar else []) + list(callbacks))
+                except NstError as err:  # this group cannot be painted: the others go on
+                    records = [failure(job, str(err)) for job in group]
+                    failed += [(job.output, str(err)) for job in group]
+                for record in records:
                     manifest.add(record)
                 if bar:
                     bar.finished(len(group))
         finally:
             if bar:
                 bar.close()
-    return {"written": len(todo), "skipped": len(jobs) - len(todo), "seconds": time.perf_counter() - start}
+    return {
+        "written": len(todo) - len(failed),
+        "skipped": len(jobs) - len(todo),
+        "failed": failed,
+        "seconds": time.perf_counter() - start,
+    }

@@ -8,7 +8,9 @@ whose output exists, and groups them into batches (same style and size, `--batch
 The pipeline spreads the batches over the workers; `StylizeFn` builds the feature network once
 per worker (`setup`), stylises each batch, writes each image atomically into `--output_dir` and
 emits its manifest record; the records are gathered and written into `manifest.jsonl` once, at
-the end. Flags this module does not know (`--runner`, `--project`, `--flink_master`, ...) go to
+the end. A batch that cannot be painted (an `NstError`) goes to the dead-letter output `failed`,
+and a job whose input does not decode never enters the pipeline: both are listed in the manifest
+with their error, and the pipeline goes on. Flags this module does not know (`--runner`, `--project`, `--flink_master`, ...) go to
 Beam's `PipelineOptions`, so the same command runs on Dataflow, Flink or Spark. The output
 folder must be one every worker can write (a shared or mounted file system).
 """
@@ -36,6 +38,9 @@ from nst_tf.commands import batch as batch_command
 from nst_tf import plan as plan_lib
 
 
+FAILED = "failed"  # the dead-letter output's tag
+
+
 class StylizeFn(beam.DoFn):
     """Stylises one batch of jobs (a list of `(content, style, output)`), yielding one manifest
     record per image. The feature network is built once per worker, in `setup`."""
@@ -53,8 +58,15 @@ class StylizeFn(beam.DoFn):
         jobs = [batch.Job(*job) for job in group]
         # A retried bundle finds its outputs already written: nothing is made twice.
         todo = batch.pending(jobs, self.output_dir)
-        if todo:
-            yield from self.runner.run(todo)
+        if not todo:
+            return
+        try:
+            records = self.runner.run(todo)
+        except NstError as err:  # the dead letters: this batch's jobs, with the reason; the pipeline goes on
+            for job in todo:
+                yield beam.pvalue.TaggedOutput(FAILED, batch.failure(job, str(err)))
+            return
+        yield from records
 
 
 def write_manifest(records: Iterable[dict], output_dir: str) -> int:
@@ -67,13 +79,26 @@ def write_manifest(records: Iterable[dict], output_dir: str) -> int:
     return count
 
 
-def build(pipeline, groups: Sequence[List[batch.Job]], cfg: Config, output_dir: str, evaluate: bool = True):
-    """The pipeline's steps on `pipeline`: batches in, images and the manifest out."""
-    return (
+def build(
+    pipeline,
+    groups: Sequence[List[batch.Job]],
+    cfg: Config,
+    output_dir: str,
+    evaluate: bool = True,
+    failures: Sequence[dict] = (),
+):
+    """The pipeline's steps on `pipeline`: batches in, images and the manifest out; `failures`
+    (the jobs whose inputs do not decode) and the dead letters join the manifest."""
+    painted = (
         pipeline
         | "Batches" >> beam.Create([[tuple(job) for job in group] for group in groups])
         | "Spread" >> beam.Reshuffle()
-        | "Stylize" >> beam.ParDo(StylizeFn(cfg.options(), output_dir, evaluate))
+        | "Stylize" >> beam.ParDo(StylizeFn(cfg.options(), output_dir, evaluate)).with_outputs(FAILED, main="written")
+    )
+    bad = pipeline | "Bad inputs" >> beam.Create(list(failures))
+    return (
+        (painted.written, painted[FAILED], bad)
+        | "Together" >> beam.Flatten()
         | "Gather" >> beam.combiners.ToList()
         | "Manifest" >> beam.Map(write_manifest, output_dir)
     )
@@ -93,9 +118,9 @@ def run(
 
     pipeline_args: Beam's own options, e.g. `["--direct_running_mode=multi_processing",
     "--direct_num_workers=2"]` or `["--runner=DataflowRunner", "--project=...", ...]`.
-    Returns `{"written": n, "skipped": n, "seconds": s}`."""
+    Returns `{"written": n, "skipped": n, "failed": [(output, reason)], "seconds": s}`."""
     cfg = make_config(cfg, **options)
-    jobs, todo, groups = batch.plan(contents, styles, output_dir, cfg, batch_size)
+    jobs, todo, groups, _, failed = batch.plan(contents, styles, output_dir, cfg, batch_size)
     os.makedirs(output_dir, exist_ok=True)
     batch.Manifest(output_dir)  # drops stale lines before the workers start
     start = time.perf_counter()
@@ -104,8 +129,15 @@ def run(
         if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
             args.append("--default_sdk_harness_log_level=WARNING")  # the workers' start-up chatter
         with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
-            build(pipeline, groups, cfg, os.path.abspath(output_dir), evaluate)
-    return {"written": len(todo), "skipped": len(jobs) - len(todo), "seconds": time.perf_counter() - start}
+            build(pipeline, groups, cfg, os.path.abspath(output_dir), evaluate, [batch.failure(*f) for f in failed])
+    records = batch.Manifest(output_dir).records
+    failed = [(job.output, records[job.output]["error"]) for job in todo if "error" in records.get(job.output, {})]
+    return {
+        "written": len(todo) - len(failed),
+        "skipped": len(jobs) - len(todo),
+        "failed": failed,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main(argv=None) -> int:
@@ -138,6 +170,10 @@ def _main(fv, pipeline_args) -> int:
         f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
         f"{result['skipped']} existed"
     )
+    for output, reason in result["failed"]:
+        sys.stderr.write(f"nst_tf.beam: not painted: {output}: {reason}\n")
+    if result["failed"]:
+        return cli.fail(f"{len(result['failed'])} output(s) not painted (above, and in {batch.MANIFEST})")
     return 0
 
 

@@ -112,3 +112,17 @@ def native_stderr_quiet(quiet: bool = True):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def import_tensorflow_quietly(verbose: bool = False):
+    """Imports TensorFlow and discovers its devices with its C++ start-up lines hidden (the probes,
+    "failed call to cuInit" on a machine without a GPU, oneDNN's notice), and keeps its later C++
+    log lines to errors (`TF_CPP_MIN_LOG_LEVEL=3`) unless the user set that variable. `verbose`:
+    show everything. Python errors still reach the user."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with native_stderr_quiet(not verbose):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device discovery logs too
+    return tf

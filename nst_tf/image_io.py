@@ -192,7 +192,9 @@ def decode(image: Image.Image, max_side: Optional[int] = None) -> Image.Image:
         frames = getattr(image, "n_frames", 1)
         scale = _draft_scale(image, max_side)
         if scale > 1:
-            image.draft(image.mode if image.mode in ("RGB", "L") else None, (image.width // scale, image.height // scale))
+            image.draft(
+                image.mode if image.mode in ("RGB", "L") else None, (image.width // scale, image.height // scale)
+            )
         image.load()
         if frames > 1:
             sys.stderr.write(f"nst-tf: note: {name} has {frames} frames (an animation); using the first\n")

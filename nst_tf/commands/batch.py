@@ -5,7 +5,10 @@
 
 Writes <content>__<style>.png for each pair and a manifest (manifest.jsonl: settings, losses,
 nst-tf-evaluate's report); outputs that exist are skipped, so running the same command again
-after a stop goes on where it stopped.
+after a stop goes on where it stopped. Every input is decoded before the first painting; a bad
+one is named (one line each) and its pairs are listed in the manifest with the error, the good
+ones are painted, and the command ends with a one-line summary and exit status 2
+(--nokeep_going: refuse the whole batch, naming every bad input, before any painting).
 """
 
 import os
@@ -13,7 +16,6 @@ import sys
 
 from absl import flags
 
-from nst_tf import image_io
 from nst_tf import plan as plan_lib
 from nst_tf.commands import common
 from nst_tf.errors import Interrupted, NstError
@@ -41,6 +43,13 @@ def define_batch_flags(fv=flags.FLAGS):
     flags.DEFINE_boolean(
         "evaluate", True, "Add nst-tf-evaluate's report for each output to the manifest.", flag_values=fv
     )
+    flags.DEFINE_boolean(
+        "keep_going",
+        True,
+        "Paint the pairs whose inputs are good when some are bad (each bad one named, exit status 2 at the end); "
+        "--nokeep_going: paint nothing if any input is bad.",
+        flag_values=fv,
+    )
 
 
 def define():
@@ -65,12 +74,17 @@ def main(argv) -> int:
         if cfg.network:
             common.check_network(cfg.network)
 
-        jobs, todo, groups = batch.plan(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size)
-        for path in sorted({p for job in todo for p in (job.content, job.style)}):
-            image_io.load_image(path)  # every input decodes, before any work
+        planned = batch.plan(fv.contents, fv.styles, fv.output_dir, cfg, fv.batch_size)
+        jobs, todo, groups, bad, failed_inputs = planned
+        for reason in bad.values():  # one line each (the message names the file)
+            sys.stderr.write(f"{NAME}: {'skipped' if fv.keep_going else 'bad input'}: {reason}\n")
+        if bad and not fv.keep_going:
+            raise NstError(f"{len(bad)} input(s) cannot be read (above); nothing painted (--nokeep_going)")
         print(
-            f"{len(jobs)} outputs: {len(jobs) - len(todo)} exist (skipped), {len(todo)} to make in {len(groups)} "
-            f"batch(es) of up to {fv.batch_size}" + (f" across {fv.devices} devices" if fv.devices > 1 else ""),
+            f"{len(jobs)} outputs: {len(jobs) - len(todo)} exist (skipped), {len(todo) - len(failed_inputs)} to make in "
+            f"{len(groups)} batch(es) of up to {fv.batch_size}"
+            + (f" across {fv.devices} devices" if fv.devices > 1 else "")
+            + (f", {len(failed_inputs)} with a bad input" if failed_inputs else ""),
             flush=True,
         )
         if not todo:
@@ -89,6 +103,7 @@ def main(argv) -> int:
                 evaluate=fv.evaluate,
                 progress=fv.progress,
                 callbacks=[stop],
+                planned=planned,
             )
     except Interrupted as err:
         if fv.progress:
@@ -102,10 +117,22 @@ def main(argv) -> int:
         common.fail("stopped; run the same command again to go on")
         return 130
     rate = result["written"] / result["seconds"] * 60 if result["seconds"] else 0.0
+    manifest = os.path.join(fv.output_dir, batch.MANIFEST)
     print(
         f"wrote {result['written']} image(s) to {fv.output_dir} in {result['seconds']:.0f} s ({rate:.2f} images/min); "
-        f"manifest: {os.path.join(fv.output_dir, batch.MANIFEST)}"
+        f"manifest: {manifest}"
     )
+    failed = result["failed"]
+    if failed:
+        named = {job.output for job, _ in failed_inputs}  # named above, by their bad input
+        for output, reason in failed:
+            if output not in named:  # failed while painting: one line each
+                sys.stderr.write(f"{NAME}: not painted: {output}: {reason}\n")
+        common.fail(
+            f"{len(failed)} of {len(todo)} output(s) not painted ({', '.join(o for o, _ in failed[:5])}"
+            f"{', ...' if len(failed) > 5 else ''}): their errors are above and in {manifest}"
+        )
+        return 2
     return 0
 
 

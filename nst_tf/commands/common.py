@@ -122,10 +122,9 @@ def flag_args(cfg, names) -> list:
 def import_tensorflow_quietly():
     """Imports TensorFlow (and discovers its devices) with its start-up lines hidden, and sets its
     Python loggers to errors only: a command line prints only its own lines."""
-    with native_stderr_quiet(not VERBOSE):
-        import tensorflow as tf
+    from nst_tf import files
 
-        tf.config.list_physical_devices()  # device discovery logs too
+    tf = files.import_tensorflow_quietly(VERBOSE)
     tf.get_logger().setLevel("ERROR")
     from absl import logging
 

@@ -30,6 +30,12 @@ def define():
     flags.DEFINE_string("network", None, "The network (.keras from nst-tf-train, or universal, demo, three_styles).")
     define_export_flags()
     flags.DEFINE_integer("size", 512, "Default longest side of the painting (a request may ask another).")
+    flags.DEFINE_integer(
+        "max_output_pixels",
+        2048 * 2048,
+        "The SavedModel refuses a request whose painting would have more pixels than this.",
+        lower_bound=256,
+    )
     flags.DEFINE_string("tflite_dir", None, "Folder for style_predict.tflite and style_transform.tflite.")
     flags.DEFINE_string("tfjs_dir", None, "Folder for the TensorFlow.js pair (the universal painter).")
     flags.DEFINE_string("tfjs_converter", None, "tensorflowjs_converter to run (default: .venv-tfjs's).")
@@ -55,7 +61,13 @@ def main(argv) -> int:
     with common.native_stderr_quiet(not fv.verbose):  # the converter's C++ lines (E0000 ... Truncate) are not ours
         if fv.export_dir:
             path = network_export.export_saved_model(
-                network, fv.export_dir, fv.version, fv.weights, fv.size, overwrite=fv.overwrite
+                network,
+                fv.export_dir,
+                fv.version,
+                fv.weights,
+                fv.size,
+                overwrite=fv.overwrite,
+                max_output_pixels=fv.max_output_pixels,
             )
         paths = (
             network_export.export_tflite(network, fv.tflite_dir, fv.weights, fv.quantization) if fv.tflite_dir else {}

@@ -12,19 +12,50 @@ from nst_tf import __version__, files, painters
 from nst_tf import export as export_lib
 from nst_tf.errors import NstError
 from nst_tf.networks import arbitrary, universal, use
-from nst_tf.networks.options import QUANTIZATIONS
-from nst_tf.tensor_image import decode, fit_size, resize, to_uint8
+from nst_tf.networks.options import MIN_SIDE, QUANTIZATIONS
+from nst_tf.tensor_image import after, check, decode, fit_size, resize, to_uint8
 
 PREDICT_SHAPE = (1, 256, 256, 3)  # the TF Lite pair's shapes (as Magenta's)
 TRANSFORM_SHAPE = (1, 384, 384, 3)
 # A painting request (a predict network or the universal painter): content and style bytes (a batch
 # of one JPEG or PNG each), strength in [0, 1], the longest side (<= 0: the export's size).
+# The most pixels a request's painting may have (2048 x 2048 by default; `max_output_pixels`): a
+# larger `size` is refused in the graph before anything is painted, never an out-of-memory abort.
+MAX_OUTPUT_PIXELS = 2048 * 2048
 PAINT_SIGNATURE = [
     tf.TensorSpec([None], tf.string, "content"),
     tf.TensorSpec([None], tf.string, "style"),
     tf.TensorSpec([], tf.float32, "strength"),
     tf.TensorSpec([], tf.int32, "size"),
 ]
+
+
+def _sized_content(content_bytes, size_, size: int, max_input_pixels: int, max_output_pixels: int):
+    """The request's photo decoded and resized to its painting size: `size_` (<= 0: `size`), refused
+    (`InvalidArgument` with a message that says why) where the painting would have more than
+    `max_output_pixels` pixels or a side under `MIN_SIDE`."""
+    content = decode(content_bytes, "content", max_input_pixels)
+    side = tf.where(size_ > 0, size_, size)
+    hw = fit_size(tf.shape(content)[1:3], side)
+    pixels = tf.cast(hw[0], tf.int64) * tf.cast(hw[1], tf.int64)
+    limit = check(
+        pixels <= max_output_pixels,
+        f"size={{}} makes the painting {{}}x{{}}, over this model's limit of {max_output_pixels} pixels: "
+        "ask for a smaller size",
+        [side, hw[1], hw[0]],
+    )
+    smallest = check(
+        tf.reduce_min(hw) >= MIN_SIDE,
+        f"size={{}} makes the painting {{}}x{{}}: a side needs {MIN_SIDE} px or more: ask for a larger size",
+        [side, hw[1], hw[0]],
+    )
+    return resize(after([limit, smallest], content), hw)
+
+
+def _checked_strength(strength):
+    """`strength` once it is a finite number in [0, 1] (else `InvalidArgument` saying so)."""
+    ok = tf.math.is_finite(strength) & (strength >= 0.0) & (strength <= 1.0)
+    return after([check(ok, "strength={} must be a finite number in [0, 1]", [strength])], strength)
 
 
 def _tf_variables(painter):
@@ -35,16 +66,14 @@ def _tf_variables(painter):
 
 
 class _Served(tf.Module):
-    def __init__(self, painter: use.Painter, size: int, max_input_pixels: int):
+    def __init__(self, painter: use.Painter, size: int, max_input_pixels: int, max_output_pixels: int):
         super().__init__()
         self.network, self.statistics = painter.network, painter.statistics
         self.variables_ = _tf_variables(painter)
         net = self.network
 
         def paint(content_bytes, embedding_of, size_):
-            content = decode(content_bytes, "content", max_input_pixels)
-            side = tf.where(size_ > 0, size_, size)
-            content = resize(content, fit_size(tf.shape(content)[1:3], side))
+            content = _sized_content(content_bytes, size_, size, max_input_pixels, max_output_pixels)
             image = to_uint8(net([content, embedding_of(content)])[0])
             return {"image": image, "png": tf.io.encode_png(image)}
 
@@ -56,7 +85,7 @@ class _Served(tf.Module):
             @tf.function(input_signature=PAINT_SIGNATURE)
             def serving_default(content, style, strength, size_):
                 style_embedding = predicted(decode(style, "style", max_input_pixels))
-                strength = tf.clip_by_value(strength, 0.0, 1.0)
+                strength = _checked_strength(strength)
                 mix = lambda c: strength * style_embedding + (1.0 - strength) * predicted(c)  # noqa: E731
                 return paint(content, mix, size_)
 
@@ -81,25 +110,24 @@ class _Served(tf.Module):
 class _ServedPainting(tf.Module):
     """A painter of any painting in one graph: photo and painting bytes, strength and size -> the
     image and its PNG. `paint(content, style, strength)` is the painter's graph (`[1, H, W, 3]`
-    tensors, the photo at the asked size, the painting as decoded, strength clipped to [0, 1])."""
+    tensors, the photo at the asked size, the painting as decoded, strength checked in [0, 1])."""
 
-    def __init__(self, network, variables, paint, size: int, max_input_pixels: int):
+    def __init__(self, network, variables, paint, size: int, max_input_pixels: int, max_output_pixels: int):
         super().__init__()
         self.network, self.variables_ = network, variables
 
         @tf.function(input_signature=PAINT_SIGNATURE)
         def serving_default(content, style, strength, size_):
-            content = decode(content, "content", max_input_pixels)
-            side = tf.where(size_ > 0, size_, size)
-            content = resize(content, fit_size(tf.shape(content)[1:3], side))
+            strength = _checked_strength(strength)
+            content = _sized_content(content, size_, size, max_input_pixels, max_output_pixels)
             style = decode(style, "style", max_input_pixels)
-            image = to_uint8(paint(content, style, tf.clip_by_value(strength, 0.0, 1.0))[0])
+            image = to_uint8(paint(content, style, strength)[0])
             return {"image": image, "png": tf.io.encode_png(image)}
 
         self.serving_default = serving_default
 
 
-def _served_universal(painter, size: int, max_input_pixels: int) -> _ServedPainting:
+def _served_universal(painter, *limits) -> _ServedPainting:
     """The universal painter's cascade (eigen-decompositions: TF Serving runs them), the painting at
     the photo's size."""
 
@@ -108,16 +136,14 @@ def _served_universal(painter, size: int, max_input_pixels: int) -> _ServedPaint
         return universal.graph_paint(painter, content, style, strength)
 
     variables = [v.value for m in [painter.network, *_encoder_models(painter)] for v in m.weights]
-    return _ServedPainting(painter.network, variables, paint, size, max_input_pixels)
+    return _ServedPainting(painter.network, variables, paint, *limits)
 
 
-def _served_arbitrary(painter, size: int, max_input_pixels: int) -> _ServedPainting:
+def _served_arbitrary(painter, *limits) -> _ServedPainting:
     """Magenta's arbitrary network: the painting's vector (its centred square at 256 px), mixed with
     the content's own below strength 1, and the transform at the content's size."""
     variables = [v.value for v in painter.network.weights]
-    return _ServedPainting(
-        painter.network, variables, lambda c, s, k: _arbitrary_paint(painter, c, s, k), size, max_input_pixels
-    )
+    return _ServedPainting(painter.network, variables, lambda c, s, k: _arbitrary_paint(painter, c, s, k), *limits)
 
 
 def _centre_square(image, side: int = arbitrary.STYLE_SIZE, lanczos: bool = True):
@@ -158,18 +184,29 @@ def export_saved_model(
     size: int = 512,
     max_input_pixels=25_000_000,
     overwrite: bool = False,
+    max_output_pixels: int = MAX_OUTPUT_PIXELS,
 ) -> str:
     """Writes `<export_dir>/<version>/`, a SavedModel whose `serving_default` paints in one forward
     pass: content bytes (a batch of one JPEG or PNG), style bytes and `strength` in [0, 1] (a
     predict network or the universal painter) or `style_index` (fixed styles), and `size` (the
-    longest side; <= 0: `size`) -> `image` (uint8 `[H, W, 3]`) and `png`. Loadable with
+    longest side; <= 0: `size`) -> `image` (uint8 `[H, W, 3]`) and `png`. A request whose painting
+    would have more than `max_output_pixels` pixels, or a strength that is not a finite number in
+    [0, 1], is an `InvalidArgument` that says so (docs/serving.md). Loadable with
     `tf.saved_model.load` alone. Written as every nst_tf SavedModel is (`nst_tf.export.save`); an
     existing version is an error unless `overwrite`."""
     painter = painters.make_painter(network, weights)
     served = _served_kind(painter)
     export_lib.version_path(export_dir, version, overwrite)  # before the tracing
-    module = served(painter, size, max_input_pixels)
-    metadata = {"nst_tf": __version__, "painter": painter.name, "size": size, "max_input_pixels": max_input_pixels}
+    if not (MIN_SIDE <= size and size * size <= max_output_pixels):
+        raise NstError(f"size={size} does not fit max_output_pixels={max_output_pixels}: lower one or raise the other")
+    module = served(painter, size, max_input_pixels, max_output_pixels)
+    metadata = {
+        "nst_tf": __version__,
+        "painter": painter.name,
+        "size": size,
+        "max_input_pixels": max_input_pixels,
+        "max_output_pixels": max_output_pixels,
+    }
     return export_lib.save(
         module, export_dir, version, {"serving_default": module.serving_default}, metadata, overwrite
     )
