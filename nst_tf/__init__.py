@@ -42,6 +42,8 @@ import importlib
 import os
 import sys
 
+from nst_tf import files  # light (no TensorFlow): the quiet import below
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -95,8 +97,6 @@ VERBOSE_ENV = "NST_TF_VERBOSE"
 def __getattr__(name):
     if name in _EXPORTS:
         if _EXPORTS[name] not in _LIGHT and "tensorflow" not in sys.modules:
-            from nst_tf import files
-
             files.import_tensorflow_quietly(os.environ.get(VERBOSE_ENV) == "1")
         value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
         globals()[name] = value

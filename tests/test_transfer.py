@@ -271,8 +271,10 @@ def test_bad_options_are_nst_errors(options, match, content_style):
 
 
 def test_too_small_images_are_refused(content_style):
-    with pytest.raises(NstError, match="at least 16 px"):
+    with pytest.raises(NstError, match="the photo is 20x13 at size 20: a photo needs 16 px or more"):
         nst_tf.StyleTransfer(*content_style, size=20, weights="random")
+    with pytest.raises(NstError, match="the style image is .* at this size; VGG needs at least 16 px"):
+        nst_tf.StyleTransfer(*content_style, size=64, style_size=10, weights="random")
 
 
 def test_shared_model_must_have_the_layers(content_style):

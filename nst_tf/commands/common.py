@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if VERBOSE else "3")
 
 from absl import app, flags  # noqa: E402
 
-from nst_tf import autotune  # noqa: E402  (no TensorFlow until a measurement runs)
+from nst_tf import autotune, files  # noqa: E402  (no TensorFlow until a measurement runs)
 from nst_tf import config as config_lib  # noqa: E402
 from nst_tf import image_io  # noqa: E402  (Pillow only: no TensorFlow yet)
 from nst_tf.errors import NstError  # noqa: E402
@@ -122,8 +122,6 @@ def flag_args(cfg, names) -> list:
 def import_tensorflow_quietly():
     """Imports TensorFlow (and discovers its devices) with its start-up lines hidden, and sets its
     Python loggers to errors only: a command line prints only its own lines."""
-    from nst_tf import files
-
     tf = files.import_tensorflow_quietly(VERBOSE)
     tf.get_logger().setLevel("ERROR")
     from absl import logging
