@@ -157,9 +157,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--quick", action="store_true", help="skip the 40 s and 60 s waits")
+    parser.add_argument("--memory_mb", type=int, help="the server's --memory_mb (default: its own)")
     args = parser.parse_args()
     command = [os.path.join(os.path.dirname(sys.executable), "nst-tf-app"), f"--port={args.port}"]
-    command += ["--weights=embedded", "--autotune=off"]
+    command += ["--weights=embedded", "--autotune=off"] + ([f"--memory_mb={args.memory_mb}"] if args.memory_mb else [])
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in server.stdout:
