@@ -241,6 +241,7 @@ def test_tensorflows_own_log_lines_stay_hidden_unless_verbose(tmp_path):
     assert loud.returncode == 0 and re.search(r"^[IWE]0000 ", loud.stderr, re.M), loud.stderr[-500:]
 
 
+@pytest.mark.slow
 def test_the_python_api_is_quiet_by_default():
     """`import nst_tf` and a small `stylize` print no TensorFlow C++ line (before: 6, one a CUDA cuInit
     error on a machine without a GPU); NST_TF_VERBOSE=1 shows them."""

@@ -257,6 +257,7 @@ def _mixed_photos(folder, good=4):
     return str(folder)
 
 
+@pytest.mark.slow
 def test_a_batch_paints_what_it_can_and_names_every_bad_input(tmp_path):
     """Before: 6 photos of which 2 were corrupt -> 0 painted, exit 2, only the first bad file named."""
     photos = _mixed_photos(tmp_path / "photos")
