@@ -243,22 +243,21 @@ class Runner:
         self.output_dir, self.strategy, self.worker = output_dir, strategy, worker
         self.evaluator = metrics.feature_model(cfg.weights) if evaluate else None
         self.settings = settings(cfg)
-        model = None
-        if self.plan.painter != "network":  # one feature network for every group
+        self.model = None
+        self.kind = painters.kind(self.plan)
+        if self.kind.optimises:  # one feature network for every group
             if strategy is not None:
                 with strategy.scope():
-                    model = features.model_for(cfg.objective, cfg.precision)
+                    self.model = features.model_for(cfg.objective, cfg.precision)
             else:
-                model = features.model_for(cfg.objective, cfg.precision)
-        self.painter = painters.for_plan(self.plan, model=model, strategy=strategy)
-        if not self.painter.takes_paintings:
+                self.model = features.model_for(cfg.objective, cfg.precision)
+        if not self.kind.takes_paintings:
             raise NstError(
                 "a batch paints each content with each --styles image: that needs a painter that takes paintings; "
                 "paint a fixed-style network's styles with nst-tf --style_index"
             )
         self.options = painting.Options.of(cfg)
-        self.painter.check(self.options)
-        self.prepared = {}  # each painting prepared once, for every group that uses it
+        painters.check(self.plan, self.options)
 
     def run(self, group: Sequence[Job], callbacks=()) -> List[dict]:
         """Stylises one group (same style, same size), writes each image atomically and returns
@@ -267,20 +266,18 @@ class Runner:
 
         last = _LastRun()
         contents = [image_io.load_image(job.content) for job in group]
-        style = image_io.load_image(group[0].style)
+        # A group smaller than the devices runs on one (with the same feature network).
         strategy = (
             self.strategy if self.strategy is not None and len(group) >= self.strategy.num_replicas_in_sync else None
         )
         start = time.perf_counter()
-        if group[0].style not in self.prepared:
-            self.prepared = {group[0].style: self.painter.prepare([style])}
-        painter = self.painter
-        if self.painter.optimises and strategy is not self.strategy:  # a group smaller than the devices: one
-            painter = painters.for_plan(self.plan, model=self.painter.model)
-        images = painter.render_many(contents, self.prepared[group[0].style], self.options, [last, *callbacks])
+        # The painting by its file: a network painter keeps what it prepared from it for every group.
+        images = painters.paint(
+            self.plan, contents, [group[0].style], self.options, [last, *callbacks], model=self.model, strategy=strategy
+        )
         images = [image_io.to_uint8(image) for image in images]
         seconds = time.perf_counter() - start
-        if self.painter.optimises:
+        if self.kind.optimises:
             loss, terms = last.run.evaluate(per_image=True)
         else:  # a network's painting has no optimisation loss
             loss, terms = [None] * len(group), {}
@@ -304,7 +301,7 @@ class Runner:
             }
             if self.evaluator is not None:
                 t = time.perf_counter()
-                record["evaluate"] = metrics.evaluate(path, contents[k], style, model=self.evaluator)
+                record["evaluate"] = metrics.evaluate(path, contents[k], group[0].style, model=self.evaluator)
                 record["evaluate_seconds"] = time.perf_counter() - t
             records.append(record)
         return records

@@ -7,9 +7,12 @@ truncated at the deepest requested layer: nothing past it is computed.
 
 from __future__ import annotations
 
+import collections
+import threading
 from typing import Optional, Sequence
 
 import keras
+import tensorflow as tf
 
 from nst_tf import vgg
 from nst_tf import weights as weights_lib
@@ -82,7 +85,29 @@ def build_feature_model(
 def model_for(spec, precision: str):
     """The feature model an objective (`config.Objective`) needs: its content and style layers,
     backbone, weights and pooling, at `precision` (resolved: `nst_tf.plan.resolve` turns "auto"
-    into one)."""
+    into one). Built once per process for each of the last few (layers, backbone, weights,
+    precision, pooling), outside a `tf.distribute` scope (a model built in one is its own): a
+    repeat run pays for its steps only."""
+    key = (tuple(spec.content_layers) + tuple(spec.style_layers), spec.backbone, spec.weights, precision, spec.pooling)
+    if tf.distribute.has_strategy() or spec.weights in ("random",):
+        return _build_for(spec, precision)
+    with _KEPT_LOCK:
+        if key in _KEPT:
+            _KEPT.move_to_end(key)
+            return _KEPT[key]
+    model = _build_for(spec, precision)
+    with _KEPT_LOCK:
+        _KEPT[key] = model
+        while len(_KEPT) > 2:
+            _KEPT.popitem(last=False)
+    return model
+
+
+_KEPT: "collections.OrderedDict" = collections.OrderedDict()
+_KEPT_LOCK = threading.Lock()
+
+
+def _build_for(spec, precision: str):
     return build_feature_model(
         list(spec.content_layers) + list(spec.style_layers),
         spec.backbone,

@@ -1,5 +1,8 @@
-"""The painter registry: the one place that says which painter a run needs, and `stylize`, the
-one-call API every door's painting goes through.
+"""The painter registry: the one place that says which painter a run needs, and the one road every
+door paints through: `paint(plan, photos, paintings, options, callbacks)` (`stylize` is the Python
+API's door onto it). What the road builds is kept for the process, so a repeat costs compute only:
+the painters (their networks and traced functions) and the paintings they prepared, each in a small
+bounded cache (`PAINTERS`, `PAINTINGS_PER_PAINTER`); the VGG feature models in `features.model_for`'s.
 
 Painters (each a `nst_tf.painting.Painter`; `supports` lists the options each honours):
 - "optimisation" (`transfer.OptimisationPainter`): Gatys et al.'s optimisation, the plan's schedule;
@@ -11,13 +14,20 @@ Painters (each a `nst_tf.painting.Painter`; `supports` lists the options each ho
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import os
+import threading
+from typing import NamedTuple, Optional
+
+import numpy as np
 
 from nst_tf import callbacks as callbacks_lib
 from nst_tf import image_io, painting, transfer
 from nst_tf import plan as plan_lib
 from nst_tf.errors import NstError
 from nst_tf.networks import arbitrary, models, universal, use
+from nst_tf.networks import options as network_options
 
 
 def load_network(src):
@@ -28,12 +38,77 @@ def load_network(src):
     return models.load_model(src, (models.StyleNetwork, universal.UniversalNetwork, arbitrary.ArbitraryNetwork))
 
 
+class _Kept:
+    """A small cache, least recently used out first, safe across threads (the page paints from
+    several): `get(key, make)` makes a value once per key; a key of None is never kept."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, collections.OrderedDict(), threading.Lock()
+
+    def get(self, key, make):
+        if key is None:
+            return make()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+PAINTERS = _Kept(4)  # built network painters, by (network file and its stamp, weights, precision, objective)
+PAINTINGS_PER_PAINTER = 8  # prepared paintings a network painter keeps, by the paintings' contents
+
+
+def _file_key(spec):
+    """A network or image file as a cache key: its path with its size and modification time (a file
+    written again is read again); None for what is not a file name."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    path = network_options.network_path(os.fspath(spec))
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _images_key(images) -> Optional[tuple]:
+    """The paintings as a cache key: files by `_file_key`, arrays by a hash of their bytes; None
+    (not kept) for anything else."""
+    key = []
+    for image in painting.as_images(images):
+        if isinstance(image, np.ndarray):
+            key.append((image.shape, str(image.dtype), hashlib.blake2b(image.tobytes(), digest_size=16).digest()))
+        else:
+            found = _file_key(image)
+            if found is None:
+                return None
+            key.append(found)
+    return tuple(key)
+
+
 def make_painter(network, weights: str = "auto", precision: str = "float32", objective=None) -> painting.Painter:
     """The painter of a network (see `load_network`): an `arbitrary.ArbitraryPainter` for Magenta's
     network (adapting to `objective`, a `config.Objective`, when asked), a
     `universal.UniversalPainter` for decoders, each with its VGG19 in `precision` ("auto": this
     machine's measured choice for a network, as a door's plan makes it; bfloat16 halves the
-    encoders' time on an AVX-512 BF16 CPU), else a `networks.use.Painter`."""
+    encoders' time on an AVX-512 BF16 CPU), else a `networks.use.Painter`. A network named by a
+    file or a bundled name is built once per process (`PAINTERS`)."""
+    stamp = _file_key(network)
+    key = None if stamp is None else (stamp, weights, precision, objective)
+    return PAINTERS.get(key, lambda: _make_painter(network, weights, precision, objective))
+
+
+def _make_painter(network, weights, precision, objective) -> painting.Painter:
     network = load_network(network)
     with_vgg = isinstance(network, (arbitrary.ArbitraryNetwork, universal.UniversalNetwork))
     if with_vgg and precision == "auto":
@@ -56,6 +131,62 @@ def for_plan(plan: plan_lib.Plan, network=None, model=None, strategy=None) -> pa
     if plan.painter == "network":
         return net
     return transfer.OptimisationPainter(plan, model, strategy, start=net)
+
+
+class Kind(NamedTuple):
+    """What a door may ask of the painter a plan paints with, before painting: its name, the options
+    it honours, whether it takes paintings and whether it takes steps."""
+
+    name: str
+    supports: frozenset
+    takes_paintings: bool
+    optimises: bool
+
+
+def kind(plan: plan_lib.Plan) -> Kind:
+    """The painter of `plan`, described (`Kind`)."""
+    painter = for_plan(plan)
+    return Kind(painter.name, painter.supports, painter.takes_paintings, painter.optimises)
+
+
+def check(plan: plan_lib.Plan, options: painting.Options) -> None:
+    """Refuses, with one line, an option the painter of `plan` cannot honour (before any work)."""
+    for_plan(plan).check(options)
+
+
+def paint(
+    plan: plan_lib.Plan,
+    photos,
+    paintings,
+    options: Optional[painting.Options] = None,
+    callbacks=(),
+    *,
+    network=None,
+    model=None,
+    strategy=None,
+) -> list:
+    """The one road: `photos` (one or a list: for the optimisation, one batch of one size) painted
+    in the manner of `paintings` (one or a list; None for a network of fixed styles) by the painter
+    of `plan` (resolved at the door), with `options` (`painting.Options`, made at the door; default:
+    the plan's), told `callbacks`. Returns float32 `[H, W, 3]` in [0, 1], one per photo. An option
+    the painter cannot honour is refused (`NstError`) before any work. The painter and the prepared
+    paintings come from the process's caches when they were built before.
+
+    network: a loaded network instead of the plan's file; model: a VGG feature model for the
+    optimisation to use; strategy: a `tf.distribute` strategy to split a batch across devices."""
+    painter = for_plan(plan, network, model, strategy)
+    options = painting.Options.of(plan.config) if options is None else options
+    painter.check(options)
+    if not painter.takes_paintings and paintings is not None and not painting.as_images(paintings):
+        paintings = None
+    prepare = lambda: painter.prepare(paintings)  # noqa: E731
+    if painter.optimises:  # its prepared paintings are the images: nothing worth keeping
+        prepared = prepare()
+    else:
+        if not hasattr(painter, "prepared_paintings"):
+            painter.prepared_paintings = _Kept(PAINTINGS_PER_PAINTER)
+        prepared = painter.prepared_paintings.get(_images_key(paintings), prepare)
+    return painter.render_many(painting.as_images(photos), prepared, options, list(callbacks))
 
 
 def stylize(
@@ -95,17 +226,14 @@ def stylize(
         options = {**options, "network": "(model)"}
     plan = plan_lib.resolve(config, **options)  # once: every scale agrees
     cfg = plan.config
-    painter = for_plan(plan, network if cfg.network == "(model)" else None, model, strategy)
     opts = painting.Options.of(cfg, style_mask=cfg.style_mask if masks is None else painting.as_images(masks))
-    painter.check(opts)
     extra = list(callbacks or ())
-    if painter.optimises:
+    if plan.painter != "network":  # the optimisation (from the content or a network's painting)
         total = sum(steps for _, _, steps in cfg.scale_plan())
         extra = callbacks_lib.default_callbacks(cfg.outputs, total, progress) + extra
     elif progress:
         extra = [callbacks_lib.ProgressBar()] + extra
-    batched = isinstance(content, (list, tuple))
-    prepared = painter.prepare(style)
-    images = painter.render_many(painting.as_images(content), prepared, opts, extra)
+    network = network if cfg.network == "(model)" else None
+    images = paint(plan, content, style, opts, extra, network=network, model=model, strategy=strategy)
     images = [image_io.to_uint8(image) for image in images]
-    return images if batched else images[0]
+    return images if isinstance(content, (list, tuple)) else images[0]

@@ -21,6 +21,7 @@ import sys
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 from nst_tf import autotune
+from nst_tf.networks import options as network_options
 from nst_tf.config import Config, make_config
 from nst_tf import planner
 
@@ -85,7 +86,13 @@ def resolve(config=None, mode: Optional[str] = None, export: bool = False, devic
         config = config.config
     cfg = make_config(config, **options)
     painter = painter_of(cfg)
-    if painter == "network":  # the encoder's precision; the forward pass runs without XLA
+    if painter == "network" and not network_options.runs_vgg(cfg.network, cfg.adapt_steps):
+        # One pass of a network without a VGG (Magenta's, not adapting; a fixed-style network): nothing
+        # to tune, so nothing is measured and no VGG is built.
+        choice = autotune.Choice(
+            "float32" if cfg.precision == "auto" else cfg.precision, False, "one pass: no VGG to tune"
+        )
+    elif painter == "network":  # the encoder's precision; the forward pass runs without XLA
         choice = autotune.resolve(cfg.precision, "off", "gram", mode, cfg.weights)
     else:
         jit = ("on" if cfg.jit == "on" else "off") if export else cfg.jit

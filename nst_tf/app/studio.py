@@ -149,8 +149,10 @@ class Studio:
         from nst_tf import features, painters  # loads TensorFlow: not at import
 
         self.network, self.weights = network, weights
+        # Refine's plan (the optimisation from the network's painting), and the one pass's (the same choices)
         self.plan = plan_lib.resolve(Config(network=network, weights=weights, init="network", scales=1), autotune)
-        self.painter = painters.make_painter(network, weights, self.plan.config.precision)
+        self.one_pass = plan_lib.resolve(self.plan.config.replace(init="content"))
+        self.painter = painters.kind(self.one_pass)
         if not self.painter.takes_paintings:
             raise NstError(f"{network}: the page paints any painting, so it takes a network that paints any painting")
         self.model = features.model_for(self.plan.config.objective, self.plan.config.precision)
@@ -164,24 +166,21 @@ class Studio:
         """The network's painting, uint8 `[H, W, 3]` at `settings.size` (what `nst-tf --network`
         paints with these settings)."""
 
+        from nst_tf import painters  # loads TensorFlow: not at import
+
         options = painting.Options.of(self.config(settings), style_mask=region_masks(mask, len(paintings)))
         with self._lock:
-            return self.painter.paint_with(photo, paintings, options)
+            return image_io.to_uint8(painters.paint(self.one_pass, photo, paintings, options)[0])
 
     def refine(self, photo, paintings, settings: Settings, mask=None, callbacks=()) -> np.ndarray:
         """The optimisation at `settings.size` for `settings.steps` steps from the network's painting:
         uint8 `[H, W, 3]`. A callback may stop it by raising `Interrupted` (its run holds the image)."""
-        from nst_tf import transfer  # loads TensorFlow: not at import
+        from nst_tf import painters  # loads TensorFlow: not at import
 
+        # The warm start: the network's painting (what the page shows) at the run's size, then the steps.
         options = painting.Options.of(self.config(settings), style_mask=region_masks(mask, len(paintings)))
-        with self._lock:  # the start as the warm painter makes it (float, at the run's size)
-            start = self.painter.render(photo, self.painter.prepare(paintings), options)
         plan = self.plan._replace(config=self.config(settings))
-        run = transfer.StyleTransfer(
-            photo, paintings, plan, model=self.model, init_image=start, masks=region_masks(mask, len(paintings))
-        )
-        run.run(callbacks=callbacks)
-        return run.image_uint8()
+        return image_io.to_uint8(painters.paint(plan, photo, paintings, options, callbacks, model=self.model)[0])
 
     def command(self, settings: Settings, paintings: int, refined: bool, mask: bool = False, names=None) -> str:
         """The `nst-tf` command line that makes the same picture from the files `names` (`(photo,

@@ -93,10 +93,9 @@ def _paint(fv, cfg, output, content, styles) -> int:
     start = time.perf_counter()
     progress = [callbacks.ProgressBar()] if fv.progress else []
     try:
-        painter = painters.for_plan(plan)
-        if not (painter.takes_paintings or fv["style"].present):
+        if not (painters.kind(plan).takes_paintings or fv["style"].present):
             styles = None  # the bundled default painting is not for a network of fixed styles
-        image = painter.paint_with(content, styles, painting.Options.of(plan.config), progress)
+        image = image_io.to_uint8(painters.paint(plan, content, styles, painting.Options.of(plan.config), progress)[0])
     except KeyboardInterrupt:  # Ctrl-C: a painting has no image so far to keep
         if any(getattr(bar, "written", False) for bar in progress):
             sys.stderr.write("\n")  # end the progress line

@@ -60,17 +60,34 @@ def check_network_file(spec) -> str:
     return path
 
 
-def is_universal_file(spec: str) -> bool:
-    """Whether a network spec names a universal painter's decoders, read from the file's Keras
-    config without TensorFlow (False when it cannot be read: loading it will say why)."""
+def runs_vgg(spec, adapt_steps: int = 0) -> bool:
+    """Whether painting with the network `spec` runs VGG19 (so its precision is worth choosing):
+    the universal painter's encoders always; Magenta's arbitrary network only when adapting
+    (`adapt_steps`); a fixed-style or predict network never at its chosen precision. A loaded
+    network (not a file name) is taken to run it."""
+    if not isinstance(spec, (str, os.PathLike)) or spec == "(model)":
+        return True
+    if spec in ("demo", "arbitrary") or network_class(spec) == "ArbitraryNetwork":
+        return adapt_steps > 0
+    return is_universal_file(spec)
+
+
+def network_class(spec) -> str:
+    """The Keras class a network file holds ("UniversalNetwork", "ArbitraryNetwork", "StyleNetwork"),
+    read from its config without TensorFlow; "" when it cannot be read (loading it will say why)."""
     import json
     import zipfile
 
     try:
         with zipfile.ZipFile(network_path(spec)) as z:
-            return json.loads(z.read("config.json")).get("class_name") == "UniversalNetwork"
+            return str(json.loads(z.read("config.json")).get("class_name", ""))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return False
+        return ""
+
+
+def is_universal_file(spec: str) -> bool:
+    """Whether a network spec names a universal painter's decoders (`network_class`)."""
+    return network_class(spec) == "UniversalNetwork"
 
 
 MAX_LEVEL = 5  # VGG19's relu5_1

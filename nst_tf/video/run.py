@@ -69,14 +69,16 @@ class _NetworkFrames:
     def __init__(self, plan, style, video: VideoConfig):
         from nst_tf import painters, painting  # loads TensorFlow: not at import
 
-        self.video = video
-        self.painter = painters.for_plan(plan)
+        self.video, self.plan = video, plan
         self.options = painting.Options.of(plan.config, size=None)  # the frames come at their size
-        self.painter.check(self.options)
-        self.prepared = self.painter.prepare([style] if self.painter.takes_paintings else None)
+        self.style = [style] if painters.kind(plan).takes_paintings else None
+        painters.check(plan, self.options)  # before the first frame
 
     def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
-        painted = self.painter.render(frame, self.prepared, self.options)
+        from nst_tf import painters  # loads TensorFlow: not at import
+
+        # the painter and its prepared painting are kept between frames (the registry's caches)
+        painted = painters.paint(self.plan, frame, self.style, self.options)[0]
         if history and self.video.blend:
             backward, mask = flow.between(frame, history[-1].source, self.video.flow)
             warped = flow.warp(history[-1].painting, backward)
