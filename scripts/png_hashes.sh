@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# SHA-256 of the PNGs five paths write (float32, XLA off): the default run, the tutorial preset, a batch
-# of 3, a batch split across 2 logical devices, and the SavedModel export's serving_default. Run it
+# SHA-256 of the PNGs the painting paths write (float32, XLA off): the default run, the tutorial preset, a
+# batch of 3, a batch split across 2 logical devices, the SavedModel export's serving_default, and the
+# one pass from the command line, a batch, a clip's frames and the page. Run it
 # before and after a refactor on the same machine: the hashes must not change (CPU kernels differ
 # between machines, so compare on one).   usage: scripts/png_hashes.sh OUT_DIR
 set -euo pipefail
@@ -20,6 +21,23 @@ $PY scripts/batch.py "${COMMON[@]}" "${BATCH[@]}" --contents=$A/photos/boston.jp
   --output_dir="$OUT/devices" >/dev/null
 $PY scripts/export_savedmodel.py --weights=embedded --precision=float32 --jit=off --size=64 --steps=5 --scales=2 \
   --export_dir="$OUT/export" >/dev/null
+# The one-pass paths: the command line, a batch, a clip's frames (a folder of PNGs) and the page's paint.
+$PY scripts/stylize.py --weights=embedded --noprogress --network=demo --size=128 --strength=0.8 --output="$OUT/one_pass.png" >/dev/null
+$PY scripts/batch.py --weights=embedded --noprogress --network=demo --styles=$A/paintings/the_scream.jpg --size=64 --noevaluate \
+  --contents=$A/photos/boston.jpg,$A/paintings/shipwreck.jpg --output_dir="$OUT/network_batch" >/dev/null
+$PY -m nst_tf.video.synthetic "$OUT/clip.mp4" >/dev/null
+$PY scripts/video.py --input="$OUT/clip.mp4" --network=demo --size=64 --duration=0.3 --noprogress --output="$OUT/clip" >/dev/null
+$PY - "$OUT" "$A" <<'PY'
+import sys
+import numpy as np
+from nst_tf.app import studio
+from nst_tf import image_io
+out, assets = sys.argv[1:]
+page = studio.Studio("demo", weights="embedded", autotune="off")
+image = page.paint(image_io.load_image(f"{assets}/photos/boston.jpg"), [image_io.load_image(f"{assets}/paintings/the_scream.jpg")],
+                   studio.Settings(size=96, strength=0.7))
+image_io.save_image(f"{out}/page.png", image)
+PY
 $PY - "$OUT" "$A" <<'PY'
 import sys
 import tensorflow as tf
