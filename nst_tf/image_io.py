@@ -70,14 +70,18 @@ def load_init_image(init: str) -> np.ndarray:
 MIN_SIDE = 16
 
 
-def load_photo(src: ImageLike, max_side: Optional[int] = None, square: bool = False, name: str = "the photo"):
+def load_photo(
+    src: ImageLike, max_side: Optional[int] = None, square: bool = False, name: str = "the photo", resizer=None
+):
     """`load_image` for the picture to be painted, with the one rule every door keeps: a photo whose
     shorter side is under `MIN_SIDE` pixels, as given or once sized to `max_side`, is refused with
-    one line (never silently enlarged from a few pixels)."""
+    one line (never silently enlarged from a few pixels). resizer: `(rgb, hw) -> rgb` (default:
+    `resize`, TensorFlow's Lanczos)."""
     rgb = load_image(src)
     _check_side(rgb.shape[:2], name, "")
     if max_side:
-        rgb = resize(rgb, (max_side, max_side) if square else fit_size(rgb.shape[:2], max_side))
+        hw = (max_side, max_side) if square else fit_size(rgb.shape[:2], max_side)
+        rgb = (resizer or resize)(rgb, hw)
         _check_side(rgb.shape[:2], name, f" at size {max_side}")
     return rgb
 

@@ -2,9 +2,11 @@
 
     nst-tf --content=photo.jpg --style=painting.jpg --output=out.png
     nst-tf --flagfile=configs/tutorial.cfg --content=photo.jpg --style=painting.jpg
-    nst-tf --network=universal --content=photo.jpg --style=painting.jpg   (one forward pass)
+    nst-tf --network=demo --content=photo.jpg --style=painting.jpg   (one forward pass)
 
-With no flags it stylises the bundled example into stylized.png. Every user error ends with one
+With no flags it stylises the bundled example into stylized.png. The bundled one-pass network
+(--network=demo) paints on the LiteRT interpreter, without TensorFlow, when its options allow
+(--nolite: always TensorFlow; nst_tf/networks/lite.py says what differs). Every user error ends with one
 line on stderr and exit status 2; no output file is written unless the run succeeds.
 """
 
@@ -21,9 +23,19 @@ from nst_tf.commands import common
 from nst_tf.errors import Interrupted, NstError
 from nst_tf import planner
 from nst_tf import callbacks
-from nst_tf.networks import options
+from nst_tf.networks import lite, options
 
 NAME = "nst-tf"
+
+
+def define():
+    common.define_flags()
+    flags.DEFINE_boolean(
+        "lite",
+        True,
+        "Paint --network=demo's one pass on the LiteRT interpreter (no TensorFlow: about 1 s in all) when the "
+        "options allow; --nolite: TensorFlow's Keras network.",
+    )
 
 
 def main(argv) -> int:
@@ -86,11 +98,25 @@ def _paint(fv, cfg, output, content, styles) -> int:
         universal = options.is_universal_file(cfg.network)
         print(planner.describe_network(hw, cfg.tile, estimate=planner.universal_bytes if universal else None))
         return 0
+    start = time.perf_counter()
+    if not (lite.refusal(cfg) if fv.lite else "--nolite"):
+        from nst_tf import painting
+
+        try:
+            image = image_io.to_uint8(lite.paint(content, styles, painting.Options.of(cfg), cfg.network))
+        except KeyboardInterrupt:
+            common.fail("stopped while painting; nothing written")
+            return 130
+        image_io.save_image(output, image)
+        seconds = time.perf_counter() - start
+        print(
+            f"wrote {output} ({image.shape[1]}x{image.shape[0]}, painted by {cfg.network} on LiteRT in {seconds:.1f} s)"
+        )
+        return 0
     common.import_tensorflow_quietly()
     from nst_tf import callbacks, painters, painting  # after the checks: TensorFlow loads here
 
     plan = plan_lib.resolve(cfg, fv.autotune)
-    start = time.perf_counter()
     progress = [callbacks.ProgressBar()] if fv.progress else []
     try:
         if not (painters.kind(plan).takes_paintings or fv["style"].present):
@@ -136,4 +162,4 @@ def _interrupted(err, output, progress, existed: bool) -> int:
 
 
 def run():
-    common.run(NAME, main, common.define_flags, __doc__)
+    common.run(NAME, main, define, __doc__)

@@ -120,13 +120,25 @@ class ReflectPad(keras.layers.Layer):
         super().__init__(**kwargs)
         self.pad, self.multiple = pad, multiple
 
+    def build(self, input_shape):
+        self.channels = input_shape[-1]  # known when the model is built, whatever the image size
+        super().build(input_shape)
+
     def call(self, x):
         if self.multiple:
             shape = tf.shape(x)
             extra = [(-shape[1]) % self.multiple, (-shape[2]) % self.multiple]
-            return tf.pad(x, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]], mode="REFLECT")
-        p = self.pad
-        return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+            padded = tf.pad(x, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]], mode="REFLECT")
+        else:
+            p = self.pad
+            padded = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        # A graph of any image size loses the channels through computed paddings and upsampling: a
+        # reshape to the same shape states them again (no copy), so the TF Lite converter can turn the
+        # convolutions after it into its own at any image size.
+        channels = getattr(self, "channels", None)
+        if channels is None:
+            return padded
+        return tf.reshape(padded, tf.concat([tf.shape(padded)[:3], [channels]], axis=0))
 
     def get_config(self):
         return {**super().get_config(), "pad": self.pad, "multiple": self.multiple}
