@@ -22,7 +22,8 @@ $PY scripts/batch.py "${COMMON[@]}" "${BATCH[@]}" --contents=$A/photos/boston.jp
 $PY scripts/export_savedmodel.py --weights=embedded --precision=float32 --jit=off --size=64 --steps=5 --scales=2 \
   --export_dir="$OUT/export" >/dev/null
 # The one-pass paths: the command line, a batch, a clip's frames (a folder of PNGs) and the page's paint.
-$PY scripts/stylize.py --weights=embedded --noprogress --network=demo --size=128 --strength=0.8 --output="$OUT/one_pass.png" >/dev/null
+$PY scripts/stylize.py --weights=embedded --noprogress --network=demo --size=128 --strength=0.8 --nolite --output="$OUT/one_pass.png" >/dev/null
+$PY scripts/stylize.py --weights=embedded --noprogress --network=demo --size=128 --strength=0.8 --output="$OUT/one_pass_litert.png" >/dev/null
 $PY scripts/batch.py --weights=embedded --noprogress --network=demo --styles=$A/paintings/the_scream.jpg --size=64 --noevaluate \
   --contents=$A/photos/boston.jpg,$A/paintings/shipwreck.jpg --output_dir="$OUT/network_batch" >/dev/null
 $PY -m nst_tf.video.synthetic "$OUT/clip.mp4" >/dev/null
