@@ -216,6 +216,12 @@ class Runtime:
     memory_check: bool = option(
         True, "Stop before the run if its estimated peak memory exceeds what is available.", kind="runtime"
     )
+    budget: Optional[float] = option(
+        None,
+        "Seconds, whole process: the best picture this machine can make in that time (the one pass, then as "
+        "many refine steps from it as fit), said and kept; overrides --network, --init, --scales and --steps.",
+        kind="runtime",
+    )
 
 
 GROUPS = {
@@ -523,6 +529,8 @@ def _validate_objective(cfg) -> None:
 
 
 def _validate(cfg: Config) -> None:
+    if cfg.budget is not None and not (math.isfinite(cfg.budget) and 0 < cfg.budget <= 86400):
+        raise NstError(f"budget must be a number of seconds in (0, 86400], got {cfg.budget}")
     if not 0 <= cfg.seed < 2**31:
         raise NstError(f"seed must be in [0, 2**31), got {cfg.seed}")
     _positive(cfg, "size")

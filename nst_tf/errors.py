@@ -22,3 +22,12 @@ class Interrupted(Exception):
 
         super().__init__(f"stopped by {signal.Signals(signum).name}" if signum else "stopped on request")
         self.signum, self.run = signum, run
+
+
+class TimeUp(Exception):
+    """A run stopped because its time budget is spent (`nst_tf.budget.Deadline`): `run` holds the last
+    step's picture, which is the result (not an error)."""
+
+    def __init__(self, run):
+        super().__init__("the time budget is spent")
+        self.run = run

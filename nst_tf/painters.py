@@ -18,13 +18,17 @@ import collections
 import hashlib
 import os
 import threading
+import time
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from nst_tf import autotune
+from nst_tf import budget as budget_lib
 from nst_tf import callbacks as callbacks_lib
 from nst_tf import image_io, painting, transfer
 from nst_tf import plan as plan_lib
+from nst_tf.config import make_config
 from nst_tf.errors import NstError
 from nst_tf.networks import arbitrary, models, universal, use
 from nst_tf.networks import options as network_options
@@ -218,16 +222,25 @@ def stylize(
         "three_styles") or a loaded network: the result is its one forward pass (with `strength`,
         `style_index`, `style_blend`), unless `init="network"` makes it the optimisation's start.
     strategy: a `tf.distribute` strategy to split a batch across devices (`nst_tf.distribute`).
+    budget (an option): seconds from this call for the best picture they buy (`nst_tf.budget`): the
+        one pass, then refine steps from it until the time is spent.
     """
     network = options.get("network")
     if network is not None and not isinstance(network, (str, os.PathLike)):  # a loaded network
         if options.get("init") == "network" or getattr(config, "init", None) == "network":
             raise NstError("init=network takes the network's file (a path or a bundled name), not a loaded network")
         options = {**options, "network": "(model)"}
+    timer = []
+    if not isinstance(config, plan_lib.Plan) and make_config(config, **options).budget:  # from this call
+        wanted = make_config(config, **options)
+        choice = budget_lib.choose(wanted, 0.0)
+        mode = None if autotune.cached_entries() else "off"  # a budget is never spent measuring
+        config, options = plan_lib.resolve(choice.config, mode), {}
+        timer = [budget_lib.Deadline(time.perf_counter() + wanted.budget)] if choice.refine else []
     plan = plan_lib.resolve(config, **options)  # once: every scale agrees
     cfg = plan.config
     opts = painting.Options.of(cfg, style_mask=cfg.style_mask if masks is None else painting.as_images(masks))
-    extra = list(callbacks or ())
+    extra = list(callbacks or ()) + timer
     if plan.painter != "network":  # the optimisation (from the content or a network's painting)
         total = sum(steps for _, _, steps in cfg.scale_plan())
         extra = callbacks_lib.default_callbacks(cfg.outputs, total, progress) + extra

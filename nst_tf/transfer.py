@@ -16,7 +16,7 @@ from nst_tf import plan as plan_lib
 from nst_tf.callbacks import Callback, tile_reporter
 from nst_tf import config as config_lib
 from nst_tf.config import INITS, Config
-from nst_tf.errors import Interrupted, NstError
+from nst_tf.errors import Interrupted, NstError, TimeUp
 from nst_tf.vgg import MIN_SIDE
 from nst_tf import checkpoint
 from nst_tf import distribute
@@ -405,6 +405,8 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
             if saver is not None:
                 saver.save(transfer)
             raise
+        except TimeUp:  # the budget is spent (`nst_tf.budget.Deadline`): this picture is the result
+            return transfer
         image = transfer.images
     return transfer
 

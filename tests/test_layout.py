@@ -163,6 +163,7 @@ WHOLE_CONFIG = (
     "nst_tf.painting",
     "nst_tf.transfer",
     "nst_tf.networks.train",
+    "nst_tf.budget",  # what a budget buys: a Config made at the door, as the plan is
 )
 GROUPS = {"objective", "painting", "optimisation", "outputs", "runtime", "options"}
 

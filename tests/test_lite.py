@@ -44,7 +44,12 @@ def test_litert_paints_what_the_keras_network_paints(converted, options):
 
 def test_what_litert_cannot_honour_goes_to_tensorflow():
     base = dict(network="demo")
-    assert lite.refusal(config.Config(**base)) == ""
+
+    def refusal(**changes):
+        cfg = config.Config(**{**base, **changes})
+        return lite.refusal(cfg.network, painting.Options.of(cfg), cfg.square)
+
+    assert refusal() == ""
     for changes, why in [
         (dict(style_mask=("m.png",)), "--style_mask"),
         (dict(adapt_steps=3), "--adapt_steps"),
@@ -53,7 +58,7 @@ def test_what_litert_cannot_honour_goes_to_tensorflow():
         (dict(network="universal"), "not the bundled arbitrary network"),
         (dict(size=4096), "over 2048 px"),
     ]:
-        assert why in lite.refusal(config.Config(**{**base, **changes})), changes
+        assert why in refusal(**changes), changes
 
 
 def test_the_one_pass_command_never_imports_tensorflow(converted, tmp_path):

@@ -14,9 +14,11 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from absl import flags
 
-from nst_tf import autotune, image_io
+from nst_tf import autotune, budget, image_io, painting
 from nst_tf import config as config_lib
 from nst_tf import plan as plan_lib
 from nst_tf.commands import common
@@ -44,6 +46,15 @@ def main(argv) -> int:
         common.no_arguments(argv)
         # Flags, output folder, network and input files are checked before TensorFlow loads.
         cfg = common.config_from_flags(fv)
+        deadline = None
+        if cfg.budget:  # the whole process's seconds, from its start: what they buy, said once
+            spent = budget.process_seconds()
+            choice = budget.choose(cfg, spent)
+            cfg, deadline = choice.config, time.perf_counter() + cfg.budget - spent
+            print(f"{NAME}: --budget={cfg.budget:g}: {choice.reason}", flush=True)
+            if choice.refine and not _lite_refusal(choice.one_pass, fv):
+                # the one pass on LiteRT, then the steps start from its picture: no Keras network to build
+                cfg = cfg.replace(init=_one_pass_file(choice.one_pass, fv), network=None)
         painter = plan_lib.painter_of(cfg)
         output = image_io.check_output_path(fv.output)
         if not fv.style:
@@ -70,11 +81,20 @@ def main(argv) -> int:
         common.import_tensorflow_quietly()
         from nst_tf import painters  # after the checks above: TensorFlow loads here
 
-        plan = plan_lib.resolve(cfg, fv.autotune)
+        # A budget is never spent measuring: the cached autotune choice, else the rule (float32).
+        mode = fv.autotune if deadline is None or autotune.cached_entries() else "off"
+        plan = plan_lib.resolve(cfg, mode)
         existed = os.path.exists(output)  # a finished picture an interruption must not replace
         start = time.perf_counter()
+        timer = []
+        if deadline is not None:
+            rate = autotune.cached_rate(plan.config.precision, plan.config.jit, cfg.style_loss, mode)
+            pixels = float(np.prod(image_io.fit_size(content.shape[:2], cfg.size)))
+            timer = [budget.Deadline(deadline, step_estimate=rate.seconds * pixels * 1.5 if rate else 0.0)]
         with callbacks.StopOnSignal() as stop:
-            image = painters.stylize(content, styles, plan, progress=fv.progress, masks=masks, callbacks=[stop])
+            image = painters.stylize(
+                content, styles, plan, progress=fv.progress and not timer, masks=masks, callbacks=[stop, *timer]
+            )
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
     except Interrupted as err:
@@ -82,7 +102,7 @@ def main(argv) -> int:
     except KeyboardInterrupt:  # a signal before the run started, or a second one
         common.fail("stopped before a step finished; nothing written")
         return 130
-    steps = sum(steps for _, _, steps in plan.config.scale_plan())
+    steps = timer[0].steps if timer else sum(steps for _, _, steps in plan.config.scale_plan())
     print(
         f"wrote {output} ({image.shape[1]}x{image.shape[0]}, {steps} steps in {seconds:.0f} s, "
         f"peak memory {planner.peak_memory_bytes() / 2**30:.1f} GiB; {plan.choice.describe()})"
@@ -99,9 +119,7 @@ def _paint(fv, cfg, output, content, styles) -> int:
         print(planner.describe_network(hw, cfg.tile, estimate=planner.universal_bytes if universal else None))
         return 0
     start = time.perf_counter()
-    if not (lite.refusal(cfg) if fv.lite else "--nolite"):
-        from nst_tf import painting
-
+    if not _lite_refusal(cfg, fv):
         try:
             image = image_io.to_uint8(lite.paint(content, styles, painting.Options.of(cfg), cfg.network))
         except KeyboardInterrupt:
@@ -114,7 +132,7 @@ def _paint(fv, cfg, output, content, styles) -> int:
         )
         return 0
     common.import_tensorflow_quietly()
-    from nst_tf import callbacks, painters, painting  # after the checks: TensorFlow loads here
+    from nst_tf import callbacks, painters  # after the checks: TensorFlow loads here
 
     plan = plan_lib.resolve(cfg, fv.autotune)
     progress = [callbacks.ProgressBar()] if fv.progress else []
@@ -133,6 +151,24 @@ def _paint(fv, cfg, output, content, styles) -> int:
         f"{time.perf_counter() - start:.1f} s)"
     )
     return 0
+
+
+def _lite_refusal(cfg, fv) -> str:
+    """Why this one pass goes to TensorFlow rather than LiteRT ("" when it does not)."""
+    return lite.refusal(cfg.network, painting.Options.of(cfg), cfg.square) if fv.lite else "--nolite"
+
+
+def _one_pass_file(cfg, fv) -> str:
+    """The one pass of `cfg` painted on LiteRT into a temporary PNG (removed at exit): a budget's start."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="nst_tf-budget-")
+    atexit.register(shutil.rmtree, folder, True)
+    styles = fv.style
+    image = lite.paint(fv.content, styles, painting.Options.of(cfg), cfg.network)
+    return image_io.save_image(os.path.join(folder, "one_pass.png"), image)
 
 
 def partial_path(output: str) -> str:

@@ -33,20 +33,21 @@ FILES = ("style_predict.tflite", "style_transform.tflite")
 ENV = "NST_TF_LITE"  # "off": never use this runtime
 
 
-def refusal(cfg) -> str:
-    """Why this runtime cannot paint `cfg` (a `Config`) as the Keras painter would; "" when it can."""
+def refusal(network, options: painting.Options, square: bool = False) -> str:
+    """Why this runtime cannot paint with `network` and the painting `options` as the Keras painter
+    would; "" when it can."""
     if os.environ.get(ENV) == "off":
         return f"${ENV}=off"
-    if cfg.network not in NETWORKS:
-        return f"--network={cfg.network} is not the bundled arbitrary network"
-    for name, default in (("style_mask", None), ("adapt_steps", 0), ("style_index", None)):
-        if getattr(cfg, name) != default:
+    if network not in NETWORKS:
+        return f"--network={network} is not the bundled arbitrary network"
+    for name in ("style_mask", "adapt_steps", "style_index"):
+        if name in options.asked():
             return f"--{name} needs the TensorFlow painter"
-    if cfg.tile not in ("auto", "off") or cfg.square:
+    if options.tile not in ("auto", "off") or square:
         return "--tile and --square need the TensorFlow painter"
-    if cfg.style_size not in (None, STYLE_SIZE):
+    if options.style_size not in (None, STYLE_SIZE):
         return "--style_size other than 256 needs the TensorFlow painter"
-    if cfg.size and cfg.size > 2048:
+    if options.size and options.size > 2048:
         return "pictures over 2048 px are painted in tiles by the TensorFlow painter"
     try:
         import ai_edge_litert.interpreter  # noqa: F401
