@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from nst_tf import cli, config, image_io
+from nst_tf.commands import common
 from nst_tf.errors import NstError
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -137,11 +138,19 @@ def test_options(field, value, other, other_value):
 @FUZZ
 @given(field=st.sampled_from(config.field_names()), value=st.text(max_size=30))
 def test_flag_values(field, value):
-    """Any text for any flag on the command line: absl's parse error or `NstError` (both exit 2)."""
+    """Any text for any flag on the command line: absl's parse error or `NstError` (both exit 2) with a
+    one-line message; or an accepted value, which the command line the page shows writes back as the
+    same option (`common.flag_args` parsed again gives the same value)."""
     fv = flags.FlagValues()
     cli.define_flags(fv)
     try:
         fv(["nst-tf", f"--{field}={value}"])
-        cli.config_from_flags(fv)
-    except (flags.Error, NstError):
-        pass
+        cfg = cli.config_from_flags(fv)
+    except (flags.Error, NstError) as err:
+        assert str(err).strip(), "a refusal says why"
+        assert isinstance(err, flags.Error) or "\n" not in str(err), str(err)
+        return
+    again = flags.FlagValues()
+    cli.define_flags(again)
+    again(["nst-tf", *common.flag_args(cfg, [field])])
+    assert getattr(cli.config_from_flags(again), field) == getattr(cfg, field), (field, value)

@@ -161,9 +161,14 @@ def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, vgg19):
     with pytest.raises(nst_tf.NstError, match="other settings or input images"):
         nst_tf.stylize(boston, image_io.example_path("shipwreck"), resume=True, **options)
     forced = nst_tf.stylize(boston, scream, resume=True, force=True, **{**options, "style_weight": 9.0})
-    assert forced.shape == (32, 48, 3)
+    fresh = {k: v for k, v in options.items() if not k.startswith("checkpoint")}
+    anew = nst_tf.stylize(boston, scream, **{**fresh, "style_weight": 9.0})
+    assert forced.shape == anew.shape == (32, 48, 3)
+    assert np.abs(forced.astype(int) - anew).mean() > 0.5  # forced on from the step-3 checkpoint, not anew
     resumed = nst_tf.stylize(boston, scream, resume=True, **{**options, "checkpoint_dir": str(tmp_path / "new")})
-    assert resumed.shape == (32, 48, 3)  # no checkpoint there yet: from the start
+    np.testing.assert_array_equal(
+        resumed, nst_tf.stylize(boston, scream, **fresh)
+    )  # no checkpoint there: from the start
     with pytest.raises(nst_tf.NstError, match="resume needs checkpoint_dir"):
         nst_tf.Config(resume=True)
 

@@ -142,7 +142,8 @@ def png_bytes(image: np.ndarray, command: Optional[str] = None) -> bytes:
 
 class Studio:
     """The painter and the optimisation the page uses, built once: `paint` (one pass of the
-    universal painter) and `refine` (the optimisation from that painting). `autotune`: how the
+    one-pass network, `demo` by default: Magenta's arbitrary network) and `refine` (the optimisation
+    from that painting), both through the one road (`painters.paint`). `autotune`: how the
     precision is chosen (`nst_tf.autotune`'s modes; None: `$NST_TF_AUTOTUNE`, else "cached")."""
 
     def __init__(self, network: str = "demo", weights: str = "auto", autotune: Optional[str] = None):

@@ -3,7 +3,8 @@
     nst-tf-app                      then open http://127.0.0.1:8765/
     nst-tf-app --host=0.0.0.0 --token=SECRET   (other machines open http://<this machine>:8765/?token=SECRET)
 
-Drop a photo and one or more paintings (or pick the bundled ones): the universal painter's painting
+Drop a photo and one or more paintings (or pick the bundled ones): the one-pass painter's painting
+(--network=demo: Magenta's arbitrary network)
 appears at once; Refine runs the optimisation from it and streams its progress; the result downloads
 as a PNG with the command line that makes it. Served beyond this machine (--host other than
 loopback), every route but the static files needs --token (or $NST_TF_APP_TOKEN); what the server

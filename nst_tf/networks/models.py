@@ -265,10 +265,6 @@ class StyleNetwork(keras.Model):
         content, embedding = inputs
         return self.transform([content, embedding])
 
-    def table_embedding(self, weights) -> tf.Tensor:
-        """A convex blend of the table's rows: `weights` `[B, N]` (rows sum to one) -> `[B, D]`."""
-        return tf.matmul(tf.convert_to_tensor(weights, tf.float32), tf.convert_to_tensor(self.table))
-
     def get_config(self):
         return {
             **super().get_config(),
