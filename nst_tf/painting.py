@@ -21,7 +21,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from nst_tf import image_io
+from nst_tf import color, image_io
 from nst_tf.config import PRESERVE_COLORS
 from nst_tf.errors import NstError
 
@@ -98,6 +98,16 @@ def as_images(images) -> list:
     return list(images) if isinstance(images, (list, tuple)) else [images]
 
 
+def region_masks(masks, paintings: int, hw) -> Optional[List[np.ndarray]]:
+    """One region mask per painting (paths, PIL images or arrays; None for none) as float32 `[H, W]`
+    at `hw`, the mean of each mask's channels; one line when the counts differ."""
+    if masks is None:
+        return None
+    if len(masks) != paintings:
+        raise NstError(f"{len(masks)} mask(s) for {paintings} style(s): give one mask per style")
+    return [image_io.resize(image_io.load_image(m), tuple(hw))[..., 0] for m in masks]
+
+
 def checked_strength(strength) -> float:
     """`strength` if it is in [0, 1] (how much of the style a one-pass painter puts in), else one line."""
     if not 0.0 <= strength <= 1.0:
@@ -145,7 +155,20 @@ class Painter:
         return Painting(images)
 
     def render(self, content, painting: Painting, options: Options, callbacks=()) -> np.ndarray:
-        """`content` (a path, PIL image or array) painted: float32 `[H, W, 3]` in [0, 1]."""
+        """`content` (a path, PIL image or array) painted: float32 `[H, W, 3]` in [0, 1].
+
+        The template every one-pass painter shares, so each says only how it paints: the photo at
+        its size (`image_io.load_photo`: the one smallest-side rule), one region mask per painting at
+        that size (`region_masks`), the painter's own `paint_photo`, then the photo's colours when
+        `preserve_colors` is "luminance". (The optimisation paints a batch in one run instead.)"""
+        image = image_io.load_photo(content, options.size)
+        masks = region_masks(options.style_mask, len(painting), image.shape[:2])
+        out = np.asarray(self.paint_photo(image, painting, options, masks, callbacks), np.float32)
+        return color.with_chroma(out, image) if options.preserve_colors == "luminance" else out
+
+    def paint_photo(self, image: np.ndarray, painting: Painting, options: Options, masks, callbacks) -> np.ndarray:
+        """The painter's own part: `image` (float32 `[H, W, 3]`, at its size) painted with the prepared
+        paintings; `masks` None or one float32 `[H, W]` per painting; float32 `[H, W, 3]`."""
         raise NotImplementedError
 
     def render_many(self, contents, painting: Painting, options: Options, callbacks=()) -> list:

@@ -161,15 +161,7 @@ class ArbitraryPainter(painting.Painter):
             return tiled.paint_tiled(self.network.transform, image, vector, tile, report)
         return self._forward(tf.constant(image[None]), vector).numpy()[0]
 
-    def render(self, content, prepared: painting.Painting, options, callbacks=()) -> np.ndarray:
-        image = image_io.load_photo(content, options.size)
-        masks = None
-        if options.style_mask is not None:
-            if len(options.style_mask) != len(prepared):
-                raise NstError(
-                    f"{len(options.style_mask)} mask(s) for {len(prepared)} style(s): give one mask per style"
-                )
-            masks = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., :1] for m in options.style_mask]
+    def paint_photo(self, image, prepared: painting.Painting, options, masks, callbacks) -> np.ndarray:
         vectors = self.embeddings(prepared, options, image)
         tile = planner.choose_network_tile(image.shape[:2], options.tile, TRANSFORM_ALPHA)
         with contextlib.ExitStack() as stack:
@@ -183,9 +175,9 @@ class ArbitraryPainter(painting.Painter):
         if masks is None:
             out = pictures[0]
         else:  # each painting where its mask is bright; the content where they add to less than one
+            masks = [m[..., None] for m in masks]
             cover = np.sum(masks, axis=0)
             out = image * (1.0 - np.minimum(cover, 1.0))
             for picture, m in zip(pictures, masks):
                 out = out + picture * m / np.maximum(cover, 1.0)
-        out = np.asarray(np.clip(out, 0.0, 1.0), np.float32)
-        return color.with_chroma(out, image) if options.preserve_colors == "luminance" else out
+        return np.clip(out, 0.0, 1.0)

@@ -397,8 +397,8 @@ class UniversalPainter(painting.Painter):
             return self.cascade_tiled(image, transform, tile, report)
         return np.asarray(self.cascade(tf.constant(image[None], tf.float32), transform)[0].numpy(), np.float32)
 
-    def render(self, content, prepared, options, callbacks=()) -> np.ndarray:
-        """`content` painted in the manner of the prepared paintings in one pass of the cascade:
+    def paint_photo(self, image, prepared, options, mask_arrays, callbacks) -> np.ndarray:
+        """`image` painted in the manner of the prepared paintings in one pass of the cascade:
         float32 `[H, W, 3]`. Options (`nst_tf.painting.Options`): style_size: the paintings'
         longest side (None: the output's); style_mask: one image per painting, each painting where
         its mask is bright; preserve_colors: "luminance" (the result's luminance with the content's
@@ -407,16 +407,8 @@ class UniversalPainter(painting.Painter):
         each tile (`callbacks.painting`). Each painting's representation at a size is computed
         once and kept in `prepared`."""
         painting.checked_strength(options.strength)
-        image = image_io.load_photo(content, options.size)
         _check_side(image, self.min_side, "content")
         side = options.style_size or max(image.shape[:2])
-        mask_arrays = None
-        if options.style_mask is not None:
-            if len(options.style_mask) != len(prepared):
-                raise NstError(
-                    f"{len(options.style_mask)} mask(s) for {len(prepared)} style(s): give one mask per style"
-                )
-            mask_arrays = [image_io.resize(image_io.load_image(m), image.shape[:2])[..., 0] for m in options.style_mask]
         tile = planner.choose_network_tile(image.shape[:2], options.tile, estimate=planner.universal_bytes)
 
         def represent(arrays):
@@ -430,10 +422,7 @@ class UniversalPainter(painting.Painter):
         else:
             reps = prepared.cached(("reps", side, tile), lambda: represent(arrays()))
         with callbacks_lib.painting(image, callbacks) as report:
-            out = self.paint_array(image, reps, options.style_blend, options.strength, mask_arrays, tile, report)
-        if options.preserve_colors == "luminance":
-            out = color.with_chroma(out, image)
-        return out
+            return self.paint_array(image, reps, options.style_blend, options.strength, mask_arrays, tile, report)
 
 
 def _check_side(image, side: int, what: str) -> None:

@@ -108,11 +108,10 @@ class Painter(painting.Painter):
             embedding = strength * embedding + (1.0 - strength) * self._predicted([content])
         return embedding
 
-    def render(self, content, prepared: painting.Painting, options: painting.Options, callbacks=()) -> np.ndarray:
+    def paint_photo(self, image, prepared: painting.Painting, options: painting.Options, masks, callbacks):
         """One forward pass; tile: "auto" (tiled only when the untiled pass would not fit in the
         memory available), "off", or a side in pixels (`nst_tf.networks.tiled`, exact); callbacks:
         told of each tile (`callbacks.painting`)."""
-        image = image_io.load_photo(content, options.size)
         embedding = self.embedding(prepared, options, image)
         tile = planner.choose_network_tile(image.shape[:2], options.tile, self.network.alpha)
         if tile:
@@ -120,5 +119,4 @@ class Painter(painting.Painter):
                 out = tiled.paint_tiled(self.network.transform, image, embedding, tile, report)
         else:
             out = self._forward(tf.constant(image[None]), embedding).numpy()[0]
-        out = np.asarray(out, np.float32)
-        return color.with_chroma(out, image) if options.preserve_colors == "luminance" else out
+        return out
