@@ -430,7 +430,7 @@ class OptimisationPainter(painting.Painter):
         supports = {"style_blend", "style_mask", "preserve_colors", "style_size", "tile"}
         if start is not None:
             self.name = f"warm start ({start.name})"
-            supports |= {"strength", "style_index"} & set(start.supports)
+            supports |= {"strength", "style_index", "adapt_steps"} & set(start.supports)
         self.supports = frozenset(supports)
 
     def check(self, options: painting.Options) -> None:

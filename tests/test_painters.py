@@ -251,3 +251,22 @@ def test_the_command_line_refuses_an_option_its_painter_cannot_honour(tmp_path):
     assert (
         done.stderr.strip().splitlines()[-1].startswith("nst-tf: error: --style_index is not honoured by the universal")
     )
+
+
+def test_adapt_steps_reaches_the_page_and_paints_what_the_api_paints(pair):
+    """A painting option added once (config.py and the painters that honour it) reaches the page: its
+    form's adapt_steps paints what `stylize(adapt_steps=...)` paints, and the command line it shows
+    says so; the page's defaults are the flags' (one set)."""
+    from nst_tf.app import studio
+
+    page = studio.Studio("demo", "embedded", autotune="off")
+    settings = studio.settings_from_form({"adapt_steps": "2"}, 1)._replace(size=SIZE)  # (the page's least is 64)
+    assert settings.adapt_steps == 2 and studio.Settings().steps == Config.steps
+    expected = nst_tf.stylize(
+        pair[0], [pair[1]], network="demo", weights="embedded", size=SIZE, adapt_steps=2,
+        precision=page.plan.config.precision,
+    )  # fmt: skip
+    np.testing.assert_array_equal(page.paint(pair[0], [pair[1]], settings), expected)
+    assert "--adapt_steps=2" in page.command(settings, 1, refined=False)
+    with pytest.raises(NstError, match="adapt_steps must be between 0 and 100"):
+        studio.settings_from_form({"adapt_steps": "1000"}, 1)

@@ -54,16 +54,21 @@ class Limits(NamedTuple):
     max_paintings: int = 4
     max_refines: int = 4
     memory_bytes: int = memory_budget()
+    max_adapt_steps: int = 100
 
 
 class Settings(NamedTuple):
-    size: int = 512
-    strength: float = 1.0
-    style_blend: Optional[tuple] = None
-    preserve_colors: str = "none"
+    """The options the page shows, named and defaulted as the flags are (`Config`: one set of
+    defaults); `settings_from_form` checks each, and `make_config` the rest."""
+
+    size: int = Config.size
+    strength: float = Config.strength
+    style_blend: Optional[tuple] = Config.style_blend
+    preserve_colors: str = Config.preserve_colors
     style_weight: float = Config.style_weight
-    style_loss: str = "gram"
-    steps: int = 100
+    style_loss: str = Config.style_loss
+    steps: int = Config.steps
+    adapt_steps: int = Config.adapt_steps
 
 
 def _number(form, name, kind, default, low, high):
@@ -89,16 +94,20 @@ def settings_from_form(form, paintings: int, limits: Limits = Limits()) -> Setti
             raise NstError(f"style_blend must be numbers separated by commas, got {form['style_blend']!r}") from None
         if len(blend) != paintings or min(blend) < 0 or not sum(blend) > 0:
             raise NstError(f"style_blend needs {paintings} non-negative weights, not all zero")
+    default = Settings()
     settings = Settings(
-        size=_number(form, "size", int, 512, 64, limits.max_size),
-        strength=_number(form, "strength", float, 1.0, 0.0, 1.0),
+        size=_number(form, "size", int, default.size, 64, limits.max_size),
+        strength=_number(form, "strength", float, default.strength, 0.0, 1.0),
         style_blend=blend,
-        preserve_colors=form.get("preserve_colors") or "none",
-        style_weight=_number(form, "style_weight", float, Config.style_weight, 1e-6, 1e6),
-        style_loss=form.get("style_loss") or "gram",
-        steps=_number(form, "steps", int, 100, 1, limits.max_steps),
+        preserve_colors=form.get("preserve_colors") or default.preserve_colors,
+        style_weight=_number(form, "style_weight", float, default.style_weight, 1e-6, 1e6),
+        style_loss=form.get("style_loss") or default.style_loss,
+        steps=_number(form, "steps", int, default.steps, 1, limits.max_steps),
+        adapt_steps=_number(form, "adapt_steps", int, default.adapt_steps, 0, limits.max_adapt_steps),
     )
-    make_config(**settings._asdict())  # the flags' own checks (choices, ranges): an NstError names the option
+    # the flags' own checks (choices, ranges): an NstError names the option (adapt_steps, checked above, needs
+    # the studio's network: its painter refuses it with one line if it cannot honour it)
+    make_config(**{k: v for k, v in settings._asdict().items() if k != "adapt_steps"})
     return settings
 
 
@@ -191,7 +200,16 @@ class Studio:
         cfg = self.config(settings)
         if mask:
             cfg = cfg.replace(style_mask=("mask.png",) if paintings == 1 else ("mask.png", "mask_outside.png"))
-        fields = ["network", "weights", "size", "strength", "style_blend", "preserve_colors", "style_mask"]
+        fields = [
+            "network",
+            "weights",
+            "size",
+            "strength",
+            "style_blend",
+            "preserve_colors",
+            "style_mask",
+            "adapt_steps",
+        ]
         if refined:
             fields += ["init", "scales", "steps", "style_weight", "style_loss", "precision", "jit"]
         else:

@@ -126,6 +126,7 @@ function settings() {
   const s = {
     size: $("size").value, strength: $("strength").value, preserve_colors: $("preserve_colors").value,
     steps: $("steps").value, style_weight: $("style_weight").value, style_loss: $("style_loss").value,
+    adapt_steps: $("adapt_steps").value,
   };
   if (state.paintings.length === 2) { const b = Number($("blend").value); s.style_blend = `${(1 - b).toFixed(2)},${b.toFixed(2)}`; }
   return s;
@@ -369,7 +370,7 @@ async function start() {
   $("painting-input").addEventListener("change", (e) => picked("painting", e.target.files));
   dropZone($("photo-drop"), "photo");
   dropZone($("painting-drop"), "painting");
-  for (const id of ["strength", "blend", "preserve_colors", "size", "in-browser"]) $(id).addEventListener("input", paintSoon);
+  for (const id of ["strength", "blend", "preserve_colors", "size", "adapt_steps", "in-browser"]) $(id).addEventListener("input", paintSoon);
   $("live").addEventListener("click", () => (live ? stopLive() : startLive()));
   $("strength").addEventListener("input", () => { $("strength-value").textContent = $("strength").value; });
   $("refine").addEventListener("click", refine);
