@@ -230,8 +230,10 @@ def test_every_script_and_module_answers_help_and_writes_nothing(tmp_path):
 @pytest.mark.slow
 def test_tensorflows_own_log_lines_stay_hidden_unless_verbose(tmp_path):
     """A command prints its own lines only: TensorFlow's C++ start-up and kernel lines (cuInit, oneDNN)
-    appear with --verbose alone."""
+    appear with --verbose alone. (--nolite: through TensorFlow; on LiteRT no TensorFlow is imported at
+    all, tests/test_lite.py.)"""
     base = [sys.executable, os.path.join(REPO, "scripts", "stylize.py"), "--network=demo", "--size=48", "--noprogress"]
+    base.append("--nolite")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     quiet = subprocess.run([*base, "--output=a.png"], capture_output=True, text=True, cwd=str(tmp_path), env=env)
     assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr

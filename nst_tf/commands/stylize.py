@@ -120,6 +120,8 @@ def _paint(fv, cfg, output, content, styles) -> int:
         return 0
     start = time.perf_counter()
     if not _lite_refusal(cfg, fv):
+        if not lite.ready(cfg.network):  # converted once, by TensorFlow (quietly)
+            common.import_tensorflow_quietly()
         try:
             image = image_io.to_uint8(lite.paint(content, styles, painting.Options.of(cfg), cfg.network))
         except KeyboardInterrupt:

@@ -155,6 +155,7 @@ def paint(content, styles: Sequence, options: painting.Options, network: str = "
     the network first if it is not in the cache (TensorFlow, once)."""
     if not ready(network):
         sys.stderr.write("nst-tf: converting the network for the LiteRT runtime, once (about 10 s)\n")
+        files.import_tensorflow_quietly(os.environ.get("NST_TF_VERBOSE") == "1")
         convert(network)
     image = image_io.load_photo(content, options.size, resizer=resize)
     paintings: List[np.ndarray] = [image_io.load_image(s) for s in painting.as_images(styles)]
