@@ -118,10 +118,10 @@ def load_image(src: ImageLike, max_side: Optional[int] = None, square: bool = Fa
     return rgb
 
 
-def open_image(path, max_pixels: Optional[int] = None, max_side: Optional[int] = None) -> Image.Image:
+def open_image(path, max_pixels: Optional[int] = None) -> Image.Image:
     """Opens and decodes an image file, with clear errors for what users get wrong; more than
-    `max_pixels` (default `MAX_PIXELS`) is refused from the header. `max_side`: see `decode`."""
-    return decode(peek(path, max_pixels=max_pixels), max_side=max_side)
+    `max_pixels` (default `MAX_PIXELS`) is refused from the header."""
+    return decode(peek(path, max_pixels=max_pixels))
 
 
 def decode_bytes(data, name: str, max_pixels: Optional[int] = None, max_side: Optional[int] = None) -> Image.Image:

@@ -111,22 +111,13 @@ def settings_from_form(form, paintings: int, limits: Limits = Limits()) -> Setti
     return settings
 
 
-def decode_upload(data, name: str, limits: Limits = Limits(), max_side: Optional[int] = None) -> np.ndarray:
-    """An uploaded picture (bytes or a binary file) as float32 RGB `[H, W, 3]`: an `NstError` for
-    one that is not a picture, is damaged, or has more pixels than the limit (read from the header,
-    before decoding). With `max_side`, decoded straight to no less than twice that side
-    (`image_io.decode`)."""
-    header = image_io.peek(io.BytesIO(data) if isinstance(data, bytes) else data, name, limits.max_input_pixels)
-    return image_io.load_image(image_io.decode(header, max_side))
-
-
 def check_regions(mask: bool, paintings: int) -> None:
     """A painted region takes one or two paintings (checked before anything is decoded)."""
     if mask and paintings > 2:
         raise NstError("a painted region takes one or two paintings (the first inside, the second outside)")
 
 
-def region_masks(mask: Optional[np.ndarray], paintings: int) -> Optional[list]:
+def page_masks(mask: Optional[np.ndarray], paintings: int) -> Optional[list]:
     """The painted mask (float `[H, W]` in [0, 1], bright: the first painting) as one mask per
     painting: the first painting where it is bright and, with two paintings, the second elsewhere."""
     if mask is None:
@@ -178,7 +169,7 @@ class Studio:
 
         from nst_tf import painters  # loads TensorFlow: not at import
 
-        options = painting.Options.of(self.config(settings), style_mask=region_masks(mask, len(paintings)))
+        options = painting.Options.of(self.config(settings), style_mask=page_masks(mask, len(paintings)))
         with self._lock:
             return image_io.to_uint8(painters.paint(self.one_pass, photo, paintings, options)[0])
 
@@ -188,7 +179,7 @@ class Studio:
         from nst_tf import painters  # loads TensorFlow: not at import
 
         # The warm start: the network's painting (what the page shows) at the run's size, then the steps.
-        options = painting.Options.of(self.config(settings), style_mask=region_masks(mask, len(paintings)))
+        options = painting.Options.of(self.config(settings), style_mask=page_masks(mask, len(paintings)))
         plan = self.plan._replace(config=self.config(settings))
         return image_io.to_uint8(painters.paint(plan, photo, paintings, options, callbacks, model=self.model)[0])
 
