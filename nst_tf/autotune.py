@@ -152,12 +152,16 @@ def machine_key(gpu: Optional[str]) -> str:
     return f"{cpu_key()}; gpu={gpu or 'none'}"
 
 
-def cache_path() -> str:
-    """`$NST_TF_CACHE_DIR/autotune.json`, else under `$XDG_CACHE_HOME` or `~/.cache`, in `nst_tf/`."""
-    folder = os.environ.get("NST_TF_CACHE_DIR") or os.path.join(
+def cache_dir() -> str:
+    """nst_tf's cache folder: `$NST_TF_CACHE_DIR`, else `nst_tf/` under `$XDG_CACHE_HOME` or `~/.cache`."""
+    return os.environ.get("NST_TF_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "nst_tf"
     )
-    return os.path.join(folder, "autotune.json")
+
+
+def cache_path() -> str:
+    """The autotune cache: `autotune.json` in `cache_dir()`."""
+    return os.path.join(cache_dir(), "autotune.json")
 
 
 def _read_cache() -> dict:

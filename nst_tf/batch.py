@@ -341,8 +341,9 @@ def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Job
     jobs = plan_jobs(expand(contents), expand(styles))
     todo = pending(jobs, output_dir)
     bad = bad_inputs(p for job in todo for p in (job.content, job.style))
-    failed = [(job, bad.get(job.content) or bad[job.style]) for job in todo if {job.content, job.style} & set(bad)]
-    good = [job for job in todo if not {job.content, job.style} & set(bad)]
+    reasons = {job: bad.get(job.content) or bad.get(job.style) for job in todo}
+    failed = [(job, reason) for job, reason in reasons.items() if reason]
+    good = [job for job, reason in reasons.items() if not reason]
     return Jobs(jobs, todo, groups(good, cfg, batch_size), bad, failed)
 
 

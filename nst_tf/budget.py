@@ -19,6 +19,7 @@ import os
 import time
 from typing import NamedTuple
 
+from nst_tf import autotune
 from nst_tf.callbacks import Callback
 from nst_tf.config import Config
 from nst_tf.errors import TimeUp
@@ -52,6 +53,12 @@ def choose(cfg: Config, elapsed: float) -> Choice:
     return Choice(
         True, one_pass, refine, f"{left:.1f} s left: the one pass, then L-BFGS steps from it until the budget"
     )
+
+
+def autotune_mode(mode=None):
+    """How a budgeted run resolves "auto" precision: the cached measurement if this machine has one
+    (`mode` as the door was given it), else the rule without measuring ("off")."""
+    return mode if autotune.cached_entries() else "off"
 
 
 def process_seconds() -> float:

@@ -7,8 +7,7 @@ truncated at the deepest requested layer: nothing past it is computed.
 
 from __future__ import annotations
 
-import collections
-import threading
+import functools
 from typing import Optional, Sequence
 
 import keras
@@ -88,30 +87,12 @@ def model_for(spec, precision: str):
     into one). Built once per process for each of the last few (layers, backbone, weights,
     precision, pooling), outside a `tf.distribute` scope (a model built in one is its own): a
     repeat run pays for its steps only."""
-    key = (tuple(spec.content_layers) + tuple(spec.style_layers), spec.backbone, spec.weights, precision, spec.pooling)
-    if tf.distribute.has_strategy() or spec.weights in ("random",):
-        return _build_for(spec, precision)
-    with _KEPT_LOCK:
-        if key in _KEPT:
-            _KEPT.move_to_end(key)
-            return _KEPT[key]
-    model = _build_for(spec, precision)
-    with _KEPT_LOCK:
-        _KEPT[key] = model
-        while len(_KEPT) > 2:
-            _KEPT.popitem(last=False)
-    return model
+    layers = tuple(spec.content_layers) + tuple(spec.style_layers)
+    if tf.distribute.has_strategy() or spec.weights == "random":  # its own model, every time
+        return build_feature_model(list(layers), spec.backbone, spec.weights, precision=precision, pooling=spec.pooling)
+    return _kept_model(layers, spec.backbone, spec.weights, precision, spec.pooling)
 
 
-_KEPT: "collections.OrderedDict" = collections.OrderedDict()
-_KEPT_LOCK = threading.Lock()
-
-
-def _build_for(spec, precision: str):
-    return build_feature_model(
-        list(spec.content_layers) + list(spec.style_layers),
-        spec.backbone,
-        spec.weights,
-        precision=precision,
-        pooling=spec.pooling,
-    )
+@functools.lru_cache(maxsize=2)
+def _kept_model(layers: tuple, backbone: str, weights: str, precision: str, pooling: str):
+    return build_feature_model(list(layers), backbone, weights, precision=precision, pooling=pooling)

@@ -124,11 +124,9 @@ def open_image(path, max_pixels: Optional[int] = None) -> Image.Image:
     return decode(peek(path, max_pixels=max_pixels))
 
 
-def decode_bytes(data, name: str, max_pixels: Optional[int] = None, max_side: Optional[int] = None) -> Image.Image:
-    """An uploaded image (bytes, or a binary file object), decoded with `open_image`'s checks
-    (`name` is what errors call it)."""
-    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    return decode(peek(source, name, max_pixels), max_side=max_side)
+def decode_bytes(data: bytes, name: str, max_pixels: Optional[int] = None) -> Image.Image:
+    """An image's bytes, decoded with `open_image`'s checks (`name` is what errors call it)."""
+    return decode(peek(io.BytesIO(data), name, max_pixels))
 
 
 def peek(source, name: Optional[str] = None, max_pixels: Optional[int] = None) -> Image.Image:
@@ -320,6 +318,14 @@ def resize(rgb: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
     from nst_tf import tensor_image  # loads TensorFlow: not at import
 
     return tensor_image.resize(np.asarray(rgb, np.float32)[None], hw)[0].numpy()
+
+
+def centre_square(image: np.ndarray) -> np.ndarray:
+    """The centred square of `[h, w, ...]` (the arbitrary network's view of a painting)."""
+    h, w = image.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return image[top : top + s, left : left + s]
 
 
 def to_uint8(rgb) -> np.ndarray:

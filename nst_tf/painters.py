@@ -23,7 +23,6 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from nst_tf import autotune
 from nst_tf import budget as budget_lib
 from nst_tf import callbacks as callbacks_lib
 from nst_tf import image_io, painting, transfer
@@ -181,8 +180,6 @@ def paint(
     painter = for_plan(plan, network, model, strategy)
     options = painting.Options.of(plan.config) if options is None else options
     painter.check(options)
-    if not painter.takes_paintings and paintings is not None and not painting.as_images(paintings):
-        paintings = None
     prepare = lambda: painter.prepare(paintings)  # noqa: E731
     if painter.optimises:  # its prepared paintings are the images: nothing worth keeping
         prepared = prepare()
@@ -231,13 +228,16 @@ def stylize(
             raise NstError("init=network takes the network's file (a path or a bundled name), not a loaded network")
         options = {**options, "network": "(model)"}
     timer = []
-    if not isinstance(config, plan_lib.Plan) and make_config(config, **options).budget:  # from this call
+    if isinstance(config, plan_lib.Plan):  # resolved at a door
+        plan = plan_lib.resolve(config, **options)
+    else:  # once: every scale agrees
         wanted = make_config(config, **options)
-        choice = budget_lib.choose(wanted, 0.0)
-        mode = None if autotune.cached_entries() else "off"  # a budget is never spent measuring
-        config, options = plan_lib.resolve(choice.config, mode), {}
-        timer = [budget_lib.Deadline(time.perf_counter() + wanted.budget)] if choice.refine else []
-    plan = plan_lib.resolve(config, **options)  # once: every scale agrees
+        if wanted.budget:  # counted from this call
+            choice = budget_lib.choose(wanted, 0.0)
+            plan = plan_lib.resolve(choice.config, budget_lib.autotune_mode())
+            timer = [budget_lib.Deadline(time.perf_counter() + wanted.budget)] if choice.refine else []
+        else:
+            plan = plan_lib.resolve(wanted)
     cfg = plan.config
     opts = painting.Options.of(cfg, style_mask=cfg.style_mask if masks is None else painting.as_images(masks))
     extra = list(callbacks or ()) + timer

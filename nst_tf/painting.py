@@ -108,6 +108,15 @@ def region_masks(masks, paintings: int, hw) -> Optional[List[np.ndarray]]:
     return [image_io.resize(image_io.load_image(m), tuple(hw))[..., 0] for m in masks]
 
 
+def blend_weights(style_blend, count: int) -> np.ndarray:
+    """Each of `count` paintings' share of a blend (`style_blend`, None: equal), normalised to sum to
+    one (float64 `[count]`); one line for weights that do not fit."""
+    blend = np.ones(count) if style_blend is None else np.asarray(style_blend, np.float64)
+    if blend.shape != (count,) or np.any(blend < 0) or not blend.sum() > 0:
+        raise NstError(f"style_blend needs {count} non-negative weights, not all zero")
+    return blend / blend.sum()
+
+
 def checked_strength(strength) -> float:
     """`strength` if it is in [0, 1] (how much of the style a one-pass painter puts in), else one line."""
     if not 0.0 <= strength <= 1.0:

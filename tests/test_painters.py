@@ -158,7 +158,7 @@ def test_a_prepared_painting_is_represented_once_for_many_contents(all_painters,
     assert len(calls) == 2  # another size is another representation
 
 
-def test_the_road_keeps_built_painters_and_prepared_paintings(pair):
+def test_the_road_keeps_built_painters_and_prepared_paintings(pair, monkeypatch):
     """The API's repeat call costs its painting only: the painter is built once per process and a
     painting prepared once per painter (before: 2.04 s a repeat call at 512 px, now 0.065 s)."""
     from nst_tf import painters
@@ -167,15 +167,12 @@ def test_the_road_keeps_built_painters_and_prepared_paintings(pair):
     plan = nst_tf.resolve_plan(network="demo", precision="float32")
     made, prepared = [], []
     build, prepare = painters._make_painter, arbitrary.ArbitraryPainter.prepare
-    try:
-        painters.PAINTERS.clear()
-        painters._make_painter = lambda *a: made.append(a) or build(*a)
-        arbitrary.ArbitraryPainter.prepare = lambda self, s: prepared.append(1) or prepare(self, s)
-        first = painters.paint(plan, content, [style], painting.Options(size=SIZE))[0]
-        again = painters.paint(plan, content, [style.copy()], painting.Options(size=SIZE))[0]
-        other = painters.paint(plan, content, [style[::-1]], painting.Options(size=SIZE))[0]
-    finally:
-        painters._make_painter, arbitrary.ArbitraryPainter.prepare = build, prepare
+    painters.PAINTERS.clear()
+    monkeypatch.setattr(painters, "_make_painter", lambda *a: made.append(a) or build(*a))
+    monkeypatch.setattr(arbitrary.ArbitraryPainter, "prepare", lambda self, s: prepared.append(1) or prepare(self, s))
+    first = painters.paint(plan, content, [style], painting.Options(size=SIZE))[0]
+    again = painters.paint(plan, content, [style.copy()], painting.Options(size=SIZE))[0]
+    other = painters.paint(plan, content, [style[::-1]], painting.Options(size=SIZE))[0]
     assert len(made) == 1 and len(prepared) == 2  # the same painting by its contents; another one prepared
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).mean() > 0.01

@@ -76,10 +76,7 @@ def load_arbitrary(src=BUNDLED_NAME) -> ArbitraryNetwork:
 
 def style_crop(image: np.ndarray, side: int = STYLE_SIZE) -> np.ndarray:
     """The predictor's view of a painting (float32 `[h, w, 3]`): its centred square, resized to `side`."""
-    h, w = image.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return image_io.resize(image[top : top + s, left : left + s], (side, side))
+    return image_io.resize(image_io.centre_square(image), (side, side))
 
 
 class ArbitraryPainter(painting.Painter):
@@ -146,11 +143,8 @@ class ArbitraryPainter(painting.Painter):
         strength = painting.checked_strength(options.strength)
         vectors = self.vectors(prepared, options, image)
         if options.style_mask is None:
-            count = len(vectors)
-            blend = np.ones(count) if options.style_blend is None else np.asarray(options.style_blend, np.float64)
-            if blend.shape != (count,) or np.any(blend < 0) or not blend.sum() > 0:
-                raise NstError(f"style_blend needs {count} non-negative weights, not all zero")
-            vectors = [tf.add_n([float(b / blend.sum()) * v for b, v in zip(blend, vectors)])]
+            weights = painting.blend_weights(options.style_blend, len(vectors))
+            vectors = [tf.add_n([float(w) * v for w, v in zip(weights, vectors)])]
         if strength < 1.0:
             own = self.vector(image, options.style_size or STYLE_SIZE)
             vectors = [strength * v + (1.0 - strength) * own for v in vectors]

@@ -15,6 +15,7 @@ adaptation, tiles, a style size other than 256) send the command to the TensorFl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -23,7 +24,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from nst_tf import __version__, color, files, image_io, painting
+from nst_tf import __version__, autotune, color, files, image_io, painting
 from nst_tf.errors import NstError
 from nst_tf.networks import options as network_options
 
@@ -60,12 +61,15 @@ def folder(network: str = "demo") -> str:
     """Where the converted pair of `network`'s file lives: the cache folder (`$NST_TF_CACHE_DIR`, else
     `~/.cache/nst_tf`), under a name made of the file's contents and this nst_tf's version."""
     path = network_options.bundled_network(network) if network in network_options.BUNDLED_NAMES else network
+    stat = os.stat(path)
+    return os.path.join(autotune.cache_dir(), "lite", f"arbitrary-{_digest(path, stat.st_size, stat.st_mtime_ns)}")
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(path: str, size: int, mtime: int) -> str:
+    """The network file's contents and this nst_tf's version, hashed once per file as it is."""
     with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read() + __version__.encode()).hexdigest()[:16]
-    root = os.environ.get("NST_TF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "nst_tf"
-    )
-    return os.path.join(root, "lite", f"arbitrary-{digest}")
+        return hashlib.sha256(f.read() + __version__.encode()).hexdigest()[:16]
 
 
 def ready(network: str = "demo") -> bool:
@@ -132,10 +136,8 @@ class LitePainter:
 
     def vector(self, image: np.ndarray) -> np.ndarray:
         """A painting's (float32 `[h, w, 3]`) style vector `[1, 100]`, from its centred square."""
-        h, w = image.shape[:2]
-        s = min(h, w)
-        square = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        self.predict.set_tensor(self.predict.get_input_details()[0]["index"], resize(square, (STYLE_SIZE,) * 2)[None])
+        square = resize(image_io.centre_square(image), (STYLE_SIZE, STYLE_SIZE))
+        self.predict.set_tensor(self.predict.get_input_details()[0]["index"], square[None])
         self.predict.invoke()
         return self.predict.get_tensor(self.predict.get_output_details()[0]["index"]).copy()
 
@@ -164,11 +166,8 @@ def paint(content, styles: Sequence, options: painting.Options, network: str = "
     if options.preserve_colors == "histogram":
         paintings = [color.match_color(p, image) for p in paintings]
     runner = LitePainter(network)
-    vectors = [runner.vector(p) for p in paintings]
-    blend = np.ones(len(vectors)) if options.style_blend is None else np.asarray(options.style_blend, np.float64)
-    if blend.shape != (len(vectors),) or np.any(blend < 0) or not blend.sum() > 0:
-        raise NstError(f"style_blend needs {len(vectors)} non-negative weights, not all zero")
-    vector = sum(float(b / blend.sum()) * v for b, v in zip(blend, vectors))
+    weights = painting.blend_weights(options.style_blend, len(paintings))
+    vector = sum(float(w) * runner.vector(p) for w, p in zip(weights, paintings))
     strength = painting.checked_strength(options.strength)
     if strength < 1.0:
         vector = strength * vector + (1.0 - strength) * runner.vector(image)

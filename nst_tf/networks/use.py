@@ -98,10 +98,7 @@ class Painter(painting.Painter):
             rows, count = tf.convert_to_tensor(net.table), net.num_styles
             if style_blend is None:
                 style_blend = np.eye(count)[style_index or 0]
-        blend = np.ones(count) if style_blend is None else np.asarray(style_blend, np.float64)
-        if blend.shape != (count,) or np.any(blend < 0) or not blend.sum() > 0:
-            raise NstError(f"style_blend needs {count} non-negative weights, not all zero")
-        embedding = tf.constant((blend / blend.sum())[None], tf.float32) @ rows
+        embedding = tf.constant(painting.blend_weights(style_blend, count)[None], tf.float32) @ rows
         if strength < 1.0:
             if not net.predict:
                 raise NstError("strength below 1 mixes in the content's own style: this network has no predict head")
