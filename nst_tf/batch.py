@@ -8,7 +8,7 @@ input is decoded before the first painting, and a job whose photo or painting is
 painting fails with an `NstError`) gets a line with its `error` instead; a re-run retries it.
 
 The runner (`Runner`) builds the feature network once and optimises the contents that share a
-style and a size together, `batch_size` at a time (`StyleTransfer` with a list of contents),
+style and a size together, `batch_size` at a time (one optimisation of a list of contents, through `painters.paint`),
 optionally split across devices (`nst_tf.distribute`). The Beam pipeline (`nst_tf.beam`) runs
 the same jobs, one worker process each.
 """

@@ -11,7 +11,7 @@ import functools
 import math
 import numbers
 import os
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -43,13 +43,43 @@ MAX_SCALES = 16
 KINDS = ("shapes", "output", "runtime")
 
 
-def option(default, help: str, choices: Optional[Tuple[str, ...]] = None, kind: str = "shapes"):
+class Control(NamedTuple):
+    """How the web page shows an option (`nst_tf.app.studio` makes the page's settings from these:
+    the page's controls, defaults and checks are the flags'). `label`; `group`: "paint" (the one
+    pass: a change paints again) or "refine" (the steps from it); a number's `low`, `high` and `step`
+    (`limit`: the server's `Limits` field that lowers `high`), or `values` to pick from (an option's
+    `choices` are picked from, shown as `labels`); `slider` for a range control; `help`: the tooltip
+    where the flag's help does not fit the page."""
+
+    label: str
+    group: str = "paint"
+    low: Optional[float] = None
+    high: Optional[float] = None
+    step: Optional[float] = None
+    values: Optional[tuple] = None
+    labels: Optional[tuple] = None
+    limit: Optional[str] = None
+    slider: bool = False
+    help: Optional[str] = None  # the control's tooltip where the flag's help does not fit the page
+
+
+def option(
+    default,
+    help: str,
+    choices: Optional[Tuple[str, ...]] = None,
+    kind: str = "shapes",
+    page: Optional[Control] = None,
+    painter: bool = False,
+):
     """A `Config` field with what is known about it, in one place: its flag's `help`, its allowed
-    values (`choices`), and its `kind`: "shapes" (changes the result: part of the checkpoint hash
+    values (`choices`), its `kind`: "shapes" (changes the result: part of the checkpoint hash
     and of a batch manifest's settings), "output" (writes files of one run: not hashed, refused by
-    the batch command) or "runtime" (neither: how a run is carried out or reported)."""
+    the batch command) or "runtime" (neither: how a run is carried out or reported), and `page`:
+    the web page's control for it (a `Control`; None: the page does not take it). `painter`: a painting
+    option, one every painter honours or refuses with one line (a field of `painting.Options`)."""
     assert kind in KINDS
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "kind": kind})
+    metadata = {"help": help, "choices": choices, "kind": kind, "page": page, "painter": painter}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +99,9 @@ class Objective:
         return tuple(float(w) / total for w in weights)
 
     content_weight: float = option(1.0, "Weight of the content term.")
-    style_weight: float = option(5.0, "Weight of the style term.")
+    style_weight: float = option(
+        5.0, "Weight of the style term.", page=Control("Style weight", "refine", low=1e-6, high=1e6)
+    )
     tv_weight: float = option(0.0, "Weight of the total-variation (smoothness) term.")
     tv_loss: str = option(
         "abs",
@@ -85,6 +117,11 @@ class Objective:
         "gram",
         "Style statistic: gram, poly / gaussian (MMD kernels), meanstd (batch-norm statistics), w2 (Wasserstein).",
         choices=STYLE_LOSSES,
+        page=Control(
+            "Style statistic",
+            "refine",
+            labels=("Gram (Gatys)", "polynomial kernel", "Gaussian kernel", "mean and deviation", "Wasserstein"),
+        ),
     )
     gram_norm: str = option("hw", "Gram normaliser: h*w or c*h*w.", choices=GRAM_NORMS)
     loss_norm: str = option(
@@ -104,8 +141,15 @@ class Painting:
     """What is painted: sizes, how several paintings share the picture, colours, and the network
     that paints in one pass."""
 
-    size: int = option(512, "Output size: longest side in pixels.")
-    style_size: Optional[int] = option(None, "Style images' longest side in pixels (default: --size x --style_scale).")
+    size: int = option(
+        512,
+        "Output size: longest side in pixels.",
+        page=Control("Size", low=64, values=(256, 384, 512, 768, 1024), limit="max_size"),
+        painter=True,
+    )
+    style_size: Optional[int] = option(
+        None, "Style images' longest side in pixels (default: --size x --style_scale).", painter=True
+    )
     style_scale: float = option(
         1.0,
         "Style images' size relative to the output (when --style_size is not given): above 1, larger strokes; below 1, smaller.",
@@ -114,15 +158,21 @@ class Painting:
         False, "Resize content and style to squares, ignoring aspect (as some published pipelines do)."
     )
     style_blend: Optional[Tuple[float, ...]] = option(
-        None, "Comma-separated share of each style image in the style term (default: equal)."
+        None,
+        "Comma-separated share of each style image in the style term (default: equal).",
+        painter=True,
     )
     style_mask: Optional[Tuple[str, ...]] = option(
-        None, "Comma-separated mask images, one per style: each style paints only where its mask is bright."
+        None,
+        "Comma-separated mask images, one per style: each style paints only where its mask is bright.",
+        painter=True,
     )
     preserve_colors: str = option(
         "none",
         "Keep the content's colours: none, luminance (luminance-only transfer), histogram (match the style's colours first).",
         choices=PRESERVE_COLORS,
+        page=Control("Colours", labels=("the painting's", "the photo's (luminance)", "the photo's (histogram)")),
+        painter=True,
     )
     network: Optional[str] = option(
         None,
@@ -130,12 +180,27 @@ class Painting:
         "network), arbitrary, universal, three_styles, or a file from nst-tf-train; with "
         "--init=network, start the optimisation from its painting.",
     )
-    strength: float = option(1.0, "With --network: how much of the style, in [0, 1] (a network that takes paintings).")
-    style_index: Optional[int] = option(None, "With --network and no --style: which of its fixed styles (from 0).")
+    strength: float = option(
+        1.0,
+        "With --network: how much of the style, in [0, 1] (a network that takes paintings).",
+        page=Control("Strength", low=0.0, high=1.0, step=0.05, slider=True, help="How much of the painting's style."),
+        painter=True,
+    )
+    style_index: Optional[int] = option(
+        None, "With --network and no --style: which of its fixed styles (from 0).", painter=True
+    )
     adapt_steps: int = option(
         0,
         "With --network=arbitrary (or demo): gradient steps adapting the network to this painting and photo "
         "against the objective (0: one pass; 20 at 512 px on 2 cores: about 5 s of steps, 18 s for the whole command).",
+        page=Control(
+            "Adapt",
+            low=0,
+            high=100,
+            limit="max_adapt_steps",
+            help="Gradient steps adapting the network to this painting and photo (a few seconds).",
+        ),
+        painter=True,
     )
 
 
@@ -146,6 +211,7 @@ class Optimisation:
     steps: int = option(
         60,
         "Optimiser steps per scale: with --scales=3 (the default) 3 x 60 = 180 steps in all (--scale_steps sets each).",
+        page=Control("Steps", "refine", low=1, high=500, limit="max_steps"),
     )
     optimizer: str = option(
         "lbfgs",
@@ -212,6 +278,7 @@ class Runtime:
         "Tile the objective for images beyond memory (exact: the same gradient, no seams): auto (only scales "
         "that would not fit), off, or a tile side in pixels.",
         kind="runtime",
+        painter=True,
     )
     memory_check: bool = option(
         True, "Stop before the run if its estimated peak memory exceeds what is available.", kind="runtime"
@@ -221,6 +288,14 @@ class Runtime:
         "Seconds, whole process: the best picture this machine can make in that time (the one pass, then as "
         "many refine steps from it as fit), said and kept; overrides --network, --init, --scales and --steps.",
         kind="runtime",
+        page=Control(
+            "Time (s)",
+            "refine",
+            low=1,
+            high=600,
+            limit="max_refine_seconds",
+            help="Refine for this many seconds from pressing Refine to the picture, instead of a number of steps.",
+        ),
     )
 
 
@@ -368,6 +443,16 @@ class Config(Runtime, Outputs, Optimisation, Painting, Objective):
 
 def field_names():
     return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def painting_options() -> dict:
+    """The painting options (`option(painter=True)`), by name in declaration order: each one's default."""
+    return {f.name: f.default for f in dataclasses.fields(Config) if f.metadata["painter"]}
+
+
+def page_controls() -> dict:
+    """The options the web page shows, by name in declaration order: each one's `Control`."""
+    return {f.name: f.metadata["page"] for f in dataclasses.fields(Config) if f.metadata["page"] is not None}
 
 
 def option_help(name: str) -> str:

@@ -164,6 +164,8 @@ def paint(
     options: Optional[painting.Options] = None,
     callbacks=(),
     *,
+    terms=(),
+    starts=None,
     network=None,
     model=None,
     strategy=None,
@@ -175,9 +177,22 @@ def paint(
     the painter cannot honour is refused (`NstError`) before any work. The painter and the prepared
     paintings come from the process's caches when they were built before.
 
+    terms: extra terms of the optimisation's objective, composed into it (each `term(image) ->
+    (loss [B], {name: [B]})`, pure and traceable, its inputs held in variables it updates: a clip's
+    temporal loss, `video.temporal.TemporalTerm`); one photo at one scale. The painter with its run
+    is kept for these terms, so a next photo of the same size costs its steps only.
+    starts: the optimisation's starting images, one per photo (None: the plan's `init`).
     network: a loaded network instead of the plan's file; model: a VGG feature model for the
-    optimisation to use; strategy: a `tf.distribute` strategy to split a batch across devices."""
-    painter = for_plan(plan, network, model, strategy)
+    optimisation to use; strategy: a `tf.distribute` strategy to split a batch across devices.
+    The options the plan shapes (size, tile) are the plan's: a door makes them with it."""
+    if terms:  # kept with its run while the terms are in use (a clip)
+        painter = PAINTERS.get(("terms", plan, tuple(terms)), lambda: for_plan(plan, network, model, strategy))
+    else:
+        painter = for_plan(plan, network, model, strategy)
+    if (terms or starts is not None) and not painter.optimises:
+        raise NstError(
+            f"the {painter.name} painter paints in one pass: objective terms and starts take the optimisation"
+        )
     options = painting.Options.of(plan.config) if options is None else options
     painter.check(options)
     prepare = lambda: painter.prepare(paintings)  # noqa: E731
@@ -187,6 +202,8 @@ def paint(
         if not hasattr(painter, "prepared_paintings"):
             painter.prepared_paintings = _Kept(PAINTINGS_PER_PAINTER)
         prepared = painter.prepared_paintings.get(_images_key(paintings), prepare)
+    if painter.optimises:
+        return painter.render_many(painting.as_images(photos), prepared, options, list(callbacks), terms, starts)
     return painter.render_many(painting.as_images(photos), prepared, options, list(callbacks))
 
 

@@ -17,17 +17,24 @@ beside what they paint with (`transfer` for the optimisation, `networks` for the
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+import collections
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from nst_tf import color, image_io
+from nst_tf import config as config_lib
 from nst_tf.config import PRESERVE_COLORS
 from nst_tf.errors import NstError
 
 
-class Options(NamedTuple):
-    """The painting options every door knows, named like the flags.
+_OPTIONS = config_lib.painting_options()  # config.py's painting options (`option(painter=True)`) and defaults
+
+
+class Options(collections.namedtuple("Options", list(_OPTIONS), defaults=list(_OPTIONS.values()))):
+    """The painting options every door knows: the `Config` fields marked `painter=True` in
+    `config.py`, with their names and defaults (one table: adding one there adds it here, and every
+    painter then honours it or refuses it with one line). Among them:
 
     size: the output's longest side (None: the content's own size).
     strength: how much of the style, in [0, 1].
@@ -40,15 +47,7 @@ class Options(NamedTuple):
     adapt_steps: gradient steps adapting a network to this painting and photo (0: none).
     """
 
-    size: Optional[int] = 512
-    strength: float = 1.0
-    style_blend: Optional[Sequence[float]] = None
-    style_index: Optional[int] = None
-    style_mask: Optional[Sequence[Any]] = None
-    preserve_colors: str = "none"
-    style_size: Optional[int] = None
-    tile: Any = "auto"
-    adapt_steps: int = 0
+    __slots__ = ()
 
     @classmethod
     def of(cls, cfg, **override) -> "Options":
@@ -58,10 +57,11 @@ class Options(NamedTuple):
 
     def asked(self) -> List[str]:
         """The options set away from their defaults (size is always honoured)."""
-        return [name for name in self._fields[1:] if not _same(getattr(self, name), self._field_defaults[name])]
+        return [n for n in self._fields if n != "size" and not same(getattr(self, n), self._field_defaults[n])]
 
 
-def _same(value, default) -> bool:
+def same(value, default) -> bool:
+    """Whether two option values are equal (None, text, numbers or sequences of them)."""
     if value is None or default is None:
         return value is None and default is None
     if isinstance(value, str) and isinstance(default, str):

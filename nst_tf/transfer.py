@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -26,29 +26,49 @@ def _batch(rgb: np.ndarray) -> tf.Tensor:
     return tf.constant(rgb[None], dtype=tf.float32)
 
 
-def prepare_images(cfg: Config, content, style, masks=None):
+class Sizes(NamedTuple):
+    """The sizes of one run (one scale of a schedule): the output's longest side, the paintings'
+    longest side, the steps, and the tile side in pixels (0: untiled; None: chosen for the images
+    by `planner.choose_tile`)."""
+
+    size: int
+    style_size: int
+    steps: int
+    tile: Optional[int] = None
+
+    @classmethod
+    def of(cls, cfg: Config) -> "Sizes":
+        """A one-scale run of `cfg`: its size, its paintings' size and its steps."""
+        return cls(cfg.size, cfg.effective_style_size, cfg.steps)
+
+
+def prepare_images(cfg: Config, content, style, masks=None, sizes: Optional[Sizes] = None):
     """A run's images as it sees them, `(contents_rgb, content, styles, masks)`: each content at
-    `cfg.size` (a list: a batch of one size), the first as it is optimised (grey in luminance
-    mode), the styles at `cfg.effective_style_size` (their colours moved to the content's in a
-    colour mode), and one mask per style at the content's size (None: `cfg.style_mask`)."""
+    `sizes.size` (a list: a batch of one size), the first as it is optimised (grey in luminance
+    mode), the styles at `sizes.style_size` (their colours moved to the content's in a colour
+    mode), and one mask per style at the content's size (None: `cfg.style_mask`). sizes: default
+    `Sizes.of(cfg)`."""
+    sizes = sizes or Sizes.of(cfg)
     styles = painting.as_images(style)
     masks = cfg.style_mask if masks is None else painting.as_images(masks)
     cfg.check_styles(len(styles))
     if masks is not None and len(masks) != len(styles):
         raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
-    contents_rgb = [image_io.load_photo(c, cfg.size, cfg.square) for c in painting.as_images(content)]
+    contents_rgb = [image_io.load_photo(c, sizes.size, cfg.square) for c in painting.as_images(content)]
     if not contents_rgb:
         raise NstError("no content image given")
-    styles = [image_io.load_image(s, cfg.effective_style_size, cfg.square) for s in styles]
+    styles = [image_io.load_image(s, sizes.style_size, cfg.square) for s in styles]
     for name, image in [("content", contents_rgb[0])] + [("style", s) for s in styles]:
         if min(image.shape[:2]) < MIN_SIDE:
             raise NstError(
                 f"the {name} image is {image.shape[1]}x{image.shape[0]} at this size; VGG needs at "
                 f"least {MIN_SIDE} px on each side: choose a larger size"
             )
-    sizes = sorted({f"{c.shape[1]}x{c.shape[0]}" for c in contents_rgb})
-    if len(sizes) > 1:
-        raise NstError(f"a batch's content images must have the same size at --size={cfg.size}; got {', '.join(sizes)}")
+    shapes = sorted({f"{c.shape[1]}x{c.shape[0]}" for c in contents_rgb})
+    if len(shapes) > 1:
+        raise NstError(
+            f"a batch's content images must have the same size at --size={cfg.size}; got {', '.join(shapes)}"
+        )
     if len(contents_rgb) > 1 and cfg.preserve_colors != "none":
         raise NstError(
             "preserve_colors needs one content image per run (the style is matched to the content): "
@@ -78,7 +98,9 @@ class StyleTransfer:
     config: a `Config` or a resolved `nst_tf.plan.Plan`; `options` override its fields by name (the
         flag names); "auto" precision and jit are resolved here (`nst_tf.plan.resolve`) unless a plan
         is given. Its coarse-to-fine fields are not used here: `stylize` runs the scales, one
-        `StyleTransfer` each.
+        `StyleTransfer` each, each given its `sizes`.
+    sizes: this run's `Sizes` (one scale of the plan's schedule; default: `Sizes.of(config)`, the
+        config's size, style size, steps, and the tile chosen for the images).
     model: a feature model from `build_feature_model` to share between runs (it must return the
         configured layers); by default one is built from `config.weights` at `config.precision`.
     init_image: a starting image (any size; resized to the content's), overriding `config.init`.
@@ -111,16 +133,20 @@ class StyleTransfer:
         extra_loss=None,
         retargetable: bool = False,
         start=None,
+        sizes: Optional[Sizes] = None,
         **options,
     ):
         plan = plan_lib.resolve(config, **options)
+        self.sizes = sizes or Sizes.of(plan.config)
         self.start = start
         self.extra_loss, self.retargetable = extra_loss, retargetable
         self._sources = (style, masks)  # what `retarget` prepares again for a new content image
         self.config = cfg = plan.config
         self.choice = plan.choice
         self.batched = isinstance(content, (list, tuple))
-        self.contents_rgb, self.content, self.styles, self.masks = prepare_images(cfg, content, style, masks)
+        self.contents_rgb, self.content, self.styles, self.masks = prepare_images(
+            cfg, content, style, masks, self.sizes
+        )
         self.content_rgb = self.contents_rgb[0]
         self.model = model or features.model_for(cfg.objective, cfg.precision)
         missing = [name for name in cfg.content_layers + cfg.style_layers if name not in self.model.output]
@@ -128,7 +154,11 @@ class StyleTransfer:
             raise NstError(f"the given feature model lacks layer(s) {', '.join(missing)}")
         self.optimizer = optimize.make_optimizer(cfg.optimisation, variable_rate=True)
         contents = np.stack([self.content, *self.contents_rgb[1:]])  # a batch is never grey
-        self.tile = planner.choose_tile(cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents))
+        self.tile = self.sizes.tile
+        if self.tile is None:
+            self.tile = planner.choose_tile(
+                cfg, self.content.shape[:2], [s.shape[:2] for s in self.styles], len(contents)
+            )
         self._build_objective(contents)
         init = tf.constant(self.initial_images(init_image), tf.float32)
         self.state = driver.RunState(init, self.optimizer.init(init), step=0, scale=scale)
@@ -177,7 +207,7 @@ class StyleTransfer:
         if not self.retargetable:
             raise ValueError("retarget needs a StyleTransfer made with retargetable=True")
         style, masks = self._sources
-        contents_rgb, content_image, styles, masks = prepare_images(self.config, content, style, masks)
+        contents_rgb, content_image, styles, masks = prepare_images(self.config, content, style, masks, self.sizes)
         if content_image.shape != self.content.shape or len(contents_rgb) != len(self.contents_rgb):
             raise NstError(
                 f"retarget takes content of the run's size {self.content.shape[:2]}, got {content_image.shape[:2]}"
@@ -277,11 +307,11 @@ class StyleTransfer:
         return float(tf.reduce_mean(loss)), {k: float(tf.reduce_mean(v)) for k, v in terms.items()}
 
     def run(self, steps: Optional[int] = None, callbacks: Iterable[Callback] = (), strategy=None):
-        """Takes `steps` (default `config.steps`) optimiser steps; returns the uint8 image `[H, W, 3]`
+        """Takes `steps` (default `sizes.steps`) optimiser steps; returns the uint8 image `[H, W, 3]`
         (for a batch, the list of them). Callbacks get the loss and terms averaged over a batch.
         strategy: a `tf.distribute` strategy (see `nst_tf.distribute`) to split the batch across
             its devices."""
-        steps = self.config.steps if steps is None else steps
+        steps = self.sizes.steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
             raise NstError(f"steps must be a positive integer, got {steps!r}")
         callbacks, join = list(callbacks), None
@@ -332,7 +362,7 @@ def _numpy(value) -> np.ndarray:
     return value.numpy()
 
 
-def optimise(content, style, plan, callbacks=(), model=None, masks=None, strategy=None, start=None):
+def optimise(content, style, plan, callbacks=(), model=None, masks=None, strategy=None, start=None, starts=None):
     """The optimisation of a resolved `nst_tf.plan.Plan` (`nst_tf.stylize` is its door): `content`
     (one image, or a list: a batch of one size optimised together) in the manner of `style` (one
     image or a list), coarse to fine (`scales` > 1: one `StyleTransfer` per size of
@@ -342,7 +372,8 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     callbacks: every `Callback` (the door adds the config's and a progress bar); masks: one region
     mask per style (None: `config.style_mask`); model: a feature model to reuse; strategy: a
     `tf.distribute` strategy to split a batch across devices (the feature model is then built in its
-    scope); start: the warm start's painter (`StyleTransfer`'s `start`)."""
+    scope); start: the warm start's painter (`StyleTransfer`'s `start`); starts: the first scale's
+    starting images (one per content, any size), instead of `config.init`'s."""
     cfg = plan.config
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
@@ -372,28 +403,21 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
             cfg.outputs, config_lib.result_settings(cfg), [*contents, *style, *(masks or [])]
         )
         callbacks = [saver] + callbacks
-    image = transfer = None
+    image, transfer = starts, None
     for index, (size, style_size, steps) in enumerate(cfg.scale_plan()):
         if resume is not None and index < resume.scale:
             continue
-        scale_cfg = cfg.replace(
-            size=size,
-            style_size=style_size,
-            steps=steps,
-            scales=1,
-            start_size=None,
-            scale_steps=None,
-            tile=str(scale_plans[index].tile or "off"),
-        )
+        sizes = Sizes(size, style_size or size, steps, scale_plans[index].tile)  # (the schedule's style_scale is in)
         transfer = StyleTransfer(
             contents if batched else contents[0],
             style,
-            plan._replace(config=scale_cfg),
+            plan,
             model=model,
             init_image=image,
             masks=masks,
             scale=index,
             start=start,
+            sizes=sizes,
         )
         model = transfer.model
         if resume is not None and index == resume.scale:
@@ -411,9 +435,6 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     return transfer
 
 
-PAINTING_FIELDS = ("size", "style_blend", "preserve_colors", "style_size", "tile")  # masks go to `optimise`
-
-
 class OptimisationPainter(painting.Painter):
     """The optimisation as a painter (`nst_tf.painting`): the plan's objective and schedule, each
     content optimised (a list: one batch), with the painting options of the call.
@@ -427,6 +448,7 @@ class OptimisationPainter(painting.Painter):
 
     def __init__(self, plan, model=None, strategy=None, start=None):
         self.plan, self.model, self.strategy, self.start = plan, model, strategy, start
+        self._run = None  # with extra terms: the run kept for the next photos (`_kept_run`)
         supports = {"style_blend", "style_mask", "preserve_colors", "style_size", "tile"}
         if start is not None:
             self.name = f"warm start ({start.name})"
@@ -445,16 +467,20 @@ class OptimisationPainter(painting.Painter):
             prepared.cache["start"] = self.start.prepare(paintings)
         return prepared
 
-    def config(self, options: painting.Options) -> Config:
-        """The plan's config with the call's painting options."""
-        cfg = self.plan.config
-        values = {name: getattr(options, name) for name in PAINTING_FIELDS}
-        values["style_blend"] = None if options.style_blend is None else tuple(options.style_blend)
-        changed = {k: v for k, v in values.items() if getattr(cfg, k) != v}
-        return cfg.replace(**changed) if changed else cfg
-
-    def render_many(self, contents, prepared, options, callbacks=()) -> list:
-        cfg = self.config(options)
+    def render_many(self, contents, prepared, options, callbacks=(), terms=(), starts=None) -> list:
+        """`contents` optimised (one batch), each from `starts` (one image each; None: the plan's
+        init), with `terms` added to the objective (see `nst_tf.painters.paint`)."""
+        # On the road the options are the plan's (made from it at the door) and only the regions' masks
+        # come with the call; a painter used as a door (`painter.paint(content, styles, size=256)`)
+        # resolves its other options into its plan as every door does (tiles, memory, schedule).
+        changed = {
+            name: getattr(options, name)
+            for name in painting.Options._fields
+            if name != "style_mask" and not painting.same(getattr(options, name), getattr(self.plan.config, name))
+        }
+        plan = plan_lib.resolve(self.plan, **changed)
+        if terms:
+            return [self._kept_run(contents, prepared, plan, options, callbacks, terms, starts)]
         start = None
         if self.start is not None:
             # the start at the run's size, each painting in its region where the network takes regions;
@@ -465,15 +491,56 @@ class OptimisationPainter(painting.Painter):
         run = optimise(
             list(contents),
             prepared.images,
-            self.plan._replace(config=cfg),
+            plan,
             callbacks,
             self.model,
             options.style_mask,
             self.strategy,
             start,
+            starts,
         )
         self.model = run.model
         return [run.output_image()] if len(contents) == 1 else list(run.images)
 
     def render(self, content, prepared, options, callbacks=()) -> np.ndarray:
         return self.render_many([content], prepared, options, callbacks)[0]
+
+    def _kept_run(self, contents, prepared, plan, options, callbacks, terms, starts) -> np.ndarray:
+        """One photo at one scale with extra terms: the painter keeps its run (retargetable: its
+        targets in variables) and starts it over on each next photo of the same size, so the step
+        is traced once for all of them (a clip's later frames; the terms hold their own inputs in
+        variables that their owner updates)."""
+        if len(contents) != 1 or len(plan.config.scale_plan()) != 1 or self.start is not None:
+            raise NstError("extra objective terms take one photo at one scale, started from an image")
+        start = None if starts is None else starts[0]
+        if self._run is None:
+            self._run = StyleTransfer(
+                contents[0],
+                prepared.images,
+                plan,
+                model=self.model,
+                init_image=start,
+                masks=options.style_mask,
+                extra_loss=objective_terms(terms),
+                retargetable=True,
+            )
+            self.model = self._run.model
+        else:
+            self._run.retarget(contents[0], init_image=start)
+        self._run.run(callbacks=callbacks)
+        return self._run.output_image()
+
+
+def objective_terms(terms):
+    """Extra terms as one (`StyleTransfer`'s `extra_loss`): each `term(image) -> (loss [B], {name:
+    [B]})`, pure and traceable; their losses summed, their named parts merged."""
+    terms = list(terms)
+
+    def total(image):
+        loss, parts = terms[0](image)
+        for term in terms[1:]:
+            more, more_parts = term(image)
+            loss, parts = loss + more, {**parts, **more_parts}
+        return loss, parts
+
+    return total

@@ -113,6 +113,8 @@ def test_bad_uploads_and_settings_are_a_4xx_with_one_line(painter, tmp_path):
         (_form(strength="strong"), 400, "strength must be a number"),
         (_form(paintings=("the_scream", "shipwreck"), style_blend="1"), 400, "style_blend needs 2"),
         (_form(preserve_colors="sepia"), 400, "unknown preserve_colors 'sepia'; choose one of"),
+        (_form(tile="64"), 400, "the page takes no setting 'tile'"),  # honoured by the painter, not a page control
+        (_form(budget="0"), 400, "budget must be between 1 and 600"),
         (_form(_png(np.random.default_rng(0).integers(0, 256, (600, 600, 3), np.uint8))), 413, "limit of 0.38147 MB"),
     ]
     limits = studio.Limits(max_input_pixels=1_000_000, max_upload_bytes=400_000)
@@ -167,6 +169,42 @@ def test_refines_stream_stop_queue_one_at_a_time_and_a_closed_tab_frees_its_plac
     places = [e["place"] for e in seen3 if e["type"] == "queued"]
     assert places[0] == 2 and places[-1] == 1 and places == sorted(places, reverse=True), places  # tab 2 closed
     assert sum(e["type"] == "progress" for e in seen3) == 3
+
+
+def test_a_refine_given_a_time_runs_until_it_and_shows_the_steps_it_bought(painter):
+    async def body(client):
+        job = await (await client.post("/api/refine", data=_form(size=64, budget=2))).json()
+        tab = await client.ws_connect(f"/api/jobs/{job['job']}")
+        return [json.loads(m.data) async for m in tab]
+
+    seen = _run(painter, body)
+    assert [e["type"] for e in seen][-1] == "done", seen
+    progress, done = [e for e in seen if e["type"] == "progress"], seen[-1]
+    assert progress and all(e["steps"] is None and 0 < e["fraction"] <= 1 for e in progress)
+    assert [e["step"] for e in progress] == list(range(1, done["step"] + 1))  # stopped by the time, not a count
+    assert done["step"] < 1000 and f"--steps={done['step']}" in done["command"] and "--budget" not in done["command"]
+
+
+def test_the_page_is_declared_by_the_option_table():
+    """Every control is a `config.py` option with the flag's name and default; every option the page's
+    painter honours is a control, the blend, the painted region, or refused with one line."""
+    from nst_tf.config import Config, page_controls
+    from nst_tf.networks.arbitrary import ArbitraryPainter
+
+    options = studio.page_options(studio.Limits(max_size=700))
+    assert [o["name"] for o in options] == list(page_controls()) and set(page_controls()) <= set(
+        studio.Settings._fields
+    )
+    for o in options:
+        assert o["default"] == getattr(Config, o["name"]) == getattr(studio.Settings(), o["name"]), o
+    assert next(o for o in options if o["name"] == "size")["values"] == [256, 384, 512]  # the server's limit
+    for name in ArbitraryPainter.supports:
+        if name not in studio.Settings._fields and name != "style_mask":  # style_mask: the painted region
+            with pytest.raises(nst_tf.NstError, match=f"the page takes no setting '{name}'"):
+                studio.settings_from_form({name: "1"}, 1)
+    for o in options:  # a value away from the default reaches the settings as the flag's type
+        value = o["values"][-1] if o["values"] else o["high"]
+        assert getattr(studio.settings_from_form({o["name"]: str(value)}, 1), o["name"]) == value, o
 
 
 def _data_url(url: str) -> bytes:

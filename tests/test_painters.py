@@ -267,3 +267,38 @@ def test_adapt_steps_reaches_the_page_and_paints_what_the_api_paints(pair):
     assert "--adapt_steps=2" in page.command(settings, 1, refined=False)
     with pytest.raises(NstError, match="adapt_steps must be between 0 and 100"):
         studio.settings_from_form({"adapt_steps": "1000"}, 1)
+
+
+class _Terms(nst_tf.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_step_end(self, transfer, step, loss, terms):
+        self.seen.append(dict(terms))
+
+
+def test_an_objective_term_composes_through_the_road_and_its_run_is_traced_once(pair, vgg19):
+    """A clip's temporal loss is a term the road composes into the objective (no door builds a run):
+    it reaches the loss (its part is reported, and a strong pull towards black darkens the picture),
+    and the road keeps the run for the term, so a next photo of the size reuses the traced step."""
+    from nst_tf import painters
+    from nst_tf.video import temporal
+
+    content, style = pair
+    the_plan = plan.resolve(Config(weights="embedded", steps=4, scales=1, precision="float32", jit="off", size=SIZE))
+    options = painting.Options.of(the_plan.config)
+    hw = content.shape[:2]
+    term = temporal.TemporalTerm(1e4, [np.zeros((*hw, 3), np.float32)], [np.ones(hw, np.float32)])
+    seen = _Terms()
+    road = dict(options=options, model=vgg19, starts=[content])
+    pulled = painters.paint(the_plan, content, [style], callbacks=[seen], terms=[term], **road)[0]
+    free = painters.paint(the_plan, content, [style], **road)[0]
+    assert all("temporal" in terms for terms in seen.seen) and len(seen.seen) == 4
+    assert pulled.mean() < 0.5 * free.mean()
+    term.update([np.ones((*hw, 3), np.float32)], [np.ones(hw, np.float32)])  # now towards white
+    brighter = painters.paint(the_plan, content[::-1], [style], terms=[term], **road)[0]
+    assert brighter.mean() > free.mean()
+    kept = painters.PAINTERS.get(("terms", the_plan, (term,)), lambda: None)
+    assert kept is not None and kept._run.compiled.trace_count == 1
+    with pytest.raises(NstError, match="paints in one pass"):
+        painters.paint(plan.resolve(Config(network="demo")), content, [style], terms=[term])

@@ -205,7 +205,7 @@ def _check_form(post, limits: studio_lib.Limits, pictures) -> _Checked:
     if len(masks) > 1:
         raise NstError("send at most one mask")
     studio_lib.check_regions(bool(masks), len(paintings))
-    fields = {k: v for k, v in post.items() if isinstance(v, str)}
+    fields = {k: v for k, v in post.items() if isinstance(v, str) and k not in ("photo", "painting", "mask")}
     settings = studio_lib.settings_from_form(fields, len(paintings), limits)
 
     def header(value, what):
@@ -272,6 +272,7 @@ async def info(request):
     return web.json_response(
         {
             "limits": limits._asdict(),
+            "options": studio_lib.page_options(limits),
             "tfjs": models,
             "network": request.app[STATE].studio.network,
             "painter": request.app[STATE].studio.painter.name,

@@ -2,16 +2,19 @@
 the refine (the optimisation warm-started from that painting, streaming its progress), and the queue
 that runs one refine at a time on the device.
 
-The page's settings map to `Config` fields (the flags): `size`, `strength`, `style_blend`,
-`preserve_colors`, `style_weight`, `style_loss`, `steps`; a painted region mask gives the first
-painting the bright part and the second (if any) the rest. `Studio.command` writes the `nst-tf`
-command line that makes the same picture.
+The page's settings are `Config` fields (the flags): those `config.py` gives a page `Control`
+(`page_options` describes them to the page, `settings_from_form` reads them back: one set of names,
+defaults and checks), and the blend of two paintings; a painted region mask gives the first painting
+the bright part and the second (if any) the rest. `Studio.command` writes the `nst-tf` command line
+that makes the same picture.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
+import math
 import os
 import secrets
 import shlex
@@ -21,9 +24,11 @@ from typing import Callable, List, NamedTuple, Optional
 
 import numpy as np
 
+from nst_tf import budget as budget_lib
 from nst_tf import image_io
 from nst_tf.callbacks import Callback
 from nst_tf.commands import common
+from nst_tf import config as config_lib
 from nst_tf.config import Config, make_config
 from nst_tf.errors import Interrupted, NstError
 from nst_tf import plan as plan_lib
@@ -55,59 +60,95 @@ class Limits(NamedTuple):
     max_refines: int = 4
     memory_bytes: int = memory_budget()
     max_adapt_steps: int = 100
+    max_refine_seconds: int = 600
 
 
-class Settings(NamedTuple):
-    """The options the page shows, named and defaulted as the flags are (`Config`: one set of
-    defaults); `settings_from_form` checks each, and `make_config` the rest."""
+CONTROLS = config_lib.page_controls()  # the options the page shows (`config.Control`), by name
+OWN_CONTROLS = ("style_blend",)  # the page's own: its blend slider (for two paintings); the painted region: style_mask
 
-    size: int = Config.size
-    strength: float = Config.strength
-    style_blend: Optional[tuple] = Config.style_blend
-    preserve_colors: str = Config.preserve_colors
-    style_weight: float = Config.style_weight
-    style_loss: str = Config.style_loss
-    steps: int = Config.steps
-    adapt_steps: int = Config.adapt_steps
+Settings = collections.namedtuple(
+    "Settings", [*CONTROLS, *OWN_CONTROLS], defaults=[getattr(Config, n) for n in (*CONTROLS, *OWN_CONTROLS)]
+)
+Settings.__doc__ = """The page's settings: the options `config.py` gives a page `Control` (one table: the
+flags' names, defaults and checks), and the blend of two paintings (`settings_from_form` checks each)."""
 
 
-def _number(form, name, kind, default, low, high):
-    text = form.get(name)
-    if text in (None, ""):
-        return default
+def _high(control: config_lib.Control, limits: Limits):
+    return control.high if control.limit is None else min(control.high or math.inf, getattr(limits, control.limit))
+
+
+def page_options(limits: Limits = Limits()) -> list:
+    """The page's controls as the page builds them (JSON-ready, in `config.py`'s order): name, label,
+    group ("paint" or "refine"), default, tooltip, and a number's low, high and step, or the values to
+    pick from with their labels; `high` lowered to this server's `limits`."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    out = []
+    for name, control in CONTROLS.items():
+        field, high = fields[name], _high(control, limits)
+        values = field.metadata["choices"] or control.values
+        if values and high is not None:
+            values = tuple(v for v in values if v <= high)
+        entry = {
+            "name": name,
+            "label": control.label,
+            "group": control.group,
+            "default": field.default,
+            "help": control.help or field.metadata["help"],
+            "low": control.low,
+            "high": high,
+            "step": control.step or (1 if "int" in field.type else "any"),
+            "slider": control.slider,
+            "values": list(values) if values else None,
+            "labels": list(control.labels or values or ()) or None,
+        }
+        out.append(entry)
+    return out
+
+
+def _number(text, name, kind, low, high):
     try:
         value = kind(text)
     except ValueError:
-        raise NstError(f"{name} must be a number, got {text!r}") from None
+        raise NstError(f"{name} must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
     if not (low <= value <= high) or value != value:
         raise NstError(f"{name} must be between {low:g} and {high:g}, got {text}")
     return value
 
 
+def _setting(form, name: str, field, control: config_lib.Control, limits: Limits):
+    """One control's value from the form's text (empty or missing: the option's default)."""
+    text = form.get(name)
+    if text in (None, ""):
+        return field.default
+    if field.metadata["choices"]:
+        if text not in field.metadata["choices"]:
+            raise NstError(f"unknown {name} {text!r}; choose one of: {', '.join(field.metadata['choices'])}")
+        return text
+    kind = int if "int" in field.type else float
+    low = -math.inf if control.low is None else control.low
+    high = _high(control, limits)
+    return _number(text, name, kind, low, math.inf if high is None else high)
+
+
 def settings_from_form(form, paintings: int, limits: Limits = Limits()) -> Settings:
-    """The page's fields (strings) as `Settings`, each checked: an `NstError` says which is wrong."""
+    """The page's fields (strings) as `Settings`, each checked: an `NstError` names the one that is
+    wrong, or a field the page does not take (every option the page's painter honours is a control
+    or refused here, never ignored)."""
+    unknown = sorted(set(form) - set(Settings._fields))
+    if unknown:
+        raise NstError(f"the page takes no setting {unknown[0]!r}; it takes: {', '.join(Settings._fields)}")
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    values = {name: _setting(form, name, fields[name], control, limits) for name, control in CONTROLS.items()}
     blend = None
     if form.get("style_blend"):
         try:
             blend = tuple(float(x) for x in str(form["style_blend"]).split(","))
         except ValueError:
             raise NstError(f"style_blend must be numbers separated by commas, got {form['style_blend']!r}") from None
-        if len(blend) != paintings or min(blend) < 0 or not sum(blend) > 0:
-            raise NstError(f"style_blend needs {paintings} non-negative weights, not all zero")
-    default = Settings()
-    settings = Settings(
-        size=_number(form, "size", int, default.size, 64, limits.max_size),
-        strength=_number(form, "strength", float, default.strength, 0.0, 1.0),
-        style_blend=blend,
-        preserve_colors=form.get("preserve_colors") or default.preserve_colors,
-        style_weight=_number(form, "style_weight", float, default.style_weight, 1e-6, 1e6),
-        style_loss=form.get("style_loss") or default.style_loss,
-        steps=_number(form, "steps", int, default.steps, 1, limits.max_steps),
-        adapt_steps=_number(form, "adapt_steps", int, default.adapt_steps, 0, limits.max_adapt_steps),
-    )
-    # the flags' own checks (choices, ranges): an NstError names the option (adapt_steps, checked above, needs
-    # the studio's network: its painter refuses it with one line if it cannot honour it)
-    make_config(**{k: v for k, v in settings._asdict().items() if k != "adapt_steps"})
+        painting.blend_weights(blend, paintings)  # one rule for a blend: one weight per painting
+    settings = Settings(**values, style_blend=blend)
+    # the flags' own checks (the page's painter is a network: adapt_steps is checked against it when painting)
+    make_config(network="demo", **settings._asdict())
     return settings
 
 
@@ -175,9 +216,16 @@ class Studio:
 
     def refine(self, photo, paintings, settings: Settings, mask=None, callbacks=()) -> np.ndarray:
         """The optimisation at `settings.size` for `settings.steps` steps from the network's painting:
-        uint8 `[H, W, 3]`. A callback may stop it by raising `Interrupted` (its run holds the image)."""
+        uint8 `[H, W, 3]`; with `settings.budget` (the page's "Time"), as many steps as end within that
+        many seconds from now (`budget.Deadline`) instead. A callback may stop it by raising
+        `Interrupted` (its run holds the image)."""
         from nst_tf import painters  # loads TensorFlow: not at import
 
+        callbacks = list(callbacks)
+        if settings.budget:
+            deadline = time.perf_counter() + settings.budget
+            settings = settings._replace(steps=budget_lib.MAX_STEPS, budget=None)
+            callbacks.append(budget_lib.Deadline(deadline, write_seconds=REFINE_WRITE_SECONDS))
         # The warm start: the network's painting (what the page shows) at the run's size, then the steps.
         options = painting.Options.of(self.config(settings), style_mask=page_masks(mask, len(paintings)))
         plan = self.plan._replace(config=self.config(settings))
@@ -191,18 +239,11 @@ class Studio:
         cfg = self.config(settings)
         if mask:
             cfg = cfg.replace(style_mask=("mask.png",) if paintings == 1 else ("mask.png", "mask_outside.png"))
-        fields = [
-            "network",
-            "weights",
-            "size",
-            "strength",
-            "style_blend",
-            "preserve_colors",
-            "style_mask",
-            "adapt_steps",
-        ]
+        groups = ("paint", "refine") if refined else ("paint",)
+        fields = ["network", "weights", *OWN_CONTROLS, "style_mask"]
+        fields += [n for n, c in CONTROLS.items() if c.group in groups and n != "budget"]  # a budget: its steps
         if refined:
-            fields += ["init", "scales", "steps", "style_weight", "style_loss", "precision", "jit"]
+            fields += ["init", "scales", "precision", "jit"]
         else:
             cfg, fields = cfg.replace(init="content"), fields + ["precision"]
         photo, styles = names or ("photo.png", [f"painting{k + 1}.png" for k in range(paintings)])
@@ -210,6 +251,7 @@ class Studio:
         return shlex.join(args + common.flag_args(cfg, fields) + ["--output=painted.png"])
 
 
+REFINE_WRITE_SECONDS = 0.2  # a refine's picture to PNG and onto the socket, after its last step
 CLAIM_SECONDS = 5.0  # a refine whose tab has not opened its WebSocket in this time is dropped, never run
 
 
@@ -300,16 +342,22 @@ class _Stream(Callback):
 
     def on_run_begin(self, transfer, steps):
         self.steps, self.last_step, self.durations = steps, time.perf_counter(), []
+        self.began, self.step = self.last_step, 0
 
     def on_step_end(self, transfer, step, loss, terms):
         now = time.perf_counter()
         self.durations.append(now - self.last_step)
-        self.last_step = now
+        self.last_step, self.step = now, step
         # The first step traces and compiles: the rate is the median of the last ten after it.
         recent = sorted(self.durations[1:][-10:] or self.durations)
         rate = recent[len(recent) // 2]
-        event = {"type": "progress", "step": step, "steps": self.steps, "loss": float(loss)}
-        event.update(seconds_per_step=rate, eta=rate * (self.steps - step))
+        budget = self.job.settings.budget  # a time, not a number of steps: the progress is the time spent
+        event = {"type": "progress", "step": step, "steps": None if budget else self.steps, "loss": float(loss)}
+        if budget:
+            event.update(seconds_per_step=rate, eta=max(0.0, budget - (now - self.began)))
+            event["fraction"] = min(1.0, (now - self.began) / budget)
+        else:
+            event.update(seconds_per_step=rate, eta=rate * (self.steps - step), fraction=step / self.steps)
         if now - self.last_image >= self.image_seconds:
             self.last_image = now
             event["image"] = png_bytes(transfer.image_uint8())
@@ -377,10 +425,16 @@ class Queue:
             return
         s, paintings = job.settings, len(job.paintings)
         command = self.studio.command(s, paintings, refined=True, mask=job.mask is not None, names=job.names)
-        job.send({"type": "started", "steps": s.steps, "command": command})
+        # a time's steps are known at its end: its command line then
+        job.send({"type": "started", "steps": None if s.budget else s.steps, "command": "" if s.budget else command})
+        stream = _Stream(job)
         try:
-            image = self.studio.refine(job.photo, job.paintings, s, job.mask, callbacks=[_Stream(job)])
-            job.send({"type": "done", "image": png_bytes(image, command), "command": command})
+            image = self.studio.refine(job.photo, job.paintings, s, job.mask, callbacks=[stream])
+            if s.budget:  # the command line makes this picture with the steps the time bought
+                command = self.studio.command(
+                    s._replace(steps=stream.step, budget=None), paintings, True, job.mask is not None, job.names
+                )
+            job.send({"type": "done", "image": png_bytes(image, command), "command": command, "step": stream.step})
         except Interrupted as stopped:
             step = stopped.run.step_count  # the picture so far is what this many steps make
             command = self.studio.command(

@@ -5,7 +5,8 @@
   `blend` of each pixel taken from the previous painting warped into this frame;
 - by optimisation: the first frame with the full coarse-to-fine schedule; each later frame at the
   final size for `later_steps` steps, started from the previous painting warped into it, with Ruder
-  et al.'s temporal loss (`video.temporal`) added to the objective (`StyleTransfer(extra_loss=)`).
+  et al.'s temporal loss (`video.temporal.TemporalTerm`) composed into the objective, all through the one
+  road (`painters.paint(terms=, starts=)`).
 Each finished frame is written (atomically, as a PNG) into a work folder beside the output, and the
 next frame is painted from that PNG, not from memory: so a run stopped anywhere and resumed gives
 the frames an uninterrupted run gives. When every frame is painted the clip is encoded (the input's
@@ -86,36 +87,34 @@ class _NetworkFrames:
         return painted
 
 
-def later_config(cfg, video: VideoConfig):
+def later_options(video: VideoConfig) -> dict:
     """The run of every frame after the first: `video.later_steps` steps at the final size."""
-    return cfg.replace(steps=video.later_steps, scales=1, start_size=None, scale_steps=None)
+    return dict(steps=video.later_steps, scales=1, start_size=None, scale_steps=None)
 
 
 class _OptimisationFrames:
-    """The optimisation per frame: the full schedule for the first, then warm starts from the
-    previous painting warped in, with the temporal loss. The later frames share one run
-    (`StyleTransfer.retarget`): its targets and the temporal loss's warped paintings and weights
-    are variables assigned per frame, so the step is traced (and compiled) once for the clip."""
+    """The optimisation per frame, through the one road: the full schedule for the first, then warm
+    starts from the previous painting warped in, with the temporal loss as a term of the objective
+    (`temporal.TemporalTerm`). The road keeps the later frames' run for the term (its targets and
+    the term's warped paintings and weights are variables assigned per frame), so the step is traced
+    (and compiled) once for the clip."""
 
     def __init__(self, plan, style, video: VideoConfig, callbacks):
-        from nst_tf import features  # loads TensorFlow: not at import
+        from nst_tf import features, painting  # loads TensorFlow: not at import
 
         self.plan, self.style, self.video, self.callbacks = plan, style, video, list(callbacks)
-        self.model = features.model_for(
-            plan.config.objective, plan.config.precision
-        )  # one feature network for every frame
-        self.later = None  # the later frames' run, made at the second frame
-        self.warped, self.weights = [], []  # per long-term slot: variables of the run's size
+        self.model = features.model_for(plan.config.objective, plan.config.precision)  # one for every frame
+        self.later = plan_lib.resolve(plan, **later_options(video))  # every frame after the first
+        self.options = painting.Options.of(plan.config)
+        self.term = None  # the temporal term, made at the second frame
 
     def paint(self, frame: np.ndarray, history: List[Painted]) -> np.ndarray:
-        import tensorflow as tf
-
-        from nst_tf import painters, transfer  # loads TensorFlow: not at import
+        from nst_tf import painters  # loads TensorFlow: not at import
         from nst_tf.video import temporal  # loads TensorFlow: not at import
 
+        road = dict(options=self.options, callbacks=self.callbacks, model=self.model)
         if not history:
-            image = painters.stylize(frame, self.style, self.plan, callbacks=self.callbacks, model=self.model)
-            return image_io.load_image(image)
+            return painters.paint(self.plan, frame, [self.style], **road)[0]
         warped, masks = [], []
         for j in self.video.long_term:
             if j > len(history):
@@ -127,24 +126,11 @@ class _OptimisationFrames:
         missing = len(self.video.long_term) - len(warped)  # too early in the clip: those slots weigh 0
         warped += [np.zeros_like(warped[0])] * missing
         weights += [np.zeros_like(weights[0])] * missing
-        if self.later is None:
-            self.warped = [tf.Variable(w, trainable=False) for w in warped]
-            self.weights = [tf.Variable(w, trainable=False) for w in weights]
-            factor = self.video.temporal_weight
-
-            def extra(image):
-                loss = factor * temporal.temporal_loss(image, self.warped, self.weights)
-                return loss, {"temporal": loss}
-
-            plan = self.plan._replace(config=later_config(self.plan.config, self.video))
-            self.later = transfer.StyleTransfer(
-                frame, self.style, plan, model=self.model, init_image=warped[0], extra_loss=extra, retargetable=True
-            )
+        if self.term is None:
+            self.term = temporal.TemporalTerm(self.video.temporal_weight, warped, weights)
         else:
-            for held, value in zip(self.warped + self.weights, warped + weights):
-                held.assign(value)
-            self.later.retarget(frame, init_image=warped[0])
-        return image_io.load_image(self.later.run(callbacks=self.callbacks))
+            self.term.update(warped, weights)
+        return painters.paint(self.later, frame, [self.style], terms=[self.term], starts=[warped[0]], **road)[0]
 
 
 def _expected_frames(info, video: VideoConfig) -> int:
@@ -174,7 +160,7 @@ def describe_plan(info, cfg, video: VideoConfig, size: int, style_hw, painter: s
         return "\n".join(lines)
     cfg = cfg.replace(size=size)
     first = planner.plan(cfg, hw, [style_hw], rate=rate)
-    later = planner.plan(later_config(cfg, video), hw, [style_hw], rate=rate)[0]
+    later = planner.plan(cfg.replace(**later_options(video)), hw, [style_hw], rate=rate)[0]
     total = sum(s.seconds for s in first) + (frames - 1) * later.seconds
     peak = max(s.peak_bytes for s in first + [later])
     lines += [

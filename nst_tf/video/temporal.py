@@ -42,3 +42,23 @@ def temporal_loss(image: tf.Tensor, warped: Sequence, weights: Sequence) -> tf.T
         squared = tf.reduce_sum(tf.square(image - previous), axis=-1)  # [B, H, W]
         total += tf.reduce_mean(weight * squared, axis=[1, 2])
     return total
+
+
+class TemporalTerm:
+    """`temporal_loss` as a term of the objective (`nst_tf.painters.paint(terms=[...])`):
+    `term(image) -> (loss [B], {"temporal": [B]})`, `weight` times the loss against the earlier
+    paintings and weights it holds in variables, so that one traced step serves every frame of a
+    clip: `update` assigns the next frame's (as many as the term was made with, each of its shape)."""
+
+    def __init__(self, weight: float, warped: Sequence[np.ndarray], weights: Sequence[np.ndarray]):
+        self.weight = weight
+        self.warped = [tf.Variable(w, trainable=False, dtype=tf.float32) for w in warped]
+        self.weights = [tf.Variable(w, trainable=False, dtype=tf.float32) for w in weights]
+
+    def update(self, warped: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> None:
+        for held, value in zip(self.warped + self.weights, list(warped) + list(weights)):
+            held.assign(value)
+
+    def __call__(self, image: tf.Tensor):
+        loss = self.weight * temporal_loss(image, self.warped, self.weights)
+        return loss, {"temporal": loss}

@@ -122,12 +122,9 @@ function maskBlob() {  // black outside, white where painted; null when no regio
 }
 
 // ---- the request --------------------------------------------------------------------------------
-function settings() {
-  const s = {
-    size: $("size").value, strength: $("strength").value, preserve_colors: $("preserve_colors").value,
-    steps: $("steps").value, style_weight: $("style_weight").value, style_loss: $("style_loss").value,
-    adapt_steps: $("adapt_steps").value,
-  };
+function settings() {  // every control the server described (/api/info's options), by the option's name
+  const s = {};
+  for (const control of document.querySelectorAll("[data-group]")) s[control.id] = control.value;
   if (state.paintings.length === 2) { const b = Number($("blend").value); s.style_blend = `${(1 - b).toFixed(2)},${b.toFixed(2)}`; }
   return s;
 }
@@ -210,15 +207,16 @@ async function refine() {
     const ev = JSON.parse(e.data);
     if (ev.type === "queued") status(`waiting for the device: ${ev.place} job(s) ahead`);
     if (ev.type === "started") { status("refining..."); $("progress").hidden = false; $("command").textContent = ev.command; }
-    if (ev.type === "progress") {
-      window.lastProgress = `step ${ev.step}/${ev.steps}, ${ev.seconds_per_step.toFixed(3)} s/step`;
-      $("progress").max = ev.steps; $("progress").value = ev.step;
-      status(`step ${ev.step}/${ev.steps}, loss ${ev.loss.toPrecision(4)}, ${ev.seconds_per_step.toFixed(2)} s/step, ETA ${Math.round(ev.eta)} s`);
+    if (ev.type === "progress") {  // ev.steps is null for a refine given a time: its progress is the time spent
+      const of = ev.steps === null ? "" : `/${ev.steps}`;
+      window.lastProgress = `step ${ev.step}${of}, ${ev.seconds_per_step.toFixed(3)} s/step`;
+      $("progress").value = ev.fraction;
+      status(`step ${ev.step}${of}, loss ${ev.loss.toPrecision(4)}, ${ev.seconds_per_step.toFixed(2)} s/step, ${ev.steps === null ? "" : "ETA "}${Math.round(ev.eta)} s${ev.steps === null ? " left" : ""}`);
       $("status").dataset.step = String(ev.step);
     }
     if (ev.image) showResult(ev.image, ev.command);
     if (ev.type === "done" || ev.type === "stopped") {
-      status(ev.type === "done" ? "refined" : `stopped at step ${ev.step}`);
+      status(ev.type === "done" ? `refined (${ev.step} steps)` : `stopped at step ${ev.step}`);
       $("status").dataset.finished = ev.type;
     }
     if (ev.type === "error") message(ev.message);
@@ -361,18 +359,50 @@ async function paintInBrowser(version, start) {
 }
 
 // ---- start --------------------------------------------------------------------------------------
+function buildControls(options) {  // one control per option the server described; its id is the option's name
+  for (const o of options) {
+    const label = document.createElement("label");
+    label.title = o.help;
+    label.append(`${o.label} `);
+    let control;
+    if (o.values) {
+      control = document.createElement("select");
+      o.values.forEach((v, i) => control.add(new Option(o.labels[i], v, false, String(v) === String(o.default))));
+    } else {
+      control = document.createElement("input");
+      control.type = o.slider ? "range" : "number";
+      if (o.low !== null) control.min = o.low;
+      if (o.high !== null) control.max = o.high;
+      control.step = o.step;
+      control.value = o.default === null ? "" : o.default;
+      if (o.default === null) control.placeholder = "off";
+    }
+    control.id = o.name;
+    control.dataset.group = o.group;
+    label.append(control);
+    if (o.slider) {
+      const shown = document.createElement("output");
+      shown.id = `${o.name}-value`;
+      shown.textContent = control.value;
+      control.addEventListener("input", () => { shown.textContent = control.value; });
+      label.append(" ", shown);
+    }
+    $(`${o.group}-options`).append(label);
+    if (o.group === "paint") control.addEventListener("input", paintSoon);
+  }
+}
+
 async function start() {
   state.info = await (await fetch("/api/info")).json();
-  $("steps").max = state.info.limits.max_steps;
+  buildControls(state.info.options);
   const browser = ["style_predict", "style_transform"].every((m) => state.info.tfjs.includes(m));
   $("browser-row").hidden = !browser;
   $("photo-input").addEventListener("change", (e) => picked("photo", e.target.files));
   $("painting-input").addEventListener("change", (e) => picked("painting", e.target.files));
   dropZone($("photo-drop"), "photo");
   dropZone($("painting-drop"), "painting");
-  for (const id of ["strength", "blend", "preserve_colors", "size", "adapt_steps", "in-browser"]) $(id).addEventListener("input", paintSoon);
+  for (const id of ["blend", "in-browser"]) $(id).addEventListener("input", paintSoon);
   $("live").addEventListener("click", () => (live ? stopLive() : startLive()));
-  $("strength").addEventListener("input", () => { $("strength-value").textContent = $("strength").value; });
   $("refine").addEventListener("click", refine);
   $("stop").addEventListener("click", () => { if (state.socket) state.socket.send("stop"); });
   maskDrawing();
