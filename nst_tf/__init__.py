@@ -17,7 +17,7 @@ Public API (imported on first use, so `import nst_tf` stays cheap until you need
 - `NstError`: the one exception type a user can cause.
 - Feed-forward networks (`nst_tf.networks`): `train_network(TrainConfig(...)) -> report` trains a
   `StyleNetwork` (transform network + fixed-style table and/or predict head) on nst_tf's own
-  objective; `Painter(network).paint(content, style) -> uint8 [H, W, 3]` paints in one forward pass
+  objective; `NetworkPainter(network).paint(content, style) -> uint8 [H, W, 3]` paints in one forward pass
   (also `stylize(content, style, network=path)`); `load_network(path)`.
 - The universal painter (`nst_tf.networks.universal`): `UniversalPainter().paint(content, style)`
   paints any painting in one pass (VGG19 encoder, whitening and colouring transform, decoders
@@ -73,7 +73,7 @@ _EXPORTS = {
     "StyleNetwork": "nst_tf.networks.models",
     "TrainConfig": "nst_tf.networks.options",
     "train_network": "nst_tf.networks.train",
-    "Painter": "nst_tf.networks.use",
+    "NetworkPainter": "nst_tf.networks.use",
     "load_network": "nst_tf.painters",
     "make_painter": "nst_tf.painters",
     "Options": "nst_tf.painting",
@@ -86,6 +86,8 @@ __all__ = sorted(_EXPORTS)
 
 
 _RENAMED = {"resolve_plan": "resolve"}
+# Old public names: still given, with a one-line warning naming the new one.
+_DEPRECATED = {"Painter": "NetworkPainter"}
 
 
 # Modules that never load TensorFlow: everything else is imported with TensorFlow's C++ start-up
@@ -95,6 +97,12 @@ VERBOSE_ENV = "NST_TF_VERBOSE"
 
 
 def __getattr__(name):
+    if name in _DEPRECATED:
+        import warnings
+
+        new = _DEPRECATED[name]
+        warnings.warn(f"nst_tf.{name} is now nst_tf.{new} (the painter of a StyleNetwork)", DeprecationWarning, 2)
+        return __getattr__(new)
     if name in _EXPORTS:
         if _EXPORTS[name] not in _LIGHT and "tensorflow" not in sys.modules:
             files.import_tensorflow_quietly(os.environ.get(VERBOSE_ENV) == "1")

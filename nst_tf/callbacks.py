@@ -49,7 +49,7 @@ def tile_reporter(owner, callbacks):
     return report
 
 
-class Painting:
+class OnePass:
     """A network's one-pass painting as callbacks see it (the run they are given): `content`, the
     picture being painted, float32 `[H, W, 3]`; one step, no loss."""
 
@@ -58,10 +58,10 @@ class Painting:
 
 
 @contextlib.contextmanager
-def painting(content: np.ndarray, callbacks=()):
-    """`with painting(content, callbacks) as report:` the callbacks' run begins and ends around the
+def one_pass(content: np.ndarray, callbacks=()):
+    """`with one_pass(content, callbacks) as report:` the callbacks' run begins and ends around the
     block, and the tiled painting inside reports each tile through `report` (`tile_reporter`)."""
-    owner, callbacks = Painting(content), list(callbacks)
+    owner, callbacks = OnePass(content), list(callbacks)
     for cb in callbacks:
         cb.on_run_begin(owner, 1)
     yield tile_reporter(owner, callbacks)

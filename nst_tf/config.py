@@ -137,7 +137,7 @@ class Objective:
 
 
 @dataclasses.dataclass(frozen=True)
-class Painting:
+class Picture:
     """What is painted: sizes, how several paintings share the picture, colours, and the network
     that paints in one pass."""
 
@@ -301,7 +301,7 @@ class Runtime:
 
 GROUPS = {
     "objective": Objective,
-    "painting": Painting,
+    "picture": Picture,
     "optimisation": Optimisation,
     "outputs": Outputs,
     "runtime": Runtime,
@@ -309,7 +309,7 @@ GROUPS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(Runtime, Outputs, Optimisation, Painting, Objective):
+class Config(Runtime, Outputs, Optimisation, Picture, Objective):
     """Settings of one run. Sizes are pixels; weights are unitless multipliers of the loss terms.
 
     size: the output's longest side; the content image is resized (Lanczos) to it.
@@ -385,7 +385,7 @@ class Config(Runtime, Outputs, Optimisation, Painting, Objective):
         _validate(self)
 
     def group(self, name: str):
-        """One group of the options (`GROUPS`: objective, painting, optimisation, outputs, runtime)
+        """One group of the options (`GROUPS`: objective, picture, optimisation, outputs, runtime)
         as its own frozen dataclass, as the code that uses only that group takes it."""
         kind = GROUPS[name]
         return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
@@ -396,8 +396,8 @@ class Config(Runtime, Outputs, Optimisation, Painting, Objective):
         return self.group("objective")
 
     @functools.cached_property
-    def painting(self) -> Painting:
-        return self.group("painting")
+    def picture(self) -> Picture:
+        return self.group("picture")
 
     @functools.cached_property
     def optimisation(self) -> Optimisation:
@@ -430,7 +430,7 @@ class Config(Runtime, Outputs, Optimisation, Painting, Objective):
     def scale_plan(self) -> Tuple[Tuple[int, Optional[int], int], ...]:
         """Coarse to fine: `(size, style_size, steps)` per scale that runs, the last at `size`
         (`nst_tf.schedule`, which the export runs on tensors)."""
-        scales = schedule.scale_plan(self.painting, self.optimisation, self.size)
+        scales = schedule.scale_plan(self.picture, self.optimisation, self.size)
         return tuple((s.size, s.style_size, s.steps) for s in scales if s.runs)
 
     def replace(self, **changes) -> "Config":

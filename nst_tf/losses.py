@@ -110,13 +110,6 @@ def _mean(pos: Positions) -> tf.Tensor:
     return tf.einsum("bn,bnc->bc", pos.p, pos.flat)
 
 
-def gram_matrix(features: tf.Tensor, norm: str = "hw", mask: Optional[tf.Tensor] = None) -> tf.Tensor:
-    """`F^T F` of `[B, h, w, c]` features, divided by h*w ("hw") or c*h*w ("chw"): `[B, c, c]`.
-    With a `mask`, each position counts by its weight and the sum is divided by the weights'
-    total instead of h*w."""
-    return Gram(norm).sums(positions(features, mask))["gram"]
-
-
 def _per_image_mean(x: tf.Tensor) -> tf.Tensor:
     """The mean over every axis but the first (the batch): `[B, ...]` -> `[B]`."""
     return tf.reduce_mean(x, axis=tf.range(1, tf.rank(x)))
@@ -346,11 +339,6 @@ def style_statistic(spec):
     if spec.style_loss not in kinds:
         raise ValueError(f"unknown style loss {spec.style_loss!r}")
     return kinds[spec.style_loss]()
-
-
-def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor], norm: str = "mean") -> tf.Tensor:
-    """Mean over the target layers of the activations' `layer_error`, per image `[B]`."""
-    return content_loss_of([layer_error(features[name], targets[name], norm) for name in targets])
 
 
 def content_loss_of(layer_errors: Sequence[tf.Tensor]) -> tf.Tensor:

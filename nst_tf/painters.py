@@ -9,7 +9,7 @@ Painters (each a `nst_tf.painting.Painter`; `supports` lists the options each ho
 - "warm": the optimisation started from a network's painting (`init="network"`);
 - "arbitrary" (`networks.arbitrary.ArbitraryPainter`): any painting, one pass (Magenta's network);
 - "universal" (`networks.universal.UniversalPainter`): any painting, one pass (WCT + decoders);
-- "network" (`networks.use.Painter`): a trained `StyleNetwork` (fixed styles and/or a predict head).
+- "network" (`networks.use.NetworkPainter`): a trained `StyleNetwork` (fixed styles and/or a predict head).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def make_painter(network, weights: str = "auto", precision: str = "float32", obj
     network (adapting to `objective`, a `config.Objective`, when asked), a
     `universal.UniversalPainter` for decoders, each with its VGG19 in `precision` ("auto": this
     machine's measured choice for a network, as a door's plan makes it; bfloat16 halves the
-    encoders' time on an AVX-512 BF16 CPU), else a `networks.use.Painter`. A network named by a
+    encoders' time on an AVX-512 BF16 CPU), else a `networks.use.NetworkPainter`. A network named by a
     file or a bundled name is built once per process (`PAINTERS`)."""
     stamp = _file_key(network)
     key = None if stamp is None else (stamp, weights, precision, objective)
@@ -113,14 +113,13 @@ def make_painter(network, weights: str = "auto", precision: str = "float32", obj
 
 def _make_painter(network, weights, precision, objective) -> painting.Painter:
     network = load_network(network)
-    with_vgg = isinstance(network, (arbitrary.ArbitraryNetwork, universal.UniversalNetwork))
-    if with_vgg and precision == "auto":
-        precision = plan_lib.resolve(network="universal", weights=weights).config.precision
+    if isinstance(network, (arbitrary.ArbitraryNetwork, universal.UniversalNetwork)):  # VGG: its precision
+        precision = plan_lib.network_precision(precision, weights)
     if isinstance(network, arbitrary.ArbitraryNetwork):
         return arbitrary.ArbitraryPainter(network, weights, precision, objective)
     if isinstance(network, universal.UniversalNetwork):
         return universal.UniversalPainter(network, weights, precision)
-    return use.Painter(network, weights=weights)
+    return use.NetworkPainter(network, weights=weights)
 
 
 def for_plan(plan: plan_lib.Plan, network=None, model=None, strategy=None) -> painting.Painter:

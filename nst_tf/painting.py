@@ -1,6 +1,6 @@
 """The one painter protocol: what every door paints through.
 
-A painter turns paintings into their representation once (`prepare`: a `Painting`, whose cache keeps
+A painter turns paintings into their representation once (`prepare`: a `Prepared`, whose cache keeps
 what the painter computed from them for every content of a batch, clip or page visit) and paints a
 content with it (`render`), with the painting `Options` every door knows. Each painter declares the
 options it honours (`supports`); `check` refuses any other option set away from its default with one
@@ -72,7 +72,7 @@ def same(value, default) -> bool:
         return False
 
 
-class Painting:
+class Prepared:
     """Prepared paintings: the images as given (float32 `[h, w, 3]`), and a cache of what a painter
     derived from them (keyed as the painter likes: a size, a tile), so that preparing happens once."""
 
@@ -153,17 +153,17 @@ class Painter:
                 f"unknown preserve_colors {options.preserve_colors!r}; choose one of: {', '.join(PRESERVE_COLORS)}"
             )
 
-    def prepare(self, styles) -> Painting:
+    def prepare(self, styles) -> Prepared:
         """The paintings (see `as_images`) decoded once; painters that can add their representation
-        to the returned `Painting`'s cache."""
+        to the returned `Prepared`'s cache."""
         images = [image_io.load_image(s) for s in as_images(styles)]
         if self.takes_paintings and not images:
             raise NstError(f"the {self.name} painter needs a painting (a style image)")
         if not self.takes_paintings and images:
             raise NstError(f"the {self.name} painter paints its own fixed styles and cannot take a style image")
-        return Painting(images)
+        return Prepared(images)
 
-    def render(self, content, painting: Painting, options: Options, callbacks=()) -> np.ndarray:
+    def render(self, content, painting: Prepared, options: Options, callbacks=()) -> np.ndarray:
         """`content` (a path, PIL image or array) painted: float32 `[H, W, 3]` in [0, 1].
 
         The template every one-pass painter shares, so each says only how it paints: the photo at
@@ -175,12 +175,12 @@ class Painter:
         out = np.asarray(self.paint_photo(image, painting, options, masks, callbacks), np.float32)
         return color.with_chroma(out, image) if options.preserve_colors == "luminance" else out
 
-    def paint_photo(self, image: np.ndarray, painting: Painting, options: Options, masks, callbacks) -> np.ndarray:
+    def paint_photo(self, image: np.ndarray, painting: Prepared, options: Options, masks, callbacks) -> np.ndarray:
         """The painter's own part: `image` (float32 `[H, W, 3]`, at its size) painted with the prepared
         paintings; `masks` None or one float32 `[H, W]` per painting; float32 `[H, W, 3]`."""
         raise NotImplementedError
 
-    def render_many(self, contents, painting: Painting, options: Options, callbacks=()) -> list:
+    def render_many(self, contents, painting: Prepared, options: Options, callbacks=()) -> list:
         """Each of `contents` painted (a painter that paints a batch together overrides this)."""
         return [self.render(c, painting, options, callbacks) for c in contents]
 

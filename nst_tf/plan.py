@@ -49,7 +49,7 @@ class Plan(NamedTuple):
         `device_bytes`)."""
 
         available = device_bytes() if available is None else available
-        return self._replace(scales=tuple(planner.plan(self.config, content_hw, style_hws, batch, available)))
+        return self._replace(scales=tuple(planner.plan_scales(self.config, content_hw, style_hws, batch, available)))
 
 
 def gpu_free_bytes() -> Optional[int]:
@@ -73,6 +73,14 @@ def device_bytes() -> Optional[int]:
 
     gpu = gpu_free_bytes()
     return gpu if gpu is not None else planner.available_bytes()
+
+
+def network_precision(precision: str, weights: str = "auto", mode: Optional[str] = None) -> str:
+    """A network painter's VGG precision: `precision`, or for "auto" this machine's choice as a door's
+    plan makes it for a network (`autotune`, measured once): for painters built outside a door."""
+    if precision != "auto":
+        return precision
+    return autotune.resolve("auto", "off", "gram", mode, weights).precision
 
 
 def resolve(config=None, mode: Optional[str] = None, export: bool = False, devices: int = 1, **options) -> Plan:

@@ -82,7 +82,7 @@ def optimizer_bytes(hw: Tuple[int, int], cfg: Config) -> int:
     return image * 3  # m, v, the image
 
 
-def plan(
+def plan_scales(
     cfg: Config,
     content_hw: Tuple[int, int],
     style_hws: Sequence[Tuple[int, int]] = (),

@@ -64,7 +64,7 @@ def scale_plan(painting, opt, size, ops: Ops = PY) -> List[Scale]:
     """The scales of the optimisation options `opt` (`config.Optimisation`) for an output of
     longest side `size` (`painting.size` locally; a request's in the export): `opt.scales` sizes
     growing geometrically from `opt.start_size` (default: size / 2**(scales-1)) to `size`, each
-    style side in proportion (`painting`: `config.Painting`, its style size or scale)."""
+    style side in proportion (`painting`: `config.Picture`, its style size or scale)."""
     n = opt.scales
     size_f = ops.real(size)
     if opt.start_size:

@@ -97,7 +97,7 @@ def scale_plan(cfg: Config, size):
     `stylize` skips; the same function `Config.scale_plan` runs on Python numbers."""
     return [
         (s.size, s.size if s.style_size is None else s.style_size, s.steps, s.runs)
-        for s in schedule.scale_plan(cfg.painting, cfg.optimisation, tf.cast(size, tf.int32), schedule.TF)
+        for s in schedule.scale_plan(cfg.picture, cfg.optimisation, tf.cast(size, tf.int32), schedule.TF)
     ]
 
 

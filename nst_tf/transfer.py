@@ -460,7 +460,7 @@ class OptimisationPainter(painting.Painter):
         if self.start is not None:
             self.start.check(options._replace(style_mask=None, style_size=None, tile="auto"))
 
-    def prepare(self, styles) -> painting.Painting:
+    def prepare(self, styles) -> painting.Prepared:
         prepared = super().prepare(styles)
         if self.start is not None:  # the network's own representation, once for every content and scale
             paintings = prepared.images if self.start.takes_paintings else None

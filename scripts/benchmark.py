@@ -528,7 +528,7 @@ def memory_main():
     print(f"{'size':>6}{'tile':>6}{'activations':>13}{'estimate':>10}{'measured':>10}{'ratio':>7}", flush=True)
     for size in map(int, FLAGS.sizes):
         cfg = config.Config(size=size, scales=1, steps=3, **options)
-        estimate = planner.plan(cfg, content, [style])[-1]
+        estimate = planner.plan_scales(cfg, content, [style])[-1]
         peak = measured_peak(size, FLAGS.weights, *[f"{k}={v}" for k, v in options.items()])
         print(
             f"{size:>6}{estimate.tile or 'off':>6}{planner.activation_bytes(estimate.size, cfg) / 2**20:>10.0f} MiB"

@@ -125,3 +125,17 @@ def free_ports(n: int) -> list:
     for s in sockets:
         s.close()
     return ports
+
+
+def gram_of(features, norm: str = "hw", mask=None):
+    """The Gram matrix as the objective computes it (`losses.Gram`'s sums over positions): `[B, c, c]`."""
+    from nst_tf import losses
+
+    return losses.Gram(norm).sums(losses.positions(features, mask))["gram"]
+
+
+def content_of(features, targets, norm: str = "mean"):
+    """The content term as the objective computes it: the mean over layers of `losses.layer_error`."""
+    from nst_tf import losses
+
+    return losses.content_loss_of([losses.layer_error(features[k], targets[k], norm) for k in targets])

@@ -16,6 +16,8 @@ from nst_tf import color, config, features, image_io, losses
 from nst_tf.callbacks import frame_steps
 from nst_tf.config import Config
 
+from conftest import gram_of
+
 KINDS = ("gram", "poly", "gaussian", "meanstd", "w2")
 
 
@@ -149,16 +151,12 @@ def test_soft_masked_gram_weights_each_position(rng):
     soft = rng.uniform(size=(1, 4, 5))
     flat, w = f.reshape(2, 20, 3), soft.reshape(20)
     expected = np.einsum("bnc,n,bnd->bcd", flat, w, flat) / w.sum()
-    np.testing.assert_allclose(
-        losses.gram_matrix(tf.constant(f), "hw", tf.constant(soft)).numpy(), expected, rtol=1e-12
-    )
-    np.testing.assert_allclose(
-        losses.gram_matrix(tf.constant(f), "chw", tf.constant(soft)).numpy(), expected / 3, rtol=1e-12
-    )
+    np.testing.assert_allclose(gram_of(tf.constant(f), "hw", tf.constant(soft)).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(gram_of(tf.constant(f), "chw", tf.constant(soft)).numpy(), expected / 3, rtol=1e-12)
     for norm in ("hw", "chw"):  # a mask of ones is no mask
         np.testing.assert_allclose(
-            losses.gram_matrix(tf.constant(f), norm, tf.ones((1, 4, 5), tf.float64)).numpy(),
-            losses.gram_matrix(tf.constant(f), norm).numpy(),
+            gram_of(tf.constant(f), norm, tf.ones((1, 4, 5), tf.float64)).numpy(),
+            gram_of(tf.constant(f), norm).numpy(),
             rtol=1e-12,
         )
 

@@ -165,7 +165,7 @@ WHOLE_CONFIG = (
     "nst_tf.networks.train",
     "nst_tf.budget",  # what a budget buys: a Config made at the door, as the plan is
 )
-GROUPS = {"objective", "painting", "optimisation", "outputs", "runtime", "options"}
+GROUPS = {"objective", "picture", "optimisation", "outputs", "runtime", "options"}
 
 
 def _whole_config_reads(tree) -> set:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from nst_tf import files, image_io
 from nst_tf.config import Objective
 from nst_tf.errors import NstError
-from nst_tf import Options, Painter, StyleNetwork, TrainConfig, train_network
+from nst_tf import Options, NetworkPainter, StyleNetwork, TrainConfig, train_network
 from nst_tf.networks import export, models, train
 from nst_tf.networks.models import build_transform
 
@@ -71,7 +71,7 @@ def test_conditional_instance_norm_of_a_one_hot_row_is_instance_norm_with_that_r
 @pytest.fixture(scope="module")
 def predict_painter(embedded_weights):
     net = StyleNetwork(num_styles=2, predict=True, alpha=0.25)
-    return Painter(net, models.style_statistics(layer_weights=embedded_weights))
+    return NetworkPainter(net, models.style_statistics(layer_weights=embedded_weights))
 
 
 @pytest.mark.slow
@@ -185,7 +185,7 @@ def trained(tmp_path_factory):
 
 @pytest.mark.slow
 def test_tflite_pair_matches_the_keras_model(trained, tmp_path, rng):
-    painter = Painter(str(trained), weights="embedded")
+    painter = NetworkPainter(str(trained), weights="embedded")
     style = rng.uniform(size=export.PREDICT_SHAPE).astype(np.float32)
     content = rng.uniform(size=export.TRANSFORM_SHAPE).astype(np.float32)
     bottleneck = painter.network.head(painter.statistics(style)).numpy().reshape(1, 1, 1, -1)
@@ -210,15 +210,15 @@ def test_saved_model_paints_without_nst_tf_as_the_keras_model_does(trained, tmp_
     image_io.save_image(str(content), image_io.load_image(CONTENTS[0], 64))
     image_io.save_image(str(style), image_io.load_image(STYLES[0], 256, square=True))
     served = serve_painting(path, content, style, 0.7, tmp_path)
-    expected = Painter(str(trained), weights="embedded").paint(str(content), str(style), size=None, strength=0.7)
+    expected = NetworkPainter(str(trained), weights="embedded").paint(str(content), str(style), size=None, strength=0.7)
     assert served.shape == expected.shape
     assert np.max(np.abs(served.astype(int) - expected.astype(int))) <= 1
 
 
 @pytest.mark.slow
 def test_network_file_round_trips_through_keras(trained, small_pair):
-    painter = Painter(str(trained), weights="embedded")
-    again = Painter(painter.network, painter.statistics)
+    painter = NetworkPainter(str(trained), weights="embedded")
+    again = NetworkPainter(painter.network, painter.statistics)
     content, style = small_pair
     np.testing.assert_array_equal(painter.paint(content, style, 48), again.paint(content, style, 48))
 
@@ -354,7 +354,7 @@ def test_batch_command_paints_with_a_predict_network(trained, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     assert sorted(r["output"] for r in records) == ["boston__the_scream.png", "rocket__the_scream.png"]
-    painter = Painter(str(trained), weights="embedded")
+    painter = NetworkPainter(str(trained), weights="embedded")
     expected = painter.paint(CONTENTS[0], STYLES[0], 40)
     np.testing.assert_array_equal(
         image_io.to_uint8(image_io.load_image(str(tmp_path / "out" / "boston__the_scream.png"))), expected
@@ -384,7 +384,7 @@ def test_stylize_takes_a_network_path_or_model(trained, small_pair):
     import nst_tf
 
     content, style = small_pair
-    painter = Painter(str(trained), weights="embedded")
+    painter = NetworkPainter(str(trained), weights="embedded")
     expected = painter.paint(content, style, 48)
     for network in (str(trained), painter.network):
         got = nst_tf.stylize(content, style, network=network, size=48, weights="embedded")

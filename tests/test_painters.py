@@ -37,7 +37,7 @@ def all_painters(embedded_weights, vgg19):
     cfg = Config(weights="embedded", steps=8, scales=1, precision="float32", jit="off")
     optimisation = transfer.OptimisationPainter(plan.resolve(cfg, "off"), model=vgg19)
     uni = universal.UniversalPainter("universal", encoder=universal.Encoder(embedded_weights, (2, 3)))
-    net = use.Painter(
+    net = use.NetworkPainter(
         models.StyleNetwork(num_styles=2, predict=True, alpha=0.25),
         models.style_statistics(layer_weights=embedded_weights),
     )

@@ -77,9 +77,9 @@ def test_options_are_grouped_as_the_code_uses_them_and_the_trainer_shares_the_ob
     cfg = Config(style_layers="block1_conv1,block3_conv1", style_weight=3.0, size=64, tile="64")
     assert cfg.objective == Objective(style_layers=("block1_conv1", "block3_conv1"), style_weight=3.0)
     assert cfg.objective.layer_weights == cfg.layer_weights == (0.5, 0.5)
-    assert (cfg.group("painting").size, cfg.group("runtime").tile) == (64, "64")
+    assert (cfg.group("picture").size, cfg.group("runtime").tile) == (64, "64")
     names = [
-        f for group in ("objective", "painting", "optimisation", "outputs", "runtime") for f in vars(cfg.group(group))
+        f for group in ("objective", "picture", "optimisation", "outputs", "runtime") for f in vars(cfg.group(group))
     ]
     assert sorted(names) == sorted(cfg.options())  # every option in exactly one group
     with pytest.raises(NstError, match="unknown vgg19 layer"):
@@ -94,7 +94,7 @@ def test_the_dry_run_times_read_as_durations_from_this_machines_calibration(monk
     assert [planner.duration(s) for s in (45, 200, 16793)] == ["45 s", "3 min 20 s", "4 h 39 min"]
     cfg = Config(size=512)
     rate = autotune.Rate(2e-6, "this machine's calibration (bfloat16, XLA off)")
-    fast, slow = planner.plan(cfg, (384, 512), rate=rate), planner.plan(cfg, (384, 512))
+    fast, slow = planner.plan_scales(cfg, (384, 512), rate=rate), planner.plan_scales(cfg, (384, 512))
     assert np.isclose(
         sum(s.seconds for s in slow) / sum(s.seconds for s in fast), planner.SECONDS_PER_PIXEL_STEP / 2e-6
     )
@@ -110,7 +110,7 @@ def test_the_memory_refusal_suggests_bfloat16_only_where_it_would_change_somethi
 
     for precision, hinted in (("float32", True), ("bfloat16", False)):
         cfg = Config(size=8192, precision=precision, jit="off")
-        scales = planner.plan(cfg, (5464, 8192), [(5464, 8192)], 1, available=2**30)
+        scales = planner.plan_scales(cfg, (5464, 8192), [(5464, 8192)], 1, available=2**30)
         with pytest.raises(NstError) as err:
             planner.check(scales, cfg, available=2**30)
         assert ("--precision=bfloat16" in str(err.value)) == hinted, str(err.value)

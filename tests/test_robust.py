@@ -263,7 +263,7 @@ def test_planner_estimate_is_within_30_percent_of_the_measured_peak():
         assert run.returncode == 0, err[-2000:]
         peak = int(out.strip().splitlines()[-1])
         cfg = config.Config(size=size, scales=1, steps=3, precision="float32", jit=jit)
-        estimate = planner.plan(cfg, content, [style])
+        estimate = planner.plan_scales(cfg, content, [style])
         assert 0.7 <= estimate[-1].peak_bytes / peak <= 1.3, (size, jit, estimate[-1].peak_bytes, peak)
 
 
@@ -271,13 +271,13 @@ def test_planner_refuses_what_does_not_fit():
     from nst_tf import config, planner
 
     cfg = config.Config(size=1024, scales=3)
-    scales = planner.plan(cfg, (343, 512), [(512, 405)])
+    scales = planner.plan_scales(cfg, (343, 512), [(512, 405)])
     assert [s.size for s in scales] == [(172, 256), (343, 512), (686, 1024)]
     assert scales[0].peak_bytes < scales[1].peak_bytes < scales[2].peak_bytes
     with pytest.raises(nst_tf.NstError, match=r"needs about 4\.\d GiB at 1024x686 .* 2\.0 GiB is available"):
         planner.check(scales, cfg, available=2 * 2**30)
     planner.check(scales, cfg, available=8 * 2**30)  # fits: no error
-    bf16 = planner.plan(cfg.replace(precision="bfloat16"), (343, 512))[-1].peak_bytes
+    bf16 = planner.plan_scales(cfg.replace(precision="bfloat16"), (343, 512))[-1].peak_bytes
     assert bf16 < scales[-1].peak_bytes  # half-size activations
 
 

@@ -22,8 +22,8 @@ def _configs():
 def test_scale_plan_is_the_same_on_python_numbers_and_tensors():
     checked = 0
     for cfg in _configs():
-        local = schedule.scale_plan(cfg.painting, cfg.optimisation, cfg.size)
-        graph = schedule.scale_plan(cfg.painting, cfg.optimisation, tf.constant(cfg.size), schedule.TF)
+        local = schedule.scale_plan(cfg.picture, cfg.optimisation, cfg.size)
+        graph = schedule.scale_plan(cfg.picture, cfg.optimisation, tf.constant(cfg.size), schedule.TF)
         for a, b in zip(local, graph, strict=True):
             assert a.size == int(b.size) and a.steps == b.steps and a.runs == bool(b.runs), (cfg, a, b)
             assert (a.style_size is None and b.style_size is None) or a.style_size == int(b.style_size), (cfg, a, b)
@@ -41,10 +41,10 @@ def test_fit_size_is_the_same_on_python_numbers_and_tensors():
 
 def test_coarse_scales_under_64_px_do_not_run_unless_asked_for():
     cfg = Config(size=200, scales=3)
-    plan = schedule.scale_plan(cfg.painting, cfg.optimisation, 200)
+    plan = schedule.scale_plan(cfg.picture, cfg.optimisation, 200)
     assert [(s.size, s.runs) for s in plan] == [(50, False), (100, True), (200, True)]
     cfg = Config(size=200, scales=3, start_size=32)
-    plan = schedule.scale_plan(cfg.painting, cfg.optimisation, 200)
+    plan = schedule.scale_plan(cfg.picture, cfg.optimisation, 200)
     assert [(s.size, s.runs) for s in plan] == [(32, True), (80, True), (200, True)]
 
 

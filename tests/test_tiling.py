@@ -217,7 +217,7 @@ def test_the_tile_option_takes_auto_off_or_a_side_in_pixels():
 def test_auto_tiles_only_the_scales_that_do_not_fit():
     cfg = config.Config(size=4096, precision="float32")
     style = [(4096, 3072)]
-    scales = planner.plan(cfg, (3000, 4000), style, available=20 * planner.GIB)
+    scales = planner.plan_scales(cfg, (3000, 4000), style, available=20 * planner.GIB)
     assert [s.tile for s in scales[:2]] == [0, 0] and scales[2].tile in planner.AUTO_TILES  # 1024, 2048 px fit
     assert all(s.peak_bytes <= 20 * planner.GIB for s in scales)
     larger = planner.AUTO_TILES[planner.AUTO_TILES.index(scales[2].tile) - 1]  # the largest that fits
@@ -225,9 +225,9 @@ def test_auto_tiles_only_the_scales_that_do_not_fit():
     untiled = planner.peak_bytes(cfg, scales[-1].size, style)
     assert untiled > 40 * planner.GIB and scales[-1].peak_bytes < untiled / 2
     # In 8 GiB, Adam fits in smaller tiles; L-BFGS's history of the whole image does not fit at all.
-    adam = planner.plan(cfg.replace(optimizer="adam"), (3000, 4000), style, available=8 * planner.GIB)
+    adam = planner.plan_scales(cfg.replace(optimizer="adam"), (3000, 4000), style, available=8 * planner.GIB)
     assert 0 < adam[-1].tile < scales[2].tile and adam[-1].peak_bytes <= 8 * planner.GIB
-    lbfgs = planner.plan(cfg, (3000, 4000), style, available=8 * planner.GIB)
+    lbfgs = planner.plan_scales(cfg, (3000, 4000), style, available=8 * planner.GIB)
     with pytest.raises(NstError, match="--optimizer=adam or a smaller --lbfgs_memory"):
         planner.check(lbfgs, cfg, available=8 * planner.GIB)
     assert planner.choose_tile(cfg.replace(tile="512"), (300, 400), style) == 0  # one tile holds it
@@ -296,7 +296,7 @@ def test_a_network_painted_tile_by_tile_equals_the_untiled_painting(embedded_wei
     float32 rounding of the norm layers' statistics; the progress hook sees every pass and tile."""
     from nst_tf.networks import tiled, use
 
-    painter = use.Painter("three_styles", weights="embedded")
+    painter = use.NetworkPainter("three_styles", weights="embedded")
     assets = os.path.join(REPO, "nst_tf", "assets")
     content = image_io.load_image(os.path.join(assets, "photos", "boston.jpg"), 170)  # 170 x 113
     style = os.path.join(assets, "paintings", "the_scream.jpg")

@@ -70,7 +70,7 @@ def main(argv) -> int:
 
         if fv.dry_run:
             rate = autotune.cached_rate(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune)
-            scales = planner.plan(cfg, content.shape[:2], [s.shape[:2] for s in styles], rate=rate)
+            scales = planner.plan_scales(cfg, content.shape[:2], [s.shape[:2] for s in styles], rate=rate)
             print(planner.describe(scales, cfg, rate))
             print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
             return 0

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import callbacks as callbacks_lib
-from nst_tf import color, config, image_io, painting, planner
+from nst_tf import color, config, image_io, painting, plan, planner
 from nst_tf.errors import NstError
 from nst_tf.networks import adapt, models, tiled
 
@@ -102,7 +102,7 @@ class ArbitraryPainter(painting.Painter):
         self._vector = tf.function(self.network.predict_net, reduce_retracing=True)
         self._forward = tf.function(lambda c, v: self.network.transform([c, v]), reduce_retracing=True)
         self.objective = objective or config.Objective(weights=weights)
-        self.precision = "float32" if precision == "auto" else precision
+        self.precision = plan.network_precision(precision, weights)
         self._adapter = None
 
     def check(self, options) -> None:
@@ -123,13 +123,13 @@ class ArbitraryPainter(painting.Painter):
         return self._vector(tf.constant(style_crop(image, side)[None]))
 
     @staticmethod
-    def paintings(prepared: painting.Painting, options, image: np.ndarray) -> list:
+    def paintings(prepared: painting.Prepared, options, image: np.ndarray) -> list:
         """The paintings as painted with: their colours moved to `image`'s first (histogram)."""
         if options.preserve_colors == "histogram":
             return [color.match_color(s, image) for s in prepared.images]
         return prepared.images
 
-    def vectors(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
+    def vectors(self, prepared: painting.Prepared, options, image: np.ndarray) -> list:
         """Each painting's vector for `image` (the content at its size): kept in `prepared` unless the
         paintings' colours are moved to this content's first (histogram)."""
         side = options.style_size or STYLE_SIZE
@@ -137,7 +137,7 @@ class ArbitraryPainter(painting.Painter):
             return [self.vector(s, side) for s in self.paintings(prepared, options, image)]
         return prepared.cached(("vectors", side), lambda: [self.vector(s, side) for s in prepared.images])
 
-    def embeddings(self, prepared: painting.Painting, options, image: np.ndarray) -> list:
+    def embeddings(self, prepared: painting.Prepared, options, image: np.ndarray) -> list:
         """The vectors to paint with: one (the blend) without masks, else one per painting; each mixed
         with the content's own vector below strength 1."""
         strength = painting.checked_strength(options.strength)
@@ -155,7 +155,7 @@ class ArbitraryPainter(painting.Painter):
             return tiled.paint_tiled(self.network.transform, image, vector, tile, report)
         return self._forward(tf.constant(image[None]), vector).numpy()[0]
 
-    def paint_photo(self, image, prepared: painting.Painting, options, masks, callbacks) -> np.ndarray:
+    def paint_photo(self, image, prepared: painting.Prepared, options, masks, callbacks) -> np.ndarray:
         vectors = self.embeddings(prepared, options, image)
         tile = planner.choose_network_tile(image.shape[:2], options.tile, TRANSFORM_ALPHA)
         with contextlib.ExitStack() as stack:
@@ -164,7 +164,7 @@ class ArbitraryPainter(painting.Painter):
                 stack.enter_context(
                     self.adapter().adapted(image, paintings, vectors[0], options.adapt_steps, options.style_blend)
                 )
-            report = stack.enter_context(callbacks_lib.painting(image, callbacks))
+            report = stack.enter_context(callbacks_lib.one_pass(image, callbacks))
             pictures = [self._transform(image, v, tile, report) for v in vectors]
         if masks is None:
             out = pictures[0]

@@ -66,7 +66,7 @@ def _tf_variables(painter):
 
 
 class _Served(tf.Module):
-    def __init__(self, painter: use.Painter, size: int, max_input_pixels: int, max_output_pixels: int):
+    def __init__(self, painter: use.NetworkPainter, size: int, max_input_pixels: int, max_output_pixels: int):
         super().__init__()
         self.network, self.statistics = painter.network, painter.statistics
         self.variables_ = _tf_variables(painter)

@@ -115,7 +115,7 @@ class Trainer:
         """The network being trained, ready to paint (for TensorBoard and the held-out report)."""
         if self.tc.mode == "arbitrary":
             return arbitrary.ArbitraryPainter(self.network)
-        return use.Painter(self.network, self.statistics)
+        return use.NetworkPainter(self.network, self.statistics)
 
     def embedding(self, style, label):
         if self.tc.mode == "arbitrary":  # the predictor sees the style crop whole (256 px as published)

@@ -27,7 +27,7 @@ from nst_tf.networks import models, tiled, wct
 from nst_tf.networks.options import MAX_LEVEL
 from nst_tf import image_io
 from nst_tf import weights as weights_lib
-from nst_tf import color, planner
+from nst_tf import color, plan, planner
 
 LEVELS = (1, 2, 3, 4, 5)
 # Levels the cascade leaves out by default. Level 1's decoder is one linear 3x3 convolution (the
@@ -269,7 +269,11 @@ class UniversalPainter(painting.Painter):
         missing = sorted(set(self.levels) - set(self.network.levels))
         if missing or not self.levels:
             raise NstError(f"levels {list(levels)}: this network has decoders for {list(self.network.levels)} only")
-        self.encoder = encoder or Encoder(weights_lib.load(weights, "vgg19"), self.levels, precision)
+        if encoder is None:  # "auto": as a door's plan resolves it for a network
+            encoder = Encoder(
+                weights_lib.load(weights, "vgg19"), self.levels, plan.network_precision(precision, weights)
+            )
+        self.encoder = encoder
         self.min_side = max(vgg.MIN_SIDE, level_stride(self.levels[0]))
 
     def style(self, image) -> dict:
@@ -404,7 +408,7 @@ class UniversalPainter(painting.Painter):
         its mask is bright; preserve_colors: "luminance" (the result's luminance with the content's
         colours) or "histogram" (each painting's colours moved to the content's first); tile:
         "auto", "off" or a side in pixels (the same picture, tile by tile); callbacks: told of
-        each tile (`callbacks.painting`). Each painting's representation at a size is computed
+        each tile (`callbacks.one_pass`). Each painting's representation at a size is computed
         once and kept in `prepared`."""
         painting.checked_strength(options.strength)
         _check_side(image, self.min_side, "content")
@@ -421,7 +425,7 @@ class UniversalPainter(painting.Painter):
             reps = represent([color.match_color(s, image) for s in arrays()])
         else:
             reps = prepared.cached(("reps", side, tile), lambda: represent(arrays()))
-        with callbacks_lib.painting(image, callbacks) as report:
+        with callbacks_lib.one_pass(image, callbacks) as report:
             return self.paint_array(image, reps, options.style_blend, options.strength, mask_arrays, tile, report)
 
 

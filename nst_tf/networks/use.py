@@ -20,7 +20,7 @@ def load_style_network(src) -> models.StyleNetwork:
     return models.load_model(src, (models.StyleNetwork,), "a style network (nst-tf-train --mode=table or predict)")
 
 
-class Painter(painting.Painter):
+class NetworkPainter(painting.Painter):
     """A `StyleNetwork` ready to paint: its embedding sources and a compiled forward pass.
 
     statistics: the frozen VGG19 statistics model for the predict head (built from `weights` when
@@ -58,7 +58,7 @@ class Painter(painting.Painter):
         if options.preserve_colors == "histogram" and not self.network.predict:
             raise NstError("--preserve_colors=histogram moves a painting's colours: this network has fixed styles")
 
-    def prepare(self, styles) -> painting.Painting:
+    def prepare(self, styles) -> painting.Prepared:
         images = [image_io.load_image(s) for s in painting.as_images(styles)]
         if images and not self.network.predict:
             raise NstError(
@@ -67,7 +67,7 @@ class Painter(painting.Painter):
             )
         if not images and self.network.table is None:
             raise NstError("this network predicts the style from a style image: give one")
-        return painting.Painting(images)
+        return painting.Prepared(images)
 
     def _predicted(self, images) -> tf.Tensor:
         """`[K, D]`: each image's embedding, one at a time (a batch's kernels round differently, and
@@ -78,7 +78,7 @@ class Painter(painting.Painter):
         ]
         return tf.concat(rows, axis=0)
 
-    def embedding(self, prepared: painting.Painting, options=painting.Options(), content=None) -> tf.Tensor:
+    def embedding(self, prepared: painting.Prepared, options=painting.Options(), content=None) -> tf.Tensor:
         """The `[1, D]` embedding to paint `content` (float32 `[H, W, 3]`) with: the paintings'
         (blended by `style_blend`), or the table's row `style_index` (default 0) or its rows blended;
         strength below 1 mixes in the content's own embedding."""
@@ -105,14 +105,14 @@ class Painter(painting.Painter):
             embedding = strength * embedding + (1.0 - strength) * self._predicted([content])
         return embedding
 
-    def paint_photo(self, image, prepared: painting.Painting, options: painting.Options, masks, callbacks):
+    def paint_photo(self, image, prepared: painting.Prepared, options: painting.Options, masks, callbacks):
         """One forward pass; tile: "auto" (tiled only when the untiled pass would not fit in the
         memory available), "off", or a side in pixels (`nst_tf.networks.tiled`, exact); callbacks:
-        told of each tile (`callbacks.painting`)."""
+        told of each tile (`callbacks.one_pass`)."""
         embedding = self.embedding(prepared, options, image)
         tile = planner.choose_network_tile(image.shape[:2], options.tile, self.network.alpha)
         if tile:
-            with callbacks_lib.painting(image, callbacks) as report:
+            with callbacks_lib.one_pass(image, callbacks) as report:
                 out = tiled.paint_tiled(self.network.transform, image, embedding, tile, report)
         else:
             out = self._forward(tf.constant(image[None]), embedding).numpy()[0]

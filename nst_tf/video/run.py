@@ -142,7 +142,7 @@ def _expected_frames(info, video: VideoConfig) -> int:
 
 def describe_plan(info, cfg, video: VideoConfig, size: int, style_hw, painter: str, rate=None) -> str:
     """What `--dry_run` prints for a clip: the clip, and the painter's estimated peak memory and time
-    (`nst_tf.planner`'s models; `rate` as `planner.plan` takes it): for the optimisation, the first
+    (`nst_tf.planner`'s models; `rate` as `planner.plan_scales` takes it): for the optimisation, the first
     frame's whole schedule and each later frame's `later_steps` at the final size. A network's time
     is not modelled: its memory alone."""
 
@@ -159,8 +159,8 @@ def describe_plan(info, cfg, video: VideoConfig, size: int, style_hw, painter: s
         )
         return "\n".join(lines)
     cfg = cfg.replace(size=size)
-    first = planner.plan(cfg, hw, [style_hw], rate=rate)
-    later = planner.plan(cfg.replace(**later_options(video)), hw, [style_hw], rate=rate)[0]
+    first = planner.plan_scales(cfg, hw, [style_hw], rate=rate)
+    later = planner.plan_scales(cfg.replace(**later_options(video)), hw, [style_hw], rate=rate)[0]
     total = sum(s.seconds for s in first) + (frames - 1) * later.seconds
     peak = max(s.peak_bytes for s in first + [later])
     lines += [
