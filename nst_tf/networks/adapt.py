@@ -4,7 +4,8 @@ Magenta's network paints any painting in one pass from its 100-number style vect
 vector cannot say, a few steps of nst_tf's own objective (`losses.objective`: content and style on
 VGG, the user's objective options) can. Each step moves the conditional instance norms' gamma and
 beta offsets (the biases of their linear maps from the vector: 694 numbers at width 0.25, a
-per-channel scale and shift on top of what the vector gives) by Adam:
+per-channel scale and shift on top of what the vector gives) by Adam (the optimisation's own, through
+the one loop, `driver.drive`):
 
 - the transform paints the whole photo at the size asked (so each norm sees the whole picture's
   statistics, as the final painting will);
@@ -34,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nst_tf import features, image_io, losses
+from nst_tf import driver, features, image_io, losses, optimize
 
 CROP = 256  # VGG's view per step, in pixels (a multiple of GRID)
 GRID = 16  # VGG19's largest stride at the default layers: crops start on it so activations align
@@ -48,12 +49,31 @@ def norm_offsets(transform: keras.Model) -> list:
     return [layer.gamma.bias for layer in layers] + [layer.beta.bias for layer in layers]
 
 
+class _Losses:
+    """Each step's loss, as the driver reports it (a `callbacks.Callback` without the import)."""
+
+    def __init__(self):
+        self.losses = []
+
+    def on_run_begin(self, owner, steps):
+        pass
+
+    def on_step_end(self, owner, step, loss, terms):
+        self.losses.append(loss)
+
+    def on_run_end(self, owner):
+        pass
+
+
 class Adapter:
-    """Adapts a style transform (`ArbitraryNetwork.transform`) for one photo and painting at a time.
+    """Adapts a style transform (`ArbitraryNetwork.transform`) for one photo and painting at a time,
+    through the one loop (`driver.drive`: callbacks, a signal's stop, non-finite recovery) with the
+    optimisation's own Adam (`optimize.Adam`, Keras' rule) as pure updates of the norms' offsets.
 
     spec: the objective (`config.Objective`); precision: VGG's compute precision (as a plan resolved
     it); crop, rate: see the module docstring; seed: where the crops fall (the same inputs give the
-    same picture)."""
+    same picture). While adapting, `content` is the photo and `state` the driver's run state (the
+    optimiser's state; no image: the picture is the network's)."""
 
     def __init__(
         self,
@@ -64,15 +84,15 @@ class Adapter:
         rate: float = RATE,
         seed: int = 0,
     ):
-        self.transform, self.spec, self.crop, self.seed = transform, spec, crop, seed
+        self.transform, self.spec, self.crop, self.seed, self.rate = transform, spec, crop, seed, rate
         self.model = features.model_for(spec, precision)
         self.offsets = norm_offsets(transform)
-        self.optimizer = keras.optimizers.Adam(rate)
-        self.optimizer.build(self.offsets)
+        self.optimizer = optimize.Adam(tf.Variable(rate, trainable=False, dtype=tf.float32))  # recover halves it
         self._lock = threading.Lock()  # one adaptation at a time: it moves the shared network's weights
         self._step = tf.function(self._step_fn, reduce_retracing=True)
+        self.content, self.state, self.recoveries = None, None, []
 
-    def _step_fn(self, content, vector, targets: losses.Targets, top, left, side):
+    def _step_fn(self, content, vector, targets: losses.Targets, top, left, side, opt_state):
         with tf.GradientTape() as tape:
             picture = self.transform([content, vector])
             crop = picture[:, top : top + side, left : left + side]
@@ -83,8 +103,16 @@ class Adapter:
                     :, top // stride : (top + side) // stride, left // stride : (left + side) // stride
                 ]
             loss, _ = losses.objective(self.model, targets._replace(content=content_targets), self.spec, crop)
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.offsets), self.offsets))
-        return loss
+        updated = [
+            self.optimizer.update(v, g, s)
+            for v, g, s in zip(self.offsets, tape.gradient(loss, self.offsets), opt_state)
+        ]
+        finite = tf.reduce_all(tf.math.is_finite(loss))
+        for value, _ in updated:
+            finite = finite & tf.reduce_all(tf.math.is_finite(value))
+        for v, (value, _) in zip(self.offsets, updated):  # a non-finite step leaves the offsets as they were
+            v.assign(tf.where(finite, value, v))
+        return loss, [s for _, s in updated], finite
 
     @contextlib.contextmanager
     def adapted(
@@ -94,19 +122,21 @@ class Adapter:
         vector,
         steps: int,
         blend: Optional[Sequence[float]] = None,
+        callbacks=(),
     ):
         """Within the block the transform paints `content` (float32 `[H, W, 3]`) adapted to
-        `paintings` (blended by `blend`) after `steps` steps from `vector` (`[1, 100]`); its own
-        weights come back after. Yields the losses, one per step."""
+        `paintings` (blended by `blend`) after `steps` steps from `vector` (`[1, 100]`), the
+        `callbacks` told of each step; its own weights come back after. Yields the losses, one per
+        step."""
         with self._lock:
             saved = [v.numpy() for v in self.offsets]
             try:
-                yield self._run(content, paintings, vector, steps, blend)
+                yield self._run(content, paintings, vector, steps, blend, callbacks)
             finally:
                 for v, value in zip(self.offsets, saved):
                     v.assign(value)
 
-    def _run(self, content, paintings, vector, steps, blend) -> list:
+    def _run(self, content, paintings, vector, steps, blend, callbacks) -> list:
         longest = max(content.shape[:2])  # the paintings at the picture's scale, however large
         styles = [tf.constant(image_io.load_image(p, longest)[None]) for p in paintings]
         height, width = (min(n, WINDOW) for n in content.shape[:2])
@@ -114,13 +144,19 @@ class Adapter:
         image = tf.constant(content[None, top : top + height, left : left + width])
         side = min(self.crop, height // GRID * GRID, width // GRID * GRID)
         targets = losses.compute_targets(self.model, image, styles, self.spec, blend)
-        for v in self.optimizer.variables:  # a fresh Adam for each adaptation: its count and moments
-            if not v.path.endswith("learning_rate"):
-                v.assign(tf.zeros_like(v))
         rng = np.random.default_rng(self.seed)
-        history = []
-        for _ in range(steps):
+
+        def step(_, opt_state):  # a new seeded crop each step; the picture is the network's (no image)
             top = int(rng.integers(0, (height - side) // GRID + 1)) * GRID
             left = int(rng.integers(0, (width - side) // GRID + 1)) * GRID
-            history.append(float(self._step(image, vector, targets, tf.constant(top), tf.constant(left), side)))
-        return history
+            loss, opt_state, finite = self._step(
+                image, vector, targets, tf.constant(top), tf.constant(left), side, opt_state
+            )
+            return None, opt_state, loss, {}, finite
+
+        self.optimizer.learning_rate.assign(self.rate)  # a fresh Adam for each adaptation (a recovery halves it)
+        self.content, self.recoveries = content, []
+        self.state = driver.RunState(None, [self.optimizer.init(v) for v in self.offsets])
+        history = _Losses()
+        driver.drive(self, steps, driver.Stepper(step, np.asarray, self.optimizer.recover), [history, *callbacks])
+        return history.losses

@@ -162,7 +162,9 @@ class ArbitraryPainter(painting.Painter):
             if options.adapt_steps:  # one vector: no regions (check)
                 paintings = self.paintings(prepared, options, image)
                 stack.enter_context(
-                    self.adapter().adapted(image, paintings, vectors[0], options.adapt_steps, options.style_blend)
+                    self.adapter().adapted(
+                        image, paintings, vectors[0], options.adapt_steps, options.style_blend, callbacks
+                    )
                 )
             report = stack.enter_context(callbacks_lib.one_pass(image, callbacks))
             pictures = [self._transform(image, v, tile, report) for v in vectors]
