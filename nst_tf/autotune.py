@@ -152,11 +152,7 @@ def machine_key(gpu: Optional[str]) -> str:
     return f"{cpu_key()}; gpu={gpu or 'none'}"
 
 
-def cache_dir() -> str:
-    """nst_tf's cache folder: `$NST_TF_CACHE_DIR`, else `nst_tf/` under `$XDG_CACHE_HOME` or `~/.cache`."""
-    return os.environ.get("NST_TF_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "nst_tf"
-    )
+cache_dir = files.cache_dir  # (the folder of every cache nst_tf keeps)
 
 
 def cache_path() -> str:

@@ -61,3 +61,38 @@ def test_versions_and_limits_are_checked_before_any_work(tmp_path):
     with pytest.raises(NstError, match="max_steps must be a positive integer"):
         export.Limits(max_steps=0).check()
     assert export.Limits().check() == export.Limits()
+
+
+def test_xla_programs_are_kept_between_processes_pruned_and_left_to_a_user_who_chose(tmp_path, monkeypatch):
+    """A process that compiles a step with XLA leaves its program in the cache; the next loads it
+    (the cache's file is not written again); the folder keeps the newest XLA_CACHE_FILES; a user's
+    own TF_XLA_FLAGS cache or NST_TF_XLA_CACHE=0 is left alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import nst_tf.files as f; tf = f.import_tensorflow_quietly(); "
+        "g = tf.function(lambda x: tf.reduce_sum(tf.sin(x) * 2.0), jit_compile=True); print(float(g(tf.ones(7))))"
+    )
+    env = {**os.environ, "NST_TF_CACHE_DIR": str(tmp_path)}
+    env.pop("TF_XLA_FLAGS", None)
+    folder = tmp_path / "xla" / files._machine_tag()  # a program runs only on the CPU it was compiled for
+    written = []
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+        kept = sorted(os.listdir(folder))
+        assert len(kept) == 1 and kept[0].startswith("xla_compile_cache"), kept
+        written.append(os.stat(folder / kept[0]).st_mtime_ns)
+    assert written[0] == written[1]  # the second process loaded the program: nothing compiled or written
+    for k in range(files.XLA_CACHE_FILES + 3):
+        (folder / f"old{k}").write_bytes(b"")
+        os.utime(folder / f"old{k}", (k, k))  # older than the program
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    kept = os.listdir(folder)
+    assert len(kept) == files.XLA_CACHE_FILES and not {"old0", "old1", "old2", "old3"} & set(kept)
+    assert any(name.startswith("xla_compile_cache") for name in kept)
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/elsewhere")
+    assert files.keep_xla_programs() is None and os.environ["TF_XLA_FLAGS"].endswith("=/elsewhere")
+    monkeypatch.delenv("TF_XLA_FLAGS")
+    monkeypatch.setenv("NST_TF_XLA_CACHE", "0")
+    assert files.keep_xla_programs() is None and "TF_XLA_FLAGS" not in os.environ
