@@ -14,10 +14,8 @@ Painters (each a `nst_tf.painting.Painter`; `supports` lists the options each ho
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import os
-import threading
 import time
 from typing import NamedTuple, Optional
 
@@ -41,33 +39,7 @@ def load_network(src):
     return models.load_model(src, (models.StyleNetwork, universal.UniversalNetwork, arbitrary.ArbitraryNetwork))
 
 
-class _Kept:
-    """A small cache, least recently used out first, safe across threads (the page paints from
-    several): `get(key, make)` makes a value once per key; a key of None is never kept."""
-
-    def __init__(self, size: int):
-        self.size, self._items, self._lock = size, collections.OrderedDict(), threading.Lock()
-
-    def get(self, key, make):
-        if key is None:
-            return make()
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-PAINTERS = _Kept(4)  # built network painters, by (network file and its stamp, weights, precision, objective)
+PAINTERS = painting.Kept(4)  # built network painters, by (network file and its stamp, weights, precision, objective)
 PAINTINGS_PER_PAINTER = 8  # prepared paintings a network painter keeps, by the paintings' contents
 
 
@@ -178,16 +150,14 @@ def paint(
 
     terms: extra terms of the optimisation's objective, composed into it (each `term(image) ->
     (loss [B], {name: [B]})`, pure and traceable, its inputs held in variables it updates: a clip's
-    temporal loss, `video.temporal.TemporalTerm`); one photo at one scale. The painter with its run
-    is kept for these terms, so a next photo of the same size costs its steps only.
+    temporal loss, `video.temporal.TemporalTerm`); one scale. The run is kept for these terms (as every
+    untiled optimisation's is for its settings: `transfer.KEPT_RUNS`), so a next photo of the same
+    size costs its steps only.
     starts: the optimisation's starting images, one per photo (None: the plan's `init`).
     network: a loaded network instead of the plan's file; model: a VGG feature model for the
     optimisation to use; strategy: a `tf.distribute` strategy to split a batch across devices.
     The options the plan shapes (size, tile) are the plan's: a door makes them with it."""
-    if terms:  # kept with its run while the terms are in use (a clip)
-        painter = PAINTERS.get(("terms", plan, tuple(terms)), lambda: for_plan(plan, network, model, strategy))
-    else:
-        painter = for_plan(plan, network, model, strategy)
+    painter = for_plan(plan, network, model, strategy)
     if (terms or starts is not None) and not painter.optimises:
         raise NstError(
             f"the {painter.name} painter paints in one pass: objective terms and starts take the optimisation"
@@ -199,7 +169,7 @@ def paint(
         prepared = prepare()
     else:
         if not hasattr(painter, "prepared_paintings"):
-            painter.prepared_paintings = _Kept(PAINTINGS_PER_PAINTER)
+            painter.prepared_paintings = painting.Kept(PAINTINGS_PER_PAINTER)
         prepared = painter.prepared_paintings.get(_images_key(paintings), prepare)
     if painter.optimises:
         return painter.render_many(painting.as_images(photos), prepared, options, list(callbacks), terms, starts)

@@ -18,6 +18,7 @@ beside what they paint with (`transfer` for the optimisation, `networks` for the
 from __future__ import annotations
 
 import collections
+import threading
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -88,6 +89,32 @@ class Prepared:
         if key not in self.cache:
             self.cache[key] = make()
         return self.cache[key]
+
+
+class Kept:
+    """A small cache, least recently used out first, safe across threads (the page paints from
+    several): `get(key, make)` makes a value once per key; a key of None is never kept."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, collections.OrderedDict(), threading.Lock()
+
+    def get(self, key, make):
+        if key is None:
+            return make()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
 def as_images(images) -> list:

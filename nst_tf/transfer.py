@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
@@ -199,13 +200,17 @@ class StyleTransfer:
             seed=self.config.seed,
         )
 
-    def retarget(self, content, init_image=None) -> None:
+    def retarget(self, content, init_image=None, style=None, masks=None, scale=None) -> None:
         """Starts this run over on another content image of the run's size (a clip's next frame),
         from `init_image` (else `config.init`), keeping the compiled step: the targets (content, and
         styles matched to the content's colours) are computed again and assigned, the optimiser's
-        state and step count reset. Needs `retargetable=True`."""
+        state and step count reset. style, masks: other paintings and masks, as many as before
+        (None: the run's own); scale: the scale index to record (None: the run's). Needs
+        `retargetable=True`."""
         if not self.retargetable:
             raise ValueError("retarget needs a StyleTransfer made with retargetable=True")
+        if style is not None:
+            self._sources = (style, masks)
         style, masks = self._sources
         contents_rgb, content_image, styles, masks = prepare_images(self.config, content, style, masks, self.sizes)
         if content_image.shape != self.content.shape or len(contents_rgb) != len(self.contents_rgb):
@@ -217,8 +222,11 @@ class StyleTransfer:
         tf.nest.map_structure(
             lambda held, value: held.assign(value) if isinstance(held, tf.Variable) else None, self.targets, new
         )
+        if isinstance(getattr(self.optimizer, "learning_rate", None), tf.Variable):  # a recovery may have halved it
+            self.optimizer.learning_rate.assign(self.config.learning_rate)
         init = tf.constant(self.initial_images(init_image), tf.float32)
-        self.state = driver.RunState(init, self.optimizer.init(init), step=0, scale=self.state.scale)
+        scale = self.state.scale if scale is None else scale
+        self.state = driver.RunState(init, self.optimizer.init(init), step=0, scale=scale)
         self.recoveries = []
 
     @property
@@ -362,7 +370,9 @@ def _numpy(value) -> np.ndarray:
     return value.numpy()
 
 
-def optimise(content, style, plan, callbacks=(), model=None, masks=None, strategy=None, start=None, starts=None):
+def optimise(
+    content, style, plan, callbacks=(), model=None, masks=None, strategy=None, start=None, starts=None, terms=()
+):
     """The optimisation of a resolved `nst_tf.plan.Plan` (`nst_tf.stylize` is its door): `content`
     (one image, or a list: a batch of one size optimised together) in the manner of `style` (one
     image or a list), coarse to fine (`scales` > 1: one `StyleTransfer` per size of
@@ -373,7 +383,8 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     mask per style (None: `config.style_mask`); model: a feature model to reuse; strategy: a
     `tf.distribute` strategy to split a batch across devices (the feature model is then built in its
     scope); start: the warm start's painter (`StyleTransfer`'s `start`); starts: the first scale's
-    starting images (one per content, any size), instead of `config.init`'s."""
+    starting images (one per content, any size), instead of `config.init`'s; terms: extra terms of
+    the objective (`objective_terms`; untiled runs)."""
     cfg = plan.config
     # Decoded once here: each scale resizes these, the planner and the checkpoint hash read them.
     masks = masks if masks is not None else cfg.style_mask
@@ -394,6 +405,7 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     if strategy is not None and model is None:
         with strategy.scope():
             model = features.model_for(cfg.objective, cfg.precision)
+    model = model or features.model_for(cfg.objective, cfg.precision)
     saver = resume = None
     if cfg.checkpoint_dir:
         if strategy is not None:
@@ -408,17 +420,12 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
         if resume is not None and index < resume.scale:
             continue
         sizes = Sizes(size, style_size or size, steps, scale_plans[index].tile)  # (the schedule's style_scale is in)
-        transfer = StyleTransfer(
-            contents if batched else contents[0],
-            style,
-            plan,
-            model=model,
-            init_image=image,
-            masks=masks,
-            scale=index,
-            start=start,
-            sizes=sizes,
-        )
+        run_of = dict(plan=plan, model=model, init_image=image, masks=masks, scale=index, start=start, sizes=sizes)
+        if sizes.tile or strategy is not None or saver is not None:  # a run of its own
+            extra = objective_terms(terms) if terms else None
+            transfer = StyleTransfer(contents if batched else contents[0], style, extra_loss=extra, **run_of)
+        else:  # a repeat (a clip's next frame, the page's next refine, the API's next call) reuses the traced step
+            transfer = _kept_run(contents if batched else contents[0], style, contents, terms=terms, **run_of)
         model = transfer.model
         if resume is not None and index == resume.scale:
             resume.restore(transfer)
@@ -435,6 +442,54 @@ def optimise(content, style, plan, callbacks=(), model=None, masks=None, strateg
     return transfer
 
 
+KEPT_RUNS = painting.Kept(2)  # retargetable runs (their traced steps), by what the step depends on
+_NOT_KEYS = ("steps", "scale_steps")  # what a kept run takes per call (the steps to take)
+
+
+def _kept_run(content, style, contents, plan, model, init_image, masks, scale, start, sizes, terms) -> StyleTransfer:
+    """A run of `plan` at `sizes` for `content`: the run kept from an earlier call of the same
+    settings, shapes, feature model, extra terms and thread, started over on these images
+    (`retarget`: the traced step kept, the targets assigned), else a new retargetable run that is
+    kept."""
+    cfg = plan.config
+    settings = config_lib.result_settings(cfg)
+    key = (
+        tuple(sorted((k, _hashable(v)) for k, v in settings.items() if k not in _NOT_KEYS)),
+        cfg.precision,
+        cfg.jit,
+        id(model),
+        threading.get_ident(),  # a run is used by one thread at a time
+        tuple(np.shape(c) for c in contents),
+        isinstance(content, (list, tuple)),
+        len(painting.as_images(style)),
+        None if masks is None else len(masks),
+        sizes,
+        tuple(terms),  # the terms themselves (kept alive while their run is): their variables are in the step
+    )
+    made = []
+
+    def make() -> StyleTransfer:
+        made.append(True)
+        extra = objective_terms(terms) if terms else None
+        return StyleTransfer(
+            content, style, plan, model, init_image, masks, scale, extra, retargetable=True, start=start, sizes=sizes
+        )
+
+    run = KEPT_RUNS.get(key, make)
+    if not made:
+        run.config, run.start = cfg, start
+        try:
+            run.retarget(content, init_image, style, masks, scale)
+        except (ValueError, tf.errors.InvalidArgumentError, NstError):  # targets of another shape: a new run
+            KEPT_RUNS.clear()
+            run = KEPT_RUNS.get(key, make)
+    return run
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
 class OptimisationPainter(painting.Painter):
     """The optimisation as a painter (`nst_tf.painting`): the plan's objective and schedule, each
     content optimised (a list: one batch), with the painting options of the call.
@@ -448,7 +503,6 @@ class OptimisationPainter(painting.Painter):
 
     def __init__(self, plan, model=None, strategy=None, start=None):
         self.plan, self.model, self.strategy, self.start = plan, model, strategy, start
-        self._run = None  # with extra terms: the run kept for the next photos (`_kept_run`)
         supports = {"style_blend", "style_mask", "preserve_colors", "style_size", "tile"}
         if start is not None:
             self.name = f"warm start ({start.name})"
@@ -479,8 +533,8 @@ class OptimisationPainter(painting.Painter):
             if name != "style_mask" and not painting.same(getattr(options, name), getattr(self.plan.config, name))
         }
         plan = plan_lib.resolve(self.plan, **changed)
-        if terms:
-            return [self._kept_run(contents, prepared, plan, options, callbacks, terms, starts)]
+        if terms and (len(plan.config.scale_plan()) != 1 or self.start is not None):
+            raise NstError("extra objective terms take one scale, started from the given images")
         start = None
         if self.start is not None:
             # the start at the run's size, each painting in its region where the network takes regions;
@@ -498,37 +552,13 @@ class OptimisationPainter(painting.Painter):
             self.strategy,
             start,
             starts,
+            terms,
         )
         self.model = run.model
         return [run.output_image()] if len(contents) == 1 else list(run.images)
 
     def render(self, content, prepared, options, callbacks=()) -> np.ndarray:
         return self.render_many([content], prepared, options, callbacks)[0]
-
-    def _kept_run(self, contents, prepared, plan, options, callbacks, terms, starts) -> np.ndarray:
-        """One photo at one scale with extra terms: the painter keeps its run (retargetable: its
-        targets in variables) and starts it over on each next photo of the same size, so the step
-        is traced once for all of them (a clip's later frames; the terms hold their own inputs in
-        variables that their owner updates)."""
-        if len(contents) != 1 or len(plan.config.scale_plan()) != 1 or self.start is not None:
-            raise NstError("extra objective terms take one photo at one scale, started from an image")
-        start = None if starts is None else starts[0]
-        if self._run is None:
-            self._run = StyleTransfer(
-                contents[0],
-                prepared.images,
-                plan,
-                model=self.model,
-                init_image=start,
-                masks=options.style_mask,
-                extra_loss=objective_terms(terms),
-                retargetable=True,
-            )
-            self.model = self._run.model
-        else:
-            self._run.retarget(contents[0], init_image=start)
-        self._run.run(callbacks=callbacks)
-        return self._run.output_image()
 
 
 def objective_terms(terms):

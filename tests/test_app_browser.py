@@ -174,6 +174,14 @@ def test_the_page_paints_refines_stops_downloads_and_refuses_a_bad_file(site, br
     ).astype(int)
     assert got.shape == expected.shape and np.abs(got - expected).mean() < 0.5, np.abs(got - expected).mean()
 
+    browser.find_element(By.ID, "budget").send_keys("2")  # the Time control: steps until 2 s have passed
+    browser.execute_script("document.getElementById('status').dataset.finished = ''")
+    browser.find_element(By.ID, "refine").click()
+    _until(browser, lambda d: _data(d, "status", "finished") == "done")
+    bought = int(browser.find_element(By.ID, "status").text.split("(")[1].split()[0])  # "refined (N step[s])"
+    assert bought >= 1 and f"--steps={bought}" in browser.find_element(By.ID, "command").text
+    shots(browser, "6b-refined-for-a-time")
+
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
     browser.find_element(By.ID, "photo-input").send_keys(str(bad))

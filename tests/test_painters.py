@@ -298,7 +298,23 @@ def test_an_objective_term_composes_through_the_road_and_its_run_is_traced_once(
     term.update([np.ones((*hw, 3), np.float32)], [np.ones(hw, np.float32)])  # now towards white
     brighter = painters.paint(the_plan, content[::-1], [style], terms=[term], **road)[0]
     assert brighter.mean() > free.mean()
-    kept = painters.PAINTERS.get(("terms", the_plan, (term,)), lambda: None)
-    assert kept is not None and kept._run.compiled.trace_count == 1
+    kept = [run for run in transfer.KEPT_RUNS._items.values() if run.extra_loss is not None]
+    assert len(kept) == 1 and kept[0].compiled.trace_count == 1
     with pytest.raises(NstError, match="paints in one pass"):
         painters.paint(plan.resolve(Config(network="demo")), content, [style], terms=[term])
+
+
+def test_a_repeat_optimisation_reuses_its_traced_step_and_paints_what_a_fresh_run_paints(pair, vgg19):
+    """The API's next call (the page's next refine) at the same settings and size keeps the traced
+    step (targets reassigned, the optimiser's state reset): another photo and painting come out as
+    a fresh run paints them, and the step is traced once for both."""
+    content, style = pair
+    run = dict(weights="embedded", steps=3, scales=1, precision="float32", jit="off", size=SIZE, model=vgg19)
+    transfer.KEPT_RUNS.clear()
+    nst_tf.stylize(content, style, **run)
+    (kept,) = transfer.KEPT_RUNS._items.values()
+    again = nst_tf.stylize(content[::-1], style[:, ::-1], **run)  # another photo and painting, the same size
+    assert list(transfer.KEPT_RUNS._items.values()) == [kept] and kept.compiled.trace_count == 1
+    transfer.KEPT_RUNS.clear()
+    np.testing.assert_array_equal(again, nst_tf.stylize(content[::-1], style[:, ::-1], **run))
+    assert transfer.KEPT_RUNS._items and next(iter(transfer.KEPT_RUNS._items.values())) is not kept

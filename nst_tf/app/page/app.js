@@ -216,7 +216,7 @@ async function refine() {
     }
     if (ev.image) showResult(ev.image, ev.command);
     if (ev.type === "done" || ev.type === "stopped") {
-      status(ev.type === "done" ? `refined (${ev.step} steps)` : `stopped at step ${ev.step}`);
+      status(ev.type === "done" ? `refined (${ev.step} step${ev.step === 1 ? "" : "s"})` : `stopped at step ${ev.step}`);
       $("status").dataset.finished = ev.type;
     }
     if (ev.type === "error") message(ev.message);
@@ -328,6 +328,16 @@ function stopLive() {
   $("placeholder").hidden = !$("result").hidden;
 }
 
+const BROWSER_HONOURS = new Set(["size", "strength"]);  // the TensorFlow.js export's inputs
+function unusedInBrowser() {  // what the server's painting would honour and this browser's does not
+  const unused = state.info.options
+    .filter((o) => o.group === "paint" && !BROWSER_HONOURS.has(o.name) && $(o.name).value !== String(o.default ?? ""))
+    .map((o) => `no ${o.label.toLowerCase()}`);
+  if (state.paintings.length > 1) unused.unshift("only the first painting");
+  if (!$("mask-canvas").hidden && state.maskDrawn) unused.push("no region");
+  return unused;
+}
+
 async function paintInBrowser(version, start) {
   try {
     const { predict, transform } = await models();
@@ -347,8 +357,7 @@ async function paintInBrowser(version, start) {
     if (version !== state.version) return;
     const ms = performance.now() - start;
     $("result").onload = () => { $("result").onload = null; $("result").dataset.paintMs = ms.toFixed(0); $("result").dataset.version = String(version); };
-    const unused = [state.paintings.length > 1 && "only the first painting", $("preserve_colors").value !== "none" && "no colour mode",
-      !$("mask-canvas").hidden && state.maskDrawn && "no region"].filter(Boolean);
+    const unused = unusedInBrowser();
     status(`painted in this browser in ${ms.toFixed(0)} ms (TensorFlow.js, ${tf.getBackend()})` + (unused.length ? `: ${unused.join(", ")} (the server's painting has them)` : ""));
     const note = "painted in this browser by the TensorFlow.js export (nst-tf-export-network --tfjs_dir)";
     canvas.toBlob((blob) => showResult(URL.createObjectURL(blob), note), "image/png");
