@@ -420,12 +420,12 @@ def optimise(
         if resume is not None and index < resume.scale:
             continue
         sizes = Sizes(size, style_size or size, steps, scale_plans[index].tile)  # (the schedule's style_scale is in)
-        run_of = dict(plan=plan, model=model, init_image=image, masks=masks, scale=index, start=start, sizes=sizes)
+        run_of = dict(model=model, init_image=image, masks=masks, scale=index, start=start, sizes=sizes)
         if sizes.tile or strategy is not None or saver is not None:  # a run of its own
             extra = objective_terms(terms) if terms else None
-            transfer = StyleTransfer(contents if batched else contents[0], style, extra_loss=extra, **run_of)
+            transfer = StyleTransfer(contents if batched else contents[0], style, plan, extra_loss=extra, **run_of)
         else:  # a repeat (a clip's next frame, the page's next refine, the API's next call) reuses the traced step
-            transfer = _kept_run(contents if batched else contents[0], style, contents, terms=terms, **run_of)
+            transfer = _kept_run(contents if batched else contents[0], style, contents, plan, terms=terms, **run_of)
         model = transfer.model
         if resume is not None and index == resume.scale:
             resume.restore(transfer)
