@@ -674,8 +674,7 @@ def _validate(cfg: Config) -> None:
         raise NstError(f"init must be one of {', '.join(INITS)} or an image file")
     if cfg.init == "network" and not cfg.network:
         raise NstError("init=network needs network, the trained network to start from")
-    if not 0.0 <= cfg.strength <= 1.0:
-        raise NstError(f"strength must be in [0, 1], got {cfg.strength!r}")
+    checked_strength(cfg.strength)
     tile_pixels(cfg.tile)
     if cfg.style_index is not None and cfg.style_index < 0:
         raise NstError(f"style_index must be 0 or more, got {cfg.style_index}")
@@ -683,6 +682,14 @@ def _validate(cfg: Config) -> None:
         raise NstError(f"adapt_steps must be a non-negative integer, got {cfg.adapt_steps!r}")
     if cfg.adapt_steps and not cfg.network:
         raise NstError("adapt_steps adapts a network: give --network=arbitrary (or demo)")
+
+
+def checked_strength(strength) -> float:
+    """`strength` if it is in [0, 1] (how much of the style a one-pass painter puts in), else one line
+    (the flag's check, and every painter's: `painting.checked_strength`)."""
+    if not 0.0 <= strength <= 1.0:
+        raise NstError(f"strength must be in [0, 1], got {strength!r}")
+    return float(strength)
 
 
 def tile_pixels(tile) -> Optional[int]:

@@ -130,9 +130,14 @@ def region_masks(masks, paintings: int, hw) -> Optional[List[np.ndarray]]:
     at `hw`, the mean of each mask's channels; one line when the counts differ."""
     if masks is None:
         return None
+    check_mask_count(masks, paintings)
+    return [image_io.resize(image_io.load_image(m), tuple(hw))[..., 0] for m in masks]
+
+
+def check_mask_count(masks, paintings: int) -> None:
+    """One line unless there is one region mask per painting."""
     if len(masks) != paintings:
         raise NstError(f"{len(masks)} mask(s) for {paintings} style(s): give one mask per style")
-    return [image_io.resize(image_io.load_image(m), tuple(hw))[..., 0] for m in masks]
 
 
 def blend_weights(style_blend, count: int) -> np.ndarray:
@@ -144,11 +149,7 @@ def blend_weights(style_blend, count: int) -> np.ndarray:
     return blend / blend.sum()
 
 
-def checked_strength(strength) -> float:
-    """`strength` if it is in [0, 1] (how much of the style a one-pass painter puts in), else one line."""
-    if not 0.0 <= strength <= 1.0:
-        raise NstError(f"strength must be in [0, 1], got {strength}")
-    return float(strength)
+checked_strength = config_lib.checked_strength  # (the one rule, beside the flag's check)
 
 
 class Painter:

@@ -53,8 +53,8 @@ def prepare_images(cfg: Config, content, style, masks=None, sizes: Optional[Size
     styles = painting.as_images(style)
     masks = cfg.style_mask if masks is None else painting.as_images(masks)
     cfg.check_styles(len(styles))
-    if masks is not None and len(masks) != len(styles):
-        raise NstError(f"{len(masks)} mask(s) for {len(styles)} style image(s); give one mask per style")
+    if masks is not None:
+        painting.check_mask_count(masks, len(styles))
     contents_rgb = [image_io.load_photo(c, sizes.size, cfg.square) for c in painting.as_images(content)]
     if not contents_rgb:
         raise NstError("no content image given")

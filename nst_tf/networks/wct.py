@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import tensorflow as tf
-from nst_tf.errors import NstError
+from nst_tf import painting
 
 # The shift, relative to the mean eigenvalue. 1e-4 left the whitening sensitive to float32 rounding
 # in the covariance: a tiled picture's (summed tile by tile) differed from the untiled one's by up
@@ -142,9 +142,7 @@ def blend(styles, weights) -> Style:
 
 def blend_levels(styles, weights=None) -> dict:
     """Per level, the blend (`blend`) of several styles' `{level: Style}` (weights None: equal)."""
-    weights = [1.0] * len(styles) if weights is None else list(weights)
-    if len(weights) != len(styles) or any(w < 0 for w in weights) or not sum(weights) > 0:
-        raise NstError(f"style_blend needs {len(styles)} non-negative weights, not all zero")
+    weights = painting.blend_weights(weights, len(styles)).tolist()  # the one rule for a blend's weights
     return {k: blend([s[k] for s in styles], weights) for k in styles[0]}
 
 
