@@ -156,7 +156,8 @@ def paint(
     starts: the optimisation's starting images, one per photo (None: the plan's `init`).
     network: a loaded network instead of the plan's file; model: a VGG feature model for the
     optimisation to use; strategy: a `tf.distribute` strategy to split a batch across devices.
-    The options the plan shapes (size, tile) are the plan's: a door makes them with it."""
+    On the road the options are the plan's (a door makes both from one Config), with the regions'
+    masks as arrays; the optimisation resolves any other into its plan, as a door would."""
     painter = for_plan(plan, network, model, strategy)
     if (terms or starts is not None) and not painter.optimises:
         raise NstError(
