@@ -98,6 +98,7 @@ def test_adapting_brings_the_picture_nearer_the_painting_and_gives_the_weights_b
     assert after["style"]["mean"] < 0.9 * before["style"]["mean"]  # 0.78 here, AVX-512 and AVX2 alike
 
 
+@pytest.mark.slow
 def test_adapting_runs_through_the_one_loop_its_steps_reported_and_a_bad_step_recovered(adapting, monkeypatch):
     """The adaptation is `driver.drive`'s: the door's callbacks see each step (a progress bar shows it),
     and a step whose loss is not finite is undone and retried with a halved rate, as in a run."""

@@ -63,6 +63,7 @@ def test_versions_and_limits_are_checked_before_any_work(tmp_path):
     assert export.Limits().check() == export.Limits()
 
 
+@pytest.mark.slow
 def test_xla_programs_are_kept_between_processes_pruned_and_left_to_a_user_who_chose(tmp_path, monkeypatch):
     """A process that compiles a step with XLA leaves its program in the cache; the next loads it
     (the cache's file is not written again); the folder keeps the newest XLA_CACHE_FILES; a user's

@@ -277,6 +277,7 @@ class _Terms(nst_tf.Callback):
         self.seen.append(dict(terms))
 
 
+@pytest.mark.slow
 def test_an_objective_term_composes_through_the_road_and_its_run_is_traced_once(pair, vgg19):
     """A clip's temporal loss is a term the road composes into the objective (no door builds a run):
     it reaches the loss (its part is reported, and a strong pull towards black darkens the picture),
@@ -304,6 +305,7 @@ def test_an_objective_term_composes_through_the_road_and_its_run_is_traced_once(
         painters.paint(plan.resolve(Config(network="demo")), content, [style], terms=[term])
 
 
+@pytest.mark.slow
 def test_a_repeat_optimisation_reuses_its_traced_step_and_paints_what_a_fresh_run_paints(pair, vgg19):
     """The API's next call (the page's next refine) at the same settings and size keeps the traced
     step (targets reassigned, the optimiser's state reset): another photo and painting come out as
