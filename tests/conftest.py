@@ -29,30 +29,32 @@ ALL_DEFAULT_LAYERS = [
 
 
 @functools.lru_cache(maxsize=None)
-def onednn_refuses_bfloat16() -> str:
-    """Why bfloat16 convolutions cannot run here, or "" where they can.
+def onednn_refuses(dtype: str = "bfloat16") -> str:
+    """Why `dtype` ("bfloat16" or "float16") convolutions cannot run here, or "" where they can.
 
-    `ONEDNN_MAX_CPU_ISA=AVX2` on an AVX-512 BF16 CPU (how the suite imitates an AVX2 machine's
-    numerics) caps oneDNN below bfloat16, but TensorFlow still reads the processor and sends
-    bfloat16 convolutions to oneDNN, which refuses them ("could not create a primitive
+    `ONEDNN_MAX_CPU_ISA=AVX2` on an AVX-512 BF16 (or FP16) CPU (how the suite imitates an AVX2
+    machine's numerics) caps oneDNN below those kernels, but TensorFlow still reads the processor
+    and sends such convolutions to oneDNN, which refuses them ("could not create a primitive
     descriptor"). A real AVX2 CPU runs them in TensorFlow's emulation. Only that cap excuses a
-    failure: without it, this returns "" and a bfloat16 test runs (and fails if bfloat16 fails)."""
+    failure: without it, this returns "" and the test runs (and fails if the dtype fails)."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
     if not cap:
         return ""
     import tensorflow as tf
 
+    kind = getattr(tf, dtype)
     try:
-        tf.nn.conv2d(tf.zeros([1, 4, 4, 3], tf.bfloat16), tf.zeros([3, 3, 3, 4], tf.bfloat16), 1, "SAME")
+        tf.nn.conv2d(tf.zeros([1, 4, 4, 3], kind), tf.zeros([3, 3, 3, 4], kind), 1, "SAME")
     except tf.errors.OpError:
-        return f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below the bfloat16 kernels TensorFlow sends it here"
+        return f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below the {dtype} kernels TensorFlow sends it here"
     return ""
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.get_closest_marker("bfloat16") and onednn_refuses_bfloat16():
-            item.add_marker(pytest.mark.skip(reason=onednn_refuses_bfloat16()))
+        for dtype in ("bfloat16", "float16"):
+            if item.get_closest_marker(dtype) and onednn_refuses(dtype):
+                item.add_marker(pytest.mark.skip(reason=onednn_refuses(dtype)))
 
 
 @pytest.fixture(scope="session")

@@ -204,7 +204,10 @@ def test_blend_one_zero_equals_the_single_style_run(vgg19):
     options = dict(size=64, scales=1, steps=6, model=vgg19, jit="off", precision="float32")
     single = nst_tf.stylize(boston, scream, **options)
     blended = nst_tf.stylize(boston, [scream, ship], style_blend=(1, 0), **options)
-    np.testing.assert_array_equal(blended, single)
+    # the same picture; oneDNN's AVX2 kernels may round one channel of a pixel the other way (measured
+    # under ONEDNN_MAX_CPU_ISA=AVX2 on an AMX CPU: 1 of 8256 values, by 1 level)
+    np.testing.assert_allclose(blended, single, atol=1)
+    assert np.mean(blended != single) < 0.001
     other = nst_tf.stylize(boston, [scream, ship], style_blend=(0.5, 0.5), **options)
     assert np.abs(other.astype(int) - single).mean() > 1  # the second style does change the picture
 
