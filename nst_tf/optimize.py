@@ -78,6 +78,10 @@ class Adam:
         zeros = tf.zeros_like(image)
         return AdamState(zeros, zeros, tf.zeros((), image.dtype))
 
+    def result(self, image, state: AdamState):
+        """The picture a run of these steps gives: Adam's every step is taken, so the current image."""
+        return image
+
     def update(self, image, grad, state: AdamState, loss=None):
         t = state.t + 1.0
         m = state.m + (grad - state.m) * (1.0 - self.beta_1)
@@ -151,6 +155,12 @@ class Lbfgs:
             t=tf.ones_like(state.t),
         )
         return state, "cleared the L-BFGS history"
+
+    def result(self, image, state: LbfgsState):
+        """The picture a run of these steps gives: the last accepted point (the lowest loss evaluated),
+        not the trial point the line search would try next, which may be far worse (a run stopped by
+        its step count, a deadline or a signal in the middle of a line search)."""
+        return tf.where(state.started, state.x, image)
 
     def init(self, image: tf.Tensor) -> LbfgsState:
         flat = _flat(image)

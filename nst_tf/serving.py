@@ -131,13 +131,13 @@ class _Graph:
             image, state, _, _ = step(image, state)
             return i + 1, image, state
 
-        _, image, _ = tf.while_loop(
+        _, image, state = tf.while_loop(
             lambda i, image, state: i < steps,
             body,
             (tf.constant(0), init, self.optimizer.init(init)),
             maximum_iterations=self.limits.max_steps,
         )
-        return image
+        return self.optimizer.result(image, state)  # L-BFGS: its last accepted point
 
     def fit(self, hw, side):
         """The size an image of size `hw` is resized to for longest side `side` (`side` square

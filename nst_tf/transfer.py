@@ -280,8 +280,12 @@ class StyleTransfer:
 
     @property
     def images(self) -> np.ndarray:
-        """The current images, float32 `[B, H, W, 3]` in [0, 1] (B = 1 for one content image)."""
-        return (self._stepper.to_host if self._stepper else _numpy)(self.state.image)
+        """The current images, float32 `[B, H, W, 3]` in [0, 1] (B = 1 for one content image): the
+        optimiser's result so far (`result`: for L-BFGS its last accepted point, never a trial of its
+        line search); while a run is split across devices, the images as they stand."""
+        if self._stepper is not None and self._stepper.to_host is not _numpy:  # per-replica values
+            return self._stepper.to_host(self.state.image)
+        return _numpy(self.optimizer.result(self.state.image, self.state.opt_state))
 
     @property
     def image(self) -> np.ndarray:
