@@ -186,6 +186,7 @@ def stylize(
     model=None,
     masks=None,
     strategy=None,
+    starts=None,
     **options,
 ):
     """Paints `content` in the manner of `style`; returns the result as uint8 `[H, W, 3]`.
@@ -206,6 +207,8 @@ def stylize(
         "three_styles") or a loaded network: the result is its one forward pass (with `strength`,
         `style_index`, `style_blend`), unless `init="network"` makes it the optimisation's start.
     strategy: a `tf.distribute` strategy to split a batch across devices (`nst_tf.distribute`).
+    starts: for the optimisation, the starting image of each content (float, any size), instead of
+        `init`'s (a budget's one pass, as painted).
     budget (an option): seconds from this call for the best picture they buy (`nst_tf.budget`): the
         one pass, then refine steps from it until the time is spent.
     """
@@ -234,6 +237,6 @@ def stylize(
     elif progress:
         extra = [callbacks_lib.ProgressBar()] + extra
     network = network if cfg.network == "(model)" else None
-    images = paint(plan, content, style, opts, extra, network=network, model=model, strategy=strategy)
+    images = paint(plan, content, style, opts, extra, starts=starts, network=network, model=model, strategy=strategy)
     images = [image_io.to_uint8(image) for image in images]
     return images if isinstance(content, (list, tuple)) else images[0]

@@ -258,3 +258,25 @@ def test_the_python_api_is_quiet_by_default():
         [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "NST_TF_VERBOSE": "1"}, timeout=300
     )
     assert loud.returncode == 0 and loud.stderr.strip(), "NST_TF_VERBOSE=1 shows TensorFlow's own lines"
+
+
+@pytest.mark.slow
+def test_a_budget_paints_the_one_pass_then_refines_from_it_never_ending_worse(tmp_path):
+    """--budget: the one pass (LiteRT), then L-BFGS steps started from that picture as painted, until
+    the deadline; the picture is the last accepted point, so never further from the painting than the
+    one pass it started from (a deadline in the middle of a line search once wrote a rejected trial)."""
+    import nst_tf
+    from nst_tf import image_io
+
+    out, one = tmp_path / "budget.png", tmp_path / "one_pass.png"
+    done = run_cli(["--budget=14", "--size=96", "--weights=embedded", f"--output={out}"], tmp_path)
+    assert done.returncode == 0 and "then L-BFGS steps from it" in done.stdout, done.stdout + done.stderr
+    assert int(re.search(r"(\d+) steps in", done.stdout).group(1)) >= 1
+    assert run_cli(["--network=demo", "--size=96", "--weights=embedded", f"--output={one}"], tmp_path).returncode == 0
+    content = image_io.load_image(image_io.example_path("boston"), 96)
+    style = image_io.load_image(image_io.example_path("the_scream"), 96)
+    errors = [
+        nst_tf.evaluate(image_io.load_image(str(p)), content, style, weights="embedded")["style"]["mean"]
+        for p in (out, one)
+    ]
+    assert errors[0] <= errors[1] * 1.001, errors

@@ -75,9 +75,13 @@ def main(argv) -> int:
             print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
             return 0
         callbacks.check_outputs(cfg.outputs)
+        starts = None
         if choice is not None and not _lite_refusal(choice.one_pass, fv):
-            # a budget's one pass on LiteRT, and the steps start from its picture: no Keras network to build
-            cfg = cfg.replace(init=_one_pass_file(choice.one_pass, content, styles), network=None)
+            # a budget's one pass on LiteRT, and the steps start from its picture as painted (not rounded
+            # to 8 bits: bfloat16's L-BFGS stalled from the rounded one on a held-out pair): no Keras network
+            one_pass = choice.one_pass
+            starts = [lite.paint(content, styles, painting.Options.of(one_pass), one_pass.network)]
+            cfg = cfg.replace(init="content", network=None)
         common.import_tensorflow_quietly()
         from nst_tf import painters  # after the checks above: TensorFlow loads here
 
@@ -92,7 +96,13 @@ def main(argv) -> int:
             timer = [budget.Deadline(deadline, step_estimate=rate.seconds * pixels * 1.5 if rate else 0.0)]
         with callbacks.StopOnSignal() as stop:
             image = painters.stylize(
-                content, styles, plan, progress=fv.progress and not timer, masks=masks, callbacks=[stop, *timer]
+                content,
+                styles,
+                plan,
+                progress=fv.progress and not timer,
+                masks=masks,
+                callbacks=[stop, *timer],
+                starts=starts,
             )
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
@@ -157,18 +167,6 @@ def _paint(fv, cfg, output, content, styles) -> int:
 def _lite_refusal(cfg, fv) -> str:
     """Why this one pass goes to TensorFlow rather than LiteRT ("" when it does not)."""
     return lite.refusal(cfg.network, painting.Options.of(cfg), cfg.square) if fv.lite else "--nolite"
-
-
-def _one_pass_file(cfg, content, styles) -> str:
-    """The one pass of `cfg` painted on LiteRT into a temporary PNG (removed at exit): a budget's start."""
-    import atexit
-    import shutil
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="nst_tf-budget-")
-    atexit.register(shutil.rmtree, folder, True)
-    image = lite.paint(content, styles, painting.Options.of(cfg), cfg.network)
-    return image_io.save_image(os.path.join(folder, "one_pass.png"), image)
 
 
 def partial_path(output: str) -> str:
