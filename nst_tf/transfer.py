@@ -186,7 +186,7 @@ class StyleTransfer:
         spec = cfg.objective
         self.loss_fn = lambda image: losses.objective(self.model, self.targets, spec, image, per_image=True)
         if self.extra_loss is not None:
-            self.loss_fn = _with_extra(self.loss_fn, self.extra_loss)
+            self.loss_fn = objective_terms([self.loss_fn, self.extra_loss])
         self.compiled = optimize.CompiledStep(optimize.make_step(self.loss_fn, optimizer), jit_compile=cfg.jit == "on")
 
     def _targets(self, contents: np.ndarray) -> losses.Targets:
@@ -352,17 +352,6 @@ class StyleTransfer:
                 self.state = join(self.state)
             self._stepper = None
         return self.images_uint8() if self.batched else self.image_uint8()
-
-
-def _with_extra(loss_fn, extra):
-    """`loss_fn` with `extra`'s loss added to the total and its terms to the terms."""
-
-    def total(image):
-        loss, terms = loss_fn(image)
-        more, more_terms = extra(image)
-        return loss + more, {**terms, **more_terms}
-
-    return total
 
 
 def _variable(value):
@@ -566,8 +555,9 @@ class OptimisationPainter(painting.Painter):
 
 
 def objective_terms(terms):
-    """Extra terms as one (`StyleTransfer`'s `extra_loss`): each `term(image) -> (loss [B], {name:
-    [B]})`, pure and traceable; their losses summed, their named parts merged."""
+    """Terms of an objective as one (the objective with a run's `extra_loss`, or several extra terms):
+    each `term(image) -> (loss [B], {name: [B]})`, pure and traceable; their losses summed, their named
+    parts merged."""
     terms = list(terms)
 
     def total(image):

@@ -179,14 +179,9 @@ def test_a_run_gives_lbfgs_last_accepted_point_never_a_line_search_trial(tiny_tr
     rejected) trial its line search holds (found on a held-out pair: a deadline in the middle of a
     line search wrote a picture with 60x the style error)."""
     run = tiny_transfer(optimizer="lbfgs", init="noise")
-    seen = []
-
-    class Losses(nst_tf.Callback):
-        def on_step_end(self, transfer, step, loss, terms):
-            seen.append(loss)
-
-    run.run(steps, callbacks=[Losses()])
+    seen = nst_tf.History()
+    run.run(steps, callbacks=[seen])
     state = run.state.opt_state
     np.testing.assert_array_equal(run.images, state.x.numpy())
     assert run.evaluate()[0] == pytest.approx(float(state.f[0]), rel=1e-5)
-    assert run.evaluate()[0] <= min(seen) * (1 + 1e-5)  # no evaluated point was better
+    assert run.evaluate()[0] <= min(seen.losses) * (1 + 1e-5)  # no evaluated point was better

@@ -269,14 +269,6 @@ def test_adapt_steps_reaches_the_page_and_paints_what_the_api_paints(pair):
         studio.settings_from_form({"adapt_steps": "1000"}, 1)
 
 
-class _Terms(nst_tf.Callback):
-    def __init__(self):
-        self.seen = []
-
-    def on_step_end(self, transfer, step, loss, terms):
-        self.seen.append(dict(terms))
-
-
 @pytest.mark.slow
 def test_an_objective_term_composes_through_the_road_and_its_run_is_traced_once(pair, vgg19):
     """A clip's temporal loss is a term the road composes into the objective (no door builds a run):
@@ -290,11 +282,11 @@ def test_an_objective_term_composes_through_the_road_and_its_run_is_traced_once(
     options = painting.Options.of(the_plan.config)
     hw = content.shape[:2]
     term = temporal.TemporalTerm(1e4, [np.zeros((*hw, 3), np.float32)], [np.ones(hw, np.float32)])
-    seen = _Terms()
+    seen = nst_tf.History()
     road = dict(options=options, model=vgg19, starts=[content])
     pulled = painters.paint(the_plan, content, [style], callbacks=[seen], terms=[term], **road)[0]
     free = painters.paint(the_plan, content, [style], **road)[0]
-    assert all("temporal" in terms for terms in seen.seen) and len(seen.seen) == 4
+    assert len(seen.terms["temporal"]) == len(seen.losses) == 4  # the term's part at every step
     assert pulled.mean() < 0.5 * free.mean()
     term.update([np.ones((*hw, 3), np.float32)], [np.ones(hw, np.float32)])  # now towards white
     brighter = painters.paint(the_plan, content[::-1], [style], terms=[term], **road)[0]

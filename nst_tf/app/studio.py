@@ -64,6 +64,7 @@ class Limits(NamedTuple):
 
 
 CONTROLS = config_lib.page_controls()  # the options the page shows (`config.Control`), by name
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 OWN_CONTROLS = ("style_blend",)  # the page's own: its blend slider (for two paintings); the painted region: style_mask
 
 Settings = collections.namedtuple(
@@ -81,10 +82,9 @@ def page_options(limits: Limits = Limits()) -> list:
     """The page's controls as the page builds them (JSON-ready, in `config.py`'s order): name, label,
     group ("paint" or "refine"), default, tooltip, and a number's low, high and step, or the values to
     pick from with their labels; `high` lowered to this server's `limits`."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
     out = []
     for name, control in CONTROLS.items():
-        field, high = fields[name], _high(control, limits)
+        field, high = _FIELDS[name], _high(control, limits)
         values = field.metadata["choices"] or control.values
         if values and high is not None:
             values = tuple(v for v in values if v <= high)
@@ -137,8 +137,7 @@ def settings_from_form(form, paintings: int, limits: Limits = Limits()) -> Setti
     unknown = sorted(set(form) - set(Settings._fields))
     if unknown:
         raise NstError(f"the page takes no setting {unknown[0]!r}; it takes: {', '.join(Settings._fields)}")
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    values = {name: _setting(form, name, fields[name], control, limits) for name, control in CONTROLS.items()}
+    values = {name: _setting(form, name, _FIELDS[name], control, limits) for name, control in CONTROLS.items()}
     blend = None
     if form.get("style_blend"):
         try:

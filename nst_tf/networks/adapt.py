@@ -35,6 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nst_tf import callbacks as callbacks_lib
 from nst_tf import driver, features, image_io, losses, optimize
 
 CROP = 256  # VGG's view per step, in pixels (a multiple of GRID)
@@ -47,22 +48,6 @@ def norm_offsets(transform: keras.Model) -> list:
     """The conditional norms' gamma and beta biases: what adaptation moves."""
     layers = [layer for layer in transform.layers if hasattr(layer, "gamma") and hasattr(layer.gamma, "bias")]
     return [layer.gamma.bias for layer in layers] + [layer.beta.bias for layer in layers]
-
-
-class _Losses:
-    """Each step's loss, as the driver reports it (a `callbacks.Callback` without the import)."""
-
-    def __init__(self):
-        self.losses = []
-
-    def on_run_begin(self, owner, steps):
-        pass
-
-    def on_step_end(self, owner, step, loss, terms):
-        self.losses.append(loss)
-
-    def on_run_end(self, owner):
-        pass
 
 
 class Adapter:
@@ -157,6 +142,6 @@ class Adapter:
         self.optimizer.learning_rate.assign(self.rate)  # a fresh Adam for each adaptation (a recovery halves it)
         self.content, self.recoveries = content, []
         self.state = driver.RunState(None, [self.optimizer.init(v) for v in self.offsets])
-        history = _Losses()
+        history = callbacks_lib.History()
         driver.drive(self, steps, driver.Stepper(step, np.asarray, self.optimizer.recover), [history, *callbacks])
         return history.losses

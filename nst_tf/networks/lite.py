@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from nst_tf import __version__, autotune, color, files, image_io, painting
+from nst_tf import __version__, color, files, image_io, painting
 from nst_tf.errors import NstError
 from nst_tf.networks import options as network_options
 
@@ -62,7 +62,7 @@ def folder(network: str = "demo") -> str:
     `~/.cache/nst_tf`), under a name made of the file's contents and this nst_tf's version."""
     path = network_options.bundled_network(network) if network in network_options.BUNDLED_NAMES else network
     stat = os.stat(path)
-    return os.path.join(autotune.cache_dir(), "lite", f"arbitrary-{_digest(path, stat.st_size, stat.st_mtime_ns)}")
+    return os.path.join(files.cache_dir(), "lite", f"arbitrary-{_digest(path, stat.st_size, stat.st_mtime_ns)}")
 
 
 @functools.lru_cache(maxsize=4)
