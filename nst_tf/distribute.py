@@ -128,7 +128,7 @@ def split(state, strategy: tf.distribute.Strategy, model, targets, spec, opt, ji
         return image, state, loss, terms, tf.reshape(finite, [1])  # [1]: each replica's, gathered
 
     content = {name: shard(value) for name, value in targets.content.items()}
-    compiled = tf.function(lambda x, state: strategy.run(replica_step, args=(x, state, content)))
+    compiled = tf.function(lambda x, state: strategy.run(replica_step, args=(x, state, content)), autograph=False)
 
     def recover(opt_state):
         raise NstError(

@@ -327,7 +327,7 @@ class CompiledStep:
         self._step = step
         self.trace_count = 0
         self.jit_compile = jit_compile
-        self._compiled = tf.function(self._traced, jit_compile=jit_compile)
+        self._compiled = tf.function(self._traced, jit_compile=jit_compile, autograph=False)
 
     def _traced(self, image, state, *args):
         self.trace_count += 1  # Python side effect: runs at trace time only

@@ -78,10 +78,10 @@ class TiledObjective:
         names = vgg.layer_names(spec.backbone)
         self.strides = {name: 2 ** sum(n.endswith("pool") for n in names[: names.index(name)]) for name in self.layers}
         self._functions = {
-            "features": tf.function(self._owned_features),
-            "sums": tf.function(self._tile_sums),
-            "gradient": tf.function(self._tile_grad),
-            "head": tf.function(self._head_and_cotangents),
+            "features": tf.function(self._owned_features, autograph=False),
+            "sums": tf.function(self._tile_sums, autograph=False),
+            "gradient": tf.function(self._tile_grad, autograph=False),
+            "head": tf.function(self._head_and_cotangents, autograph=False),
         }
         self._concrete = {}
 

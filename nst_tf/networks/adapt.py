@@ -74,7 +74,7 @@ class Adapter:
         self.offsets = norm_offsets(transform)
         self.optimizer = optimize.Adam(tf.Variable(rate, trainable=False, dtype=tf.float32))  # recover halves it
         self._lock = threading.Lock()  # one adaptation at a time: it moves the shared network's weights
-        self._step = tf.function(self._step_fn, reduce_retracing=True)
+        self._step = tf.function(self._step_fn, reduce_retracing=True, autograph=False)
         self.content, self.state, self.recoveries = None, None, []
 
     def _step_fn(self, content, vector, targets: losses.Targets, top, left, side, opt_state):

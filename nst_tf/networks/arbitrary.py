@@ -99,8 +99,8 @@ class ArbitraryPainter(painting.Painter):
 
     def __init__(self, network=BUNDLED_NAME, weights: str = "auto", precision: str = "float32", objective=None):
         self.network = load_arbitrary(network)
-        self._vector = tf.function(self.network.predict_net, reduce_retracing=True)
-        self._forward = tf.function(lambda c, v: self.network.transform([c, v]), reduce_retracing=True)
+        self._vector = tf.function(self.network.predict_net, reduce_retracing=True, autograph=False)
+        self._forward = tf.function(lambda c, v: self.network.transform([c, v]), reduce_retracing=True, autograph=False)
         self.objective = objective or config.Objective(weights=weights)
         self.precision = plan.network_precision(precision, weights)
         self._adapter = None

@@ -40,7 +40,7 @@ class NetworkPainter(painting.Painter):
         supports |= {"strength"} if self.network.predict else set()
         supports |= {"style_index"} if self.network.table is not None else set()
         self.supports = frozenset(supports)
-        self._forward = tf.function(lambda content, embedding: self.network([content, embedding]))
+        self._forward = tf.function(lambda content, embedding: self.network([content, embedding]), autograph=False)
 
     def describe(self) -> str:
         net = self.network
