@@ -148,10 +148,10 @@ class Trainer:
 
     def _compiled_step(self):
         if self.strategy.num_replicas_in_sync == 1:
-            return tf.function(self._replica_step, jit_compile=self.runtime.jit == "on")
+            return tf.function(self._replica_step, jit_compile=self.runtime.jit == "on", autograph=False)
         # The whole strategy.run in one tf.function: the gradients' all-reduce is a
         # synchronisation point, which a nested tf.function may not hold.
-        return tf.function(lambda *batch: self.strategy.run(self._replica_step, batch))
+        return tf.function(lambda *batch: self.strategy.run(self._replica_step, batch), autograph=False)
 
     def dataset(self):
         tc = self.tc
