@@ -151,13 +151,18 @@ def failure(job: Job, reason: str) -> dict:
     }
 
 
-def bad_inputs(paths: Iterable[str]) -> Dict[str, str]:
+def bad_inputs(paths: Iterable[str], decode: bool = True) -> Dict[str, str]:
     """`{path: one line}` for each of `paths` that does not decode as an image (each decoded fully,
-    one at a time, before any painting)."""
+    one at a time, before any painting), or with `decode=False` whose header is not an image's
+    (nothing decoded: what a damaged body holds is then found by the worker that decodes it)."""
     bad = {}
     for path in sorted(set(paths)):
         try:
-            image_io.load_image(path)
+            if decode:
+                image_io.load_image(path)
+            else:
+                with image_io.peek(path):
+                    pass
         except NstError as err:
             bad[path] = str(err)
     return bad
@@ -330,9 +335,10 @@ class Jobs(NamedTuple):
     failed: List[tuple] = []
 
 
-def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Jobs:
+def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int, decode: bool = True) -> Jobs:
     """The one plan of the batch command and the Beam pipeline; checks the options, the output
-    folder and every input the missing outputs need (decoded once each), writes nothing."""
+    folder and every input the missing outputs need (decoded once each; with `decode=False`, the
+    Beam driver's way, their headers only), writes nothing."""
     check_config(cfg)
     if cfg.init not in INITS:
         image_io.load_init_image(cfg.init)
@@ -340,7 +346,7 @@ def plan(contents, styles, output_dir: str, cfg: Config, batch_size: int) -> Job
         raise NstError(f"--output_dir {output_dir} is a file, not a folder")
     jobs = plan_jobs(expand(contents), expand(styles))
     todo = pending(jobs, output_dir)
-    bad = bad_inputs(p for job in todo for p in (job.content, job.style))
+    bad = bad_inputs((p for job in todo for p in (job.content, job.style)), decode)
     reasons = {job: bad.get(job.content) or bad.get(job.style) for job in todo}
     failed = [(job, reason) for job, reason in reasons.items() if reason]
     good = [job for job, reason in reasons.items() if not reason]

@@ -9,8 +9,10 @@ The pipeline spreads the batches over the workers; `StylizeFn` builds the featur
 per worker (`setup`), stylises each batch, writes each image atomically into `--output_dir` and
 emits its manifest record; the records are gathered and written into `manifest.jsonl` once, at
 the end. A batch that cannot be painted (an `NstError`) goes to the dead-letter output `failed`,
-and a job whose input does not decode never enters the pipeline: both are listed in the manifest
-with their error, and the pipeline goes on. Flags this module does not know (`--runner`, `--project`, `--flink_master`, ...) go to
+and a job whose input is not an image never enters the pipeline (the driver reads each input's
+header only: it decodes nothing, so a large input list costs it little; a file whose body is
+damaged fails in the worker that decodes it, alone, to the dead letters): all are listed in the
+manifest with their error, and the pipeline goes on. Flags this module does not know (`--runner`, `--project`, `--flink_master`, ...) go to
 Beam's `PipelineOptions`, so the same command runs on Dataflow, Flink or Spark. The output
 folder must be one every worker can write (a shared or mounted file system).
 """
@@ -84,7 +86,7 @@ def build(
     failures: Sequence[dict] = (),
 ):
     """The pipeline's steps on `pipeline`: batches in, images and the manifest out; `failures`
-    (the jobs whose inputs do not decode) and the dead letters join the manifest."""
+    (the jobs whose inputs are not images) and the dead letters join the manifest."""
     painted = (
         pipeline
         | "Batches" >> beam.Create([[tuple(job) for job in group] for group in groups])
@@ -116,7 +118,7 @@ def run(
     "--direct_num_workers=2"]` or `["--runner=DataflowRunner", "--project=...", ...]`.
     Returns `{"written": n, "skipped": n, "failed": [(output, reason)], "seconds": s}`."""
     cfg = make_config(cfg, **options)
-    jobs, todo, groups, _, failed = batch.plan(contents, styles, output_dir, cfg, batch_size)
+    jobs, todo, groups, _, failed = batch.plan(contents, styles, output_dir, cfg, batch_size, decode=False)
     os.makedirs(output_dir, exist_ok=True)
     batch.Manifest(output_dir)  # drops stale lines before the workers start
     start = time.perf_counter()

@@ -307,8 +307,19 @@ def test_the_beam_pipeline_sends_what_it_cannot_paint_to_its_dead_letters(tmp_pa
     assert result["written"] == 1 and sorted(o for o, _ in result["failed"]) == [
         "notes__the_scream.png",
         "tiny__the_scream.png",  # failed inside the pipeline: the dead-letter output
-        "truncated__the_scream.png",
+        "truncated__the_scream.png",  # its header is an image's: the driver decodes nothing, its worker fails it
     ]
     with open(out / "manifest.jsonl", encoding="utf-8") as f:
         records = {r["output"]: r for r in map(json.loads, f)}
     assert "error" not in records["boston__the_scream.png"] and "8x8" in records["tiny__the_scream.png"]["error"]
+    assert "truncated" in records["truncated__the_scream.png"]["error"]
+    assert "not an image" in records["notes__the_scream.png"]["error"]  # refused by the driver, from its header
+
+
+def test_the_beam_driver_reads_headers_only_and_the_batch_command_decodes(tmp_path):
+    from nst_tf import batch
+
+    photos = _mixed_photos(tmp_path / "photos", good=1)
+    paths = [os.path.join(photos, n) for n in sorted(os.listdir(photos))]
+    assert sorted(os.path.basename(p) for p in batch.bad_inputs(paths, decode=False)) == ["notes.png"]
+    assert sorted(os.path.basename(p) for p in batch.bad_inputs(paths)) == ["notes.png", "truncated.jpg"]
