@@ -164,9 +164,10 @@ def _in_process(monkeypatch, argv):
     from absl import flags
 
     from nst_tf import cli
+    from nst_tf.commands import stylize
 
     fv = flags.FlagValues()
-    cli.define_flags(fv)
+    stylize.define(fv)
     monkeypatch.setattr(flags, "FLAGS", fv)
     fv(["nst-tf", *argv])
     return cli.main(["nst-tf"])
@@ -280,3 +281,40 @@ def test_a_budget_paints_the_one_pass_then_refines_from_it_never_ending_worse(tm
         for p in (out, one)
     ]
     assert errors[0] <= errors[1] * 1.001, errors
+
+
+@pytest.mark.slow
+def test_init_network_starts_from_the_litert_one_pass_without_a_keras_network(tmp_path, monkeypatch, capsys):
+    """--init=network from the command line: the one pass it starts from is LiteRT's (as `nst-tf
+    --network=demo` paints it), at the first scale's size, so no Keras network is built (2.5 s of a
+    10-step refine's whole process); the picture is the API's, which starts from the Keras network's
+    painting, within what that start's difference (LiteRT's kernels and Lanczos resampling: within a
+    level, tests/test_lite.py) becomes after two scales of two L-BFGS steps in float32 (measured here:
+    max 1 level, mean 0.0002; held to 4 and 0.5 for other kernels)."""
+    pytest.importorskip("ai_edge_litert")
+    import nst_tf
+    from nst_tf import image_io
+    from nst_tf.networks import arbitrary, lite
+
+    if not lite.ready("demo"):  # converted once (by TensorFlow), as `make` does at install
+        lite.convert("demo")
+    out = tmp_path / "warm.png"
+    run = ["--size=64", "--scales=2", "--steps=2", "--weights=embedded", "--precision=float32", "--jit=off"]
+    with monkeypatch.context() as patched:
+        patched.setattr(arbitrary, "load_arbitrary", lambda *a, **k: pytest.fail("built the Keras network"))
+        assert _in_process(patched, ["--network=demo", "--init=network", *run, "--noprogress", f"--output={out}"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out}")
+    api = nst_tf.stylize(
+        image_io.example_path("boston"),
+        image_io.example_path("the_scream"),
+        network="demo",
+        init="network",
+        size=64,
+        scales=2,
+        steps=2,
+        weights="embedded",
+        precision="float32",
+        jit="off",
+    )
+    diff = np.abs(image_io.load_image(str(out)) * 255 - api.astype(np.float32))
+    assert diff.mean() <= 0.5 and diff.max() <= 4, (diff.mean(), diff.max())

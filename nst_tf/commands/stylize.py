@@ -30,13 +30,14 @@ from nst_tf.networks import lite, options
 NAME = "nst-tf"
 
 
-def define():
-    common.define_flags()
+def define(fv=flags.FLAGS):
+    common.define_flags(fv)
     flags.DEFINE_boolean(
         "lite",
         True,
         "Paint --network=demo's one pass on the LiteRT interpreter (no TensorFlow: 0.6 s in all at 512 px on 2 cores) when the "
-        "options allow; --nolite: TensorFlow's Keras network.",
+        "options allow, and the one pass --init=network and --budget start from; --nolite: TensorFlow's Keras network.",
+        flag_values=fv,
     )
 
 
@@ -75,12 +76,8 @@ def main(argv) -> int:
             print(autotune.describe_cached(cfg.precision, cfg.jit, cfg.style_loss, fv.autotune))
             return 0
         callbacks.check_outputs(cfg.outputs)
-        starts = None
-        if choice is not None and not _lite_refusal(choice.one_pass, fv):
-            # a budget's one pass on LiteRT, and the steps start from its picture as painted (not rounded
-            # to 8 bits: bfloat16's L-BFGS stalled from the rounded one on a held-out pair): no Keras network
-            one_pass = choice.one_pass
-            starts = [lite.paint(content, styles, painting.Options.of(one_pass), one_pass.network)]
+        starts = _lite_start(cfg, fv, choice, content, styles)
+        if starts is not None:
             cfg = cfg.replace(init="content", network=None)
         common.import_tensorflow_quietly()
         from nst_tf import painters  # after the checks above: TensorFlow loads here
@@ -162,6 +159,22 @@ def _paint(fv, cfg, output, content, styles) -> int:
         f"{time.perf_counter() - start:.1f} s)"
     )
     return 0
+
+
+def _lite_start(cfg, fv, choice, content, styles):
+    """The one pass the steps start from (`[picture]`), painted on LiteRT where it can be, so that no
+    Keras network is built: a budget's, or --init=network's at its first scale's size (where the Keras
+    network would paint it). The picture as painted, not rounded to 8 bits (from a rounded start
+    bfloat16's L-BFGS stalled on a held-out pair). None: the run paints its own start, if any."""
+    if choice is not None:
+        one_pass = choice.one_pass
+    elif cfg.init == "network":
+        one_pass = cfg.replace(size=cfg.scale_plan()[0][0])
+    else:
+        return None
+    if _lite_refusal(one_pass, fv):
+        return None
+    return [lite.paint(content, styles, painting.Options.of(one_pass), one_pass.network)]
 
 
 def _lite_refusal(cfg, fv) -> str:
