@@ -5,7 +5,10 @@ says what wins at each budget on the tuning pairs: the one pass first (Magenta's
 LiteRT from the command line: 0.6 s whole process), and once TensorFlow, VGG19 and the first traced
 step fit, L-BFGS steps at the requested size started from that one-pass painting, as many as fit. So:
 
-- under `REFINE_FROM` seconds (or when this machine's refine has been measured not to fit): the one pass;
+- when the refine's first step and the writing would not fit: the one pass. What they need is measured
+  on this machine (`refine_needs`: the slowest of its last budgeted refines' first steps, in seconds
+  since the process started, scaled up for a larger picture, plus the writing and a margin); on a
+  machine that has not run one yet, `REFINE_FROM` seconds (the tuning machine's, with room to spare);
 - otherwise: the one pass, then the warm-started optimisation at one scale, stopped by `Deadline` when
   the next step (at the rate measured on the steps so far) and the writing would not fit.
 
@@ -15,19 +18,24 @@ the budget is never spent on calibration. The choice and the steps taken are pri
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
-from nst_tf import autotune
+from nst_tf import autotune, files
 from nst_tf.callbacks import Callback
 from nst_tf.config import Config
-from nst_tf.errors import TimeUp
+from nst_tf.errors import NstError, TimeUp
 
-# Whole-process seconds below which refining cannot take a step on the tuning machine (2-core AVX-512
-# BF16, 512 px: TensorFlow's import, VGG19, the network and the first traced L-BFGS step took 9-10 s).
+# Whole-process seconds below which refining cannot take a step, where this machine has not measured
+# it (the tuning machine, 2-core AVX-512 BF16 at 512 px: TensorFlow's import, VGG19, the network and
+# the first traced L-BFGS step took 9-10 s on 2026-12-06; 5.2-5.9 s on an Intel Xeon with AMX since).
 REFINE_FROM = 12.0
 WRITE_SECONDS = 1.2  # saving the PNG and leaving the process (measured 1.1 s from the last step to exit)
+MARGIN = 1.0  # seconds on top of the slowest first step remembered and the writing
+KEPT_FIRST_STEPS = 5  # the last budgeted refines' first steps remembered per machine
 MAX_STEPS = 1000  # a refine's cap: the deadline ends it long before on a CPU
 
 
@@ -46,13 +54,63 @@ def choose(cfg: Config, elapsed: float) -> Choice:
     """The run `cfg.budget` buys when `elapsed` seconds of it are already spent."""
     left = cfg.budget - elapsed
     one_pass = cfg.replace(network="demo", init="content", scales=1, adapt_steps=0, strength=1.0)
-    if left < REFINE_FROM:
-        reason = f"{left:.1f} s left: the one pass (refining needs about {REFINE_FROM:g} s)"
+    needs, source = refine_needs(cfg.size)
+    if left < needs:
+        reason = f"{left:.1f} s left: the one pass (refining needs about {needs:.1f} s{source})"
         return Choice(False, one_pass, one_pass, reason)
     refine = cfg.replace(network="demo", init="network", scales=1, steps=MAX_STEPS, adapt_steps=0, strength=1.0)
     return Choice(
         True, one_pass, refine, f"{left:.1f} s left: the one pass, then L-BFGS steps from it until the budget"
     )
+
+
+def _first_steps_path() -> str:
+    return os.path.join(files.cache_dir(), "budget.json")
+
+
+def _first_steps() -> list:
+    """This machine's (CPU and TensorFlow: `autotune.cpu_key`) remembered first steps: `[seconds
+    since the process started, picture size]`, the newest last; [] when none or unreadable."""
+    try:
+        with open(_first_steps_path()) as f:
+            kept = json.load(f).get(autotune.cpu_key(), [])
+        return [(float(s), int(n)) for s, n in kept if float(s) > 0 and int(n) > 0]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
+
+
+def refine_needs(size: int) -> Tuple[float, str]:
+    """Whole-process seconds a refine at `size` px needs for its first step and the writing, and
+    where the figure comes from: the slowest remembered first step on this machine (scaled by the
+    pixels where the picture is larger than the one measured), plus the writing and `MARGIN`; else
+    `REFINE_FROM`."""
+    kept = _first_steps()
+    if not kept:
+        return REFINE_FROM, "; not yet measured on this machine"
+    first = max(seconds * max(1.0, (size / measured) ** 2) for seconds, measured in kept)
+    return first + WRITE_SECONDS + MARGIN, f" on this machine: its first step ended {first:.1f} s in"
+
+
+def remember_first_step(seconds: float, size: int) -> None:
+    """Keeps a budgeted refine's first step (`seconds` since its process started, at `size` px)
+    for `refine_needs`, with the last `KEPT_FIRST_STEPS` of this machine; a cache that cannot be
+    written only leaves the rule as it was."""
+    path = _first_steps_path()
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data[autotune.cpu_key()] = [
+        list(x) for x in (_first_steps() + [(round(seconds, 2), int(size))])[-KEPT_FIRST_STEPS:]
+    ]
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with files.atomic_file(path, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+    except (OSError, NstError) as err:
+        sys.stderr.write(f"nst-tf: could not keep the refine's first step in {path}: {err}\n")
 
 
 def autotune_mode(mode=None):
@@ -85,6 +143,7 @@ class Deadline(Callback):
     def __init__(self, deadline: float, write_seconds: float = WRITE_SECONDS, step_estimate: float = 0.0):
         self.deadline, self.write_seconds, self.step_estimate = deadline, write_seconds, step_estimate
         self.durations, self.steps = [], 0
+        self.first_step_end = None  # seconds since the process started, when the first step ended
 
     def on_run_begin(self, transfer, steps):
         self.last = time.perf_counter()
@@ -93,6 +152,8 @@ class Deadline(Callback):
         now = time.perf_counter()
         self.durations.append(now - self.last)
         self.last, self.steps = now, step
+        if self.first_step_end is None:
+            self.first_step_end = process_seconds()
         recent = self.durations[1:][-3:]
         step = max(recent) if recent else (self.step_estimate or self.durations[0] / 2)
         if now + step + self.write_seconds > self.deadline:

@@ -103,6 +103,8 @@ def main(argv) -> int:
             )
         seconds = time.perf_counter() - start
         image_io.save_image(output, image)
+        if timer and timer[0].first_step_end is not None:  # what the next budget's rule reads
+            budget.remember_first_step(timer[0].first_step_end, cfg.size)
     except Interrupted as err:
         return _interrupted(err, output, fv.progress, existed)
     except KeyboardInterrupt:  # a signal before the run started, or a second one
