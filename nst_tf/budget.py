@@ -68,14 +68,23 @@ def _first_steps_path() -> str:
     return os.path.join(files.cache_dir(), "budget.json")
 
 
-def _first_steps() -> list:
-    """This machine's (CPU and TensorFlow: `autotune.cpu_key`) remembered first steps: `[seconds
-    since the process started, picture size]`, the newest last; [] when none or unreadable."""
+def _read_first_steps() -> dict:
+    """`budget.json`: `{machine key: [[seconds, size], ...]}`, {} when missing or unreadable."""
     try:
         with open(_first_steps_path()) as f:
-            kept = json.load(f).get(autotune.cpu_key(), [])
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _first_steps(data=None) -> list:
+    """This machine's (CPU and TensorFlow: `autotune.cpu_key`) remembered first steps: `(seconds
+    since the process started, picture size)`, the newest last; [] when none or damaged."""
+    try:
+        kept = (_read_first_steps() if data is None else data).get(autotune.cpu_key(), [])
         return [(float(s), int(n)) for s, n in kept if float(s) > 0 and int(n) > 0]
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError):
         return []
 
 
@@ -95,16 +104,9 @@ def remember_first_step(seconds: float, size: int) -> None:
     """Keeps a budgeted refine's first step (`seconds` since its process started, at `size` px)
     for `refine_needs`, with the last `KEPT_FIRST_STEPS` of this machine; a cache that cannot be
     written only leaves the rule as it was."""
-    path = _first_steps_path()
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
-    data[autotune.cpu_key()] = [
-        list(x) for x in (_first_steps() + [(round(seconds, 2), int(size))])[-KEPT_FIRST_STEPS:]
-    ]
+    path, data = _first_steps_path(), _read_first_steps()
+    kept = _first_steps(data) + [(round(seconds, 2), int(size))]
+    data[autotune.cpu_key()] = [list(x) for x in kept[-KEPT_FIRST_STEPS:]]
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with files.atomic_file(path, "w") as f:

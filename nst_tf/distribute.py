@@ -143,5 +143,5 @@ def split(state, strategy: tf.distribute.Strategy, model, targets, spec, opt, ji
         )
 
     x = shard(images)
-    opt_state = tf.function(lambda x: strategy.run(optimizer.init, args=(x,)))(x)
+    opt_state = tf.function(lambda x: strategy.run(optimizer.init, args=(x,)), autograph=False)(x)
     return driver.Stepper(compiled, gather, recover), state._replace(image=x, opt_state=opt_state), join

@@ -213,3 +213,32 @@ def test_every_command_loads_without_tensorflow():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# Graphs written once for others to run (SavedModels, TF Lite, the tiled network's signature) keep
+# AutoGraph; every step nst_tf traces to run itself does without it.
+EXPORTS = {"serving.py", "networks/export.py", "networks/lite.py", "networks/tiled.py"}
+
+
+def test_steps_are_traced_without_autograph():
+    """AutoGraph rewrote Keras' layer calls one by one on every trace (1.3 s of the adaptation's first
+    step) for steps that branch only on Python values: a step that must branch on a tensor uses
+    `tf.cond` or `tf.while_loop` and still passes `autograph=False`."""
+    missing = []
+    for folder, _, names in os.walk(PACKAGE):
+        for name in names:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or os.path.relpath(path, PACKAGE) in EXPORTS:
+                continue
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                bare = [d for d in getattr(node, "decorator_list", []) if ast.unparse(d) == "tf.function"]
+                called = (
+                    isinstance(node, ast.Call)
+                    and ast.unparse(node.func) == "tf.function"
+                    and not any(k.arg == "autograph" for k in node.keywords)
+                )
+                if bare or called:
+                    missing.append(f"{os.path.relpath(path, REPO)}:{node.lineno}")
+    assert not missing, missing
