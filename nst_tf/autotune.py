@@ -207,7 +207,7 @@ def cached_rate(precision: str = "auto", jit: str = "auto", style_loss: str = "g
     if entry is None or not entry.get("seconds"):
         return None
     choice = choose(entry, precision, jit, style_loss)
-    if _mode(mode) == "off" and (precision == "auto" or jit == "auto"):
+    if resolved_mode(mode) == "off" and (precision == "auto" or jit == "auto"):
         choice = resolve(precision, jit, style_loss, "off")
     seconds = entry["seconds"].get(name(choice.precision, choice.xla))
     if seconds is None:
@@ -341,7 +341,7 @@ def choose(entry: dict, precision: str = "auto", jit: str = "auto", style_loss: 
     return Choice(p, x, reason + (f"; {pinned_by}" if pinned_by else ""))
 
 
-def _mode(mode: Optional[str]) -> str:
+def resolved_mode(mode: Optional[str]) -> str:
     """`mode`, or `$NST_TF_AUTOTUNE` when it is None (default "cached"), checked."""
     if mode is None:
         mode = os.environ.get(ENV) or "cached"
@@ -361,7 +361,7 @@ def resolve(
 ) -> Choice:
     """The concrete (precision, XLA) for these settings: given values pass through; "auto" is
     measured (see the module docstring) or, with mode "off", the safe rule (float32, XLA off)."""
-    mode = _mode(mode)
+    mode = resolved_mode(mode)
     if precision != "auto" and jit != "auto":
         return Choice(precision, jit == "on", "as given")
     if mode == "off":
@@ -389,7 +389,7 @@ def describe_cached(
     """What "auto" will be on this machine, from the cache only (no TensorFlow): for `--dry_run`."""
     if precision != "auto" and jit != "auto":
         return f"precision {precision}, XLA {jit} (as given)"
-    mode = _mode(mode)
+    mode = resolved_mode(mode)
     if mode == "off":
         return "precision/XLA: " + resolve(precision, jit, style_loss, "off").describe()
     entries = cached_entries()

@@ -12,8 +12,9 @@ step fit, L-BFGS steps at the requested size started from that one-pass painting
 - otherwise: the one pass, then the warm-started optimisation at one scale, stopped by `Deadline` when
   the next step (at the rate measured on the steps so far) and the writing would not fit.
 
-Nothing is measured before the run (no autotune: its cached choice if there is one, else float32), so
-the budget is never spent on calibration. The choice and the steps taken are printed.
+Nothing is measured before the run (no autotune: its cached choice if there is one; else bfloat16 on a
+CPU with bfloat16 instructions, which autotune chose on both such CPUs measured, and float32 elsewhere),
+so the budget is never spent on calibration. The choice and the steps taken are printed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ WRITE_SECONDS = 1.2  # saving the PNG and leaving the process (measured 1.1 s fr
 MARGIN = 1.0  # seconds on top of the slowest first step remembered and the writing
 KEPT_FIRST_STEPS = 5  # the last budgeted refines' first steps remembered per machine
 MAX_STEPS = 1000  # a refine's cap: the deadline ends it long before on a CPU
+# CPU flags under which an unmeasured machine refines in bfloat16 (`autotune.cpu_flags`: without those
+# that ONEDNN_MAX_CPU_ISA forbids). Measured: autotune chose bfloat16 on the AMD EPYC (AVX-512 BF16) and
+# the Intel Xeon (AMX; 0.113 s a step against float32's 0.320 at 192x129); `make demo`'s 45 s bought 124
+# steps in bfloat16 against 33 in float32 there, style error 0.048 against 0.071 (Boston x The Scream).
+BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 class Choice(NamedTuple):
@@ -50,18 +56,32 @@ class Choice(NamedTuple):
     reason: str
 
 
-def choose(cfg: Config, elapsed: float) -> Choice:
-    """The run `cfg.budget` buys when `elapsed` seconds of it are already spent."""
+def choose(cfg: Config, elapsed: float, mode=None) -> Choice:
+    """The run `cfg.budget` buys when `elapsed` seconds of it are already spent (`mode`: the door's
+    autotune mode, as `unmeasured_precision` reads it)."""
     left = cfg.budget - elapsed
     one_pass = cfg.replace(network="demo", init="content", scales=1, adapt_steps=0, strength=1.0)
     needs, source = refine_needs(cfg.size)
     if left < needs:
         reason = f"{left:.1f} s left: the one pass (refining needs about {needs:.1f} s{source})"
         return Choice(False, one_pass, one_pass, reason)
-    refine = cfg.replace(network="demo", init="network", scales=1, steps=MAX_STEPS, adapt_steps=0, strength=1.0)
-    return Choice(
-        True, one_pass, refine, f"{left:.1f} s left: the one pass, then L-BFGS steps from it until the budget"
+    precision, why = unmeasured_precision(cfg.precision, mode)
+    refine = cfg.replace(
+        network="demo", init="network", scales=1, steps=MAX_STEPS, adapt_steps=0, strength=1.0, precision=precision
     )
+    reason = f"{left:.1f} s left: the one pass, then L-BFGS steps from it until the budget{why}"
+    return Choice(True, one_pass, refine, reason)
+
+
+def unmeasured_precision(precision: str, mode=None) -> Tuple[str, str]:
+    """`(precision, why)` a budget refines in: as given, or "auto" (resolved from this machine's
+    cached measurement) where it has one or autotune is off; else bfloat16 on a CPU with
+    `BFLOAT16_FLAGS`, float32's "auto" elsewhere."""
+    if precision != "auto" or autotune.cached_entries() or autotune.resolved_mode(mode) == "off":
+        return precision, ""
+    if autotune.cpu_flags() & BFLOAT16_FLAGS:
+        return "bfloat16", " (bfloat16: this CPU has bfloat16 instructions and has not measured its choice)"
+    return precision, ""
 
 
 def _first_steps_path() -> str:

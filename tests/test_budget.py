@@ -61,3 +61,25 @@ def test_the_deadline_notes_when_the_first_step_ended():
     assert first is not None and first >= 0
     deadline.on_step_end(None, 2, 1.0, {})
     assert deadline.first_step_end == first
+
+
+@pytest.mark.parametrize(
+    "flags, cached, mode, expected",
+    [
+        ({"avx2", "avx512_bf16"}, False, "cached", "bfloat16"),  # unmeasured, with bfloat16 instructions
+        ({"avx2", "amx_bf16", "amx_tile"}, False, None, "bfloat16"),
+        ({"avx2", "fma"}, False, "cached", "auto"),  # without them: the rule's float32
+        ({"avx2", "avx512_bf16"}, True, "cached", "auto"),  # measured: the cached choice
+        ({"avx2", "avx512_bf16"}, False, "off", "auto"),  # autotune off: the safe rule, as asked
+    ],
+)
+def test_an_unmeasured_machine_refines_in_bfloat16_where_its_cpu_has_it(
+    cache, monkeypatch, flags, cached, mode, expected
+):
+    monkeypatch.setattr(autotune, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(autotune, "cached_entries", lambda: {"key": {}} if cached else {})
+    monkeypatch.delenv(autotune.ENV, raising=False)
+    choice = budget.choose(Config(budget=30), 0.2, mode)
+    assert choice.refine and choice.config.precision == expected
+    assert ("bfloat16 instructions" in choice.reason) == (expected == "bfloat16")
+    assert budget.choose(Config(budget=30, precision="float32"), 0.2, mode).config.precision == "float32"

@@ -50,7 +50,7 @@ def main(argv) -> int:
         deadline = choice = None
         if cfg.budget:  # the whole process's seconds, from its start: what they buy, said once
             spent = budget.process_seconds()
-            choice = budget.choose(cfg, spent)
+            choice = budget.choose(cfg, spent, fv.autotune)
             cfg, deadline = choice.config, time.perf_counter() + cfg.budget - spent
             print(f"{NAME}: --budget={cfg.budget:g}: {choice.reason}", flush=True)
         painter = plan_lib.painter_of(cfg)
