@@ -26,7 +26,6 @@ and is cached per machine (CPU model, instruction flags, cores, GPU, TensorFlow 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -155,31 +154,24 @@ def machine_key(gpu: Optional[str]) -> str:
 cache_dir = files.cache_dir  # (the folder of every cache nst_tf keeps)
 
 
+CACHE_FILE = "autotune.json"
+
+
 def cache_path() -> str:
     """The autotune cache: `autotune.json` in `cache_dir()`."""
-    return os.path.join(cache_dir(), "autotune.json")
+    return os.path.join(cache_dir(), CACHE_FILE)
 
 
 def _read_cache() -> dict:
-    try:
-        with open(cache_path()) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) and data.get("format") == CACHE_FORMAT else {}
-    except (OSError, ValueError):
-        return {}
+    data = files.read_cache_json(CACHE_FILE)
+    return data if data.get("format") == CACHE_FORMAT else {}
 
 
 def _write_cache(key: str, entry: dict) -> None:
     """Adds `entry` under `key`, atomically; a cache that cannot be written only costs a re-measure."""
     data = _read_cache() or {"format": CACHE_FORMAT, "entries": {}}
     data.setdefault("entries", {})[key] = entry
-    path = cache_path()
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with files.atomic_file(path, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-    except (OSError, NstError) as err:
-        sys.stderr.write(f"nst-tf: could not cache the measurement in {path}: {err}\n")
+    files.write_cache_json(CACHE_FILE, data, "the measurement")
 
 
 def cached_entries() -> Dict[str, dict]:

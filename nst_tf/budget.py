@@ -19,16 +19,14 @@ so the budget is never spent on calibration. The choice and the steps taken are 
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 from typing import NamedTuple, Tuple
 
 from nst_tf import autotune, files
 from nst_tf.callbacks import Callback
 from nst_tf.config import Config
-from nst_tf.errors import NstError, TimeUp
+from nst_tf.errors import TimeUp
 
 # Whole-process seconds below which refining cannot take a step, where this machine has not measured
 # it (the tuning machine, 2-core AVX-512 BF16 at 512 px: TensorFlow's import, VGG19, the network and
@@ -84,25 +82,14 @@ def unmeasured_precision(precision: str, mode=None) -> Tuple[str, str]:
     return precision, ""
 
 
-def _first_steps_path() -> str:
-    return os.path.join(files.cache_dir(), "budget.json")
-
-
-def _read_first_steps() -> dict:
-    """`budget.json`: `{machine key: [[seconds, size], ...]}`, {} when missing or unreadable."""
-    try:
-        with open(_first_steps_path()) as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+FIRST_STEPS_FILE = "budget.json"  # in the cache folder: {machine key: [[seconds, size], ...]}
 
 
 def _first_steps(data=None) -> list:
     """This machine's (CPU and TensorFlow: `autotune.cpu_key`) remembered first steps: `(seconds
     since the process started, picture size)`, the newest last; [] when none or damaged."""
     try:
-        kept = (_read_first_steps() if data is None else data).get(autotune.cpu_key(), [])
+        kept = (files.read_cache_json(FIRST_STEPS_FILE) if data is None else data).get(autotune.cpu_key(), [])
         return [(float(s), int(n)) for s, n in kept if float(s) > 0 and int(n) > 0]
     except (ValueError, TypeError):
         return []
@@ -124,15 +111,10 @@ def remember_first_step(seconds: float, size: int) -> None:
     """Keeps a budgeted refine's first step (`seconds` since its process started, at `size` px)
     for `refine_needs`, with the last `KEPT_FIRST_STEPS` of this machine; a cache that cannot be
     written only leaves the rule as it was."""
-    path, data = _first_steps_path(), _read_first_steps()
+    data = files.read_cache_json(FIRST_STEPS_FILE)
     kept = _first_steps(data) + [(round(seconds, 2), int(size))]
     data[autotune.cpu_key()] = [list(x) for x in kept[-KEPT_FIRST_STEPS:]]
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with files.atomic_file(path, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-    except (OSError, NstError) as err:
-        sys.stderr.write(f"nst-tf: could not keep the refine's first step in {path}: {err}\n")
+    files.write_cache_json(FIRST_STEPS_FILE, data, "the refine's first step")
 
 
 def autotune_mode(mode=None):

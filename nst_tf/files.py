@@ -9,6 +9,7 @@ the new one, never half of one. What is written gets the permissions a plain `op
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import shutil
@@ -112,6 +113,28 @@ def native_stderr_quiet(quiet: bool = True):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def read_cache_json(name: str) -> dict:
+    """The JSON object `name` in `cache_dir()`; {} when it is missing, damaged or not an object."""
+    try:
+        with open(os.path.join(cache_dir(), name)) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_cache_json(name: str, data: dict, what: str) -> None:
+    """Writes `data` as `name` in `cache_dir()`, atomically; a cache that cannot be written only costs
+    what it would have saved (`what`, said on stderr), never the run."""
+    path = os.path.join(cache_dir(), name)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_file(path, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+    except (OSError, NstError) as err:
+        sys.stderr.write(f"nst-tf: could not keep {what} in {path}: {err}\n")
 
 
 def cache_dir() -> str:
