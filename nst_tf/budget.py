@@ -46,40 +46,43 @@ BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 class Choice(NamedTuple):
     """What a budget buys: `one_pass` (the network's painting), then, when `refine`, the
     optimisation `config` started from it (`init="network"`; a door holding the one pass's picture
-    may start from that instead)."""
+    may start from that instead), its "auto" resolved with the autotune mode `autotune` (never one
+    that measures)."""
 
     refine: bool
     one_pass: Config
     config: Config
     reason: str
+    autotune: str = "off"
 
 
 def choose(cfg: Config, elapsed: float, mode=None) -> Choice:
     """The run `cfg.budget` buys when `elapsed` seconds of it are already spent (`mode`: the door's
-    autotune mode, as `unmeasured_precision` reads it)."""
+    autotune mode, None for `$NST_TF_AUTOTUNE`)."""
     left = cfg.budget - elapsed
     one_pass = cfg.replace(network="demo", init="content", scales=1, adapt_steps=0, strength=1.0)
+    precision, resolve_mode, why = _without_measuring(cfg.precision, mode)
     needs, source = refine_needs(cfg.size)
     if left < needs:
         reason = f"{left:.1f} s left: the one pass (refining needs about {needs:.1f} s{source})"
-        return Choice(False, one_pass, one_pass, reason)
-    precision, why = unmeasured_precision(cfg.precision, mode)
+        return Choice(False, one_pass, one_pass, reason, resolve_mode)
     refine = cfg.replace(
         network="demo", init="network", scales=1, steps=MAX_STEPS, adapt_steps=0, strength=1.0, precision=precision
     )
     reason = f"{left:.1f} s left: the one pass, then L-BFGS steps from it until the budget{why}"
-    return Choice(True, one_pass, refine, reason)
+    return Choice(True, one_pass, refine, reason, resolve_mode)
 
 
-def unmeasured_precision(precision: str, mode=None) -> Tuple[str, str]:
-    """`(precision, why)` a budget refines in: as given, or "auto" (resolved from this machine's
-    cached measurement) where it has one or autotune is off; else bfloat16 on a CPU with
-    `BFLOAT16_FLAGS`, float32's "auto" elsewhere."""
-    if precision != "auto" or autotune.cached_entries() or autotune.resolved_mode(mode) == "off":
-        return precision, ""
-    if autotune.cpu_flags() & BFLOAT16_FLAGS:
-        return "bfloat16", " (bfloat16: this CPU has bfloat16 instructions and has not measured its choice)"
-    return precision, ""
+def _without_measuring(precision: str, mode=None) -> Tuple[str, str, str]:
+    """`(precision, autotune mode, why)` a budget refines with, never measuring: this machine's cached
+    measurement where it has one (`mode` as the door was given it); else the rule ("off"), in
+    bfloat16 for "auto" on a CPU with `BFLOAT16_FLAGS` unless autotune was turned off (then float32,
+    as asked)."""
+    if autotune.cached_entries():
+        return precision, mode, ""
+    if precision == "auto" and autotune.resolved_mode(mode) != "off" and autotune.cpu_flags() & BFLOAT16_FLAGS:
+        return "bfloat16", "off", " (bfloat16: this CPU has bfloat16 instructions and has not measured its choice)"
+    return precision, "off", ""
 
 
 FIRST_STEPS_FILE = "budget.json"  # in the cache folder: {machine key: [[seconds, size], ...]}
@@ -115,12 +118,6 @@ def remember_first_step(seconds: float, size: int) -> None:
     kept = _first_steps(data) + [(round(seconds, 2), int(size))]
     data[autotune.cpu_key()] = [list(x) for x in kept[-KEPT_FIRST_STEPS:]]
     files.write_cache_json(FIRST_STEPS_FILE, data, "the refine's first step")
-
-
-def autotune_mode(mode=None):
-    """How a budgeted run resolves "auto" precision: the cached measurement if this machine has one
-    (`mode` as the door was given it), else the rule without measuring ("off")."""
-    return mode if autotune.cached_entries() else "off"
 
 
 def process_seconds() -> float:

@@ -224,7 +224,7 @@ def stylize(
         wanted = make_config(config, **options)
         if wanted.budget:  # counted from this call
             choice = budget_lib.choose(wanted, 0.0)
-            plan = plan_lib.resolve(choice.config, budget_lib.autotune_mode())
+            plan = plan_lib.resolve(choice.config, choice.autotune)
             timer = [budget_lib.Deadline(time.perf_counter() + wanted.budget)] if choice.refine else []
         else:
             plan = plan_lib.resolve(wanted)

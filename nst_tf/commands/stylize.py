@@ -82,7 +82,7 @@ def main(argv) -> int:
         common.import_tensorflow_quietly()
         from nst_tf import painters  # after the checks above: TensorFlow loads here
 
-        mode = budget.autotune_mode(fv.autotune) if deadline is not None else fv.autotune
+        mode = choice.autotune if choice is not None else fv.autotune
         plan = plan_lib.resolve(cfg, mode)
         existed = os.path.exists(output)  # a finished picture an interruption must not replace
         start = time.perf_counter()
