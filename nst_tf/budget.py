@@ -39,7 +39,7 @@ MAX_STEPS = 1000  # a refine's cap: the deadline ends it long before on a CPU
 # CPU flags under which an unmeasured machine refines in bfloat16 (`autotune.cpu_flags`: without those
 # that ONEDNN_MAX_CPU_ISA forbids). Measured: autotune chose bfloat16 on the AMD EPYC (AVX-512 BF16) and
 # the Intel Xeon (AMX; 0.113 s a step against float32's 0.320 at 192x129); `make demo`'s 45 s bought 124
-# steps in bfloat16 against 33 in float32 there, style error 0.048 against 0.071 (Boston x The Scream).
+# steps in bfloat16 against 33 in float32 there, style error 0.048 against 0.064 (Boston x The Scream).
 BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
